@@ -1,0 +1,1 @@
+"""Benchmarks: `scanstation bench NAME`; each module has main(argv) -> exit code."""

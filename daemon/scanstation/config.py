@@ -1,0 +1,399 @@
+"""Typed, strict configuration: TOML file + SCANSTATION_<SECTION>_<KEY> environment overrides.
+
+Unknown keys are errors (exit 2 naming the key and the file). Loaded once, passed down.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG_PATHS = (Path("/etc/scanstation/scanstation.toml"), Path("scanstation.toml"))
+ENV_PREFIX = "SCANSTATION_"
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the key, the file and what was expected."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Location(_Section):
+    lat: float = Field(0.0, ge=-90, le=90, description="Latitude in degrees")
+    lon: float = Field(0.0, ge=-180, le=180, description="Longitude in degrees")
+
+
+class DeviceConfig(_Section):
+    id: str = Field(
+        default_factory=socket.gethostname,
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Device id used in MQTT topics and events (default: the hostname)",
+    )
+    site: str = Field("", description="Site name carried in events, e.g. a store number")
+    location: Location | None = Field(None, description="Where the device stands")
+    timezone: str = Field(
+        "UTC", description="IANA timezone for date checks (expiry is judged in local time)"
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown timezone {value!r}; expected an IANA name") from exc
+        return value
+
+
+class StorageConfig(_Section):
+    path: Path = Field(
+        Path("/var/lib/scanstation"), description="Directory of the SQLite database and images"
+    )
+    image_retention_days: int = Field(
+        30, ge=0, description="Delete stored images older than this (0 keeps them forever)"
+    )
+    disk_floor_mb: int = Field(
+        200, ge=0, description="Below this much free disk, new captures are refused visibly"
+    )
+    synchronous: Literal["full", "normal"] = Field(
+        "full",
+        description="SQLite synchronous mode: full makes every acknowledged capture durable",
+    )
+    commit_interval_ms: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description="Group commit: how long the writer waits to gather more writes",
+    )
+
+
+class _SourceBase(_Section):
+    name: str = Field(
+        ..., min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$", description="Source name"
+    )
+    enabled: bool = True
+
+
+class CameraSourceConfig(_SourceBase):
+    type: Literal["camera"]
+    backend: Literal["picamera2", "opencv", "file"] = "opencv"
+    device: str = Field("0", description="Camera index, V4L2 path, RTSP URL, video file or folder")
+    resolution: tuple[int, int] = Field((1280, 720), description="Width and height in pixels")
+    fps: float = Field(15.0, gt=0, le=120)
+    formats: list[str] = Field(
+        default_factory=list, description="zxing-cpp format names; empty means all"
+    )
+    roi: tuple[float, float, float, float] | None = Field(
+        None, description="Region of interest as fractions: x, y, width, height"
+    )
+    trigger: Literal["continuous", "gpio", "software"] = "continuous"
+    read_window_ms: int = Field(1000, gt=0, description="Read window after a trigger")
+    dedup_window_s: float = Field(
+        2.0, ge=0, description="A code must be out of view this long before it is read again"
+    )
+    autofocus: Literal["continuous", "auto", "manual"] = "continuous"
+    lens_position: float | None = Field(None, ge=0, description="Manual focus, dioptres")
+    loop: bool = Field(False, description="file backend: replay the files forever")
+    decode_threads: int = Field(0, ge=0, description="Decoder threads; 0 uses every core")
+
+
+class HidSourceConfig(_SourceBase):
+    type: Literal["hid"]
+    device: str = Field("auto", description="/dev/input/by-id/… path, or auto")
+    layout: Literal["us", "uk", "de", "fr", "es", "it"] = "us"
+    grab: bool = Field(True, description="Grab the device so keystrokes never reach the console")
+    gs_substitutes: list[str] = Field(
+        default_factory=list, description="Text the scanner sends in place of GS, e.g. '<GS>'"
+    )
+    function_keys: dict[str, str] = Field(
+        default_factory=dict, description="Function key to text, e.g. {F8 = '\\u001d'}"
+    )
+    prefix: str = ""
+    suffix: str = ""
+    terminator: Literal["enter", "tab", "none"] = "enter"
+    inter_key_timeout_ms: int = Field(
+        50, gt=0, description="A longer gap ends a scan (humans type slower than scanners)"
+    )
+
+
+class SerialSourceConfig(_SourceBase):
+    type: Literal["serial"]
+    port: str = Field(..., description="e.g. /dev/ttyACM0 or /dev/serial/by-id/…")
+    baud: int = Field(9600, gt=0)
+    terminator: str = Field("\r\n", description="Frame terminator; any of its characters ends")
+    gs_substitutes: list[str] = Field(default_factory=list)
+
+
+class StdinSourceConfig(_SourceBase):
+    type: Literal["stdin"]
+    gs_substitutes: list[str] = Field(
+        default_factory=lambda: ["\\x1d"], description="Typed stand-ins for GS"
+    )
+
+
+class ReplaySourceConfig(_SourceBase):
+    type: Literal["replay"]
+    file: Path | None = Field(
+        None, description="Text file of raw values, one per line (default: bundled samples)"
+    )
+    interval_s: float = Field(1.0, ge=0, description="Pause between replayed scans")
+    loop: bool = False
+
+
+SourceConfig = Annotated[
+    CameraSourceConfig
+    | HidSourceConfig
+    | SerialSourceConfig
+    | StdinSourceConfig
+    | ReplaySourceConfig,
+    Field(discriminator="type"),
+]
+
+
+class SessionConfig(_Section):
+    capture_mode: Literal["barcode_scan", "product_photography", "both"] = "both"
+    idle_timeout: float = Field(
+        1800, gt=0, description="Seconds without a capture before an ACTIVE session EXPIREs"
+    )
+    auto: bool = Field(
+        True, description="One rolling session per source, started automatically"
+    )
+
+
+class ClassifierConfig(_Section):
+    enabled: bool = True
+    model: Path | None = Field(None, description="A .tflite model; default: the shipped model")
+    labels: Path | None = Field(None, description="Labels file, one per line")
+    threads: int = Field(2, ge=1, le=16)
+    top_k: int = Field(5, ge=1, le=50)
+    min_confidence: float = Field(0.2, ge=0, le=1)
+
+
+class QrAnalysisConfig(_Section):
+    enabled: bool = True
+    max_hops: int = Field(5, ge=0, le=20)
+    timeout: float = Field(5.0, gt=0, le=60, description="Seconds for the whole chain")
+    allow_private_networks: bool = Field(
+        False, description="Lab only: allow loopback/private addresses (never on a lane)"
+    )
+    max_body_bytes: int = Field(65536, ge=0)
+
+
+class TlsConfig(_Section):
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    insecure: bool = Field(False, description="Skip server verification (never in production)")
+
+
+class MqttConfig(_Section):
+    host: str = Field("", description="Broker host; empty turns MQTT off (the outbox keeps events)")
+    port: int = Field(1883, gt=0, lt=65536)
+    tls: TlsConfig | None = None
+    username: str = ""
+    password_file: Path | None = None
+    topic_prefix: str = Field("scanstation", pattern=r"^[^#+]+$")
+    keepalive: int = Field(30, ge=5, le=3600)
+    client_id: str = Field("", description="Default: scanstation-<device id>")
+    protocol: Literal["5", "3.1.1"] = "5"
+    homeassistant_discovery: bool = False
+    telemetry_interval: float = Field(30, gt=0)
+    inflight: int = Field(20, ge=1, le=1000, description="Unacknowledged publishes at once")
+
+
+class HttpConfig(_Section):
+    bind: str = Field("127.0.0.1:8080", description="host:port to listen on")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header allowlist (DNS-rebinding guard); empty: the bind host + localhost",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="Hashed API keys; default: <storage.path>/api_keys.json"
+    )
+    max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
+    max_upload_pixels: int = Field(40_000_000, gt=0)
+
+    @field_validator("bind")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"bind {value!r} must be host:port, e.g. 127.0.0.1:8080")
+        return value
+
+    @property
+    def host(self) -> str:
+        return self.bind.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rpartition(":")[2])
+
+
+class GpioConfig(_Section):
+    good_read: int | None = Field(None, ge=0, le=27, description="BCM pin of the good-read LED")
+    no_read: int | None = Field(None, ge=0, le=27)
+    buzzer: int | None = Field(None, ge=0, le=27)
+    trigger_input: int | None = Field(None, ge=0, le=27, description="Photo-eye input")
+    reject_output: int | None = Field(None, ge=0, le=27)
+    session_button: int | None = Field(None, ge=0, le=27)
+
+
+class ChecksConfig(_Section):
+    expiry: bool = Field(True, description="Flag items whose AI 17 date is before today")
+    recall_list: Path | None = Field(None, description="CSV of gtin,batch recalled")
+
+
+class Gs1Config(_Section):
+    gs_substitutes: list[str] = Field(
+        default_factory=list, description="Visible stand-ins for GS that scanners send"
+    )
+
+
+class OutputConfig(_Section):
+    type: Literal["keyboard_gadget", "serial", "webhook"]
+    name: str = ""
+    url: str = ""
+    port: str = ""
+    device: str = ""
+    filter: str = Field("", description="Which captures to hand on, e.g. status == COMPLETED")
+    format: str = Field("{raw_value}", description="Template of what is sent")
+    match: dict[str, str] = Field(default_factory=dict)
+
+
+class Config(_Section):
+    device: DeviceConfig = Field(default_factory=DeviceConfig)  # type: ignore[arg-type]
+    storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
+    sources: list[SourceConfig] = Field(default_factory=list)
+    session: SessionConfig = Field(default_factory=SessionConfig)  # type: ignore[arg-type]
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)  # type: ignore[arg-type]
+    qr_analysis: QrAnalysisConfig = Field(default_factory=QrAnalysisConfig)  # type: ignore[arg-type]
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)  # type: ignore[arg-type]
+    http: HttpConfig = Field(default_factory=HttpConfig)  # type: ignore[arg-type]
+    gpio: GpioConfig = Field(default_factory=GpioConfig)
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)  # type: ignore[arg-type]
+    gs1: Gs1Config = Field(default_factory=Gs1Config)
+    outputs: list[OutputConfig] = Field(default_factory=list)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_source_names(cls, sources: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for source in sources:
+            if source.name in seen:
+                raise ValueError(f"two sources are named {source.name!r}; names must be unique")
+            seen.add(source.name)
+        return sources
+
+    @property
+    def api_keys_path(self) -> Path:
+        return self.http.api_keys_file or self.storage.path / "api_keys.json"
+
+    @property
+    def db_path(self) -> Path:
+        return self.storage.path / "scanstation.db"
+
+    @property
+    def images_path(self) -> Path:
+        return self.storage.path / "images"
+
+
+# Sections that take environment overrides (tables of scalars; arrays of tables do not).
+_ENV_SECTIONS = sorted(
+    (name for name, f in Config.model_fields.items() if name not in ("sources", "outputs")),
+    key=len,
+    reverse=True,
+)
+
+
+def _env_value(text: str) -> Any:
+    """Read an environment value as a TOML value when it is one (1, true, [..]), else text."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> list[str]:
+    """Apply SCANSTATION_<SECTION>_<KEY>=value to `data`; return the names applied."""
+    applied = []
+    for name, text in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or name in ("SCANSTATION_CONFIG",):
+            continue
+        rest = name[len(ENV_PREFIX) :].lower()
+        section = next((s for s in _ENV_SECTIONS if rest.startswith(s + "_")), None)
+        if section is None:
+            raise ConfigError(
+                f"environment variable {name}: no section matches; expected "
+                f"SCANSTATION_<SECTION>_<KEY> with SECTION one of {', '.join(sorted(_ENV_SECTIONS))}"
+            )
+        key = rest[len(section) + 1 :]
+        table = data.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"environment variable {name}: [{section}] is not a table")
+        table[key] = _env_value(text)
+        applied.append(name)
+    return applied
+
+
+def _format_error(error: Any, origin: str) -> str:
+    loc = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{origin}: unknown key '{loc}'"
+    if error["type"] == "missing":
+        return f"{origin}: missing required key '{loc}'"
+    if error["type"] == "union_tag_invalid":
+        return f"{origin}: '{loc}': {error['msg']}"
+    return f"{origin}: '{loc}': {error['msg']} (got {error.get('input')!r})"
+
+
+def parse_config(
+    data: dict[str, Any], origin: str = "<defaults>", environ: Mapping[str, str] | None = None
+) -> Config:
+    """Validate a TOML-shaped dict (plus environment overrides) into a Config."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    applied = apply_env_overrides(data, os.environ if environ is None else environ)
+    where = origin + (f" (with {', '.join(applied)})" if applied else "")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_format_error(e, where) for e in exc.errors())) from None
+
+
+def find_config_file(explicit: str | Path | None) -> Path | None:
+    """The config file to read: --config, $SCANSTATION_CONFIG, then the SPEC §3 defaults."""
+    if explicit is not None:
+        return Path(explicit)
+    if env := os.environ.get("SCANSTATION_CONFIG"):
+        return Path(env)
+    return next((p for p in DEFAULT_CONFIG_PATHS if p.is_file()), None)
+
+
+def load_config(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Load the config file (or built-in defaults when none exists) and validate it."""
+    file = find_config_file(path)
+    if file is None:
+        return parse_config({}, "<built-in defaults>", environ)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read the config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file}: not valid TOML: {exc}") from None
+    return parse_config(data, str(file), environ)

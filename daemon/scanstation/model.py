@@ -1,0 +1,220 @@
+"""The domain: frozen dataclasses and enums shared by every stage."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import shortuuid
+
+# SPEC §5: public ids are 22-character shortuuids over this alphabet (shortuuid's default).
+PUBLIC_ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+PUBLIC_ID_LENGTH = 22
+
+METADATA_MAX_KEYS = 50
+METADATA_MAX_KEY_LENGTH = 40
+METADATA_MAX_VALUE_LENGTH = 500
+RAW_VALUE_MAX_LENGTH = 500
+
+
+def new_public_id() -> str:
+    """A fresh 22-character shortuuid, as SPEC §5 names them."""
+    return str(shortuuid.uuid())
+
+
+def is_public_id(value: str) -> bool:
+    """True when `value` has the shape of a public id (22 characters of the alphabet)."""
+    return len(value) == PUBLIC_ID_LENGTH and all(c in PUBLIC_ID_ALPHABET for c in value)
+
+
+class SessionStatus(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    COMPLETED = "COMPLETED"
+    EXPIRED = "EXPIRED"
+
+
+class CaptureMode(enum.StrEnum):
+    BARCODE_SCAN = "barcode_scan"
+    PRODUCT_PHOTOGRAPHY = "product_photography"
+    BOTH = "both"
+
+
+class CaptureType(enum.StrEnum):
+    BARCODE = "BARCODE"
+    IMAGE = "IMAGE"
+    MANUAL = "MANUAL"
+
+
+class CaptureStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    LOOKING_UP = "LOOKING_UP"
+    ENRICHING = "ENRICHING"
+    RESOLVING = "RESOLVING"
+    COMPLETED = "COMPLETED"
+    NOT_FOUND = "NOT_FOUND"
+    FAILED = "FAILED"
+
+    @property
+    def terminal(self) -> bool:
+        """COMPLETED, NOT_FOUND and FAILED end the walk; the others are in progress."""
+        return self in TERMINAL_STATUSES
+
+    @property
+    def retryable(self) -> bool:
+        """Only FAILED and NOT_FOUND captures may be retried (SPEC §5)."""
+        return self in (CaptureStatus.FAILED, CaptureStatus.NOT_FOUND)
+
+
+TERMINAL_STATUSES = frozenset(
+    {CaptureStatus.COMPLETED, CaptureStatus.NOT_FOUND, CaptureStatus.FAILED}
+)
+
+
+class ProposalStatus(enum.StrEnum):
+    PENDING = "PENDING"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """One read handed over by a source (camera, HID gun, serial scanner, stdin, replay).
+
+    Sources produce these; the ingest stage turns each into a durable Capture.
+    """
+
+    source: str
+    """The configured source name, e.g. ``cam0`` or ``gun1``."""
+    raw_value: str
+    """The decoded text exactly as read, GS (ASCII 29) separators kept. Empty for no-read images."""
+    symbology_identifier: str = ""
+    """AIM symbology identifier such as ``]E0``, ``]d2``, ``]Q3`` (empty when unknown)."""
+    symbology: str = ""
+    """Human name of the symbology, e.g. ``EAN13``, ``DataMatrix`` (empty when unknown)."""
+    capture_type: CaptureType = CaptureType.BARCODE
+    image: bytes | None = None
+    """Encoded image (JPEG/PNG) to keep with the capture: a product photo or a no-read frame."""
+    image_ext: str = "jpg"
+    metadata: dict[str, str] = field(default_factory=dict)
+    read_at: float = field(default_factory=time.time)
+    """Wall-clock time of the read (seconds since the epoch)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    id: int
+    public_id: str
+    status: SessionStatus
+    capture_mode: CaptureMode
+    created: float
+    modified: float
+    metadata: dict[str, Any]
+    capture_count: int
+    photo_count: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    id: int
+    public_id: str
+    session_public_id: str
+    status: CaptureStatus
+    capture_type: CaptureType
+    raw_value: str
+    gtin: str
+    symbology: str
+    symbology_identifier: str
+    source: str
+    error_message: str
+    created: float
+    processed_at: float | None
+    gs1_dl_data: dict[str, str]
+    product_public_id: str
+    product_name: str
+    uploaded_image_key: str
+    qr_analysis: dict[str, Any] | None
+    metadata: dict[str, Any]
+    checks: dict[str, Any]
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    id: int
+    public_id: str
+    gtin: str
+    name: str
+    brand: str
+    net_content: str
+    ingredients: str
+    nutrition: dict[str, Any]
+    certifications: list[str]
+    country_of_origin: str
+    category: str
+    images: list[str]
+    completeness: int
+    created: float
+    modified: float
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    id: int
+    public_id: str
+    capture_public_id: str
+    field_name: str
+    current_value: str
+    proposed_value: str
+    confidence: float
+    reasoning: str
+    source: str
+    status: ProposalStatus
+    created: float
+    reviewed_at: float | None
+
+
+class MetadataError(ValueError):
+    """Metadata over the limits of SPEC §5; ``field`` names the offending part."""
+
+    def __init__(self, message: str, field: str = "metadata") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def validate_metadata(metadata: object) -> dict[str, Any]:
+    """Check SPEC §5's limits: ≤ 50 keys, keys ≤ 40 characters, values ≤ 500 characters.
+
+    Values may be strings, numbers, booleans or null; a value's length is that of its text.
+    """
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise MetadataError(f"metadata must be an object, got {type(metadata).__name__}")
+    if len(metadata) > METADATA_MAX_KEYS:
+        raise MetadataError(
+            f"metadata has {len(metadata)} keys; at most {METADATA_MAX_KEYS} are allowed"
+        )
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key:
+            raise MetadataError(f"metadata key {key!r} must be a non-empty string")
+        if len(key) > METADATA_MAX_KEY_LENGTH:
+            raise MetadataError(
+                f"metadata key {key[:50]!r} is {len(key)} characters; "
+                f"at most {METADATA_MAX_KEY_LENGTH} are allowed",
+                field=f"metadata.{key[:METADATA_MAX_KEY_LENGTH]}",
+            )
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise MetadataError(
+                f"metadata value for {key!r} must be a string, number, boolean or null",
+                field=f"metadata.{key}",
+            )
+        if len(str(value)) > METADATA_MAX_VALUE_LENGTH:
+            raise MetadataError(
+                f"metadata value for {key!r} is {len(str(value))} characters; "
+                f"at most {METADATA_MAX_VALUE_LENGTH} are allowed",
+                field=f"metadata.{key}",
+            )
+    return dict(metadata)
