@@ -167,9 +167,7 @@ class SessionConfig(_Section):
     idle_timeout: float = Field(
         1800, gt=0, description="Seconds without a capture before an ACTIVE session EXPIREs"
     )
-    auto: bool = Field(
-        True, description="One rolling session per source, started automatically"
-    )
+    auto: bool = Field(True, description="One rolling session per source, started automatically")
 
 
 class ClassifierConfig(_Section):
@@ -274,16 +272,16 @@ class OutputConfig(_Section):
 
 
 class Config(_Section):
-    device: DeviceConfig = Field(default_factory=DeviceConfig)  # type: ignore[arg-type]
-    storage: StorageConfig = Field(default_factory=StorageConfig)  # type: ignore[arg-type]
+    device: DeviceConfig = Field(default_factory=DeviceConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
-    session: SessionConfig = Field(default_factory=SessionConfig)  # type: ignore[arg-type]
-    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)  # type: ignore[arg-type]
-    qr_analysis: QrAnalysisConfig = Field(default_factory=QrAnalysisConfig)  # type: ignore[arg-type]
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)  # type: ignore[arg-type]
-    http: HttpConfig = Field(default_factory=HttpConfig)  # type: ignore[arg-type]
+    session: SessionConfig = Field(default_factory=SessionConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    qr_analysis: QrAnalysisConfig = Field(default_factory=QrAnalysisConfig)
+    mqtt: MqttConfig = Field(default_factory=MqttConfig)
+    http: HttpConfig = Field(default_factory=HttpConfig)
     gpio: GpioConfig = Field(default_factory=GpioConfig)
-    checks: ChecksConfig = Field(default_factory=ChecksConfig)  # type: ignore[arg-type]
+    checks: ChecksConfig = Field(default_factory=ChecksConfig)
     gs1: Gs1Config = Field(default_factory=Gs1Config)
     outputs: list[OutputConfig] = Field(default_factory=list)
 
@@ -337,7 +335,7 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> lis
         if section is None:
             raise ConfigError(
                 f"environment variable {name}: no section matches; expected "
-                f"SCANSTATION_<SECTION>_<KEY> with SECTION one of {', '.join(sorted(_ENV_SECTIONS))}"
+                f"SCANSTATION_<SECTION>_<KEY> with SECTION one of {', '.join(sorted(_ENV_SECTIONS))}"  # noqa: E501
             )
         key = rest[len(section) + 1 :]
         table = data.setdefault(section, {})
@@ -381,9 +379,7 @@ def find_config_file(explicit: str | Path | None) -> Path | None:
     return next((p for p in DEFAULT_CONFIG_PATHS if p.is_file()), None)
 
 
-def load_config(
-    path: str | Path | None = None, environ: Mapping[str, str] | None = None
-) -> Config:
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
     """Load the config file (or built-in defaults when none exists) and validate it."""
     file = find_config_file(path)
     if file is None:

@@ -1,0 +1,167 @@
+"""The daemon: sources → pipeline → store → outbox, plus the HTTP server, in one TaskGroup.
+
+Start-up is a flat list of steps; shutdown has one path (``stop`` set by SIGTERM/SIGINT or a
+caller): sources stop first, then HTTP, the pipeline gets a moment to finish its batch, and
+the store commits every queued write before it closes. Nothing acknowledged is lost; captures
+still in progress are walked again on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from scanstation.config import Config, SourceConfig
+from scanstation.events import EventBus
+from scanstation.model import Capture, Scan
+from scanstation.pipeline import Pipeline
+from scanstation.sources.base import Source
+from scanstation.store import Store
+from scanstation.web.api import Services
+from scanstation.web.server import make_app
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE_S = 3.0
+"""How long the pipeline may take to finish its batch at shutdown (the whole stop: < 5 s)."""
+
+
+@dataclass
+class Daemon:
+    """The running parts, handed to ``on_ready`` callers (tests, the demo's banner)."""
+
+    config: Config
+    store: Store
+    pipeline: Pipeline
+    bus: EventBus
+    sources: list[Source]
+    url: str = ""
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+
+def build_source(config: SourceConfig) -> Source:
+    """The source object for one ``[[sources]]`` entry (hardware modules imported lazily)."""
+    match config.type:
+        case "stdin":
+            from scanstation.sources.stdin import StdinSource
+
+            return StdinSource(config)
+        case "replay":
+            from scanstation.sources.replay import ReplaySource
+
+            return ReplaySource(config)
+        case "camera":
+            from scanstation.sources.camera import CameraSource
+
+            return CameraSource(config)  # type: ignore[no-any-return]
+        case "hid":
+            from scanstation.sources.hid import HidSource
+
+            return HidSource(config)  # type: ignore[no-any-return]
+        case "serial":
+            from scanstation.sources.serial import SerialSource
+
+            return SerialSource(config)  # type: ignore[no-any-return]
+    raise ValueError(f"unknown source type {config.type!r}")
+
+
+async def supervise(source: Source, emit: Callable[[Scan], Awaitable[Capture]]) -> None:
+    """Run a source; a crash is logged, reported in its health, and restarted with backoff."""
+    delay = 1.0
+    while True:
+        started = time.monotonic()
+        try:
+            await source.run(emit)
+            return  # a finite source (stdin at EOF, a replay) ended normally
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            source.health.errors += 1
+            source.health.set_state("failed", f"{type(exc).__name__}: {exc}")
+            log.exception("source %s failed; restarting in %.0f s", source.name, delay)
+        if time.monotonic() - started > 60:
+            delay = 1.0
+        await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+        delay = min(delay * 2, 60)
+
+
+async def expire_sessions(store: Store, pipeline: Pipeline, idle_timeout: float) -> None:
+    """Mark idle ACTIVE sessions EXPIRED, checking a few times per timeout."""
+    while True:
+        await asyncio.sleep(min(max(idle_timeout / 4, 0.05), 30))
+        for public_id in await store.expire_idle_sessions(idle_timeout):
+            pipeline.bus.publish("session", {"public_id": public_id, "status": "EXPIRED"})
+
+
+@asynccontextmanager
+async def http_server(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+    runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise RuntimeError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    try:
+        yield f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+async def run(
+    config: Config,
+    stop: asyncio.Event,
+    *,
+    on_ready: Callable[[Daemon], None] | None = None,
+    extra_sources: list[Source] | None = None,
+) -> None:
+    """Run the daemon until ``stop`` is set."""
+    async with Store(
+        config.db_path,
+        synchronous=config.storage.synchronous,
+        commit_interval_ms=config.storage.commit_interval_ms,
+    ) as store:
+        bus = EventBus()
+        pipeline = Pipeline(store, config, bus=bus)
+        sources = [build_source(s) for s in config.sources if s.enabled]
+        sources += extra_sources or []
+        services = Services(config, store, pipeline, bus, {s.name: s.health for s in sources})
+        daemon = Daemon(config, store, pipeline, bus, sources)
+
+        async with http_server(make_app(services), config.http.host, config.http.port) as url:
+            daemon.url = url
+            async with asyncio.TaskGroup() as tg:
+                source_tasks = [
+                    tg.create_task(supervise(s, pipeline.ingest), name=f"source-{s.name}")
+                    for s in sources
+                ]
+                pipeline_task = tg.create_task(pipeline.run(), name="pipeline")
+                background = [
+                    tg.create_task(
+                        expire_sessions(store, pipeline, config.session.idle_timeout),
+                        name="session-expiry",
+                    ),
+                ]
+                daemon.tasks = [*source_tasks, pipeline_task, *background]
+                log.info("scanstation %s ready on %s", config.device.id, url)
+                if on_ready is not None:
+                    on_ready(daemon)
+                await stop.wait()
+
+                log.info("stopping: sources first, then the pipeline")
+                for task in source_tasks + background:
+                    task.cancel()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(pipeline.idle(), STOP_GRACE_S)
+                pipeline_task.cancel()
+    log.info("stopped")

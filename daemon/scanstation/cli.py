@@ -1,0 +1,391 @@
+"""The command line: `scanstation <command>`; turns arguments into a Config and runs it.
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or bad config (naming the offending key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import csv
+import importlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TextIO
+
+from scanstation import __version__
+from scanstation.config import Config, ConfigError, load_config, parse_config
+
+log = logging.getLogger("scanstation")
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+# Sub-commands whose implementation lives with the capability they belong to.
+DELEGATED: dict[str, tuple[str, str, str]] = {
+    "decode": ("scanstation.decode", "decode_main", "decode barcodes in images and videos"),
+    "devices": (
+        "scanstation.sources.devices",
+        "devices_main",
+        "list cameras, scanner-like input devices and serial ports; --record a scanner",
+    ),
+    "hid-replay": (
+        "scanstation.sources.devices",
+        "hid_replay_main",
+        "decode a recorded HID event stream into scans",
+    ),
+    "fleet": ("scanstation.fleet", "fleet_main", "live table of every device on a broker"),
+}
+BENCHMARKS = ("ingest", "parse", "decode", "classify", "hid")
+
+
+class UsageError(Exception):
+    """Bad arguments or a bad input file (exit 2)."""
+
+
+def _config_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML config (default: /etc/scanstation/scanstation.toml, then ./scanstation.toml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scanstation", description="Edge scanning appliance: scan, interpret, keep, publish."
+    )
+    parser.add_argument("--version", action="version", version=f"scanstation {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("SCANSTATION_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="run the daemon")
+    _config_arg(p)
+    p.add_argument("--check-config", action="store_true", help="validate the config and exit")
+
+    p = sub.add_parser("demo", help="run the daemon on embedded defaults with sample scans")
+    p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
+    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--no-stdin", action="store_true", help="do not read scans from stdin")
+
+    p = sub.add_parser("parse", help="interpret raw barcode values (GS1, GTIN, Digital Link)")
+    p.add_argument("values", nargs="*", metavar="VALUE")
+    p.add_argument("--stdin", action="store_true", help="read one value per line from stdin")
+    p.add_argument("--today", help="judge expiry against this date (YYYY-MM-DD)")
+    _config_arg(p)
+
+    p = sub.add_parser("catalog", help="the local product catalog")
+    catalog_sub = p.add_subparsers(dest="catalog_command", required=True, metavar="ACTION")
+    imp = catalog_sub.add_parser("import", help="load products from CSV or JSON")
+    imp.add_argument("file", type=Path)
+    _config_arg(imp)
+
+    p = sub.add_parser("export", help="CSV exports to stdout")
+    p.add_argument("what", choices=["scans", "products"])
+    p.add_argument("--since", help="ISO 8601 time or epoch seconds")
+    p.add_argument("--until", help="ISO 8601 time or epoch seconds")
+    _config_arg(p)
+
+    p = sub.add_parser("api-key", help="API keys for machines")
+    key_sub = p.add_subparsers(dest="key_command", required=True, metavar="ACTION")
+    create = key_sub.add_parser("create", help="create a key; printed alone on the last line")
+    create.add_argument("--label", default="", help="a note to tell keys apart")
+    _config_arg(create)
+    lst = key_sub.add_parser("list", help="list keys (ids and labels, never the keys)")
+    _config_arg(lst)
+
+    for name, (_, _, help_text) in DELEGATED.items():
+        p = sub.add_parser(name, help=help_text, add_help=False)
+        p.add_argument("args", nargs=argparse.REMAINDER)
+
+    p = sub.add_parser("bench", help="benchmarks: " + " | ".join(BENCHMARKS), add_help=False)
+    p.add_argument("name", nargs="?", choices=BENCHMARKS)
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    return parser
+
+
+# ---- helpers ----------------------------------------------------------------------------
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return load_config(getattr(args, "config", None))
+
+
+def _time_arg(text: str | None, name: str) -> float | None:
+    if text is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--{name} {text!r}: expected an ISO 8601 time or epoch seconds") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+
+
+def ensure_api_key(config: Config, out: TextIO) -> str | None:
+    """First run: make an API key when there is none; returns the new key (else None)."""
+    from scanstation.web.auth import ApiKeyStore
+
+    keys = ApiKeyStore(config.api_keys_path)
+    if keys.records():
+        return None
+    key = keys.create(label="first run")
+    note = config.storage.path / "initial-api-key.txt"
+    note.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    print(f"No API key existed: generated one, stored in {note} (mode 0600).", file=out)
+    print("Create more with `scanstation api-key create`; delete that file once noted.", file=out)
+    return key
+
+
+def _run_until_signalled(
+    config: Config,
+    *,
+    seconds: float | None = None,
+    on_ready: Callable[[Any], None] | None = None,
+    extra_sources: list[Any] | None = None,
+) -> None:
+    from scanstation import app
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if seconds is not None:
+            loop.call_later(seconds, stop.set)
+        await app.run(config, stop, on_ready=on_ready, extra_sources=extra_sources)
+
+    asyncio.run(main())
+
+
+# ---- commands ---------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = _load(args)
+    if args.check_config:
+        names = ", ".join(f"{s.type}:{s.name}" for s in config.sources) or "none"
+        print(
+            f"config ok: device {config.device.id}, storage {config.storage.path}, "
+            f"http {config.http.bind}, sources {names}, "
+            f"mqtt {config.mqtt.host or 'off'}"
+        )
+        return EXIT_OK
+    ensure_api_key(config, sys.stderr)
+    _run_until_signalled(config)
+    return EXIT_OK
+
+
+def _broker_answers(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.3):
+        return True
+    return False
+
+
+def demo_config(storage: Path, port: int, with_stdin: bool) -> Config:
+    sources: list[dict[str, Any]] = [{"type": "replay", "name": "samples", "interval_s": 2.0}]
+    if with_stdin:
+        sources.append({"type": "stdin", "name": "stdin"})
+    data: dict[str, Any] = {
+        "device": {"id": "demo", "site": "demo"},
+        "storage": {"path": str(storage)},
+        "http": {"bind": f"127.0.0.1:{port}"},
+        "sources": sources,
+    }
+    if _broker_answers("127.0.0.1", 1883):
+        data["mqtt"] = {"host": "127.0.0.1", "port": 1883}
+    return parse_config(data, "<demo defaults>", environ={})
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from importlib import resources
+
+    from scanstation.catalog import parse_products
+    from scanstation.store import Store
+
+    storage = Path(tempfile.mkdtemp(prefix="scanstation-demo-"))
+    config = demo_config(storage, args.port, with_stdin=not args.no_stdin)
+    catalog_text = resources.files("scanstation.data").joinpath("demo_catalog.csv").read_text()
+
+    async def load_catalog() -> None:
+        async with Store(config.db_path) as store:
+            await store.upsert_products(parse_products(catalog_text, "demo_catalog.csv"))
+
+    asyncio.run(load_catalog())
+    key = ensure_api_key(config, sys.stderr)
+
+    mqtt = config.mqtt.host or "off (no broker on 127.0.0.1:1883; the outbox keeps events)"
+
+    def banner(daemon: Any) -> None:
+        print(
+            f"\nscanstation demo is running.\n"
+            f"  UI and API: {daemon.url}  (storage: {storage})\n"
+            f"  API key:    {key}\n"
+            f"  MQTT:       {mqtt}\n"
+            f"  Try:        curl -H 'X-API-Key: {key}' {daemon.url}/scanner/api/v1/captures\n"
+            f"  Type a barcode value and Enter to scan it; Ctrl-C stops.\n",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    _run_until_signalled(config, seconds=args.seconds, on_ready=banner)
+    return EXIT_OK
+
+
+def _parse_values(args: argparse.Namespace) -> Iterable[str]:
+    yield from args.values
+    if args.stdin:
+        for line in sys.stdin:
+            value = line.rstrip("\r\n")
+            if value:
+                yield value.replace("\\x1d", "\x1d")
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    from scanstation.interpret import RecallList, interpret
+
+    if not args.values and not args.stdin:
+        raise UsageError("give one or more VALUEs, or --stdin")
+    config = _load(args)
+    try:
+        today = date.fromisoformat(args.today) if args.today else None
+    except ValueError:
+        raise UsageError(f"--today {args.today!r}: expected YYYY-MM-DD") from None
+    if today is None and config.checks.expiry:
+        from datetime import datetime
+        from zoneinfo import ZoneInfo
+
+        today = datetime.now(ZoneInfo(config.device.timezone)).date()
+    recalls = RecallList.load(config.checks.recall_list) if config.checks.recall_list else None
+    for value in _parse_values(args):
+        result = interpret(
+            value, gs_substitutes=config.gs1.gs_substitutes, today=today, recalls=recalls
+        )
+        print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
+    return EXIT_OK
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from scanstation.catalog import CatalogError, read_products
+    from scanstation.store import Store
+
+    config = _load(args)
+    try:
+        products = read_products(args.file)
+    except CatalogError as exc:
+        raise UsageError(str(exc)) from None
+
+    async def main() -> int:
+        async with Store(config.db_path, synchronous=config.storage.synchronous) as store:
+            return await store.upsert_products(products)
+
+    count = asyncio.run(main())
+    print(f"imported {count} products into {config.db_path}")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from scanstation.exports import write_products_csv, write_scans_csv
+    from scanstation.store import Store
+
+    config = _load(args)
+    since, until = _time_arg(args.since, "since"), _time_arg(args.until, "until")
+
+    async def main() -> None:
+        async with Store(config.db_path) as store:
+            if args.what == "scans":
+                await write_scans_csv(store, sys.stdout, since=since, until=until)
+            else:
+                await write_products_csv(store, sys.stdout)
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
+def cmd_api_key(args: argparse.Namespace) -> int:
+    from scanstation.web.auth import ApiKeyStore
+
+    config = _load(args)
+    keys = ApiKeyStore(config.api_keys_path)
+    if args.key_command == "list":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(["key_id", "label", "created"])
+        for record in keys.records():
+            writer.writerow([record.key_id, record.label, record.created])
+        return EXIT_OK
+    key = keys.create(label=args.label)
+    print(f"Created an API key (stored hashed in {config.api_keys_path}); it is shown only now:")
+    print(key)
+    return EXIT_OK
+
+
+def cmd_delegated(args: argparse.Namespace) -> int:
+    module_name, function, _ = DELEGATED[args.command]
+    module = importlib.import_module(module_name)
+    return int(getattr(module, function)(list(args.args)))
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    if args.name is None:
+        raise UsageError(f"name a benchmark: {', '.join(BENCHMARKS)}")
+    module = importlib.import_module(f"scanstation.bench.{args.name}")
+    return int(module.main(list(args.args)))
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "demo": cmd_demo,
+    "parse": cmd_parse,
+    "catalog": cmd_catalog,
+    "export": cmd_export,
+    "api-key": cmd_api_key,
+    "bench": cmd_bench,
+    **dict.fromkeys(DELEGATED, cmd_delegated),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as exc:
+        print(f"scanstation: bad config: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as exc:
+        print(f"scanstation {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:
+        log.debug("failure", exc_info=True)
+        print(f"scanstation {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE

@@ -1,0 +1,56 @@
+"""In-process event bus: capture and session changes for the live UI stream and feedback.
+
+Each subscriber has a bounded queue; a slow subscriber loses its oldest events (and is told
+how many) instead of making memory grow. Durable delivery is the outbox's job, not this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    kind: str
+    """capture | session | noread | alert | source"""
+    data: dict[str, Any]
+
+
+@dataclass(eq=False)
+class Subscription:
+    queue: asyncio.Queue[Event]
+    dropped: int = 0
+
+    async def get(self) -> Event:
+        return await self.queue.get()
+
+
+@dataclass
+class EventBus:
+    maxsize: int = 256
+    _subscribers: set[Subscription] = field(default_factory=set)
+
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        event = Event(kind, data)
+        for sub in self._subscribers:
+            if sub.queue.full():
+                sub.queue.get_nowait()
+                sub.dropped += 1
+            sub.queue.put_nowait(event)
+
+    @contextmanager
+    def subscribe(self) -> Iterator[Subscription]:
+        sub = Subscription(asyncio.Queue(self.maxsize))
+        self._subscribers.add(sub)
+        try:
+            yield sub
+        finally:
+            self._subscribers.discard(sub)
+
+    @property
+    def subscriber_count(self) -> int:
+        return len(self._subscribers)

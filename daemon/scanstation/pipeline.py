@@ -1,0 +1,350 @@
+"""The capture state machine: PENDING → LOOKING_UP → ENRICHING → RESOLVING → terminal.
+
+Captures are walked in batches: each stage is one statement for the whole batch, and the
+terminal states are written with their outbox events in one transaction. A capture left in
+progress by a crash is walked again on the next start (the walk is idempotent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+from scanstation import __version__
+from scanstation.config import Config
+from scanstation.events import EventBus
+from scanstation.interpret import Interpretation, RecallList, interpret
+from scanstation.model import Capture, CaptureMode, CaptureStatus, Scan
+from scanstation.store import CaptureOutcome, Conflict, NewCapture, Store
+from scanstation.views import capture_json, iso
+
+log = logging.getLogger(__name__)
+
+CAPTURE_EVENT_SCHEMA = "scanstation.capture/1"
+BATCH_SIZE = 512
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """What LOOKING_UP found out about one capture."""
+
+    capture: Capture
+    interpretation: Interpretation | None
+    gtin: str
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Enrichment:
+    """What an enricher adds to a capture: proposal drafts and, optionally, a product match."""
+
+    proposals: Sequence[dict[str, Any]] = ()
+    product_id: int | None = None
+    """A product found by other means than the GTIN (e.g. visual similarity)."""
+
+
+class Enricher(Protocol):
+    """A stage plug-in run in ENRICHING (e.g. the TFLite classifier for images)."""
+
+    async def enrich(self, capture: Capture, image_path: Path | None) -> Enrichment: ...
+
+
+@dataclass
+class PipelineCounters:
+    created: int = 0
+    finished: dict[str, int] = field(default_factory=dict)
+    batches: int = 0
+    last_batch_ms: float = 0.0
+
+
+class Pipeline:
+    """Turns scans into durable captures and walks them to a terminal status."""
+
+    def __init__(
+        self,
+        store: Store,
+        config: Config,
+        *,
+        bus: EventBus | None = None,
+        enrichers: Sequence[Enricher] = (),
+        queue_size: int = 8192,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.bus = bus or EventBus()
+        self.enrichers = list(enrichers)
+        self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=queue_size)
+        self.counters = PipelineCounters()
+        self.tz = ZoneInfo(config.device.timezone)
+        self.recalls = (
+            RecallList.load(config.checks.recall_list) if config.checks.recall_list else None
+        )
+        self.gs_substitutes = tuple(config.gs1.gs_substitutes)
+        self._rolling: dict[str, str] = {}
+        self._session_lock = asyncio.Lock()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.on_finished: list[Callable[[Capture], Awaitable[None] | None]] = []
+
+    # ---- entry points --------------------------------------------------------------------
+
+    async def create_capture(self, session_public_id: str, new: NewCapture) -> Capture:
+        """Store a PENDING capture (durable on return) and queue it for the walk."""
+        capture = await self.store.add_capture(
+            session_public_id, new, idle_timeout=self.config.session.idle_timeout
+        )
+        self.counters.created += 1
+        self.bus.publish("capture", capture_json(capture))
+        self._idle.clear()
+        await self.queue.put(capture.id)
+        return capture
+
+    async def ingest(self, scan: Scan) -> Capture:
+        """A source's read → a durable capture in the source's session."""
+        image_key = ""
+        if scan.image is not None:
+            image_key = await asyncio.to_thread(self.save_image, scan.image, scan.image_ext)
+        new = NewCapture(
+            capture_type=scan.capture_type,
+            raw_value=scan.raw_value,
+            symbology=scan.symbology,
+            symbology_identifier=scan.symbology_identifier,
+            source=scan.source,
+            metadata=dict(scan.metadata),
+            uploaded_image_key=image_key,
+        )
+        session_id = await self._session_for(scan.source)
+        try:
+            return await self.create_capture(session_id, new)
+        except Conflict:
+            # The session ended or expired between lookup and insert: open a new one.
+            self._rolling.pop(scan.source, None)
+            return await self.create_capture(await self._session_for(scan.source), new)
+
+    async def retry(self, public_id: str) -> Capture:
+        capture = await self.store.retry_capture(public_id)
+        self.bus.publish("capture", capture_json(capture))
+        self._idle.clear()
+        await self.queue.put(capture.id)
+        return capture
+
+    def save_image(self, data: bytes, ext: str) -> str:
+        """Write an image under storage/images/YYYY/MM/DD/; returns its key (relative path)."""
+        day = dt.datetime.now(dt.UTC).strftime("%Y/%m/%d")
+        key = f"{day}/{uuid.uuid4().hex}.{ext}"
+        path = self.config.images_path / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            # The capture row that names this image is committed durably after this returns.
+            os.fsync(f.fileno())
+        tmp.rename(path)
+        return key
+
+    async def _session_for(self, source: str) -> str:
+        """The rolling session of a source (auto), or the newest ACTIVE session."""
+        async with self._session_lock:
+            if (cached := self._rolling.get(source)) is not None:
+                return cached
+            want_source = source if self.config.session.auto else None
+            session = await self.store.latest_active_session(want_source)
+            idle = self.config.session.idle_timeout
+            if session is None or session.modified < time.time() - idle:
+                session = await self.store.create_session(
+                    capture_mode=CaptureMode(self.config.session.capture_mode),
+                    source=source if self.config.session.auto else "",
+                    metadata={"started_by": source},
+                )
+                self.bus.publish("session", {"public_id": session.public_id, "status": "ACTIVE"})
+            self._rolling[source] = session.public_id
+            return session.public_id
+
+    # ---- the walk ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Walk queued captures until cancelled, starting with those a stop left unfinished."""
+        self._idle.clear()
+        unfinished = await self.store.unfinished_capture_ids()
+        if unfinished:
+            log.info("resuming %d captures left in progress", len(unfinished))
+        for start in range(0, len(unfinished), BATCH_SIZE):
+            await self.process(unfinished[start : start + BATCH_SIZE])
+        if self.queue.empty():
+            self._idle.set()
+        while True:
+            ids = [await self.queue.get()]
+            while len(ids) < BATCH_SIZE and not self.queue.empty():
+                ids.append(self.queue.get_nowait())
+            try:
+                await self.process(ids)
+            except Exception:
+                # A storage failure: the captures stay in progress and resume on restart.
+                log.exception("walking %d captures failed; they resume on the next start", len(ids))
+                await asyncio.sleep(1)
+            if self.queue.empty():
+                self._idle.set()
+
+    async def idle(self) -> None:
+        """Wait until every queued capture has been walked (for shutdown, tests, benchmarks)."""
+        await self._idle.wait()
+
+    async def process(self, ids: Sequence[int]) -> list[Capture]:
+        """Walk one batch of captures from PENDING to their terminal status."""
+        started = time.perf_counter()
+        captures = [c for c in await self.store.get_captures_by_id(ids) if not c.status.terminal]
+        if not captures:
+            return []
+        batch = [c.id for c in captures]
+        await self.store.set_status(batch, CaptureStatus.LOOKING_UP)
+        lookups = [self._look_up(c) for c in captures]
+        products = await self.store.products_by_gtin(lk.gtin for lk in lookups)
+
+        await self.store.set_status(batch, CaptureStatus.ENRICHING)
+        enrichments = await self._enrich(lookups)
+
+        await self.store.set_status(batch, CaptureStatus.RESOLVING)
+        outcomes = [self._resolve(lk, products, enrichments.get(lk.capture.id)) for lk in lookups]
+        finished = await self.store.finish_captures(
+            outcomes, self._capture_event, self._scan_event_defaults()
+        )
+        self.counters.batches += 1
+        self.counters.last_batch_ms = (time.perf_counter() - started) * 1000
+        for capture in finished:
+            status = capture.status.value
+            self.counters.finished[status] = self.counters.finished.get(status, 0) + 1
+            self.bus.publish("capture", capture_json(capture))
+            if capture.checks.get("not_for_sale"):
+                self.bus.publish("alert", {"capture": capture.public_id, **capture.checks})
+            for hook in self.on_finished:
+                result = hook(capture)
+                if result is not None:
+                    await result
+        return finished
+
+    def _look_up(self, capture: Capture) -> Lookup:
+        """Interpret the raw value (GTIN, GS1, Digital Link, URL, text)."""
+        raw = capture.raw_value or capture.gtin
+        if not raw:
+            return Lookup(capture, None, "")
+        try:
+            result = interpret(
+                raw,
+                symbology_identifier=capture.symbology_identifier,
+                gs_substitutes=self.gs_substitutes,
+                today=dt.datetime.now(self.tz).date() if self.config.checks.expiry else None,
+                recalls=self.recalls,
+            )
+        except Exception as exc:  # a bug in interpretation must not stall the batch
+            log.exception("interpreting %r failed", raw)
+            return Lookup(capture, None, "", error=f"could not interpret {raw!r}: {exc}")
+        if not result.valid:
+            return Lookup(capture, result, result.gtin, error=result.error_message)
+        return Lookup(capture, result, result.gtin)
+
+    async def _enrich(self, lookups: Sequence[Lookup]) -> dict[int, Enrichment]:
+        results: dict[int, Enrichment] = {}
+        if not self.enrichers:
+            return results
+        for lookup in lookups:
+            capture = lookup.capture
+            if lookup.error or not capture.uploaded_image_key:
+                continue
+            image = self.config.images_path / capture.uploaded_image_key
+            proposals: list[dict[str, Any]] = []
+            product_id = None
+            for enricher in self.enrichers:
+                try:
+                    found = await enricher.enrich(capture, image)
+                except Exception:
+                    log.exception("enricher %r failed on %s", enricher, capture.public_id)
+                    continue
+                proposals.extend(found.proposals)
+                product_id = product_id or found.product_id
+            if proposals:
+                await self.store.add_proposals(capture.id, proposals)
+            results[capture.id] = Enrichment(proposals, product_id)
+        return results
+
+    def _resolve(
+        self,
+        lookup: Lookup,
+        products: dict[str, tuple[int, str]],
+        enrichment: Enrichment | None,
+    ) -> CaptureOutcome:
+        capture, result = lookup.capture, lookup.interpretation
+        ais = dict(result.ais) if result else {}
+        checks = dict(result.checks) if result else {}
+        if lookup.error:
+            return CaptureOutcome(
+                capture.id,
+                CaptureStatus.FAILED,
+                gtin=lookup.gtin,
+                gs1_dl_data=ais,
+                error_message=lookup.error,
+                checks=checks,
+            )
+        product = products.get(lookup.gtin)
+        product_id = product[0] if product else (enrichment.product_id if enrichment else None)
+        status = CaptureStatus.COMPLETED if product_id is not None else CaptureStatus.NOT_FOUND
+        scan_event = None
+        if lookup.gtin:
+            scan_event = {
+                "gtin": lookup.gtin,
+                "batch": ais.get("10", ""),
+                "serial": ais.get("21", ""),
+                "expiry": ais.get("17", ""),
+            }
+        alert = None
+        if checks.get("not_for_sale"):
+            alert = {
+                "time": iso(time.time()),
+                "device_id": self.config.device.id,
+                "source": capture.source,
+                "capture_public_id": capture.public_id,
+                "gtin": lookup.gtin,
+                "raw_value": capture.raw_value,
+                "checks": checks,
+            }
+        return CaptureOutcome(
+            capture.id,
+            status,
+            gtin=lookup.gtin,
+            gs1_dl_data=ais,
+            product_id=product_id,
+            checks=checks,
+            scan_event=scan_event,
+            alert=alert,
+        )
+
+    def _scan_event_defaults(self) -> dict[str, Any]:
+        location = self.config.device.location
+        return {
+            "device_id": self.config.device.id,
+            "site": self.config.device.site,
+            "lat": location.lat if location else None,
+            "lon": location.lon if location else None,
+        }
+
+    def _capture_event(self, capture: Capture, seq: int) -> dict[str, Any]:
+        location = self.config.device.location
+        return {
+            **capture_json(capture),
+            "schema": CAPTURE_EVENT_SCHEMA,
+            "event_id": str(uuid.uuid4()),
+            "seq": seq,
+            "device_id": self.config.device.id,
+            "site": self.config.device.site,
+            "location": {"lat": location.lat, "lon": location.lon} if location else None,
+            "version": __version__,
+        }

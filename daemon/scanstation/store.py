@@ -1,0 +1,1042 @@
+"""SQLite storage on aiosqlite: schema migrations, one group-committing writer, readers.
+
+Every write goes through one writer task that gathers the writes queued within a few
+milliseconds into one transaction (group commit) and commits with ``synchronous=FULL``, so a
+write whose future has resolved is on disk: a capture acknowledged to its source (HTTP 201,
+a beep) survives a power cut. Reads use a second connection; WAL lets them run beside the
+writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from scanstation.model import (
+    Capture,
+    CaptureMode,
+    CaptureStatus,
+    CaptureType,
+    Product,
+    Proposal,
+    ProposalStatus,
+    Session,
+    SessionStatus,
+    new_public_id,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+WriteOp = Callable[[aiosqlite.Connection], Awaitable[T]]
+
+# Each entry upgrades the schema by one version; never edit a shipped entry, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY,
+        public_id TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        capture_mode TEXT NOT NULL,
+        source TEXT NOT NULL DEFAULT '',
+        metadata TEXT NOT NULL DEFAULT '{}',
+        capture_count INTEGER NOT NULL DEFAULT 0,
+        photo_count INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        modified REAL NOT NULL,
+        ended REAL
+    );
+    CREATE INDEX sessions_status_source ON sessions(status, source);
+    CREATE TABLE products (
+        id INTEGER PRIMARY KEY,
+        public_id TEXT NOT NULL UNIQUE,
+        gtin TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL DEFAULT '',
+        brand TEXT NOT NULL DEFAULT '',
+        net_content TEXT NOT NULL DEFAULT '',
+        ingredients TEXT NOT NULL DEFAULT '',
+        nutrition TEXT NOT NULL DEFAULT '{}',
+        certifications TEXT NOT NULL DEFAULT '[]',
+        country_of_origin TEXT NOT NULL DEFAULT '',
+        category TEXT NOT NULL DEFAULT '',
+        images TEXT NOT NULL DEFAULT '[]',
+        completeness INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        modified REAL NOT NULL
+    );
+    CREATE TABLE captures (
+        id INTEGER PRIMARY KEY,
+        public_id TEXT NOT NULL UNIQUE,
+        session_id INTEGER NOT NULL REFERENCES sessions(id),
+        status TEXT NOT NULL,
+        capture_type TEXT NOT NULL,
+        raw_value TEXT NOT NULL DEFAULT '',
+        gtin TEXT NOT NULL DEFAULT '',
+        symbology TEXT NOT NULL DEFAULT '',
+        symbology_identifier TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT '',
+        error_message TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL,
+        modified REAL NOT NULL,
+        processed_at REAL,
+        gs1_dl_data TEXT NOT NULL DEFAULT '{}',
+        product_id INTEGER REFERENCES products(id),
+        uploaded_image_key TEXT NOT NULL DEFAULT '',
+        qr_analysis TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        checks TEXT NOT NULL DEFAULT '{}',
+        revision INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX captures_session ON captures(session_id, id);
+    CREATE INDEX captures_status ON captures(status);
+    CREATE INDEX captures_created ON captures(created);
+    CREATE INDEX captures_gtin ON captures(gtin);
+    CREATE TABLE proposals (
+        id INTEGER PRIMARY KEY,
+        public_id TEXT NOT NULL UNIQUE,
+        capture_id INTEGER NOT NULL REFERENCES captures(id),
+        field_name TEXT NOT NULL,
+        current_value TEXT NOT NULL DEFAULT '',
+        proposed_value TEXT NOT NULL,
+        confidence REAL NOT NULL,
+        reasoning TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'PENDING',
+        created REAL NOT NULL,
+        reviewed_at REAL
+    );
+    CREATE INDEX proposals_capture ON proposals(capture_id);
+    CREATE TABLE scan_events (
+        id INTEGER PRIMARY KEY,
+        capture_id INTEGER NOT NULL UNIQUE REFERENCES captures(id),
+        gtin TEXT NOT NULL,
+        time REAL NOT NULL,
+        device_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        site TEXT NOT NULL DEFAULT '',
+        lat REAL,
+        lon REAL,
+        batch TEXT NOT NULL DEFAULT '',
+        serial TEXT NOT NULL DEFAULT '',
+        expiry TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX scan_events_time ON scan_events(time);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        topic TEXT NOT NULL,
+        event_id TEXT NOT NULL UNIQUE,
+        seq INTEGER,
+        payload TEXT NOT NULL,
+        created REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE outbox_dead (
+        id INTEGER PRIMARY KEY,
+        topic TEXT NOT NULL,
+        event_id TEXT NOT NULL UNIQUE,
+        seq INTEGER,
+        payload TEXT NOT NULL,
+        created REAL NOT NULL,
+        attempts INTEGER NOT NULL,
+        last_error TEXT NOT NULL,
+        died REAL NOT NULL
+    );
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+CAPTURE_COLUMNS = """
+    c.id, c.public_id, s.public_id AS session_public_id, c.status, c.capture_type, c.raw_value,
+    c.gtin, c.symbology, c.symbology_identifier, c.source, c.error_message, c.created,
+    c.processed_at, c.gs1_dl_data, COALESCE(p.public_id, '') AS product_public_id,
+    COALESCE(p.name, '') AS product_name, c.uploaded_image_key, c.qr_analysis, c.metadata,
+    c.checks, c.revision
+"""
+CAPTURE_FROM = """
+    captures c JOIN sessions s ON s.id = c.session_id LEFT JOIN products p ON p.id = c.product_id
+"""
+
+PRODUCT_FIELDS = (
+    "name",
+    "brand",
+    "net_content",
+    "ingredients",
+    "nutrition",
+    "certifications",
+    "country_of_origin",
+    "category",
+    "images",
+)
+_JSON_PRODUCT_FIELDS = {"nutrition": "{}", "certifications": "[]", "images": "[]"}
+
+
+class StoreError(Exception):
+    """A storage-level refusal; ``code`` is the HTTP-ish reason (not_found, conflict)."""
+
+    def __init__(self, code: str, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+
+
+class NotFound(StoreError):
+    def __init__(self, what: str, public_id: str, field: str = "") -> None:
+        super().__init__("not_found", f"{what} {public_id!r} does not exist", field)
+
+
+class Conflict(StoreError):
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__("conflict", message, field)
+
+
+async def _fetchall(
+    db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
+) -> list[sqlite3.Row]:
+    return list(await db.execute_fetchall(sql, params))
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    return json.loads(text) if text else default
+
+
+def row_to_capture(row: sqlite3.Row | tuple[Any, ...]) -> Capture:
+    return Capture(
+        id=row[0],
+        public_id=row[1],
+        session_public_id=row[2],
+        status=CaptureStatus(row[3]),
+        capture_type=CaptureType(row[4]),
+        raw_value=row[5],
+        gtin=row[6],
+        symbology=row[7],
+        symbology_identifier=row[8],
+        source=row[9],
+        error_message=row[10],
+        created=row[11],
+        processed_at=row[12],
+        gs1_dl_data=_loads(row[13], {}),
+        product_public_id=row[14],
+        product_name=row[15],
+        uploaded_image_key=row[16],
+        qr_analysis=_loads(row[17], None),
+        metadata=_loads(row[18], {}),
+        checks=_loads(row[19], {}),
+        revision=row[20],
+    )
+
+
+SESSION_COLUMNS = (
+    "id, public_id, status, capture_mode, created, modified, metadata, capture_count, "
+    "photo_count, source"
+)
+
+
+def row_to_session(row: sqlite3.Row | tuple[Any, ...]) -> Session:
+    return Session(
+        id=row[0],
+        public_id=row[1],
+        status=SessionStatus(row[2]),
+        capture_mode=CaptureMode(row[3]),
+        created=row[4],
+        modified=row[5],
+        metadata=_loads(row[6], {}),
+        capture_count=row[7],
+        photo_count=row[8],
+        source=row[9],
+    )
+
+
+PRODUCT_COLUMNS = (
+    "id, public_id, gtin, name, brand, net_content, ingredients, nutrition, certifications, "
+    "country_of_origin, category, images, completeness, created, modified"
+)
+
+
+def row_to_product(row: sqlite3.Row | tuple[Any, ...]) -> Product:
+    return Product(
+        id=row[0],
+        public_id=row[1],
+        gtin=row[2],
+        name=row[3],
+        brand=row[4],
+        net_content=row[5],
+        ingredients=row[6],
+        nutrition=_loads(row[7], {}),
+        certifications=_loads(row[8], []),
+        country_of_origin=row[9],
+        category=row[10],
+        images=_loads(row[11], []),
+        completeness=row[12],
+        created=row[13],
+        modified=row[14],
+    )
+
+
+PROPOSAL_COLUMNS = """
+    pr.id, pr.public_id, c.public_id, pr.field_name, pr.current_value, pr.proposed_value,
+    pr.confidence, pr.reasoning, pr.source, pr.status, pr.created, pr.reviewed_at
+"""
+
+
+def row_to_proposal(row: sqlite3.Row | tuple[Any, ...]) -> Proposal:
+    return Proposal(
+        id=row[0],
+        public_id=row[1],
+        capture_public_id=row[2],
+        field_name=row[3],
+        current_value=row[4],
+        proposed_value=row[5],
+        confidence=row[6],
+        reasoning=row[7],
+        source=row[8],
+        status=ProposalStatus(row[9]),
+        created=row[10],
+        reviewed_at=row[11],
+    )
+
+
+def product_completeness(fields: dict[str, Any]) -> int:
+    """Share (0–100) of the catalog fields a product has filled in, name counting double."""
+    weights = dict.fromkeys(PRODUCT_FIELDS, 1) | {"name": 2}
+    filled = sum(w for name, w in weights.items() if fields.get(name) not in (None, "", [], {}))
+    return round(100 * filled / sum(weights.values()))
+
+
+@dataclass(frozen=True, slots=True)
+class NewCapture:
+    """What a caller knows of a capture before it is stored."""
+
+    capture_type: CaptureType
+    raw_value: str = ""
+    gtin: str = ""
+    symbology: str = ""
+    symbology_identifier: str = ""
+    source: str = ""
+    gs1_dl_data: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None
+    uploaded_image_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureOutcome:
+    """A capture's terminal state, written with its events in one transaction."""
+
+    capture_id: int
+    status: CaptureStatus
+    gtin: str = ""
+    gs1_dl_data: dict[str, str] | None = None
+    product_id: int | None = None
+    error_message: str = ""
+    checks: dict[str, Any] | None = None
+    qr_analysis: dict[str, Any] | None = None
+    scan_event: dict[str, Any] | None = None
+    """Analytics row (gtin, batch, serial, expiry, …) or None when there is no GTIN."""
+    alert: dict[str, Any] | None = None
+    """Payload of an ``alerts`` event (expired or recalled item), or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """A row of the outbox: one MQTT message waiting for its PUBACK."""
+
+    id: int
+    topic: str
+    """Topic suffix under the device prefix: captures, alerts, noreads."""
+    event_id: str
+    seq: int | None
+    payload: str
+    created: float
+    attempts: int
+
+
+class Store:
+    """The database: one writer task with group commit, one reader connection."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "full",
+        commit_interval_ms: float = 2.0,
+        max_batch: int = 512,
+    ) -> None:
+        self.path = path
+        self.synchronous = synchronous.upper()
+        self.commit_interval = commit_interval_ms / 1000
+        self.max_batch = max_batch
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[tuple[WriteOp[Any], asyncio.Future[Any]]] = asyncio.Queue(
+            maxsize=8192
+        )
+        self._writer_task: asyncio.Task[None] | None = None
+        self.commits = 0
+        self.writes = 0
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        await self._migrate(self._writer)
+        self._reader = await self._connect()
+        self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    async def _connect(self) -> aiosqlite.Connection:
+        # isolation_level=None: the writer issues BEGIN IMMEDIATE / COMMIT itself.
+        db = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute(f"PRAGMA synchronous={self.synchronous}")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=30000")
+        return db
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        async with db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} has schema version {version}, newer than this scanstation "
+                f"understands ({SCHEMA_VERSION}); upgrade scanstation"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            log.info("migrating %s to schema version %d", self.path, number)
+            # executescript commits first, so run the DDL and the version bump as one script.
+            await db.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};COMMIT;"
+            )
+
+    async def close(self) -> None:
+        """Finish every queued write, then close both connections."""
+        if self._writer_task is not None:
+            await self._queue.join()
+            self._writer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer_task
+            self._writer_task = None
+        for db in (self._reader, self._writer):
+            if db is not None:
+                await db.close()
+        self._reader = self._writer = None
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---- the writer ----------------------------------------------------------------------
+
+    async def write(self, op: WriteOp[T]) -> T:
+        """Run ``op`` inside the next group-committed transaction; return once it is durable."""
+        if self._writer_task is None:
+            raise RuntimeError("the store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put((op, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        queue = self._queue
+        while True:
+            batch = [await queue.get()]
+            if self.commit_interval and queue.empty():
+                await asyncio.sleep(self.commit_interval)
+            while len(batch) < self.max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                await self._commit_batch(batch)
+            finally:
+                for _ in batch:
+                    queue.task_done()
+
+    async def _commit_batch(self, batch: list[tuple[WriteOp[Any], asyncio.Future[Any]]]) -> None:
+        db = self._writer
+        assert db is not None
+        results: list[Any] = []
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            for op, _ in batch:
+                results.append(await op(db))
+            await db.execute("COMMIT")
+        except Exception as exc:  # any op failing rolls the whole group back
+            with contextlib.suppress(sqlite3.Error):
+                await db.execute("ROLLBACK")
+            if len(batch) == 1:
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(exc)
+                return
+            # Re-run each op in its own transaction so only the failing one fails.
+            for item in batch:
+                await self._commit_batch([item])
+            return
+        self.commits += 1
+        self.writes += len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        assert self._reader is not None, "the store is not open"
+        return list(await self._reader.execute_fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    # ---- sessions ------------------------------------------------------------------------
+
+    async def create_session(
+        self,
+        *,
+        capture_mode: CaptureMode = CaptureMode.BOTH,
+        metadata: dict[str, Any] | None = None,
+        source: str = "",
+    ) -> Session:
+        now = time.time()
+        public_id = new_public_id()
+        meta = json.dumps(metadata or {})
+
+        async def op(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(
+                "INSERT INTO sessions (public_id, status, capture_mode, source, metadata, "
+                "created, modified) VALUES (?, 'ACTIVE', ?, ?, ?, ?, ?)",
+                (public_id, capture_mode.value, source, meta, now, now),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+        session_id = await self.write(op)
+        return Session(
+            id=session_id,
+            public_id=public_id,
+            status=SessionStatus.ACTIVE,
+            capture_mode=capture_mode,
+            created=now,
+            modified=now,
+            metadata=metadata or {},
+            capture_count=0,
+            photo_count=0,
+            source=source,
+        )
+
+    async def get_session(self, public_id: str) -> Session:
+        row = await self.fetchone(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE public_id = ?", (public_id,)
+        )
+        if row is None:
+            raise NotFound("session", public_id)
+        return row_to_session(row)
+
+    async def list_sessions(
+        self, *, status: SessionStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[Session], int]:
+        where, params = ("WHERE status = ?", [status.value]) if status else ("", [])
+        rows = await self.fetchall(
+            f"SELECT {SESSION_COLUMNS} FROM sessions {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        total = await self.fetchone(f"SELECT COUNT(*) FROM sessions {where}", params)
+        return [row_to_session(r) for r in rows], int(total[0]) if total else 0
+
+    async def end_session(self, public_id: str) -> Session:
+        now = time.time()
+
+        async def op(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(
+                "UPDATE sessions SET status = 'COMPLETED', modified = ?, ended = ? "
+                "WHERE public_id = ? AND status = 'ACTIVE'",
+                (now, now, public_id),
+            )
+            return cursor.rowcount
+
+        if await self.write(op) == 0:
+            session = await self.get_session(public_id)  # raises NotFound
+            raise Conflict(
+                f"session {public_id!r} is {session.status.value}; only an ACTIVE session can "
+                "be ended"
+            )
+        return await self.get_session(public_id)
+
+    async def expire_idle_sessions(self, idle_timeout: float) -> list[str]:
+        """Mark ACTIVE sessions idle longer than ``idle_timeout`` seconds EXPIRED."""
+        now = time.time()
+
+        async def op(db: aiosqlite.Connection) -> list[str]:
+            rows = await db.execute_fetchall(
+                "UPDATE sessions SET status = 'EXPIRED', modified = ?, ended = ? "
+                "WHERE status = 'ACTIVE' AND modified < ? RETURNING public_id",
+                (now, now, now - idle_timeout),
+            )
+            return [r[0] for r in rows]
+
+        return await self.write(op)
+
+    async def latest_active_session(self, source: str | None = None) -> Session | None:
+        where, params = ("AND source = ?", [source]) if source is not None else ("", [])
+        row = await self.fetchone(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE status = 'ACTIVE' {where} "
+            "ORDER BY id DESC LIMIT 1",
+            params,
+        )
+        return row_to_session(row) if row else None
+
+    # ---- captures ------------------------------------------------------------------------
+
+    async def add_capture(
+        self, session_public_id: str, new: NewCapture, *, idle_timeout: float
+    ) -> Capture:
+        """Insert a PENDING capture into an ACTIVE session; durable when this returns.
+
+        Raises NotFound for an unknown session and Conflict for one that is not ACTIVE
+        (ended, or idle past ``idle_timeout`` — which marks it EXPIRED on the spot).
+        """
+        now = time.time()
+        public_id = new_public_id()
+        gs1 = json.dumps(new.gs1_dl_data or {})
+        meta = json.dumps(new.metadata or {})
+        is_photo = int(new.capture_type is CaptureType.IMAGE)
+
+        async def op(db: aiosqlite.Connection) -> int | str:
+            rows = await _fetchall(
+                db,
+                "UPDATE sessions SET modified = ?, capture_count = capture_count + 1, "
+                "photo_count = photo_count + ? "
+                "WHERE public_id = ? AND status = 'ACTIVE' AND modified >= ? RETURNING id",
+                (now, is_photo, session_public_id, now - idle_timeout),
+            )
+            if not rows:
+                # Expire the session if idleness is why it refused (the sweep may lag).
+                await db.execute(
+                    "UPDATE sessions SET status = 'EXPIRED', ended = ? "
+                    "WHERE public_id = ? AND status = 'ACTIVE'",
+                    (now, session_public_id),
+                )
+                status_rows = list(
+                    await db.execute_fetchall(
+                        "SELECT status FROM sessions WHERE public_id = ?", (session_public_id,)
+                    )
+                )
+                return status_rows[0][0] if status_rows else ""
+            cursor = await db.execute(
+                "INSERT INTO captures (public_id, session_id, status, capture_type, raw_value, "
+                "gtin, symbology, symbology_identifier, source, created, modified, gs1_dl_data, "
+                "uploaded_image_key, metadata) VALUES (?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, "
+                "?, ?, ?)",
+                (
+                    public_id,
+                    rows[0][0],
+                    new.capture_type.value,
+                    new.raw_value,
+                    new.gtin,
+                    new.symbology,
+                    new.symbology_identifier,
+                    new.source,
+                    now,
+                    now,
+                    gs1,
+                    new.uploaded_image_key,
+                    meta,
+                ),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+        result = await self.write(op)
+        if isinstance(result, str):
+            if not result:
+                raise NotFound("session", session_public_id, field="session_public_id")
+            raise Conflict(
+                f"session {session_public_id!r} is {result}; captures can be added only to an "
+                "ACTIVE session",
+                field="session_public_id",
+            )
+        return Capture(
+            id=result,
+            public_id=public_id,
+            session_public_id=session_public_id,
+            status=CaptureStatus.PENDING,
+            capture_type=new.capture_type,
+            raw_value=new.raw_value,
+            gtin=new.gtin,
+            symbology=new.symbology,
+            symbology_identifier=new.symbology_identifier,
+            source=new.source,
+            error_message="",
+            created=now,
+            processed_at=None,
+            gs1_dl_data=new.gs1_dl_data or {},
+            product_public_id="",
+            product_name="",
+            uploaded_image_key=new.uploaded_image_key,
+            qr_analysis=None,
+            metadata=new.metadata or {},
+            checks={},
+            revision=1,
+        )
+
+    async def get_capture(self, public_id: str) -> Capture:
+        row = await self.fetchone(
+            f"SELECT {CAPTURE_COLUMNS} FROM {CAPTURE_FROM} WHERE c.public_id = ?", (public_id,)
+        )
+        if row is None:
+            raise NotFound("capture", public_id)
+        return row_to_capture(row)
+
+    async def get_captures_by_id(self, ids: Sequence[int]) -> list[Capture]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = await self.fetchall(
+            f"SELECT {CAPTURE_COLUMNS} FROM {CAPTURE_FROM} WHERE c.id IN ({marks}) ORDER BY c.id",
+            list(ids),
+        )
+        return [row_to_capture(r) for r in rows]
+
+    async def list_captures(
+        self,
+        *,
+        session_public_id: str | None = None,
+        status: CaptureStatus | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Capture], int]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if session_public_id is not None:
+            clauses.append("s.public_id = ?")
+            params.append(session_public_id)
+        if status is not None:
+            clauses.append("c.status = ?")
+            params.append(status.value)
+        if since is not None:
+            clauses.append("c.created >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("c.created < ?")
+            params.append(until)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self.fetchall(
+            f"SELECT {CAPTURE_COLUMNS} FROM {CAPTURE_FROM} {where} "
+            "ORDER BY c.id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        total = await self.fetchone(f"SELECT COUNT(*) FROM {CAPTURE_FROM} {where}", params)
+        return [row_to_capture(r) for r in rows], int(total[0]) if total else 0
+
+    async def unfinished_capture_ids(self) -> list[int]:
+        """Captures left in progress (by a crash or stop): the pipeline walks them again."""
+        rows = await self.fetchall(
+            "SELECT id FROM captures WHERE status IN "
+            "('PENDING', 'LOOKING_UP', 'ENRICHING', 'RESOLVING') ORDER BY id"
+        )
+        return [r[0] for r in rows]
+
+    async def set_status(self, capture_ids: Iterable[int], status: CaptureStatus) -> None:
+        """Move in-progress captures to the next stage (one statement for the whole batch)."""
+        now = time.time()
+        params = [(status.value, now, cid) for cid in capture_ids]
+
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.executemany(
+                "UPDATE captures SET status = ?, modified = ? WHERE id = ?", params
+            )
+
+        await self.write(op)
+
+    async def retry_capture(self, public_id: str) -> Capture:
+        """FAILED or NOT_FOUND → PENDING with the revision bumped; otherwise Conflict."""
+        now = time.time()
+
+        async def op(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(
+                "UPDATE captures SET status = 'PENDING', revision = revision + 1, "
+                "error_message = '', modified = ? "
+                "WHERE public_id = ? AND status IN ('FAILED', 'NOT_FOUND')",
+                (now, public_id),
+            )
+            return cursor.rowcount
+
+        if await self.write(op) == 0:
+            capture = await self.get_capture(public_id)  # raises NotFound
+            raise Conflict(
+                f"capture {public_id!r} is {capture.status.value}; only FAILED or NOT_FOUND "
+                "captures can be retried"
+            )
+        return await self.get_capture(public_id)
+
+    async def finish_captures(
+        self,
+        outcomes: Sequence[CaptureOutcome],
+        make_event: Callable[[Capture, int], dict[str, Any]],
+        scan_event_defaults: dict[str, Any],
+    ) -> list[Capture]:
+        """Write terminal states, their capture events (outbox), analytics rows and alerts.
+
+        One transaction: the outbox event of a capture exists exactly when its terminal
+        status does. ``make_event(capture, seq)`` builds the event payload.
+        """
+        now = time.time()
+        updates = [
+            (
+                o.status.value,
+                o.gtin,
+                json.dumps(o.gs1_dl_data or {}),
+                o.product_id,
+                o.error_message,
+                json.dumps(o.checks or {}),
+                json.dumps(o.qr_analysis) if o.qr_analysis is not None else None,
+                now,
+                now,
+                o.capture_id,
+            )
+            for o in outcomes
+        ]
+        ids = [o.capture_id for o in outcomes]
+        marks = ",".join("?" * len(ids))
+
+        async def op(db: aiosqlite.Connection) -> list[Capture]:
+            await db.executemany(
+                "UPDATE captures SET status = ?, gtin = ?, gs1_dl_data = ?, product_id = ?, "
+                "error_message = ?, checks = ?, qr_analysis = ?, processed_at = ?, modified = ? "
+                "WHERE id = ?",
+                updates,
+            )
+            rows = await db.execute_fetchall(
+                f"SELECT {CAPTURE_COLUMNS} FROM {CAPTURE_FROM} WHERE c.id IN ({marks}) "
+                "ORDER BY c.id",
+                ids,
+            )
+            captures = [row_to_capture(r) for r in rows]
+            seq_rows = list(
+                await db.execute_fetchall(
+                    "INSERT INTO counters (name, value) VALUES ('capture_seq', ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value "
+                    "RETURNING value",
+                    (len(captures),),
+                )
+            )
+            first_seq = int(seq_rows[0][0]) - len(captures) + 1
+            outbox = []
+            for offset, capture in enumerate(captures):
+                event = make_event(capture, first_seq + offset)
+                outbox.append(("captures", event["event_id"], event["seq"], json.dumps(event), now))
+            by_id = {o.capture_id: o for o in outcomes}
+            analytics = []
+            for capture in captures:
+                outcome = by_id[capture.id]
+                if outcome.alert is not None:
+                    alert = {**outcome.alert, "event_id": new_public_id()}
+                    outbox.append(("alerts", alert["event_id"], None, json.dumps(alert), now))
+                if outcome.scan_event is not None:
+                    row = {**scan_event_defaults, **outcome.scan_event}
+                    analytics.append(
+                        (
+                            capture.id,
+                            row["gtin"],
+                            capture.created,
+                            row["device_id"],
+                            capture.source,
+                            row.get("site", ""),
+                            row.get("lat"),
+                            row.get("lon"),
+                            row.get("batch", ""),
+                            row.get("serial", ""),
+                            row.get("expiry", ""),
+                        )
+                    )
+            await db.executemany(
+                "INSERT INTO outbox (topic, event_id, seq, payload, created) "
+                "VALUES (?, ?, ?, ?, ?)",
+                outbox,
+            )
+            if analytics:
+                await db.executemany(
+                    "INSERT INTO scan_events (capture_id, gtin, time, device_id, source, site, "
+                    "lat, lon, batch, serial, expiry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    # A retried capture is still one scan: its analytics row is replaced.
+                    "ON CONFLICT(capture_id) DO UPDATE SET gtin = excluded.gtin, "
+                    "batch = excluded.batch, serial = excluded.serial, expiry = excluded.expiry",
+                    analytics,
+                )
+            return captures
+
+        return await self.write(op)
+
+    async def add_outbox_event(self, topic: str, payload: dict[str, Any]) -> str:
+        """Queue a non-capture event (noreads, …) for MQTT; returns its event_id."""
+        event_id = str(payload.setdefault("event_id", new_public_id()))
+        text = json.dumps(payload)
+        now = time.time()
+
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO outbox (topic, event_id, seq, payload, created) "
+                "VALUES (?, ?, NULL, ?, ?)",
+                (topic, event_id, text, now),
+            )
+
+        await self.write(op)
+        return event_id
+
+    # ---- outbox (drained by the MQTT publisher) -------------------------------------------
+
+    async def outbox_batch(self, after_id: int = 0, limit: int = 100) -> list[OutboxEvent]:
+        rows = await self.fetchall(
+            "SELECT id, topic, event_id, seq, payload, created, attempts FROM outbox "
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            (after_id, limit),
+        )
+        return [OutboxEvent(*row) for row in rows]
+
+    async def outbox_delete(self, ids: Sequence[int]) -> None:
+        params = [(i,) for i in ids]
+
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.executemany("DELETE FROM outbox WHERE id = ?", params)
+
+        await self.write(op)
+
+    async def outbox_stats(self) -> tuple[int, float | None]:
+        """(depth, created time of the oldest event or None)."""
+        row = await self.fetchone("SELECT COUNT(*), MIN(created) FROM outbox")
+        return (int(row[0]), row[1]) if row else (0, None)
+
+    # ---- products ------------------------------------------------------------------------
+
+    async def products_by_gtin(self, gtins: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """GTIN-14 → (product row id, name) for the GTINs that are in the catalog."""
+        wanted = sorted({g for g in gtins if g})
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = await self.fetchall(
+            f"SELECT gtin, id, name FROM products WHERE gtin IN ({marks})", wanted
+        )
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    async def get_product(self, gtin: str) -> Product:
+        row = await self.fetchone(f"SELECT {PRODUCT_COLUMNS} FROM products WHERE gtin = ?", (gtin,))
+        if row is None:
+            raise NotFound("product with GTIN", gtin)
+        return row_to_product(row)
+
+    async def list_products(self, *, limit: int = 50, offset: int = 0) -> tuple[list[Product], int]:
+        rows = await self.fetchall(
+            f"SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        total = await self.fetchone("SELECT COUNT(*) FROM products")
+        return [row_to_product(r) for r in rows], int(total[0]) if total else 0
+
+    async def upsert_products(self, products: Sequence[dict[str, Any]]) -> int:
+        """Insert or update catalog products by GTIN-14 (fields not given are kept)."""
+        now = time.time()
+
+        async def op(db: aiosqlite.Connection) -> int:
+            for fields in products:
+                gtin = fields["gtin"]
+                existing = list(
+                    await db.execute_fetchall(
+                        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE gtin = ?", (gtin,)
+                    )
+                )
+                merged: dict[str, Any] = {}
+                if existing:
+                    current = row_to_product(existing[0])
+                    merged = {name: getattr(current, name) for name in PRODUCT_FIELDS}
+                merged.update({k: v for k, v in fields.items() if k in PRODUCT_FIELDS})
+                values = [
+                    json.dumps(merged.get(name, json.loads(_JSON_PRODUCT_FIELDS[name])))
+                    if name in _JSON_PRODUCT_FIELDS
+                    else str(merged.get(name, "") or "")
+                    for name in PRODUCT_FIELDS
+                ]
+                completeness = product_completeness(merged)
+                cols = ", ".join(PRODUCT_FIELDS)
+                marks = ", ".join("?" * len(PRODUCT_FIELDS))
+                sets = ", ".join(f"{n} = excluded.{n}" for n in PRODUCT_FIELDS)
+                await db.execute(
+                    f"INSERT INTO products (public_id, gtin, {cols}, completeness, created, "
+                    f"modified) VALUES (?, ?, {marks}, ?, ?, ?) ON CONFLICT(gtin) DO UPDATE SET "
+                    f"{sets}, completeness = excluded.completeness, modified = excluded.modified",
+                    (new_public_id(), gtin, *values, completeness, now, now),
+                )
+            return len(products)
+
+        return await self.write(op)
+
+    # ---- proposals -----------------------------------------------------------------------
+
+    async def add_proposals(self, capture_id: int, drafts: Sequence[dict[str, Any]]) -> None:
+        now = time.time()
+        rows = [
+            (
+                new_public_id(),
+                capture_id,
+                d["field_name"],
+                str(d.get("current_value", "")),
+                str(d["proposed_value"]),
+                float(d["confidence"]),
+                d.get("reasoning", ""),
+                d.get("source", ""),
+                now,
+            )
+            for d in drafts
+        ]
+
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.executemany(
+                "INSERT INTO proposals (public_id, capture_id, field_name, current_value, "
+                "proposed_value, confidence, reasoning, source, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        await self.write(op)
+
+    async def list_proposals(self, capture_public_id: str) -> list[Proposal]:
+        rows = await self.fetchall(
+            f"SELECT {PROPOSAL_COLUMNS} FROM proposals pr JOIN captures c ON c.id = pr.capture_id "
+            "WHERE c.public_id = ? ORDER BY pr.id",
+            (capture_public_id,),
+        )
+        return [row_to_proposal(r) for r in rows]
+
+    # ---- analytics -----------------------------------------------------------------------
+
+    async def scan_events(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> list[sqlite3.Row]:
+        return await self.fetchall(
+            "SELECT e.time, e.gtin, e.device_id, e.source, e.site, e.lat, e.lon, e.batch, "
+            "e.serial, e.expiry, c.public_id FROM scan_events e "
+            "JOIN captures c ON c.id = e.capture_id WHERE e.time >= ? AND e.time < ? "
+            "ORDER BY e.id",
+            (since if since is not None else 0, until if until is not None else 1e12),
+        )
+
+    async def status_counts(self) -> dict[str, int]:
+        rows = await self.fetchall("SELECT status, COUNT(*) FROM captures GROUP BY status")
+        return {r[0]: r[1] for r in rows}

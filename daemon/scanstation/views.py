@@ -1,0 +1,90 @@
+"""JSON views of domain objects: one shape for the HTTP API, the event stream and MQTT."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from scanstation.model import Capture, Product, Proposal, Session
+
+
+def iso(ts: float | None) -> str | None:
+    """Seconds since the epoch as an ISO 8601 UTC timestamp (None stays None)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def session_json(session: Session) -> dict[str, Any]:
+    return {
+        "public_id": session.public_id,
+        "status": session.status.value,
+        "capture_mode": session.capture_mode.value,
+        "created": iso(session.created),
+        "modified": iso(session.modified),
+        "metadata": session.metadata,
+        "capture_count": session.capture_count,
+        "photo_count": session.photo_count,
+        "source": session.source,
+    }
+
+
+def capture_json(capture: Capture) -> dict[str, Any]:
+    return {
+        "public_id": capture.public_id,
+        "session_public_id": capture.session_public_id,
+        "status": capture.status.value,
+        "capture_type": capture.capture_type.value,
+        "raw_value": capture.raw_value,
+        "gtin": capture.gtin,
+        "symbology": capture.symbology,
+        "symbology_identifier": capture.symbology_identifier,
+        "source": capture.source,
+        "error_message": capture.error_message,
+        "created": iso(capture.created),
+        "processed_at": iso(capture.processed_at),
+        "gs1_dl_data": capture.gs1_dl_data,
+        "product_public_id": capture.product_public_id,
+        "product_short_id": capture.product_public_id,  # Closient's alias
+        "product_name": capture.product_name,
+        "uploaded_image_key": capture.uploaded_image_key,
+        "qr_analysis": capture.qr_analysis,
+        "metadata": capture.metadata,
+        "checks": capture.checks,
+        "revision": capture.revision,
+    }
+
+
+def product_json(product: Product) -> dict[str, Any]:
+    return {
+        "public_id": product.public_id,
+        "gtin": product.gtin,
+        "name": product.name,
+        "brand": product.brand,
+        "net_content": product.net_content,
+        "ingredients": product.ingredients,
+        "nutrition": product.nutrition,
+        "certifications": product.certifications,
+        "country_of_origin": product.country_of_origin,
+        "category": product.category,
+        "images": product.images,
+        "completeness": product.completeness,
+        "created": iso(product.created),
+        "modified": iso(product.modified),
+    }
+
+
+def proposal_json(proposal: Proposal) -> dict[str, Any]:
+    return {
+        "public_id": proposal.public_id,
+        "capture": proposal.capture_public_id,
+        "field_name": proposal.field_name,
+        "current_value": proposal.current_value,
+        "proposed_value": proposal.proposed_value,
+        "confidence": proposal.confidence,
+        "reasoning": proposal.reasoning,
+        "source": proposal.source,
+        "status": proposal.status.value,
+        "created": iso(proposal.created),
+        "reviewed_at": iso(proposal.reviewed_at),
+    }

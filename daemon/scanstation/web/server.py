@@ -1,0 +1,83 @@
+"""Builds the aiohttp application: middlewares (errors, Host allowlist, auth) and routes."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from scanstation.web.api import API_BASE, SERVICES, Services, healthz, routes
+from scanstation.web.auth import ApiKeyStore
+from scanstation.web.errors import Handler, error_middleware, error_response
+
+API_KEYS = web.AppKey("api_keys", ApiKeyStore)
+OPEN_PATHS = frozenset({"/healthz"})
+
+
+def allowed_host_names(configured: list[str], bind_host: str) -> frozenset[str]:
+    """Host header names accepted besides IP literals (which DNS rebinding cannot forge)."""
+    hostname = socket.gethostname().lower()
+    names = {"localhost", hostname, f"{hostname}.local", bind_host.lower()}
+    return frozenset(names | {h.lower() for h in configured})
+
+
+def _host_name(host_header: str) -> str:
+    host = host_header.strip().lower()
+    if host.startswith("["):  # [::1]:8080
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def _is_ip_literal(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def host_allowlist_middleware(allowed: frozenset[str], explicit: bool) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        name = _host_name(request.headers.get("Host", ""))
+        if name not in allowed and not (not explicit and _is_ip_literal(name)):
+            return error_response(
+                403,
+                f"Host {name!r} is not in [http] allowed_hosts; add it there to reach this "
+                "device by that name",
+                field="Host",
+            )
+        return await handler(request)
+
+    return middleware
+
+
+@web.middleware
+async def api_key_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path in OPEN_PATHS or not request.path.startswith(API_BASE):
+        return await handler(request)
+    key = request.headers.get("X-API-Key")
+    if request.app[API_KEYS].verify(key) is None:
+        message = "a valid X-API-Key header is required" if not key else "the API key is not valid"
+        return error_response(401, message, headers={"WWW-Authenticate": "X-API-Key"})
+    return await handler(request)
+
+
+def make_app(services: Services) -> web.Application:
+    config = services.config
+    allowed = allowed_host_names(config.http.allowed_hosts, config.http.host)
+    app = web.Application(
+        middlewares=[
+            error_middleware,
+            host_allowlist_middleware(allowed, explicit=bool(config.http.allowed_hosts)),
+            api_key_middleware,
+        ],
+        client_max_size=config.http.max_upload_bytes + 64 * 1024,
+    )
+    app[SERVICES] = services
+    app[API_KEYS] = ApiKeyStore(config.api_keys_path)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_routes(routes)
+    return app
