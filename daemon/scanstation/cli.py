@@ -42,6 +42,11 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         "decode a recorded HID event stream into scans",
     ),
     "fleet": ("scanstation.fleet", "fleet_main", "live table of every device on a broker"),
+    "set-password": (
+        "scanstation.web.passwords",
+        "set_password_main",
+        "set the web UI password",
+    ),
 }
 BENCHMARKS = ("ingest", "parse", "decode", "classify", "hid")
 

@@ -388,6 +388,8 @@ class Store:
         self._writer_task: asyncio.Task[None] | None = None
         self.commits = 0
         self.writes = 0
+        self.outbox_changed = asyncio.Event()
+        """Set after a commit that added outbox rows; the publisher clears it and drains."""
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -882,7 +884,9 @@ class Store:
                 )
             return captures
 
-        return await self.write(op)
+        captures = await self.write(op)
+        self.outbox_changed.set()
+        return captures
 
     async def add_outbox_event(self, topic: str, payload: dict[str, Any]) -> str:
         """Queue a non-capture event (noreads, …) for MQTT; returns its event_id."""
@@ -898,6 +902,7 @@ class Store:
             )
 
         await self.write(op)
+        self.outbox_changed.set()
         return event_id
 
     # ---- outbox (drained by the MQTT publisher) -------------------------------------------
