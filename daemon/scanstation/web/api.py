@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 
 from aiohttp import BodyPartReader, web
 from PIL import Image, UnidentifiedImageError
-from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from scanstation import __version__
 from scanstation.config import Config
@@ -61,13 +61,9 @@ class _Body(BaseModel):
 
 class SessionCreate(_Body):
     capture_mode: Literal["barcode_scan", "product_photography", "both"] = "both"
-    metadata: dict[str, Any] | None = None
+    metadata: Any = None
+    """Checked by validate_metadata (SPEC §5 limits), which names the offending key."""
     source: Annotated[str, StringConstraints(max_length=40)] = "api"
-
-    @field_validator("metadata", mode="before")
-    @classmethod
-    def _metadata_limits(cls, value: Any) -> dict[str, Any]:
-        return validate_metadata(value)
 
 
 class CaptureCreate(_Body):
@@ -76,15 +72,10 @@ class CaptureCreate(_Body):
     raw_value: Annotated[str, StringConstraints(max_length=RAW_VALUE_MAX_LENGTH)] = ""
     gtin: Annotated[str, StringConstraints(max_length=14, pattern=r"^[0-9]*$")] = ""
     gs1_dl_data: dict[str, str] | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: Any = None
     symbology: Annotated[str, StringConstraints(max_length=40)] = ""
     symbology_identifier: Annotated[str, StringConstraints(max_length=3)] = ""
     source: Annotated[str, StringConstraints(max_length=40)] = "api"
-
-    @field_validator("metadata", mode="before")
-    @classmethod
-    def _metadata_limits(cls, value: Any) -> dict[str, Any]:
-        return validate_metadata(value)
 
 
 def _raw_value_or_gtin(raw_value: str, gtin: str) -> str:
@@ -189,7 +180,9 @@ async def healthz(request: web.Request) -> web.Response:
 async def create_session(request: web.Request) -> web.Response:
     body = SessionCreate.model_validate(await read_json(request) or {})
     session = await services(request).store.create_session(
-        capture_mode=CaptureMode(body.capture_mode), metadata=body.metadata, source=body.source
+        capture_mode=CaptureMode(body.capture_mode),
+        metadata=validate_metadata(body.metadata),
+        source=body.source,
     )
     services(request).bus.publish("session", session_json(session))
     return web.json_response(session_json(session), status=201)
@@ -256,7 +249,7 @@ async def create_capture(request: web.Request) -> web.Response:
             symbology_identifier=body.symbology_identifier,
             source=body.source,
             gs1_dl_data=body.gs1_dl_data,
-            metadata=body.metadata,
+            metadata=validate_metadata(body.metadata),
         ),
     )
     return web.json_response(capture_json(capture), status=201)
@@ -335,7 +328,7 @@ async def upload_image(request: web.Request) -> web.Response:
             raw_value=body.raw_value,
             gtin=body.gtin,
             source=body.source,
-            metadata=body.metadata,
+            metadata=validate_metadata(body.metadata),
             uploaded_image_key=key,
         ),
     )

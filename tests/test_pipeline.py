@@ -1,0 +1,138 @@
+"""The capture state machine: statuses, GS1 facts, outbox events, resumption, sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from scanstation.config import Config
+from scanstation.events import EventBus
+from scanstation.model import CaptureStatus, CaptureType, Scan
+from scanstation.pipeline import Pipeline
+from scanstation.store import NewCapture, Store
+
+
+async def walk(pipeline: Pipeline, *values: str, session: str | None = None) -> list[Any]:
+    if session is None:
+        session = (await pipeline.store.create_session()).public_id
+    created = [
+        await pipeline.create_capture(session, NewCapture(CaptureType.BARCODE, raw_value=v))
+        for v in values
+    ]
+    await pipeline.idle()
+    return [await pipeline.store.get_capture(c.public_id) for c in created]
+
+
+async def test_pipeline_statuses_for_real_values(pipeline: Pipeline) -> None:
+    await pipeline.store.upsert_products([{"gtin": "04006381333931", "name": "Highlighter"}])
+    done = await walk(pipeline, "4006381333931", "5901234123457", "4006381333932")
+    assert [(c.status, c.gtin) for c in done[:2]] == [
+        (CaptureStatus.COMPLETED, "04006381333931"),
+        (CaptureStatus.NOT_FOUND, "05901234123457"),
+    ]
+    assert done[0].product_name == "Highlighter"
+    assert done[2].status is CaptureStatus.FAILED
+    assert done[2].error_message
+    assert all(c.processed_at is not None for c in done)
+
+
+async def test_pipeline_writes_one_outbox_event_per_terminal_capture_seq_gap_free(
+    pipeline: Pipeline,
+) -> None:
+    done = await walk(pipeline, *[str(4006381333931)] * 5, "5901234123457")
+    rows = await pipeline.store.fetchall(
+        "SELECT seq, payload FROM outbox WHERE topic = 'captures' ORDER BY id"
+    )
+    events = [json.loads(r[1]) for r in rows]
+    assert [e["seq"] for e in events] == list(range(1, 7))
+    assert [r[0] for r in rows] == list(range(1, 7))
+    assert {e["public_id"] for e in events} == {c.public_id for c in done}
+    assert len({e["event_id"] for e in events}) == 6
+    assert all(e["schema"] == "scanstation.capture/1" for e in events)
+    assert all(e["device_id"] == "test-01" and e["site"] == "lab" for e in events)
+
+
+async def test_pipeline_retry_emits_a_new_event_with_higher_revision(pipeline: Pipeline) -> None:
+    [capture] = await walk(pipeline, "5901234123457")
+    await pipeline.retry(capture.public_id)
+    await pipeline.idle()
+    rows = await pipeline.store.fetchall("SELECT payload FROM outbox ORDER BY id")
+    events = [json.loads(r[0]) for r in rows]
+    assert [(e["revision"], e["seq"]) for e in events] == [(1, 1), (2, 2)]
+
+
+async def test_pipeline_resumes_captures_left_in_progress(store: Store, config: Config) -> None:
+    session = await store.create_session()
+    capture = await store.add_capture(
+        session.public_id, NewCapture(CaptureType.BARCODE, "4006381333931"), idle_timeout=60
+    )
+    await store.set_status([capture.id], CaptureStatus.ENRICHING)  # as if killed mid-walk
+    pipeline = Pipeline(store, config, bus=EventBus())
+    task = asyncio.create_task(pipeline.run())
+    try:
+        for _ in range(200):
+            if (await store.get_capture(capture.public_id)).status.terminal:
+                break
+            await asyncio.sleep(0.01)
+        assert (await store.get_capture(capture.public_id)).status is CaptureStatus.NOT_FOUND
+    finally:
+        task.cancel()
+
+
+async def test_pipeline_ingest_uses_one_rolling_session_per_source(pipeline: Pipeline) -> None:
+    a1 = await pipeline.ingest(Scan(source="gun1", raw_value="4006381333931"))
+    a2 = await pipeline.ingest(Scan(source="gun1", raw_value="5901234123457"))
+    b1 = await pipeline.ingest(Scan(source="cam0", raw_value="4006381333931"))
+    assert a1.session_public_id == a2.session_public_id != b1.session_public_id
+    session = await pipeline.store.get_session(a1.session_public_id)
+    assert session.source == "gun1"
+    assert session.capture_count == 2
+    # The session is ended by an operator: the next scan opens a new one, nothing is lost.
+    await pipeline.store.end_session(a1.session_public_id)
+    a3 = await pipeline.ingest(Scan(source="gun1", raw_value="4006381333931"))
+    assert a3.session_public_id != a1.session_public_id
+    await pipeline.idle()
+    assert (await pipeline.store.get_capture(a3.public_id)).status is CaptureStatus.NOT_FOUND
+
+
+async def test_pipeline_gs1_values_fill_gs1_data_and_scan_events(pipeline: Pipeline) -> None:
+    [capture] = await walk(pipeline, "]d2010950600013435217270101\x1d10ABC123")
+    assert capture.gtin == "09506000134352"
+    assert capture.gs1_dl_data == {"01": "09506000134352", "17": "270101", "10": "ABC123"}
+    rows = await pipeline.store.scan_events()
+    assert [(r["gtin"], r["batch"], r["expiry"]) for r in rows] == [
+        ("09506000134352", "ABC123", "270101")
+    ]
+
+
+async def test_pipeline_expired_item_raises_an_alert(
+    make_config: Callable[..., Config], tmp_path: Any
+) -> None:
+    config = make_config()
+    async with Store(config.db_path) as store:
+        pipeline = Pipeline(store, config, bus=EventBus())
+        task = asyncio.create_task(pipeline.run())
+        try:
+            [capture] = await walk(pipeline, "]C1010950600013435217200101\x1d10LOT42")
+        finally:
+            task.cancel()
+        assert capture.checks.get("expired") is True
+        assert capture.checks.get("not_for_sale") is True
+        rows = await store.fetchall("SELECT payload FROM outbox WHERE topic = 'alerts'")
+        assert len(rows) == 1
+        alert = json.loads(rows[0][0])
+        assert alert["capture_public_id"] == capture.public_id
+        assert alert["gtin"] == "09506000134352"
+
+
+async def test_pipeline_bus_sees_every_status_change(pipeline: Pipeline) -> None:
+    with pipeline.bus.subscribe() as sub:
+        await walk(pipeline, "4006381333931")
+        statuses = []
+        while not sub.queue.empty():
+            event = sub.queue.get_nowait()
+            if event.kind == "capture":
+                statuses.append(event.data["status"])
+    assert statuses == ["PENDING", "NOT_FOUND"]

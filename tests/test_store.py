@@ -1,0 +1,112 @@
+"""SQLite storage: migrations, WAL, group commit, failure isolation, durability settings."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import aiosqlite
+import pytest
+
+from scanstation.model import CaptureType
+from scanstation.store import SCHEMA_VERSION, Conflict, NewCapture, NotFound, Store
+
+
+async def test_store_creates_schema_with_wal_and_version(tmp_path: Path) -> None:
+    path = tmp_path / "db" / "scanstation.db"
+    async with Store(path):
+        pass
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"sessions", "captures", "products", "proposals", "scan_events", "outbox",
+            "outbox_dead"} <= tables
+
+
+async def test_store_reopen_keeps_data_and_skips_migrations(tmp_path: Path) -> None:
+    path = tmp_path / "scanstation.db"
+    async with Store(path) as store:
+        session = await store.create_session()
+    async with Store(path) as store:
+        assert (await store.get_session(session.public_id)).public_id == session.public_id
+
+
+async def test_store_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "scanstation.db"
+    sqlite3.connect(path).execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    with pytest.raises(RuntimeError, match="newer than this scanstation"):
+        async with Store(path):
+            pass
+
+
+async def test_store_group_commits_concurrent_writes(tmp_path: Path) -> None:
+    async with Store(tmp_path / "scanstation.db") as store:
+        session = await store.create_session()
+        commits_before = store.commits
+        captures = await asyncio.gather(
+            *(
+                store.add_capture(
+                    session.public_id,
+                    NewCapture(CaptureType.BARCODE, raw_value=str(i)),
+                    idle_timeout=60,
+                )
+                for i in range(500)
+            )
+        )
+        assert len({c.public_id for c in captures}) == 500
+        # Far fewer commits than writes: the writer gathered them into groups.
+        assert store.commits - commits_before < 100
+        assert (await store.get_session(session.public_id)).capture_count == 500
+
+
+async def test_store_one_failing_write_does_not_fail_its_group(tmp_path: Path) -> None:
+    async with Store(tmp_path / "scanstation.db") as store:
+
+        async def bad(db: aiosqlite.Connection) -> None:
+            await db.execute("INSERT INTO nosuchtable VALUES (1)")
+
+        async def good(db: aiosqlite.Connection) -> str:
+            await db.execute(
+                "INSERT INTO counters (name, value) VALUES ('x', 1)"
+            )
+            return "ok"
+
+        results = await asyncio.gather(store.write(bad), store.write(good), return_exceptions=True)
+        assert isinstance(results[0], sqlite3.OperationalError)
+        assert results[1] == "ok"
+        row = await store.fetchone("SELECT value FROM counters WHERE name = 'x'")
+        assert row is not None and row[0] == 1
+
+
+async def test_store_capture_into_idle_session_expires_it(tmp_path: Path) -> None:
+    async with Store(tmp_path / "scanstation.db") as store:
+        session = await store.create_session()
+        await asyncio.sleep(0.05)
+        with pytest.raises(Conflict, match="EXPIRED"):
+            await store.add_capture(
+                session.public_id, NewCapture(CaptureType.BARCODE, "1"), idle_timeout=0.01
+            )
+        assert (await store.get_session(session.public_id)).status.value == "EXPIRED"
+        with pytest.raises(NotFound):
+            await store.add_capture(
+                "ZZZZZZZZZZZZZZZZZZZZZZ", NewCapture(CaptureType.BARCODE, "1"), idle_timeout=60
+            )
+
+
+async def test_store_expire_idle_sessions_sweep(tmp_path: Path) -> None:
+    async with Store(tmp_path / "scanstation.db") as store:
+        idle = await store.create_session()
+        await asyncio.sleep(0.05)
+        fresh = await store.create_session()
+        assert await store.expire_idle_sessions(0.03) == [idle.public_id]
+        assert (await store.get_session(fresh.public_id)).status.value == "ACTIVE"
+
+
+async def test_store_synchronous_full_by_default(tmp_path: Path) -> None:
+    async with Store(tmp_path / "scanstation.db") as store:
+        assert store._writer is not None
+        async with store._writer.execute("PRAGMA synchronous") as cursor:
+            row = await cursor.fetchone()
+        assert row is not None and row[0] == 2  # FULL: a commit is on disk when it returns
