@@ -40,6 +40,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 WriteOp = Callable[[aiosqlite.Connection], Awaitable[T]]
 
+
+@dataclass(frozen=True, slots=True)
+class Batchable:
+    """A write that shares its statements with like writes next to it in the same group.
+
+    ``handler(db, items)`` runs once for a run of neighbouring Batchables with the same
+    handler and returns one result per item: a thread hop per group instead of per write.
+    """
+
+    handler: Callable[[aiosqlite.Connection, list[Any]], Awaitable[list[Any]]]
+    item: Any
+
+
 # Each entry upgrades the schema by one version; never edit a shipped entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -365,6 +378,83 @@ class OutboxEvent:
     attempts: int
 
 
+@dataclass(frozen=True, slots=True)
+class _CaptureInsert:
+    session_public_id: str
+    now: float
+    idle_timeout: float
+    is_photo: bool
+    row: tuple[Any, ...]
+    """public_id, capture_type, raw_value, gtin, symbology, symbology_identifier, source,
+    created, modified, gs1_dl_data, uploaded_image_key, metadata"""
+
+
+async def _insert_captures(
+    db: aiosqlite.Connection, items: list[_CaptureInsert]
+) -> list[int | str]:
+    """Insert captures into ACTIVE sessions: a few statements for the whole group.
+
+    Returns each capture's row id, or for a refused one its session's status ("" when the
+    session does not exist). A session idle past its timeout is marked EXPIRED here.
+    """
+    wanted = sorted({item.session_public_id for item in items})
+    marks = ",".join("?" * len(wanted))
+    sessions: dict[str, list[Any]] = {
+        r[0]: [r[1], r[2], r[3]]
+        for r in await _fetchall(
+            db,
+            f"SELECT public_id, id, status, modified FROM sessions WHERE public_id IN ({marks})",
+            wanted,
+        )
+    }
+    # The single writer holds the write lock: ids can be assigned here, in order.
+    next_id = int((await _fetchall(db, "SELECT COALESCE(MAX(id), 0) FROM captures"))[0][0]) + 1
+    results: list[int | str] = []
+    rows: list[tuple[Any, ...]] = []
+    touched: dict[str, list[Any]] = {}  # session public id -> [id, modified, captures, photos]
+    expired: list[tuple[float, str]] = []
+    for item in items:
+        session = sessions.get(item.session_public_id)
+        if session is None:
+            results.append("")
+            continue
+        session_id, status, modified = session
+        if status == "ACTIVE" and modified < item.now - item.idle_timeout:
+            status = session[1] = "EXPIRED"
+            expired.append((item.now, item.session_public_id))
+        if status != "ACTIVE":
+            results.append(status)
+            continue
+        session[2] = item.now
+        count = touched.setdefault(item.session_public_id, [session_id, item.now, 0, 0])
+        count[1] = item.now
+        count[2] += 1
+        count[3] += int(item.is_photo)
+        rows.append((next_id, session_id, *item.row))
+        results.append(next_id)
+        next_id += 1
+    if rows:
+        await db.executemany(
+            "INSERT INTO captures (id, session_id, public_id, status, capture_type, raw_value, "
+            "gtin, symbology, symbology_identifier, source, created, modified, gs1_dl_data, "
+            "uploaded_image_key, metadata) "
+            "VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        await db.executemany(
+            "UPDATE sessions SET modified = ?, capture_count = capture_count + ?, "
+            "photo_count = photo_count + ? WHERE id = ?",
+            [(m, n, p, sid) for sid, m, n, p in touched.values()],
+        )
+    if expired:
+        await db.executemany(
+            "UPDATE sessions SET status = 'EXPIRED', ended = ? "
+            "WHERE public_id = ? AND status = 'ACTIVE'",
+            expired,
+        )
+    return results
+
+
 class Store:
     """The database: one writer task with group commit, one reader connection."""
 
@@ -382,8 +472,8 @@ class Store:
         self.max_batch = max_batch
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[tuple[WriteOp[Any], asyncio.Future[Any]]] = asyncio.Queue(
-            maxsize=8192
+        self._queue: asyncio.Queue[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]] = (
+            asyncio.Queue(maxsize=8192)
         )
         self._writer_task: asyncio.Task[None] | None = None
         self.commits = 0
@@ -398,6 +488,7 @@ class Store:
         self._writer = await self._connect()
         await self._migrate(self._writer)
         self._reader = await self._connect()
+        self._reader.row_factory = sqlite3.Row  # rows index by position and by column name
         self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
 
     async def _connect(self) -> aiosqlite.Connection:
@@ -447,7 +538,7 @@ class Store:
 
     # ---- the writer ----------------------------------------------------------------------
 
-    async def write(self, op: WriteOp[T]) -> T:
+    async def write(self, op: WriteOp[T] | Batchable) -> T:
         """Run ``op`` inside the next group-committed transaction; return once it is durable."""
         if self._writer_task is None:
             raise RuntimeError("the store is not open")
@@ -469,14 +560,31 @@ class Store:
                 for _ in batch:
                     queue.task_done()
 
-    async def _commit_batch(self, batch: list[tuple[WriteOp[Any], asyncio.Future[Any]]]) -> None:
+    async def _commit_batch(
+        self, batch: list[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]]
+    ) -> None:
         db = self._writer
         assert db is not None
         results: list[Any] = []
         try:
             await db.execute("BEGIN IMMEDIATE")
-            for op, _ in batch:
-                results.append(await op(db))
+            index = 0
+            while index < len(batch):
+                op = batch[index][0]
+                if isinstance(op, Batchable):
+                    end = index + 1
+                    while (
+                        end < len(batch)
+                        and isinstance(batch[end][0], Batchable)
+                        and batch[end][0].handler is op.handler  # type: ignore[union-attr]
+                    ):
+                        end += 1
+                    items = [b[0].item for b in batch[index:end]]  # type: ignore[union-attr]
+                    results.extend(await op.handler(db, items))
+                    index = end
+                else:
+                    results.append(await op(db))
+                    index += 1
             await db.execute("COMMIT")
         except Exception as exc:  # any op failing rolls the whole group back
             with contextlib.suppress(sqlite3.Error):
@@ -614,56 +722,27 @@ class Store:
         """
         now = time.time()
         public_id = new_public_id()
-        gs1 = json.dumps(new.gs1_dl_data or {})
-        meta = json.dumps(new.metadata or {})
-        is_photo = int(new.capture_type is CaptureType.IMAGE)
-
-        async def op(db: aiosqlite.Connection) -> int | str:
-            rows = await _fetchall(
-                db,
-                "UPDATE sessions SET modified = ?, capture_count = capture_count + 1, "
-                "photo_count = photo_count + ? "
-                "WHERE public_id = ? AND status = 'ACTIVE' AND modified >= ? RETURNING id",
-                (now, is_photo, session_public_id, now - idle_timeout),
-            )
-            if not rows:
-                # Expire the session if idleness is why it refused (the sweep may lag).
-                await db.execute(
-                    "UPDATE sessions SET status = 'EXPIRED', ended = ? "
-                    "WHERE public_id = ? AND status = 'ACTIVE'",
-                    (now, session_public_id),
-                )
-                status_rows = list(
-                    await db.execute_fetchall(
-                        "SELECT status FROM sessions WHERE public_id = ?", (session_public_id,)
-                    )
-                )
-                return status_rows[0][0] if status_rows else ""
-            cursor = await db.execute(
-                "INSERT INTO captures (public_id, session_id, status, capture_type, raw_value, "
-                "gtin, symbology, symbology_identifier, source, created, modified, gs1_dl_data, "
-                "uploaded_image_key, metadata) VALUES (?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, "
-                "?, ?, ?)",
-                (
-                    public_id,
-                    rows[0][0],
-                    new.capture_type.value,
-                    new.raw_value,
-                    new.gtin,
-                    new.symbology,
-                    new.symbology_identifier,
-                    new.source,
-                    now,
-                    now,
-                    gs1,
-                    new.uploaded_image_key,
-                    meta,
-                ),
-            )
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
-
-        result = await self.write(op)
+        insert = _CaptureInsert(
+            session_public_id=session_public_id,
+            now=now,
+            idle_timeout=idle_timeout,
+            is_photo=new.capture_type is CaptureType.IMAGE,
+            row=(
+                public_id,
+                new.capture_type.value,
+                new.raw_value,
+                new.gtin,
+                new.symbology,
+                new.symbology_identifier,
+                new.source,
+                now,
+                now,
+                json.dumps(new.gs1_dl_data or {}),
+                new.uploaded_image_key,
+                json.dumps(new.metadata or {}),
+            ),
+        )
+        result: int | str = await self.write(Batchable(_insert_captures, insert))
         if isinstance(result, str):
             if not result:
                 raise NotFound("session", session_public_id, field="session_public_id")
