@@ -79,7 +79,10 @@ async def test_api_invalid_check_digit_fails_with_reason(client: Client) -> None
         ({"raw_value": "1", "gtin": "123456789012345"}, "gtin"),
         ({"raw_value": "1", "gtin": "12345ABC"}, "gtin"),
         ({"raw_value": "1", "metadata": {f"k{i}": "v" for i in range(51)}}, "metadata"),
-        ({"raw_value": "1", "metadata": {"k" * 41: "v"}}, "metadata.kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"),
+        (
+            {"raw_value": "1", "metadata": {"k" * 41: "v"}},
+            "metadata.kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk",
+        ),
         ({"raw_value": "1", "metadata": {"note": "v" * 501}}, "metadata.note"),
         ({"raw_value": "1", "colour": "red"}, "colour"),
     ],
@@ -130,9 +133,7 @@ async def test_api_unknown_ids_are_404(client: Client) -> None:
 @pytest.mark.parametrize(
     "headers", [{}, {"X-API-Key": "ss_nope"}, {"X-API-Key": ""}, {"X-API-Key": "wrong"}]
 )
-async def test_api_without_a_valid_key_is_401(
-    client: Client, headers: dict[str, str]
-) -> None:
+async def test_api_without_a_valid_key_is_401(client: Client, headers: dict[str, str]) -> None:
     async with (
         aiohttp.ClientSession() as anonymous,
         anonymous.get(client.make_url(f"{API}/sessions"), headers=headers) as resp,
@@ -142,9 +143,10 @@ async def test_api_without_a_valid_key_is_401(
 
 
 async def test_api_healthz_is_open(client: Client) -> None:
-    async with aiohttp.ClientSession() as anonymous, anonymous.get(
-        client.make_url("/healthz")
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as anonymous,
+        anonymous.get(client.make_url("/healthz")) as resp,
+    ):
         assert resp.status == 200
         assert (await resp.json())["status"] == "ok"
 
@@ -160,7 +162,9 @@ async def test_api_bad_json_is_400_not_500(client: Client) -> None:
         f"{API}/captures", data=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert resp.status == 400
-    resp = await client.post(f"{API}/captures", data=b"<xml/>", headers={"Content-Type": "text/xml"})
+    resp = await client.post(
+        f"{API}/captures", data=b"<xml/>", headers={"Content-Type": "text/xml"}
+    )
     assert resp.status == 415
 
 
@@ -247,3 +251,28 @@ async def test_api_upload_rejects_non_images_and_oversized(client: Client) -> No
     resp = await client.post(f"{API}/captures/upload-image", data=form)
     assert resp.status == 422
     assert (await resp.json())["error"]["field"] == "image"
+
+
+async def test_api_below_the_disk_floor_captures_are_refused_visibly(
+    aiohttp_client: Any, make_config: Any, api_key: str
+) -> None:
+    from scanstation.events import EventBus
+    from scanstation.pipeline import Pipeline
+    from scanstation.store import Store
+    from scanstation.web.api import Services
+    from scanstation.web.server import make_app
+
+    config = make_config(storage={"disk_floor_mb": 10**12})  # more than any disk has
+    async with Store(config.db_path) as store:
+        pipeline = Pipeline(store, config, bus=EventBus())
+        client = await aiohttp_client(
+            make_app(Services(config, store, pipeline, pipeline.bus)),
+            headers={"X-API-Key": api_key},
+        )
+        session = await new_session(client)
+        resp = await post_capture(client, session, raw_value="4006381333931")
+        assert resp.status == 503
+        error = (await resp.json())["error"]
+        assert error["code"] == "disk_full"
+        assert "disk_floor_mb" in error["message"]
+        assert (await store.list_captures())[1] == 0

@@ -24,6 +24,7 @@ from scanstation.config import Config, SourceConfig
 from scanstation.events import EventBus
 from scanstation.model import Capture, Scan
 from scanstation.pipeline import Pipeline
+from scanstation.retention import retention_loop
 from scanstation.sources.base import Source
 from scanstation.store import Store
 from scanstation.web.api import Services
@@ -150,6 +151,10 @@ async def run(
                     tg.create_task(
                         expire_sessions(store, pipeline, config.session.idle_timeout),
                         name="session-expiry",
+                    ),
+                    tg.create_task(
+                        retention_loop(config.images_path, config.storage.image_retention_days),
+                        name="image-retention",
                     ),
                 ]
                 daemon.tasks = [*source_tasks, pipeline_task, *background]

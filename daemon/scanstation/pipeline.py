@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import logging
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,7 +25,7 @@ from scanstation.config import Config
 from scanstation.events import EventBus
 from scanstation.interpret import Interpretation, RecallList, interpret
 from scanstation.model import Capture, CaptureMode, CaptureStatus, Scan
-from scanstation.store import CaptureOutcome, Conflict, NewCapture, Store
+from scanstation.store import CaptureOutcome, Conflict, NewCapture, Store, StoreError
 from scanstation.views import capture_json, iso
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,38 @@ class PipelineCounters:
     last_batch_ms: float = 0.0
 
 
+class DiskFull(StoreError):
+    def __init__(self, free_mb: float, floor_mb: int, path: Path) -> None:
+        super().__init__(
+            "disk_full",
+            f"only {free_mb:.0f} MB free on {path}, below the floor of {floor_mb} MB "
+            "([storage] disk_floor_mb): new captures are refused until space is freed",
+        )
+
+
+@dataclass
+class DiskGuard:
+    """Free-space check against [storage] disk_floor_mb, measured at most once a second."""
+
+    path: Path
+    floor_mb: int
+    free_mb: float = float("inf")
+    _checked_at: float = -1.0
+
+    def check(self) -> None:
+        if self.floor_mb <= 0:
+            return
+        now = time.monotonic()
+        if now - self._checked_at >= 1.0:
+            self._checked_at = now
+            try:
+                self.free_mb = shutil.disk_usage(self.path).free / 1e6
+            except OSError:
+                self.free_mb = float("inf")  # the path not existing yet is not "full"
+        if self.free_mb < self.floor_mb:
+            raise DiskFull(self.free_mb, self.floor_mb, self.path)
+
+
 class Pipeline:
     """Turns scans into durable captures and walks them to a terminal status."""
 
@@ -91,6 +124,7 @@ class Pipeline:
         self.gs_substitutes = tuple(config.gs1.gs_substitutes)
         self._rolling: dict[str, str] = {}
         self._session_lock = asyncio.Lock()
+        self.disk = DiskGuard(config.storage.path, config.storage.disk_floor_mb)
         self._idle = asyncio.Event()
         self._idle.set()
         self.on_finished: list[Callable[[Capture], Awaitable[None] | None]] = []
@@ -98,7 +132,12 @@ class Pipeline:
     # ---- entry points --------------------------------------------------------------------
 
     async def create_capture(self, session_public_id: str, new: NewCapture) -> Capture:
-        """Store a PENDING capture (durable on return) and queue it for the walk."""
+        """Store a PENDING capture (durable on return) and queue it for the walk.
+
+        Refused with DiskFull when free space is below the configured floor: a capture that
+        cannot be kept is refused visibly, never dropped silently later.
+        """
+        self.disk.check()
         capture = await self.store.add_capture(
             session_public_id, new, idle_timeout=self.config.session.idle_timeout
         )

@@ -98,8 +98,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except MetadataError as exc:
         return error_response(422, str(exc), exc.field)
     except StoreError as exc:
-        status = {"not_found": 404, "conflict": 409}.get(exc.code, 400)
-        return error_response(status, str(exc), exc.field)
+        status = {"not_found": 404, "conflict": 409, "disk_full": 503}.get(exc.code, 400)
+        return error_response(status, str(exc), exc.field, code=exc.code)
     except web.HTTPRequestEntityTooLarge as exc:
         return error_response(413, f"the request body is too large: {exc.text}")
     except web.HTTPException as exc:
