@@ -33,8 +33,8 @@ def test_hid_decoder_whole_scan_value() -> None:
             raw_value="9506000134352",
             symbology_identifier="]E0",
             started_at=100.0,
-            ended_at=100.034,
-            keystrokes=19,  # 16 characters, Shift for "E" and "]"... and Enter
+            ended_at=100.032,
+            keystrokes=18,  # 16 characters, Shift for the E, and Enter
         )
     ]
 

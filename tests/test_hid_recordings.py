@@ -47,7 +47,11 @@ def hand_typed(*chords: str, start: float = 0.0, interval: float = 0.002) -> lis
     for chord in chords:
         parts = chord.split("+")
         modifiers = [_MODIFIERS[p] for p in parts if p in _MODIFIERS]
-        keys = [getattr(keymaps, f"KEY_{p.upper()}") for p in parts if p not in _MODIFIERS]
+        keys = [
+            keymaps.FUNCTION_KEYS.get(p) or getattr(keymaps, f"KEY_{p.upper()}")
+            for p in parts
+            if p not in _MODIFIERS
+        ]
         if chord == "+":
             raise ValueError("write the plus key as its name, e.g. RIGHTBRACE")
         for code in modifiers:

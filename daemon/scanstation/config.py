@@ -107,12 +107,57 @@ class CameraSourceConfig(_SourceBase):
     lens_position: float | None = Field(None, ge=0, description="Manual focus, dioptres")
     loop: bool = Field(False, description="file backend: replay the files forever")
     decode_threads: int = Field(0, ge=0, description="Decoder threads; 0 uses every core")
+    try_invert: bool = Field(
+        False,
+        description="Also look for light-on-dark codes in the whole frame (about 2× decode time)",
+    )
+    retries: bool = Field(
+        True,
+        description="Deskew tilted 1-D codes the first pass missed; contrast/upscale small images",
+    )
+    skip_static: bool = Field(
+        True, description="Do not decode a frame again while the scene has not changed"
+    )
+    jpeg_quality: int = Field(80, ge=10, le=100, description="Preview and no-read image quality")
+
+    @field_validator("formats")
+    @classmethod
+    def _known_formats(cls, value: list[str]) -> list[str]:
+        from scanstation.decode import DecodeError, parse_formats
+
+        try:
+            parse_formats(value)
+        except DecodeError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_inside_frame(
+        cls, value: tuple[float, float, float, float] | None
+    ) -> tuple[float, float, float, float] | None:
+        if value is None:
+            return None
+        x, y, w, h = value
+        inside = 0 <= x < 1 and 0 <= y < 1 and 0 < w <= 1 and 0 < h <= 1
+        if not inside or x + w > 1.0001 or y + h > 1.0001:
+            raise ValueError(
+                f"roi {value!r}: expected fractions x, y, width, height inside the frame "
+                "(0 ≤ x, y < 1; 0 < width, height ≤ 1; x + width ≤ 1; y + height ≤ 1)"
+            )
+        return value
 
 
 class HidSourceConfig(_SourceBase):
     type: Literal["hid"]
-    device: str = Field("auto", description="/dev/input/by-id/… path, or auto")
-    layout: Literal["us", "uk", "de", "fr", "es", "it"] = "us"
+    device: str = Field(
+        "auto",
+        description="/dev/input/by-id/…-event-kbd path, or auto: every device whose name "
+        "looks like a barcode scanner",
+    )
+    layout: Literal["us", "uk", "de", "fr", "es", "it"] = Field(
+        "us", description="Keyboard country the scanner is programmed for (not the console's)"
+    )
     grab: bool = Field(True, description="Grab the device so keystrokes never reach the console")
     gs_substitutes: list[str] = Field(
         default_factory=list, description="Text the scanner sends in place of GS, e.g. '<GS>'"
@@ -120,20 +165,62 @@ class HidSourceConfig(_SourceBase):
     function_keys: dict[str, str] = Field(
         default_factory=dict, description="Function key to text, e.g. {F8 = '\\u001d'}"
     )
-    prefix: str = ""
-    suffix: str = ""
-    terminator: Literal["enter", "tab", "none"] = "enter"
+    prefix: str = Field("", description="Text every scan starts with (stripped; else dropped)")
+    suffix: str = Field("", description="Text every scan ends with (stripped; else dropped)")
+    terminator: Literal["enter", "tab", "none"] = Field(
+        "enter", description="Key that ends a scan; none: a pause (or the suffix) ends it"
+    )
     inter_key_timeout_ms: int = Field(
         50, gt=0, description="A longer gap ends a scan (humans type slower than scanners)"
     )
+    aim_identifier: bool = Field(
+        True, description="Split a leading AIM symbology identifier (]d2) off the value"
+    )
+    min_length: int = Field(1, ge=1, description="Shorter scans are dropped as stray key presses")
+
+    @field_validator("function_keys")
+    @classmethod
+    def _function_key_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not (name.startswith("F") and name[1:].isdigit() and 1 <= int(name[1:]) <= 24):
+                raise ValueError(f"unknown function key {name!r}; expected F1 to F24")
+        return value
+
+    @field_validator("gs_substitutes")
+    @classmethod
+    def _non_empty_substitutes(cls, value: list[str]) -> list[str]:
+        if any(not s for s in value):
+            raise ValueError("a GS substitute is empty; expected visible text such as '<GS>'")
+        return value
 
 
 class SerialSourceConfig(_SourceBase):
     type: Literal["serial"]
     port: str = Field(..., description="e.g. /dev/ttyACM0 or /dev/serial/by-id/…")
     baud: int = Field(9600, gt=0)
-    terminator: str = Field("\r\n", description="Frame terminator; any of its characters ends")
+    bytesize: Literal[7, 8] = Field(8, description="Data bits (RS-232 scanners: often 7 or 8)")
+    parity: Literal["none", "even", "odd"] = "none"
+    stopbits: Literal[1, 2] = 1
+    terminator: str = Field(
+        "\r\n", description="Frame terminator; any of its characters ends a frame; '' = pause"
+    )
+    frame_timeout_ms: int = Field(
+        100, gt=0, description="A pause this long ends a frame that has no terminator yet"
+    )
+    encoding: Literal["utf-8", "latin-1", "cp1252"] = Field(
+        "utf-8", description="How the scanner's bytes are read as text"
+    )
     gs_substitutes: list[str] = Field(default_factory=list)
+    aim_identifier: bool = Field(
+        True, description="Split a leading AIM symbology identifier (]d2) off the value"
+    )
+
+    @field_validator("gs_substitutes")
+    @classmethod
+    def _non_empty_substitutes(cls, value: list[str]) -> list[str]:
+        if any(not s for s in value):
+            raise ValueError("a GS substitute is empty; expected visible text such as '<GS>'")
+        return value
 
 
 class StdinSourceConfig(_SourceBase):
@@ -180,35 +267,79 @@ class ClassifierConfig(_Section):
 
 
 class QrAnalysisConfig(_Section):
-    enabled: bool = True
-    max_hops: int = Field(5, ge=0, le=20)
+    enabled: bool = Field(True, description="Follow the redirect chain of http(s) QR codes")
+    max_hops: int = Field(
+        5, ge=0, le=20, description="Redirects followed at most (0: only the first request)"
+    )
     timeout: float = Field(5.0, gt=0, le=60, description="Seconds for the whole chain")
     allow_private_networks: bool = Field(
         False, description="Lab only: allow loopback/private addresses (never on a lane)"
     )
-    max_body_bytes: int = Field(65536, ge=0)
+    max_body_bytes: int = Field(
+        65536, ge=0, le=4 * 1024 * 1024, description="Bytes of a final page read at most"
+    )
+    cache_seconds: float = Field(
+        600, ge=0, description="How long an analysed URL's result is reused (0: no cache)"
+    )
+    cache_entries: int = Field(1024, ge=0, le=100_000, description="Results kept in the cache")
+    closient_domains: list[str] = Field(
+        default_factory=lambda: ["closient.com"],
+        description="Domains (and their subdomains) of Closient resolvers",
+    )
+    shortener_domains: list[str] = Field(
+        default_factory=list,
+        description="Extra URL-shortener domains besides the built-in list (bit.ly, …)",
+    )
 
 
 class TlsConfig(_Section):
-    ca: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
+    ca: Path | None = Field(
+        None, description="CA bundle that signed the broker's certificate; default: system CAs"
+    )
+    cert: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS")
+    key: Path | None = Field(None, description="Private key of the client certificate (PEM)")
     insecure: bool = Field(False, description="Skip server verification (never in production)")
+    alpn: list[str] = Field(
+        default_factory=list,
+        description="ALPN protocols, e.g. ['x-amzn-mqtt-ca'] for AWS IoT Core on port 443",
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _key_needs_cert(cls, value: Path | None, info: Any) -> Path | None:
+        if value is not None and info.data.get("cert") is None:
+            raise ValueError("tls.key is set but tls.cert is not; give both or neither")
+        return value
 
 
 class MqttConfig(_Section):
     host: str = Field("", description="Broker host; empty turns MQTT off (the outbox keeps events)")
-    port: int = Field(1883, gt=0, lt=65536)
-    tls: TlsConfig | None = None
+    port: int = Field(1883, gt=0, lt=65536, description="1883 plain, 8883 TLS by convention")
+    tls: TlsConfig | None = Field(None, description="TLS with server verification when set")
     username: str = ""
-    password_file: Path | None = None
+    password_file: Path | None = Field(
+        None, description="File holding the password (read at every connect; trailing newline ignored)"
+    )
     topic_prefix: str = Field("scanstation", pattern=r"^[^#+]+$")
-    keepalive: int = Field(30, ge=5, le=3600)
-    client_id: str = Field("", description="Default: scanstation-<device id>")
-    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive: int = Field(30, ge=5, le=3600, description="Seconds; a dead link shows after 1.5×")
+    client_id: str = Field("", max_length=128, description="Default: scanstation-<device id>")
+    protocol: Literal["5", "3.1.1"] = Field(
+        "5", description="5 falls back to 3.1.1 when the broker refuses MQTT 5"
+    )
     homeassistant_discovery: bool = False
-    telemetry_interval: float = Field(30, gt=0)
+    homeassistant_prefix: str = Field("homeassistant", pattern=r"^[^#+]+$")
+    telemetry_interval: float = Field(30, gt=0, description="Seconds between telemetry messages")
     inflight: int = Field(20, ge=1, le=1000, description="Unacknowledged publishes at once")
+    max_payload_bytes: int = Field(
+        131072,
+        ge=1024,
+        description="Larger events are dead-lettered, not sent (AWS IoT Core's limit is 128 KB)",
+    )
+    dead_letter_after: int = Field(
+        5, ge=1, description="Refusals by the broker before an event moves to outbox_dead"
+    )
+    reconnect_min_s: float = Field(0.5, gt=0, description="First reconnect delay (jittered)")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest reconnect delay (jittered)")
 
 
 class HttpConfig(_Section):

@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Mapping
+from pathlib import Path
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from scanstation.web.api import API_BASE, SERVICES, Services, healthz, routes
+from scanstation.web.api_more import setup_api_more
 from scanstation.web.auth import ApiKeyStore
 from scanstation.web.errors import Handler, error_middleware, error_response
+from scanstation.web.passwords import PasswordStore, password_path
+from scanstation.web.ui import security_headers_middleware, setup_ui
+from scanstation.web.ui_auth import auth_middleware, setup_ui_auth
 
 API_KEYS = web.AppKey("api_keys", ApiKeyStore)
 OPEN_PATHS = frozenset({"/healthz"})
@@ -65,14 +71,23 @@ async def api_key_middleware(request: web.Request, handler: Handler) -> web.Stre
     return await handler(request)
 
 
-def make_app(services: Services) -> web.Application:
+def make_app(
+    services: Services,
+    *,
+    previews: Mapping[str, object] | None = None,
+    web_ui: Path | None = None,
+) -> web.Application:
+    """The HTTP app. ``previews``: source name → source object offering ``latest_jpeg()``
+    (camera preview); ``web_ui``: the folder of the UI files (default: found by ui.py)."""
     config = services.config
     allowed = allowed_host_names(config.http.allowed_hosts, config.http.host)
     app = web.Application(
         middlewares=[
+            security_headers_middleware,
             error_middleware,
             host_allowlist_middleware(allowed, explicit=bool(config.http.allowed_hosts)),
-            api_key_middleware,
+            # X-API-Key (as api_key_middleware did) or the UI's sessionid cookie + CSRF token.
+            auth_middleware,
         ],
         client_max_size=config.http.max_upload_bytes + 64 * 1024,
     )
@@ -80,4 +95,7 @@ def make_app(services: Services) -> web.Application:
     app[API_KEYS] = ApiKeyStore(config.api_keys_path)
     app.router.add_get("/healthz", healthz)
     app.router.add_routes(routes)
+    setup_ui_auth(app, services.store, PasswordStore(password_path(config)), app[API_KEYS])
+    setup_api_more(app, previews)
+    setup_ui(app, web_ui)
     return app

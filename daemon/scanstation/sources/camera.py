@@ -1,0 +1,727 @@
+"""The camera source: frames to Scans with the behaviour of an industrial fixed reader.
+
+Threads and tasks, and who calls what:
+
+- a grabber thread reads the backend (picamera2 / OpenCV / files, see frames.py) and keeps
+  only the latest frame in a one-slot mailbox (a replay instead waits until its frame is
+  taken, so no frame is skipped); it wakes the event loop with ``call_soon_threadsafe``;
+- the event loop hands frames to a pool of decoder threads (zxing-cpp releases the GIL, so
+  every core decodes) and takes the results back in frame order, so presence tracking sees
+  time run forwards;
+- a frame whose scene did not change since the last decoded one is not decoded again (its
+  codes are the same): an idle lane costs almost nothing;
+- `ReaderLogic` (pure, clock passed in) turns per-frame codes into reads: presence-based
+  duplicate suppression in continuous mode, read windows in the trigger modes, no-reads when
+  a window closes without a code;
+- an emitter task hands each Scan to the pipeline and, once it is durable, calls the
+  good-read / no-read feedback hooks.
+
+`trigger()` may be called from any thread (HTTP handlers, MQTT commands, gpiozero callbacks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import math
+import os
+import random
+import statistics
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from scanstation.config import CameraSourceConfig
+from scanstation.decode import DecodedCode, DecodeOptions, Frame, decode_frame, to_gray
+from scanstation.model import CaptureType, Scan
+from scanstation.sources.base import Emit, SourceHealth
+from scanstation.sources.frames import (
+    CameraError,
+    FrameBackend,
+    encode_jpeg,
+    make_backend,
+    sharpness,
+    thumbnail,
+)
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], float]
+Feedback = Callable[[Scan], object]
+"""A good-read / no-read hook: called with the Scan once it is durable; may be async."""
+
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+# A code must be gone this long before "another code came between" may report it again;
+# shorter gaps are a decoder missing one frame, not the code leaving the view.
+MIN_ABSENCE_S = 0.3
+# Thumbnail pixels (each averages a 16×16 block) that must change for a "new" scene.
+CHANGE_LEVEL = 10
+CHANGE_FRACTION = 1 / 1000
+
+
+def bundled_samples_dir() -> Path:
+    """The sample frames shipped with the package (what ``scanstation demo`` replays)."""
+    return Path(str(resources.files("scanstation") / "data" / "samples"))
+
+
+@dataclass(frozen=True, slots=True)
+class CameraFrame:
+    """One grabbed frame with what the grabber thread already worked out about it."""
+
+    image: Frame
+    """The frame as the backend gave it (gray, or BGR from OpenCV)."""
+    gray: Frame
+    """Grayscale: the same array for gray backends (no copy)."""
+    thumb: Frame
+    """An 80-pixel-wide summary used to notice that nothing changed."""
+    index: int
+    """Frames grabbed before this one since the source started."""
+    t: float
+    """Source clock when it was grabbed (monotonic seconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStats:
+    """Counters of one camera source, for telemetry and /metrics."""
+
+    frames: int
+    """Frames grabbed from the backend."""
+    decoded_frames: int
+    """Frames actually handed to the decoder."""
+    skipped_frames: int
+    """Frames not decoded because the scene had not changed (or no trigger window was open)."""
+    decodes: int
+    """Codes found, summed over decoded frames."""
+    reads: int
+    """Scans reported (after duplicate suppression)."""
+    no_reads: int
+    """Trigger windows that closed without a code."""
+    triggers: int
+    """Read windows opened (software or GPIO)."""
+    reconnects: int
+    """Times the camera was lost and reopened."""
+    fps: float
+    """Frames grabbed per second, over the last few seconds."""
+    decode_ms: float
+    """Median decode time per decoded frame, over the last 100 frames."""
+    latency_ms_p99: float
+    """99th percentile from frame grabbed to capture durable, over the last 200 reads."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Reader behaviour (pure: times are passed in).
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """A code to report."""
+
+    code: DecodedCode
+    frame: CameraFrame | None
+    trigger: str
+    """``continuous``, ``software`` or ``gpio``: what asked for this read."""
+
+
+@dataclass(frozen=True, slots=True)
+class NoRead:
+    """A read window closed without a code."""
+
+    frame: CameraFrame | None
+    """The sharpest frame seen in the window (None if the camera delivered none)."""
+    opened_at: float
+    closed_at: float
+    trigger: str
+
+
+@dataclass
+class _Window:
+    opened_at: float
+    closes_at: float
+    best: CameraFrame | None = None
+    best_sharpness: float = -1.0
+
+
+class Presence:
+    """Presence-based duplicate suppression, as industrial fixed readers do it.
+
+    A code in view is reported once. It is reported again after it has been out of view for
+    `window_s`, or when it comes back after another code was reported in between (the next
+    item in a checkout lane may carry the same code twice in a row, with a different item
+    between them).
+
+    >>> p = Presence(2.0)
+    >>> [c for c in p.observe(0.0, [("EAN13", "4006381333931")])]
+    [('EAN13', '4006381333931')]
+    >>> p.observe(0.1, [("EAN13", "4006381333931")])
+    []
+    """
+
+    def __init__(self, window_s: float) -> None:
+        self.window_s = window_s
+        self._last_seen: dict[tuple[str, str], float] = {}
+        self._last_report_at = -math.inf
+
+    def observe(self, t: float, keys: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The keys among `keys` (seen at time `t`) that should be reported now."""
+        report = []
+        for key in dict.fromkeys(keys):
+            seen = self._last_seen.get(key)
+            if (
+                seen is None
+                or t - seen >= self.window_s
+                or (self._last_report_at > seen and t - seen >= min(MIN_ABSENCE_S, self.window_s))
+            ):
+                report.append(key)
+            self._last_seen[key] = t
+        if report:
+            self._last_report_at = t
+        # Forget codes gone longer than the window: they would be reported anyway.
+        stale = [k for k, seen in self._last_seen.items() if t - seen > self.window_s]
+        for key in stale:
+            del self._last_seen[key]
+        return report
+
+
+class ReaderLogic:
+    """Continuous reading with presence, or trigger windows with no-reads; pure and clock-free."""
+
+    def __init__(self, trigger_mode: str, read_window_s: float, dedup_window_s: float) -> None:
+        self.trigger_mode = trigger_mode
+        self.read_window_s = read_window_s
+        self.presence = Presence(dedup_window_s)
+        self.window: _Window | None = None
+        self.triggers = 0
+
+    @property
+    def continuous(self) -> bool:
+        return self.trigger_mode == "continuous"
+
+    def trigger(self, t: float) -> None:
+        """Open a read window at `t` (a trigger during an open window extends it)."""
+        self.triggers += 1
+        if self.window is not None:
+            self.window.closes_at = t + self.read_window_s
+        else:
+            self.window = _Window(opened_at=t, closes_at=t + self.read_window_s)
+
+    def wants(self, t: float) -> bool:
+        """Whether a frame grabbed at `t` should be decoded."""
+        if self.continuous:
+            return True
+        w = self.window
+        return w is not None and w.opened_at <= t < w.closes_at
+
+    def observe(self, frame: CameraFrame, codes: Sequence[DecodedCode]) -> list[Read | NoRead]:
+        """What to report for `codes`, read in `frame` (frames arrive in grab order)."""
+        codes = [c for c in codes if c.text]
+        if self.continuous:
+            keys = self.presence.observe(frame.t, [c.key for c in codes])
+            by_key = {c.key: c for c in codes}
+            return [Read(by_key[k], frame, "continuous") for k in keys]
+        events: list[Read | NoRead] = list(self.expire(frame.t))
+        w = self.window
+        if w is None or frame.t < w.opened_at:
+            return events
+        if codes:
+            # Good read: the window ends on the first frame with codes; all of them count.
+            self.window = None
+            unique = {c.key: c for c in codes}
+            return [*events, *(Read(c, frame, self.trigger_mode) for c in unique.values())]
+        score = sharpness(frame.gray)
+        if score > w.best_sharpness:
+            w.best, w.best_sharpness = frame, score
+        return events
+
+    def expire(self, t: float, latest: CameraFrame | None = None) -> list[NoRead]:
+        """Close the window if it ended by `t`: a no-read with its sharpest frame."""
+        w = self.window
+        if w is None or t < w.closes_at:
+            return []
+        self.window = None
+        return [NoRead(w.best or latest, w.opened_at, w.closes_at, self.trigger_mode)]
+
+
+# ---------------------------------------------------------------------------------------------
+# The grabber thread and its one-frame mailbox.
+
+
+class _Mailbox:
+    """Holds the newest frame. Live cameras overwrite it; replays wait until it is taken."""
+
+    def __init__(self, live: bool, wake: Callable[[], None]) -> None:
+        self.live = live
+        self._wake = wake
+        self._cond = threading.Condition()
+        self._frame: CameraFrame | None = None
+        self.error: BaseException | None = None
+        self.ended = False
+        self.dropped = 0
+
+    def put(self, frame: CameraFrame, stop: threading.Event) -> None:
+        with self._cond:
+            if not self.live:
+                while self._frame is not None and not stop.is_set():
+                    self._cond.wait(0.05)
+            elif self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+        self._wake()
+
+    def finish(self, error: BaseException | None) -> None:
+        with self._cond:
+            self.error = error
+            self.ended = True
+        self._wake()
+
+    @property
+    def holds_frame(self) -> bool:
+        with self._cond:
+            return self._frame is not None
+
+    def take(self) -> CameraFrame | None:
+        with self._cond:
+            frame, self._frame = self._frame, None
+            self._cond.notify_all()
+            return frame
+
+
+def _grab(
+    backend: FrameBackend,
+    mailbox: _Mailbox,
+    stop: threading.Event,
+    clock: Clock,
+    first_index: int,
+    on_frame: Callable[[CameraFrame], None],
+) -> None:
+    """Grabber thread body: read, convert to gray, summarise, post; until stopped or lost."""
+    index = first_index
+    try:
+        while not stop.is_set():
+            image = backend.read()
+            if image is None:
+                mailbox.finish(None)
+                return
+            t = clock()
+            gray = to_gray(image)
+            frame = CameraFrame(image=image, gray=gray, thumb=thumbnail(gray), index=index, t=t)
+            index += 1
+            on_frame(frame)
+            mailbox.put(frame, stop)
+        mailbox.finish(None)
+    except BaseException as exc:
+        mailbox.finish(exc)
+
+
+def _scene_changed(a: Frame, b: Frame) -> bool:
+    if a.shape != b.shape:
+        return True
+    diff = cv2.absdiff(a, b)
+    return int(np.count_nonzero(diff > CHANGE_LEVEL)) >= max(2, int(a.size * CHANGE_FRACTION))
+
+
+@dataclass
+class _Pending:
+    frame: CameraFrame
+    codes: asyncio.Future[list[DecodedCode]] | None
+    """None: the frame is not decoded (no trigger window open)."""
+
+
+@dataclass
+class _Counters:
+    frames: int = 0
+    decoded_frames: int = 0
+    skipped_frames: int = 0
+    decodes: int = 0
+    reads: int = 0
+    no_reads: int = 0
+    reconnects: int = 0
+    grab_times: deque[float] = field(default_factory=lambda: deque(maxlen=60))
+    decode_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100))
+    latency_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+
+
+# ---------------------------------------------------------------------------------------------
+# The source.
+
+
+class CameraSource:
+    """A camera as a scan source (see the module docstring for the threads involved)."""
+
+    def __init__(
+        self,
+        config: CameraSourceConfig,
+        *,
+        backend: FrameBackend | None = None,
+        clock: Clock = time.monotonic,
+        on_good_read: Feedback | None = None,
+        on_no_read: Feedback | None = None,
+        decode_options: DecodeOptions | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.health = SourceHealth(name=config.name, kind="camera")
+        self.backend = backend or make_backend(config)
+        self.clock = clock
+        self.on_good_read = on_good_read
+        self.on_no_read = on_no_read
+        self.options = decode_options or DecodeOptions(
+            formats=tuple(config.formats),
+            roi=config.roi,
+            try_invert=config.try_invert,
+            retries=config.retries,
+        )
+        self.threads = config.decode_threads or os.cpu_count() or 1
+        self.reader = ReaderLogic(
+            config.trigger, config.read_window_ms / 1000.0, config.dedup_window_s
+        )
+        self._counters = _Counters()
+        self._trigger_lock = threading.Lock()
+        self._pending_triggers: list[float] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake: asyncio.Event | None = None
+        self._latest: CameraFrame | None = None
+        self._latest_codes: list[DecodedCode] = []
+        self._jpeg_cache: tuple[int, bytes] | None = None
+        self._next_index = 0
+        self._last_counted: asyncio.Future[list[DecodedCode]] | None = None
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def trigger(self) -> None:
+        """Open a read window now (software trigger or photo-eye); safe from any thread."""
+        t = self.clock()
+        with self._trigger_lock:
+            self._pending_triggers.append(t)
+        self._notify()
+
+    @property
+    def stats(self) -> CameraStats:
+        c = self._counters
+        times = list(c.grab_times)
+        fps = (
+            (len(times) - 1) / (times[-1] - times[0])
+            if len(times) > 1 and times[-1] > times[0]
+            else 0.0
+        )
+        latency = sorted(c.latency_ms)
+        p99 = latency[min(len(latency) - 1, math.ceil(0.99 * len(latency)) - 1)] if latency else 0.0
+        return CameraStats(
+            frames=c.frames,
+            decoded_frames=c.decoded_frames,
+            skipped_frames=c.skipped_frames,
+            decodes=c.decodes,
+            reads=c.reads,
+            no_reads=c.no_reads,
+            triggers=self.reader.triggers,
+            reconnects=c.reconnects,
+            fps=round(fps, 2),
+            decode_ms=round(statistics.median(c.decode_ms), 2) if c.decode_ms else 0.0,
+            latency_ms_p99=round(p99, 2),
+        )
+
+    def latest_jpeg(self, overlay: bool = True) -> bytes | None:
+        """The newest frame as JPEG (codes outlined when `overlay`), or None before the first frame.
+
+        Encoding takes a few milliseconds: call it from a thread (``asyncio.to_thread``).
+        """
+        frame = self._latest
+        if frame is None:
+            return None
+        cached = self._jpeg_cache
+        if cached is not None and cached[0] == frame.index:
+            return cached[1]
+        image: Frame = frame.image
+        if overlay and self._latest_codes:
+            image = np.asarray(
+                cv2.cvtColor(frame.gray, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy(),
+                dtype=np.uint8,
+            )
+            for code in self._latest_codes:
+                cv2.polylines(
+                    image, [np.array(code.position, dtype=np.int32)], True, (0, 200, 0), 3
+                )
+        data = encode_jpeg(image, self.config.jpeg_quality)
+        self._jpeg_cache = (frame.index, data)
+        return data
+
+    async def mjpeg_frames(self, max_fps: float = 10.0) -> AsyncIterator[bytes]:
+        """JPEG frames for an MJPEG stream: each new frame, at most `max_fps` a second."""
+        interval = 1.0 / max_fps
+        last_index = -1
+        while True:
+            frame = self._latest
+            if frame is not None and frame.index != last_index:
+                last_index = frame.index
+                data = await asyncio.to_thread(self.latest_jpeg)
+                if data is not None:
+                    yield data
+            await asyncio.sleep(interval)
+
+    # -- the run loop -------------------------------------------------------------------------
+
+    async def run(self, emit: Emit) -> None:
+        """Read until cancelled (or until a replay ends), reopening a lost camera with backoff."""
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        outbox: asyncio.Queue[Read | NoRead] = asyncio.Queue(maxsize=64)
+        executor = ThreadPoolExecutor(
+            max_workers=self.threads, thread_name_prefix=f"decode-{self.name}"
+        )
+        try:
+            async with asyncio.TaskGroup() as group:
+                emitter = group.create_task(self._emit_loop(emit, outbox))
+                await self._camera_loop(executor, outbox)
+                await outbox.join()
+                emitter.cancel()
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+            if self.health.state not in ("stopped", "failed"):
+                self.health.set_state("stopped")
+
+    async def _camera_loop(
+        self, executor: ThreadPoolExecutor, outbox: asyncio.Queue[Read | NoRead]
+    ) -> None:
+        backoff = BACKOFF_FIRST_S
+        while True:
+            try:
+                await asyncio.to_thread(self.backend.open)
+                self.health.set_state("running", f"{self.backend.kind} {self.config.device}")
+                backoff = BACKOFF_FIRST_S
+                await self._stream(executor, outbox)
+                self.health.set_state("stopped", "replay finished")
+                return
+            except Exception as exc:
+                # CameraError is the expected case; anything else is retried the same way
+                # rather than taking the daemon down (it is logged with its traceback).
+                if not isinstance(exc, CameraError):
+                    log.exception("camera %s: unexpected error", self.name)
+                self.health.errors += 1
+                self._counters.reconnects += 1
+                delay = backoff * (1 + random.uniform(-0.2, 0.2))
+                self.health.set_state("reconnecting", f"{exc}; retrying in {delay:.1f} s")
+                log.warning("camera %s: %s; retrying in %.1f s", self.name, exc, delay)
+                await asyncio.to_thread(self.backend.close)
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    def _notify(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is None or wake is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed under us at shutdown
+            loop.call_soon_threadsafe(wake.set)
+
+    def _on_grab(self, frame: CameraFrame) -> None:
+        # Grabber thread: counters are single-writer ints; the preview wants every frame.
+        self._counters.frames += 1
+        self._counters.grab_times.append(time.monotonic())
+        self._latest = frame
+        self._next_index = frame.index + 1
+
+    async def _stream(
+        self, executor: ThreadPoolExecutor, outbox: asyncio.Queue[Read | NoRead]
+    ) -> None:
+        """Frames in, reads out, until a replay ends; raises CameraError when the camera is lost."""
+        assert self._wake is not None
+        wake = self._wake
+        mailbox = _Mailbox(self.backend.live, self._notify)
+        stop = threading.Event()
+        grabber = threading.Thread(
+            target=_grab,
+            args=(self.backend, mailbox, stop, self.clock, self._next_index, self._on_grab),
+            name=f"grab-{self.name}",
+            daemon=True,
+        )
+        grabber.start()
+        loop = asyncio.get_running_loop()
+        pending: deque[_Pending] = deque()
+        reference: tuple[Frame, asyncio.Future[list[DecodedCode]]] | None = None
+        stall_after = max(5.0, 20.0 / self.config.fps)
+        last_frame_at = time.monotonic()
+        try:
+            while True:
+                # Cleared before looking, so a frame posted meanwhile still wakes the wait below.
+                wake.clear()
+                # Fill the decoder pool with the newest frames.
+                while len(pending) < self.threads:
+                    frame = mailbox.take()
+                    if frame is None:
+                        break
+                    last_frame_at = time.monotonic()
+                    self._take_triggers()
+                    if not self.reader.wants(frame.t):
+                        self._counters.skipped_frames += 1
+                        pending.append(_Pending(frame, None))
+                        continue
+                    if (
+                        self.config.skip_static
+                        and reference is not None
+                        and not _scene_changed(reference[0], frame.thumb)
+                    ):
+                        # Same scene as the last decoded frame: same codes, no decode.
+                        self._counters.skipped_frames += 1
+                        pending.append(_Pending(frame, reference[1]))
+                        continue
+                    future = loop.run_in_executor(executor, self._decode, frame)
+                    self._counters.decoded_frames += 1
+                    reference = (frame.thumb, future)
+                    pending.append(_Pending(frame, future))
+                if pending:
+                    item = pending.popleft()
+                    codes = await self._codes_of(item)
+                    for event in self.reader.observe(item.frame, codes):
+                        await outbox.put(event)
+                    continue
+                self._take_triggers()
+                for event in self.reader.expire(self.clock(), self._latest):
+                    await outbox.put(event)
+                if mailbox.ended and not mailbox.holds_frame:
+                    if mailbox.error is not None:
+                        raise _as_camera_error(mailbox.error)
+                    # The replay is over: a window still open closes as it would have.
+                    for event in self.reader.expire(math.inf, self._latest):
+                        await outbox.put(event)
+                    return
+                if self.backend.live and time.monotonic() - last_frame_at > stall_after:
+                    raise CameraError(
+                        f"no frame from camera {self.config.device!r} for {stall_after:.0f} s"
+                    )
+                with contextlib.suppress(TimeoutError):
+                    # Short while a window is open, so that it closes on time.
+                    await asyncio.wait_for(wake.wait(), 0.02 if self.reader.window else 0.5)
+        finally:
+            stop.set()
+            mailbox.take()  # unblock a replay grabber waiting for its slot
+            for item in pending:
+                if item.codes is not None:
+                    item.codes.cancel()
+            if grabber.is_alive():
+                await asyncio.to_thread(grabber.join, 1.0)
+
+    async def _codes_of(self, item: _Pending) -> list[DecodedCode]:
+        """The codes of a pending frame, in frame order; a failed decode counts as none."""
+        if item.codes is None:
+            return []
+        try:
+            codes = await item.codes
+        except Exception as exc:
+            self.health.errors += 1
+            log.warning("camera %s: decoding frame %d failed: %s", self.name, item.frame.index, exc)
+            return []
+        if item.codes is not self._last_counted:
+            self._last_counted = item.codes
+            self._counters.decodes += len(codes)
+        self._latest_codes = codes
+        return codes
+
+    def _take_triggers(self) -> None:
+        with self._trigger_lock:
+            triggers, self._pending_triggers = self._pending_triggers, []
+        for t in triggers:
+            self.reader.trigger(t)
+
+    def _decode(self, frame: CameraFrame) -> list[DecodedCode]:
+        """Decoder thread: one frame through zxing-cpp (the GIL is released while it works)."""
+        started = time.perf_counter()
+        codes = decode_frame(frame.gray, self.options)
+        self._counters.decode_ms.append((time.perf_counter() - started) * 1000)
+        return codes
+
+    async def _emit_loop(self, emit: Emit, outbox: asyncio.Queue[Read | NoRead]) -> None:
+        """Hands reads and no-reads to the pipeline in order; feedback once each is durable."""
+        while True:
+            event = await outbox.get()
+            try:
+                scan = await self._to_scan(event)
+                await emit(scan)
+                if isinstance(event, Read):
+                    self._counters.reads += 1
+                    self.health.scans += 1
+                    self.health.last_scan_at = scan.read_at
+                    if event.frame is not None:
+                        self._counters.latency_ms.append((self.clock() - event.frame.t) * 1000)
+                    await _call_hook(self.on_good_read, scan)
+                else:
+                    self._counters.no_reads += 1
+                    await _call_hook(self.on_no_read, scan)
+            except Exception as exc:
+                # A failing pipeline must not stop the camera; the error is visible in health.
+                self.health.errors += 1
+                self.health.detail = f"emit failed: {exc}"
+                log.exception("camera %s: could not hand over a scan", self.name)
+            finally:
+                outbox.task_done()
+
+    async def _to_scan(self, event: Read | NoRead) -> Scan:
+        if isinstance(event, Read):
+            code = event.code
+            metadata = {"content_type": code.content_type, "decode": code.method}
+            if event.trigger != "continuous":
+                metadata["trigger"] = event.trigger
+            return Scan(
+                source=self.name,
+                raw_value=code.text,
+                symbology_identifier=code.symbology_identifier,
+                symbology=code.format,
+                capture_type=CaptureType.BARCODE,
+                metadata=metadata,
+            )
+        image = None
+        if event.frame is not None:
+            image = await asyncio.to_thread(
+                encode_jpeg, event.frame.image, self.config.jpeg_quality
+            )
+        return Scan(
+            source=self.name,
+            raw_value="",
+            capture_type=CaptureType.IMAGE,
+            image=image,
+            image_ext="jpg",
+            metadata={
+                "noread": "true",
+                "trigger": event.trigger,
+                "window_ms": str(round((event.closed_at - event.opened_at) * 1000)),
+            },
+        )
+
+
+def _as_camera_error(error: BaseException) -> CameraError:
+    if isinstance(error, CameraError):
+        return error
+    return CameraError(f"camera backend failed: {type(error).__name__}: {error}")
+
+
+async def _call_hook(hook: Feedback | None, scan: Scan) -> None:
+    if hook is None:
+        return
+    try:
+        result = hook(scan)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        # Feedback (LEDs, buzzer) failing must not lose reads.
+        log.exception("feedback hook %r failed", hook)
+
+
+__all__ = [
+    "CameraError",
+    "CameraFrame",
+    "CameraSource",
+    "CameraStats",
+    "NoRead",
+    "Presence",
+    "Read",
+    "ReaderLogic",
+    "bundled_samples_dir",
+]

@@ -1,0 +1,457 @@
+"""Web UI login: the `sessionid` cookie, CSRF tokens, the login rate limit, and the auth
+middleware that accepts either an X-API-Key header or a UI session.
+
+UI sessions live in a SQLite table (``ui_sessions``, created here) with an in-memory copy
+for the per-request check: a kiosk stays logged in across daemon restarts, and the table
+holds only SHA-256 digests of the cookie values, so a copied database opens no sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import aiosqlite
+from aiohttp import web
+
+from scanstation.store import Store
+from scanstation.web.auth import ApiKeyStore
+from scanstation.web.errors import ApiError, Handler, error_response, read_json
+from scanstation.web.passwords import MAX_LENGTH, PasswordStore
+
+log = logging.getLogger(__name__)
+
+COOKIE_NAME = "sessionid"
+CSRF_HEADER = "X-CSRF-Token"
+API_KEY_HEADER = "X-API-Key"
+LOGIN_PAGE = "/login"
+LOGIN_PATH = "/auth/login"
+LOGOUT_PATH = "/auth/logout"
+SESSION_PATH = "/auth/session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+IDLE_TTL_S = 7 * 24 * 3600.0
+"""A UI session unused this long ends (a kiosk in daily use stays logged in)."""
+ABSOLUTE_TTL_S = 30 * 24 * 3600.0
+"""Every UI session ends this long after its login, used or not."""
+TOUCH_INTERVAL_S = 300.0
+"""How often a session's last use is written back to the database (not on every request)."""
+
+FREE_FAILURES = 10
+"""Failed logins from one address before each further try has to wait."""
+MAX_DELAY_S = 900.0
+FAILURE_MEMORY_S = 3600.0
+"""An address with no failed login for this long starts again with a clean slate."""
+GLOBAL_FREE_FAILURES = 100
+"""Failed logins from all addresses together before every try slows (distributed guessing)."""
+GLOBAL_MAX_DELAY_S = 30.0
+
+UI_SESSIONS_DDL = """
+CREATE TABLE IF NOT EXISTS ui_sessions (
+    token_sha256 TEXT PRIMARY KEY,
+    csrf_token TEXT NOT NULL,
+    password_tag TEXT NOT NULL,
+    created REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    remote TEXT NOT NULL DEFAULT '',
+    user_agent TEXT NOT NULL DEFAULT ''
+)
+"""
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class UiSession:
+    """One logged-in browser."""
+
+    token_sha256: str
+    """SHA-256 of the cookie value (the value itself is never stored)."""
+    csrf_token: str
+    """Sent back in X-CSRF-Token on every state-changing request."""
+    password_tag: str
+    """Which password hash was current at login; a new password ends older sessions."""
+    created: float
+    last_seen: float
+    remote: str = ""
+    user_agent: str = ""
+
+
+class UiSessionTable:
+    """Logged-in UI sessions: the ``ui_sessions`` table, read once into memory."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        self._sessions: dict[str, UiSession] = {}
+        self._touched: dict[str, float] = {}
+        self._pending: set[asyncio.Task[None]] = set()
+
+    async def open(self) -> None:
+        now = self.clock()
+
+        async def create(db: aiosqlite.Connection) -> None:
+            await db.execute(UI_SESSIONS_DDL)
+            await db.execute(
+                "DELETE FROM ui_sessions WHERE last_seen < ? OR created < ?",
+                (now - IDLE_TTL_S, now - ABSOLUTE_TTL_S),
+            )
+
+        await self.store.write(create)
+        rows = await self.store.fetchall(
+            "SELECT token_sha256, csrf_token, password_tag, created, last_seen, remote, "
+            "user_agent FROM ui_sessions"
+        )
+        self._sessions = {r[0]: UiSession(*r) for r in rows}
+        self._touched = {s.token_sha256: s.last_seen for s in self._sessions.values()}
+
+    async def close(self) -> None:
+        if self._pending:
+            await asyncio.gather(*self._pending, return_exceptions=True)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    async def create(
+        self, password_tag: str, remote: str, user_agent: str
+    ) -> tuple[str, UiSession]:
+        """A new session; returns the cookie value (shown once) and the session."""
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        session = UiSession(
+            _digest(token),
+            secrets.token_urlsafe(32),
+            password_tag,
+            now,
+            now,
+            remote[:64],
+            user_agent[:200],
+        )
+
+        async def insert(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO ui_sessions (token_sha256, csrf_token, password_tag, created, "
+                "last_seen, remote, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session.token_sha256,
+                    session.csrf_token,
+                    session.password_tag,
+                    session.created,
+                    session.last_seen,
+                    session.remote,
+                    session.user_agent,
+                ),
+            )
+
+        await self.store.write(insert)
+        self._sessions[session.token_sha256] = session
+        self._touched[session.token_sha256] = now
+        return token, session
+
+    def lookup(self, token: str | None, password_tag: str | None) -> UiSession | None:
+        """The live session for a cookie value, or None (unknown, expired, old password)."""
+        if not token or len(token) > 100:
+            return None
+        digest = _digest(token)
+        session = self._sessions.get(digest)
+        if session is None:
+            return None
+        now = self.clock()
+        expired = (
+            now - session.last_seen > IDLE_TTL_S
+            or now - session.created > ABSOLUTE_TTL_S
+            or password_tag is None
+            or not hmac.compare_digest(session.password_tag, password_tag)
+        )
+        if expired:
+            self._forget(digest)
+            return None
+        session = replace(session, last_seen=now)
+        self._sessions[digest] = session
+        if now - self._touched.get(digest, 0.0) > TOUCH_INTERVAL_S:
+            self._touched[digest] = now
+            self._spawn(self._write_last_seen(digest, now))
+        return session
+
+    async def delete(self, token: str | None) -> None:
+        if token:
+            digest = _digest(token)
+            self._sessions.pop(digest, None)
+            await self._delete_rows([digest])
+
+    def _forget(self, digest: str) -> None:
+        self._sessions.pop(digest, None)
+        self._touched.pop(digest, None)
+        self._spawn(self._delete_rows([digest]))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _write_last_seen(self, digest: str, now: float) -> None:
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "UPDATE ui_sessions SET last_seen = ? WHERE token_sha256 = ?", (now, digest)
+            )
+
+        try:
+            await self.store.write(op)
+        except Exception:  # losing a last-seen update only shortens the session
+            log.warning("could not record a UI session's last use", exc_info=True)
+
+    async def _delete_rows(self, digests: list[str]) -> None:
+        params = [(d,) for d in digests]
+
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.executemany("DELETE FROM ui_sessions WHERE token_sha256 = ?", params)
+
+        try:
+            await self.store.write(op)
+        except Exception:
+            log.warning("could not delete an ended UI session", exc_info=True)
+
+
+@dataclass
+class _Failures:
+    count: int = 0
+    last: float = 0.0
+
+
+@dataclass
+class LoginLimiter:
+    """Slows password guessing: after ``FREE_FAILURES`` failed logins from one address, each
+    further try must wait 1, 2, 4 … seconds (at most ``MAX_DELAY_S``) after the last failure."""
+
+    clock: Callable[[], float] = time.monotonic
+    _by_address: dict[str, _Failures] = field(default_factory=dict)
+    _global: _Failures = field(default_factory=_Failures)
+
+    @staticmethod
+    def _delay(failures: _Failures, free: int, cap: float) -> float:
+        if failures.count < free:
+            return 0.0
+        return min(2.0 ** (failures.count - free), cap)
+
+    def _fresh(self, failures: _Failures, now: float) -> _Failures:
+        if failures.count and now - failures.last > FAILURE_MEMORY_S:
+            return _Failures()
+        return failures
+
+    def retry_after(self, address: str) -> float:
+        """Seconds this address must still wait before its next try (0: it may try now)."""
+        now = self.clock()
+        mine = self._fresh(self._by_address.get(address, _Failures()), now)
+        self._global = self._fresh(self._global, now)
+        wait_mine = mine.last + self._delay(mine, FREE_FAILURES, MAX_DELAY_S) - now
+        wait_all = (
+            self._global.last
+            + self._delay(self._global, GLOBAL_FREE_FAILURES, GLOBAL_MAX_DELAY_S)
+            - now
+        )
+        return max(0.0, wait_mine, wait_all)
+
+    def failed(self, address: str) -> None:
+        now = self.clock()
+        if len(self._by_address) > 10_000:  # forget stale addresses before memory grows
+            self._by_address = {
+                a: f for a, f in self._by_address.items() if now - f.last <= FAILURE_MEMORY_S
+            }
+        mine = self._fresh(self._by_address.get(address, _Failures()), now)
+        self._by_address[address] = _Failures(mine.count + 1, now)
+        self._global = _Failures(self._fresh(self._global, now).count + 1, now)
+
+    def succeeded(self, address: str) -> None:
+        self._by_address.pop(address, None)
+
+    def failures(self, address: str) -> int:
+        return self._by_address.get(address, _Failures()).count
+
+
+@dataclass
+class UiAuth:
+    """Everything the login routes and the auth middleware share."""
+
+    passwords: PasswordStore
+    sessions: UiSessionTable
+    api_keys: ApiKeyStore
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+
+    def password_tag(self) -> str | None:
+        try:
+            current = self.passwords.current()
+        except ValueError:
+            return None
+        return None if current is None else _digest(current.encode())[:16]
+
+
+UI_AUTH = web.AppKey("ui_auth", UiAuth)
+REQUEST_SESSION = "ui_session"
+"""request[REQUEST_SESSION]: the UiSession of a cookie-authenticated request."""
+
+
+def open_path(path: str, method: str) -> bool:
+    """Routes served without credentials: the login page and what it loads, the login call."""
+    if path == LOGIN_PATH:
+        return method == "POST"
+    return path in ("/healthz", LOGIN_PAGE, "/favicon.ico") or path.startswith("/assets/login/")
+
+
+def _is_api_path(path: str) -> bool:
+    return path.startswith(("/scanner/", "/auth/", "/metrics"))
+
+
+def _origin_matches(request: web.Request) -> bool:
+    """A browser's Origin (when sent) must name this host: a second line behind SameSite."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    return urlsplit(origin).netloc.lower() == request.host.lower()
+
+
+def _unauthenticated(request: web.Request, message: str) -> web.StreamResponse:
+    if _is_api_path(request.path) or request.method not in SAFE_METHODS:
+        return error_response(401, message, headers={"WWW-Authenticate": API_KEY_HEADER})
+    target = request.rel_url.path_qs
+    raise web.HTTPFound(f"{LOGIN_PAGE}?next={quote(target, safe='/')}")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """X-API-Key (machines, no CSRF) or the sessionid cookie (browsers, CSRF on changes)."""
+    if open_path(request.path, request.method):
+        return await handler(request)
+    auth = request.app[UI_AUTH]
+    key = request.headers.get(API_KEY_HEADER)
+    if key is not None:
+        if auth.api_keys.verify(key) is None:
+            return error_response(
+                401, "the API key is not valid", headers={"WWW-Authenticate": API_KEY_HEADER}
+            )
+        return await handler(request)
+    session = auth.sessions.lookup(request.cookies.get(COOKIE_NAME), auth.password_tag())
+    if session is None:
+        message = (
+            "log in to the web UI, or send a valid X-API-Key header"
+            if COOKIE_NAME not in request.cookies
+            else "the UI session has ended; log in again"
+        )
+        return _unauthenticated(request, message)
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or not hmac.compare_digest(sent, session.csrf_token):
+            return error_response(
+                403,
+                f"a state change from the UI needs the {CSRF_HEADER} header of this session",
+                field=CSRF_HEADER,
+            )
+        if not _origin_matches(request):
+            return error_response(403, "the request comes from another site", field="Origin")
+    request[REQUEST_SESSION] = session
+    return await handler(request)
+
+
+def _set_cookie(response: web.Response, request: web.Request, token: str) -> None:
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        max_age=int(ABSOLUTE_TTL_S),
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+    )
+
+
+def _session_body(session: UiSession) -> dict[str, Any]:
+    return {
+        "csrf_token": session.csrf_token,
+        "created": session.created,
+        "idle_timeout_s": IDLE_TTL_S,
+        "expires": session.created + ABSOLUTE_TTL_S,
+    }
+
+
+async def login(request: web.Request) -> web.Response:
+    """POST /auth/login {"password"} → the sessionid cookie and the session's CSRF token."""
+    auth = request.app[UI_AUTH]
+    address = request.remote or "unknown"
+    wait = auth.limiter.retry_after(address)
+    if wait > 0:
+        raise ApiError(
+            429,
+            f"too many failed logins; try again in {wait:.0f} s",
+            field="password",
+        )
+    if request.content_length is not None and request.content_length > MAX_LENGTH + 256:
+        raise ApiError(413, "the login request is too large")
+    # JSON only: a cross-site HTML form cannot send application/json without CORS consent.
+    if request.content_type != "application/json":
+        raise ApiError(415, f"expected a JSON body (application/json), got {request.content_type}")
+    body = await read_json(request)
+    password = body.get("password") if isinstance(body, dict) else None
+    if not isinstance(password, str) or not password:
+        raise ApiError(422, "password is required", field="password")
+    tag = auth.password_tag()
+    if tag is None:
+        raise ApiError(
+            403,
+            "no web UI password is set on this device; run `scanstation set-password`",
+            field="password",
+        )
+    if not await asyncio.to_thread(auth.passwords.verify, password):
+        auth.limiter.failed(address)
+        log.warning(
+            "failed UI login from %s (%d in a row)", address, auth.limiter.failures(address)
+        )
+        raise ApiError(401, "wrong password", field="password")
+    auth.limiter.succeeded(address)
+    await auth.sessions.delete(request.cookies.get(COOKIE_NAME))  # no session fixation
+    token, session = await auth.sessions.create(tag, address, request.headers.get("User-Agent", ""))
+    response = web.json_response(_session_body(session))
+    _set_cookie(response, request, token)
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    """POST /auth/logout: ends this browser's session (the middleware checked the CSRF token)."""
+    await request.app[UI_AUTH].sessions.delete(request.cookies.get(COOKIE_NAME))
+    response = web.json_response({"logged_out": True})
+    response.del_cookie(COOKIE_NAME, path="/")
+    return response
+
+
+async def current_session(request: web.Request) -> web.Response:
+    """GET /auth/session: the CSRF token of the logged-in browser (401 without a session)."""
+    session = request.get(REQUEST_SESSION)
+    if session is None:
+        return web.json_response({"csrf_token": None, "api_key": True})
+    return web.json_response(_session_body(session))
+
+
+def setup_ui_auth(
+    app: web.Application, store: Store, passwords: PasswordStore, keys: ApiKeyStore
+) -> None:
+    """Register the login routes and open/close the session table with the app."""
+    auth = UiAuth(passwords, UiSessionTable(store), keys)
+    app[UI_AUTH] = auth
+
+    async def sessions_ctx(app: web.Application) -> Any:
+        await auth.sessions.open()
+        yield
+        await auth.sessions.close()
+
+    app.cleanup_ctx.append(sessions_ctx)
+    app.router.add_post(LOGIN_PATH, login)
+    app.router.add_post(LOGOUT_PATH, logout)
+    app.router.add_get(SESSION_PATH, current_session)
