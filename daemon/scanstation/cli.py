@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from scanstation import __version__
 from scanstation.config import Config, ConfigError, load_config, parse_config
+from scanstation.interpret import InterpretError
 
 log = logging.getLogger("scanstation")
 
@@ -384,6 +385,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scanstation: bad config: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except UsageError as exc:
+        print(f"scanstation {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except InterpretError as exc:  # a bad recall list named by the config
         print(f"scanstation {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

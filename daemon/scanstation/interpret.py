@@ -13,7 +13,7 @@ import datetime as dt
 import functools
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,7 +69,8 @@ class Interpretation:
     """Every rule the value breaks; empty when valid."""
 
     checks: dict[str, Any] = field(default_factory=dict)
-    """Checkout-lane facts: expired, expiry, recalled, not_for_sale, restricted_circulation."""
+    """Checkout-lane facts: expired, expiry, recalled, not_for_sale; restricted_circulation,
+    rcn_usage and variable_measure when the GTIN is such a number."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object `scanstation parse` prints for this value."""
@@ -187,14 +188,19 @@ def _invalid(raw: str, sym: str, kind: Kind, message: str, ai: str = "") -> Inte
 
 @functools.lru_cache(maxsize=8192)
 def _rcn_facts(gtin14: str) -> dict[str, Any]:
-    """Restricted-circulation numbers (in-store, variable measure) are flagged, via biip."""
+    """Flags for restricted-circulation numbers (biip) and variable measure GTIN-14s."""
+    facts: dict[str, Any] = {}
+    if gtin14.startswith("9"):
+        # Indicator digit 9: a variable measure trade item (weighed or counted at sale).
+        facts["variable_measure"] = True
     try:
         gtin = Gtin.parse(gtin14)
     except ParseError:
-        return {}
-    if not isinstance(gtin, Rcn):
-        return {}
-    return {"restricted_circulation": True, "rcn_usage": gtin.usage.value if gtin.usage else ""}
+        return facts
+    if isinstance(gtin, Rcn):
+        facts["restricted_circulation"] = True
+        facts["rcn_usage"] = gtin.usage.value if gtin.usage else ""
+    return facts
 
 
 def _gs1(
@@ -212,7 +218,8 @@ def _ai_data(raw: str, sym: str, data: str) -> Interpretation:
     elif "^" in data:
         return _invalid(raw, sym, "gs1", "Scan data contains illegal ^ character")
     else:
-        parsed = parse_element_string(data.rstrip(GS))
+        # A leading GS is a transmitted FNC1-in-first; a trailing one ends the last field.
+        parsed = parse_element_string(data.strip(GS))
     return _gs1(raw, sym, "gs1", parsed.ais, parsed.errors)
 
 
@@ -299,7 +306,8 @@ def _no_symbology(raw: str, data: str, gs_substitutes: tuple[str, ...]) -> Inter
     if GS in data:
         # A leading GS stands for FNC1 in first position.
         return _ai_data(raw, "", data.lstrip(GS))
-    if is_digits(data):
+    if is_digits(data.strip(" \t")):
+        data = data.strip(" \t")  # a typed GTIN with a stray space is still a GTIN
         if len(data) == 8:
             return _eight_digits(raw, "", data)
         if len(data) in (12, 13, 14):
@@ -331,7 +339,7 @@ def interpret_value(
                 raw, "", "text", f"Missing or broken symbology identifier in {value[:3]!r}"
             )
         sym, data = value[:3], value[3:]
-    elif symbology_identifier:
+    elif _AIM.match(symbology_identifier) and len(symbology_identifier) == 3:
         sym, data = symbology_identifier, value
     else:
         return _no_symbology(raw, value, gs_substitutes)
@@ -344,6 +352,9 @@ def interpret_value(
         return _ai_data(raw, sym, data)
     if code in ("E0", "E4"):
         return _ean_upc(raw, sym, data)
+    if code == "E3" and is_digits(data[:13]):
+        # EAN-13/UPC-A with a 2- or 5-digit add-on (periodicals): the item is the first 13.
+        return _ean_upc(raw, sym, data[:13])
     if code in ("I0", "I1") and len(data) == 14 and is_digits(data):
         return _gtin_digits(raw, sym, data, upce=False)
     if code in ("d1", "Q1", "J0"):
@@ -353,7 +364,9 @@ def interpret_value(
 
 
 # Scanners repeat themselves (the same products, the same labels): cache the pure part.
-_interpret_cached = functools.lru_cache(maxsize=16384)(interpret_value)
+# Bounded so a Pi's memory stays small: 8,192 entries, values up to 200 characters.
+_interpret_cached = functools.lru_cache(maxsize=8192)(interpret_value)
+_CACHED_MAX_LENGTH = 200
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,7 +387,7 @@ def _with_checks(
 ) -> Interpretation:
     if not result.valid or (today is None and recalls is None):
         return result
-    checks = dict(result.checks)
+    checks = result.checks  # the caller's own copy (see interpret): filled in place
     not_for_sale = False
     expiry = result.ais.get("17")
     if today is not None and expiry:
@@ -389,7 +402,7 @@ def _with_checks(
         not_for_sale = not_for_sale or recalled
     if "expired" in checks or "recalled" in checks:
         checks["not_for_sale"] = not_for_sale
-    return replace(result, checks=checks)
+    return result
 
 
 def interpret(
@@ -407,6 +420,23 @@ def interpret(
     programmed to send. `today` (in the device's timezone) enables the expiry check,
     `recalls` the recall check; either sets checks["not_for_sale"].
     """
-    subs = tuple(s for s in gs_substitutes if s)
-    result = _interpret_cached(raw, symbology_identifier, subs)
+    given: object = raw  # typed as str, but a caller's bug must not crash a batch
+    if not isinstance(given, str):
+        return _invalid(repr(given), "", "text", f"Expected a string, got {type(given).__name__}")
+    subs = tuple(s for s in gs_substitutes if isinstance(s, str) and s)
+    if len(raw) <= _CACHED_MAX_LENGTH:
+        # Hand out copies of the dicts: the cached original must not change under a caller.
+        cached = _interpret_cached(raw, symbology_identifier, subs)
+        result = Interpretation(
+            cached.input,
+            cached.valid,
+            cached.kind,
+            cached.gtin,
+            dict(cached.ais),
+            cached.symbology_identifier,
+            cached.errors,
+            dict(cached.checks),
+        )
+    else:
+        result = interpret_value(raw, symbology_identifier, subs)
     return _with_checks(result, today, recalls)

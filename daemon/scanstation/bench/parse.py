@@ -84,7 +84,7 @@ def run(count: int, repeats: int) -> dict[str, dict[str, float]]:
         return interpret_value(value, "", ())
 
     contenders: dict[str, Callable[[str], Any]] = {
-        "interpret (checks on, cache warm)": ours,
+        "interpret (checks on, LRU cache)": ours,
         "interpret (no cache)": ours_cold,
         "biip.parse": biip.parse,
     }

@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -43,6 +44,9 @@ class Services:
     pipeline: Pipeline
     bus: EventBus
     sources: dict[str, SourceHealth] = field(default_factory=dict)
+    """Health of every running source, by name."""
+    triggers: dict[str, Callable[[], None]] = field(default_factory=dict)
+    """Software triggers of the sources that have one (cameras in trigger mode), by name."""
 
 
 SERVICES = web.AppKey("services", Services)
@@ -360,3 +364,17 @@ async def get_capture(request: web.Request) -> web.Response:
 async def retry_capture(request: web.Request) -> web.Response:
     capture = await services(request).pipeline.retry(request.match_info["id"])
     return web.json_response(capture_json(capture))
+
+
+@routes.post(API_BASE + "/sources/{name}/trigger")
+async def trigger_source(request: web.Request) -> web.Response:
+    """Software trigger: open a read window on a camera source (industrial reader style)."""
+    svc = services(request)
+    name = request.match_info["name"]
+    if name not in svc.sources:
+        raise ApiError(404, f"source {name!r} does not exist", field="name")
+    trigger = svc.triggers.get(name)
+    if trigger is None:
+        raise ApiError(409, f"source {name!r} has no software trigger", field="name")
+    trigger()
+    return web.json_response({"source": name, "triggered": True}, status=202)
