@@ -136,3 +136,19 @@ async def test_pipeline_bus_sees_every_status_change(pipeline: Pipeline) -> None
             if event.kind == "capture":
                 statuses.append(event.data["status"])
     assert statuses == ["PENDING", "NOT_FOUND"]
+
+
+async def test_pipeline_extra_destinations_get_their_own_copy_of_the_event(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.destinations = lambda capture: (
+        ["webhook:wms"] if capture.status is CaptureStatus.COMPLETED else []
+    )
+    await pipeline.store.upsert_products([{"gtin": "04006381333931", "name": "Highlighter"}])
+    await walk(pipeline, "4006381333931", "5901234123457")
+    mqtt = await pipeline.store.outbox_batch()
+    webhook = await pipeline.store.outbox_batch(destination="webhook:wms")
+    assert len(mqtt) == 2
+    assert [e.event_id for e in webhook] == [mqtt[0].event_id]
+    assert pipeline.store.outbox_signal("webhook:wms").is_set()
+    assert await pipeline.store.outbox_stats("webhook:wms") == (1, webhook[0].created)

@@ -127,6 +127,8 @@ class Pipeline:
         self.disk = DiskGuard(config.storage.path, config.storage.disk_floor_mb)
         self._idle = asyncio.Event()
         self._idle.set()
+        self.destinations: Callable[[Capture], Sequence[str]] | None = None
+        """Extra outbox destinations of a finished capture (webhook outputs), besides MQTT."""
         self.on_finished: list[Callable[[Capture], Awaitable[None] | None]] = []
 
     # ---- entry points --------------------------------------------------------------------
@@ -255,7 +257,7 @@ class Pipeline:
         await self.store.set_status(batch, CaptureStatus.RESOLVING)
         outcomes = [self._resolve(lk, products, enrichments.get(lk.capture.id)) for lk in lookups]
         finished = await self.store.finish_captures(
-            outcomes, self._capture_event, self._scan_event_defaults()
+            outcomes, self._capture_event, self._scan_event_defaults(), self.destinations
         )
         self.counters.batches += 1
         self.counters.last_batch_ms = (time.perf_counter() - started) * 1000

@@ -144,26 +144,32 @@ MIGRATIONS: tuple[str, ...] = (
         expiry TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX scan_events_time ON scan_events(time);
+    -- One row per event and destination: 'mqtt', or 'webhook:<name>' for a webhook output.
     CREATE TABLE outbox (
         id INTEGER PRIMARY KEY,
+        destination TEXT NOT NULL DEFAULT 'mqtt',
         topic TEXT NOT NULL,
-        event_id TEXT NOT NULL UNIQUE,
+        event_id TEXT NOT NULL,
         seq INTEGER,
         payload TEXT NOT NULL,
         created REAL NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
-        last_error TEXT NOT NULL DEFAULT ''
+        last_error TEXT NOT NULL DEFAULT '',
+        UNIQUE (destination, event_id)
     );
+    CREATE INDEX outbox_destination ON outbox(destination, id);
     CREATE TABLE outbox_dead (
         id INTEGER PRIMARY KEY,
+        destination TEXT NOT NULL DEFAULT 'mqtt',
         topic TEXT NOT NULL,
-        event_id TEXT NOT NULL UNIQUE,
+        event_id TEXT NOT NULL,
         seq INTEGER,
         payload TEXT NOT NULL,
         created REAL NOT NULL,
         attempts INTEGER NOT NULL,
         last_error TEXT NOT NULL,
-        died REAL NOT NULL
+        died REAL NOT NULL,
+        UNIQUE (destination, event_id)
     );
     CREATE TABLE counters (
         name TEXT PRIMARY KEY,
@@ -173,6 +179,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+MQTT_DESTINATION = "mqtt"
 
 CAPTURE_COLUMNS = """
     c.id, c.public_id, s.public_id AS session_public_id, c.status, c.capture_type, c.raw_value,
@@ -479,6 +486,7 @@ class Store:
         self.commits = 0
         self.writes = 0
         self.outbox_changed = asyncio.Event()
+        self._outbox_signals: dict[str, asyncio.Event] = {}
         """Set after a commit that added outbox rows; the publisher clears it and drains."""
 
     # ---- lifecycle -----------------------------------------------------------------------
@@ -872,11 +880,13 @@ class Store:
         outcomes: Sequence[CaptureOutcome],
         make_event: Callable[[Capture, int], dict[str, Any]],
         scan_event_defaults: dict[str, Any],
+        destinations: Callable[[Capture], Sequence[str]] | None = None,
     ) -> list[Capture]:
         """Write terminal states, their capture events (outbox), analytics rows and alerts.
 
         One transaction: the outbox event of a capture exists exactly when its terminal
-        status does. ``make_event(capture, seq)`` builds the event payload.
+        status does. ``make_event(capture, seq)`` builds the event payload; it goes to MQTT
+        and to each extra destination ``destinations(capture)`` names (webhook outputs).
         """
         now = time.time()
         updates = [
@@ -922,14 +932,28 @@ class Store:
             outbox = []
             for offset, capture in enumerate(captures):
                 event = make_event(capture, first_seq + offset)
-                outbox.append(("captures", event["event_id"], event["seq"], json.dumps(event), now))
+                text = json.dumps(event)
+                extra = destinations(capture) if destinations else ()
+                for destination in (MQTT_DESTINATION, *extra):
+                    outbox.append(
+                        (destination, "captures", event["event_id"], event["seq"], text, now)
+                    )
             by_id = {o.capture_id: o for o in outcomes}
             analytics = []
             for capture in captures:
                 outcome = by_id[capture.id]
                 if outcome.alert is not None:
                     alert = {**outcome.alert, "event_id": new_public_id()}
-                    outbox.append(("alerts", alert["event_id"], None, json.dumps(alert), now))
+                    outbox.append(
+                        (
+                            MQTT_DESTINATION,
+                            "alerts",
+                            alert["event_id"],
+                            None,
+                            json.dumps(alert),
+                            now,
+                        )
+                    )
                 if outcome.scan_event is not None:
                     row = {**scan_event_defaults, **outcome.scan_event}
                     analytics.append(
@@ -948,10 +972,11 @@ class Store:
                         )
                     )
             await db.executemany(
-                "INSERT INTO outbox (topic, event_id, seq, payload, created) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO outbox (destination, topic, event_id, seq, payload, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 outbox,
             )
+            written.update(row[0] for row in outbox)
             if analytics:
                 await db.executemany(
                     "INSERT INTO scan_events (capture_id, gtin, time, device_id, source, site, "
@@ -963,8 +988,9 @@ class Store:
                 )
             return captures
 
+        written: set[str] = set()
         captures = await self.write(op)
-        self.outbox_changed.set()
+        self._signal_outbox(written)
         return captures
 
     async def add_outbox_event(self, topic: str, payload: dict[str, Any]) -> str:
@@ -986,11 +1012,23 @@ class Store:
 
     # ---- outbox (drained by the MQTT publisher) -------------------------------------------
 
-    async def outbox_batch(self, after_id: int = 0, limit: int = 100) -> list[OutboxEvent]:
+    def outbox_signal(self, destination: str) -> asyncio.Event:
+        """Set after a commit that added rows for ``destination``; its drainer clears it."""
+        if destination == MQTT_DESTINATION:
+            return self.outbox_changed
+        return self._outbox_signals.setdefault(destination, asyncio.Event())
+
+    def _signal_outbox(self, destinations: Iterable[str]) -> None:
+        for destination in set(destinations):
+            self.outbox_signal(destination).set()
+
+    async def outbox_batch(
+        self, after_id: int = 0, limit: int = 100, destination: str = MQTT_DESTINATION
+    ) -> list[OutboxEvent]:
         rows = await self.fetchall(
             "SELECT id, topic, event_id, seq, payload, created, attempts FROM outbox "
-            "WHERE id > ? ORDER BY id LIMIT ?",
-            (after_id, limit),
+            "WHERE destination = ? AND id > ? ORDER BY id LIMIT ?",
+            (destination, after_id, limit),
         )
         return [OutboxEvent(*row) for row in rows]
 
@@ -1002,9 +1040,11 @@ class Store:
 
         await self.write(op)
 
-    async def outbox_stats(self) -> tuple[int, float | None]:
-        """(depth, created time of the oldest event or None)."""
-        row = await self.fetchone("SELECT COUNT(*), MIN(created) FROM outbox")
+    async def outbox_stats(self, destination: str = MQTT_DESTINATION) -> tuple[int, float | None]:
+        """(depth, created time of the oldest event or None) for one destination."""
+        row = await self.fetchone(
+            "SELECT COUNT(*), MIN(created) FROM outbox WHERE destination = ?", (destination,)
+        )
         return (int(row[0]), row[1]) if row else (0, None)
 
     # ---- products ------------------------------------------------------------------------
