@@ -8,12 +8,14 @@ layouts, and the recorded-stream fixtures in tests/data/hid (regenerate them wit
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from scanstation.sources import keymaps
+from scanstation.sources.devices import hid_replay_main
 from scanstation.sources.hid import DecodedScan, DecoderSettings, decode_recording
 from scanstation.sources.keymaps import EV_KEY, EV_SYN, KeyEvent
 
@@ -167,6 +169,36 @@ def test_hid_recording_gs1_data_comes_out_right(layout: str) -> None:
         "09506000134352",
         {"01": "09506000134352", "17": "270101", "10": "ABC123", "21": "XY-9/Zz"},
     )
+
+
+def test_hid_recording_through_hid_replay_and_scanstation_parse(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The user's path: `hid-replay` each recording, pipe the scans into `scanstation parse`."""
+    values = []
+    for layout in keymaps.LAYOUT_NAMES:
+        for gs in ("ctrl", "substitute"):
+            argv = [str(DATA / f"{layout}-gs1-{gs}.jsonl"), "--layout", layout]
+            assert hid_replay_main([*argv, "--gs-substitute", "<GS>"]) == 0
+            row = json.loads(capsys.readouterr().out)
+            values.append(row["symbology_identifier"] + row["raw_value"])
+    result = subprocess.run(
+        [sys.executable, "-m", "scanstation", "parse", "--stdin", "--today", "2026-11-23"],
+        input="\n".join(values) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    parsed = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(p["valid"], p["gtin"], p["ais"]) for p in parsed] == [
+        (
+            True,
+            "09506000134352",
+            {"01": "09506000134352", "17": "270101", "10": "ABC123", "21": "XY-9/Zz"},
+        )
+    ] * 12
 
 
 if __name__ == "__main__":  # regenerate tests/data/hid/*.jsonl

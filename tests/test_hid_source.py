@@ -6,6 +6,7 @@ import asyncio
 import errno
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from scanstation.config import HidSourceConfig
 from scanstation.model import Scan
 from scanstation.sources import keymaps
-from scanstation.sources.hid import FakeInputBus, HidSource
+from scanstation.sources.hid import FakeInputBus, HidSource, discover_scanners
 from test_hid_recordings import GS1_DATAMATRIX, GS1_DATAMATRIX_VALUE
 
 GUN1 = "/dev/input/by-id/usb-Honeywell_Imaging___Mobility_1900-event-kbd"
@@ -241,3 +242,37 @@ async def test_hid_source_permission_denied_names_the_group() -> None:
     assert source.health.detail == (
         f"{GUN1}: permission denied: run as a member of the 'input' group"
     )
+
+
+def test_hid_source_module_imports_without_evdev() -> None:
+    """evdev is imported only when a real device is opened; everything else works without it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['evdev'] = None\n"
+        "import scanstation.sources.hid as hid, scanstation.sources.devices\n"
+        "try:\n"
+        "    hid.open_evdev('/dev/input/event0')\n"
+        "except OSError as exc:\n"
+        "    print(exc.strerror)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "python-evdev is not installed (pip install evdev)"
+
+
+def test_hid_source_auto_discovery_takes_only_scanner_keyboards(tmp_path: Path) -> None:
+    for name in [
+        "usb-Honeywell_Imaging___Mobility_1900-event-kbd",
+        "usb-Honeywell_Imaging___Mobility_1900-if01-event-mouse",
+        "usb-Logitech_USB_Keyboard-event-kbd",
+        "usb-Datalogic_ADC__Inc._Handheld_Barcode_Scanner-event-kbd",
+    ]:
+        (tmp_path / name).symlink_to("../event0")
+    assert discover_scanners(tmp_path) == [
+        str(tmp_path / "usb-Datalogic_ADC__Inc._Handheld_Barcode_Scanner-event-kbd"),
+        str(tmp_path / "usb-Honeywell_Imaging___Mobility_1900-event-kbd"),
+    ]
+    assert discover_scanners(tmp_path / "missing") == []

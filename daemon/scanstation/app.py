@@ -67,11 +67,11 @@ def build_source(config: SourceConfig) -> Source:
         case "hid":
             from scanstation.sources.hid import HidSource
 
-            return HidSource(config)  # type: ignore[no-any-return]
+            return HidSource(config)
         case "serial":
             from scanstation.sources.serial import SerialSource
 
-            return SerialSource(config)  # type: ignore[no-any-return]
+            return SerialSource(config)
     raise ValueError(f"unknown source type {config.type!r}")
 
 

@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_CONFIG_PATHS = (Path("/etc/scanstation/scanstation.toml"), Path("scanstation.toml"))
 ENV_PREFIX = "SCANSTATION_"
@@ -258,12 +265,33 @@ class SessionConfig(_Section):
 
 
 class ClassifierConfig(_Section):
-    enabled: bool = True
-    model: Path | None = Field(None, description="A .tflite model; default: the shipped model")
-    labels: Path | None = Field(None, description="Labels file, one per line")
-    threads: int = Field(2, ge=1, le=16)
-    top_k: int = Field(5, ge=1, le=50)
-    min_confidence: float = Field(0.2, ge=0, le=1)
+    enabled: bool = Field(
+        True, description="Classify IMAGE captures and no-read frames (ENRICHING, RESOLVING)"
+    )
+    model: Path | None = Field(
+        None,
+        description="An image-classification .tflite; default: the shipped EfficientNet-Lite0",
+    )
+    labels: Path | None = Field(
+        None,
+        description="Labels file, one class per line; default: <model>.txt, labels.txt or "
+        "imagenet_labels.txt beside the model",
+    )
+    threads: int = Field(2, ge=1, le=16, description="Interpreter threads (XNNPACK)")
+    top_k: int = Field(5, ge=1, le=50, description="Classes kept per image, best first")
+    min_confidence: float = Field(
+        0.2, ge=0, le=1, description="Propose nothing below this score (0-1)"
+    )
+    resolve_threshold: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="RESOLVING: least cosine similarity to a product's reference photo for a "
+        "match; below it the capture is NOT_FOUND",
+    )
+    center_crop: bool = Field(
+        True, description="Crop photos to the model's aspect ratio (centre) before resizing"
+    )
 
 
 class QrAnalysisConfig(_Section):
@@ -274,6 +302,10 @@ class QrAnalysisConfig(_Section):
     timeout: float = Field(5.0, gt=0, le=60, description="Seconds for the whole chain")
     allow_private_networks: bool = Field(
         False, description="Lab only: allow loopback/private addresses (never on a lane)"
+    )
+    allow_networks: list[str] = Field(
+        default_factory=list,
+        description="Lab only: networks (CIDR) allowed although not public, e.g. 10.9.0.0/24",
     )
     max_body_bytes: int = Field(
         65536, ge=0, le=4 * 1024 * 1024, description="Bytes of a final page read at most"
@@ -290,6 +322,21 @@ class QrAnalysisConfig(_Section):
         default_factory=list,
         description="Extra URL-shortener domains besides the built-in list (bit.ly, …)",
     )
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for text in value:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"allow_networks entry {text!r} is not a network; expected CIDR such as "
+                    "'10.9.0.0/24' or an address such as '192.168.1.20'"
+                ) from None
+        return value
 
 
 class TlsConfig(_Section):
@@ -371,13 +418,146 @@ class HttpConfig(_Section):
         return int(self.bind.rpartition(":")[2])
 
 
+BeepPattern = tuple[int, int, int]
+"""on ms, off ms, repetitions: [60, 0, 1] is one short beep, [150, 100, 2] two longer ones."""
+
+RejectReason = Literal["no_read", "not_found", "failed", "expired", "recalled"]
+REJECT_REASONS: tuple[RejectReason, ...] = (
+    "no_read",
+    "not_found",
+    "failed",
+    "expired",
+    "recalled",
+)
+
+
 class GpioConfig(_Section):
+    """GPIO feedback and conveyor I/O through gpiozero (BCM pin numbers; unset pins are unused)."""
+
     good_read: int | None = Field(None, ge=0, le=27, description="BCM pin of the good-read LED")
-    no_read: int | None = Field(None, ge=0, le=27)
-    buzzer: int | None = Field(None, ge=0, le=27)
-    trigger_input: int | None = Field(None, ge=0, le=27, description="Photo-eye input")
-    reject_output: int | None = Field(None, ge=0, le=27)
-    session_button: int | None = Field(None, ge=0, le=27)
+    no_read: int | None = Field(
+        None, ge=0, le=27, description="BCM pin of the no-read LED (also blinks on alerts)"
+    )
+    buzzer: int | None = Field(None, ge=0, le=27, description="BCM pin of an active buzzer")
+    trigger_input: int | None = Field(
+        None,
+        ge=0,
+        le=27,
+        description="BCM pin of the photo-eye; opens a read window on every camera with "
+        "trigger = gpio",
+    )
+    reject_output: int | None = Field(
+        None, ge=0, le=27, description="BCM pin pulsed to reject an item (conveyor gate, pusher)"
+    )
+    session_button: int | None = Field(
+        None,
+        ge=0,
+        le=27,
+        description="BCM pin of a push button: a short press starts or ends a session, a long "
+        "press starts a new one",
+    )
+    pin_factory: Literal["auto", "lgpio", "rpigpio", "native", "mock"] = Field(
+        "auto",
+        description="gpiozero pin library; auto picks the best installed (lgpio on Pi OS "
+        "Bookworm); mock runs without GPIO hardware",
+    )
+    outputs_active_high: bool = Field(
+        True, description="LEDs and buzzer are on when their pin is high (false: wired to 3V3)"
+    )
+    reject_active_high: bool = Field(
+        True, description="The reject output is on when high (false for active-low relay boards)"
+    )
+    good_read_led_ms: int = Field(200, ge=1, le=10_000, description="Good-read LED on time")
+    no_read_led_ms: int = Field(1000, ge=1, le=10_000, description="No-read LED on time")
+    good_read_beep: BeepPattern = Field(
+        (60, 0, 1), description="Buzzer after a good read: [on ms, off ms, repetitions]"
+    )
+    no_read_beep: BeepPattern = Field(
+        (150, 100, 2), description="Buzzer after a no-read: [on ms, off ms, repetitions]"
+    )
+    alert_beep: BeepPattern = Field(
+        (400, 150, 3),
+        description="Buzzer (and no-read LED) for an expired or recalled item: "
+        "[on ms, off ms, repetitions]",
+    )
+    trigger_pull_up: bool = Field(
+        True,
+        description="Pull the photo-eye input up and trigger on low (NPN/sinking sensors, "
+        "dry contacts); false: pull down and trigger on high (PNP through an optocoupler)",
+    )
+    trigger_debounce_ms: int = Field(
+        20,
+        ge=0,
+        le=10_000,
+        description="Edges this soon after a trigger are ignored: one item, one read window",
+    )
+    button_pull_up: bool = Field(True, description="The session button connects its pin to GND")
+    button_debounce_ms: int = Field(
+        50, ge=0, le=1000, description="Presses shorter than this are contact bounce"
+    )
+    long_press_s: float = Field(
+        2.0, gt=0, le=30, description="Holding the button this long starts a new session"
+    )
+    reject_on: list[RejectReason] = Field(
+        default_factory=lambda: list(REJECT_REASONS),
+        description="Which outcomes pulse the reject output",
+    )
+    reject_pulse_ms: int = Field(200, ge=1, le=10_000, description="Reject output pulse length")
+    reject_delay_ms: int = Field(
+        0,
+        ge=0,
+        le=60_000,
+        description="From the read to the pulse: belt travel time from the reader to the gate",
+    )
+    reject_deadline_ms: int = Field(
+        3000,
+        ge=0,
+        le=120_000,
+        description="A reject due longer ago than this is skipped and counted as missed "
+        "(the item has passed the gate)",
+    )
+
+    @field_validator("good_read_beep", "no_read_beep", "alert_beep")
+    @classmethod
+    def _beep_pattern(cls, value: BeepPattern) -> BeepPattern:
+        on_ms, off_ms, count = value
+        if not (1 <= on_ms <= 10_000 and 0 <= off_ms <= 10_000 and 0 <= count <= 20):
+            raise ValueError(
+                f"beep pattern {list(value)!r}: expected [on ms 1-10000, off ms 0-10000, "
+                "repetitions 0-20] (repetitions 0 is silent)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_pins(self) -> GpioConfig:
+        seen: dict[int, str] = {}
+        for name in self.pin_names:
+            pin = getattr(self, name)
+            if pin is None:
+                continue
+            if pin in seen:
+                raise ValueError(
+                    f"GPIO{pin} is given to both {seen[pin]} and {name}; each function needs "
+                    "its own pin"
+                )
+            seen[pin] = name
+        return self
+
+    @property
+    def pin_names(self) -> tuple[str, ...]:
+        return (
+            "good_read",
+            "no_read",
+            "buzzer",
+            "trigger_input",
+            "reject_output",
+            "session_button",
+        )
+
+    @property
+    def in_use(self) -> bool:
+        """True when any pin is configured (else the daemon does not touch GPIO)."""
+        return any(getattr(self, name) is not None for name in self.pin_names)
 
 
 class ChecksConfig(_Section):

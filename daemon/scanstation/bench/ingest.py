@@ -217,10 +217,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--source", choices=["api", "hid"], default="api")
     parser.add_argument("--mqtt", action="store_true", help="end to end through MQTT PUBACK")
     args, rest = parser.parse_known_args(argv)
-    if args.mqtt:
-        return int(importlib.import_module("scanstation.bench.ingest_mqtt").main(rest))
-    if args.source == "hid":
-        return int(importlib.import_module("scanstation.bench.hid").main(rest))
+    if args.mqtt or args.source == "hid":
+        # Hand the whole command line, less our own selector, to the other benchmark.
+        forwarded = [a for a in argv if a not in ("--mqtt", "--source", "hid", "api")]
+        module = "scanstation.bench.ingest_mqtt" if args.mqtt else "scanstation.bench.hid"
+        return int(importlib.import_module(module).main(forwarded))
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     print(

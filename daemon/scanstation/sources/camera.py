@@ -62,6 +62,7 @@ Feedback = Callable[[Scan], object]
 
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
+EMIT_ATTEMPTS = 3
 # A code must be gone this long before "another code came between" may report it again;
 # shorter gaps are a decoder missing one frame, not the code leaving the view.
 MIN_ABSENCE_S = 0.3
@@ -115,8 +116,10 @@ class CameraStats:
     """Frames grabbed per second, over the last few seconds."""
     decode_ms: float
     """Median decode time per decoded frame, over the last 100 frames."""
+    latency_ms_median: float
+    """Median time from frame grabbed to capture durable, over the last 200 reads."""
     latency_ms_p99: float
-    """99th percentile from frame grabbed to capture durable, over the last 200 reads."""
+    """99th percentile of the same."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +131,8 @@ class Read:
     """A code to report."""
 
     code: DecodedCode
-    frame: CameraFrame | None
+    t: float
+    """When the frame it was read in was grabbed (source clock)."""
     trigger: str
     """``continuous``, ``software`` or ``gpio``: what asked for this read."""
 
@@ -228,7 +232,7 @@ class ReaderLogic:
         if self.continuous:
             keys = self.presence.observe(frame.t, [c.key for c in codes])
             by_key = {c.key: c for c in codes}
-            return [Read(by_key[k], frame, "continuous") for k in keys]
+            return [Read(by_key[k], frame.t, "continuous") for k in keys]
         events: list[Read | NoRead] = list(self.expire(frame.t))
         w = self.window
         if w is None or frame.t < w.opened_at:
@@ -237,7 +241,7 @@ class ReaderLogic:
             # Good read: the window ends on the first frame with codes; all of them count.
             self.window = None
             unique = {c.key: c for c in codes}
-            return [*events, *(Read(c, frame, self.trigger_mode) for c in unique.values())]
+            return [*events, *(Read(c, frame.t, self.trigger_mode) for c in unique.values())]
         score = sharpness(frame.gray)
         if score > w.best_sharpness:
             w.best, w.best_sharpness = frame, score
@@ -398,6 +402,12 @@ class CameraSource:
 
     # -- public API ---------------------------------------------------------------------------
 
+    async def autofocus(self) -> None:
+        """Run one autofocus cycle (picamera2 modules with autofocus; a no-op elsewhere)."""
+        cycle = getattr(self.backend, "autofocus", None)
+        if callable(cycle):
+            await asyncio.to_thread(cycle)
+
     def trigger(self) -> None:
         """Open a read window now (software trigger or photo-eye); safe from any thread."""
         t = self.clock()
@@ -427,6 +437,7 @@ class CameraSource:
             reconnects=c.reconnects,
             fps=round(fps, 2),
             decode_ms=round(statistics.median(c.decode_ms), 2) if c.decode_ms else 0.0,
+            latency_ms_median=round(statistics.median(latency), 2) if latency else 0.0,
             latency_ms_p99=round(p99, 2),
         )
 
@@ -498,7 +509,10 @@ class CameraSource:
                 await asyncio.to_thread(self.backend.open)
                 self.health.set_state("running", f"{self.backend.kind} {self.config.device}")
                 backoff = BACKOFF_FIRST_S
-                await self._stream(executor, outbox)
+                try:
+                    await self._stream(executor, outbox)
+                finally:
+                    await asyncio.to_thread(self.backend.close)
                 self.health.set_state("stopped", "replay finished")
                 return
             except Exception as exc:
@@ -577,11 +591,24 @@ class CameraSource:
                     self._counters.decoded_frames += 1
                     reference = (frame.thumb, future)
                     pending.append(_Pending(frame, future))
-                if pending:
+                # Hand on, in frame order, every result that is ready.
+                while pending and (pending[0].codes is None or pending[0].codes.done()):
                     item = pending.popleft()
                     codes = await self._codes_of(item)
                     for event in self.reader.observe(item.frame, codes):
                         await outbox.put(event)
+                if pending:
+                    oldest = pending[0].codes
+                    assert oldest is not None
+                    if len(pending) >= self.threads:
+                        # Every decoder is busy: the next thing to do is take a result.
+                        await asyncio.wait({oldest})
+                    else:
+                        # A decoder is free: take a result or a new frame, whichever comes
+                        # first (awaiting only the result would decode one frame at a time).
+                        woken = asyncio.ensure_future(wake.wait())
+                        await asyncio.wait({oldest, woken}, return_when=asyncio.FIRST_COMPLETED)
+                        woken.cancel()
                     continue
                 self._take_triggers()
                 for event in self.reader.expire(self.clock(), self._latest):
@@ -644,24 +671,38 @@ class CameraSource:
             event = await outbox.get()
             try:
                 scan = await self._to_scan(event)
-                await emit(scan)
+                if not await self._emit_with_retries(emit, scan):
+                    continue
                 if isinstance(event, Read):
                     self._counters.reads += 1
                     self.health.scans += 1
                     self.health.last_scan_at = scan.read_at
-                    if event.frame is not None:
-                        self._counters.latency_ms.append((self.clock() - event.frame.t) * 1000)
+                    self._counters.latency_ms.append((self.clock() - event.t) * 1000)
                     await _call_hook(self.on_good_read, scan)
                 else:
                     self._counters.no_reads += 1
                     await _call_hook(self.on_no_read, scan)
+            finally:
+                outbox.task_done()
+
+    async def _emit_with_retries(self, emit: Emit, scan: Scan) -> bool:
+        """Emit `scan`, retrying a failing pipeline briefly: a code still in view is not
+        reported again, so a read dropped here would be lost. False if it never went through."""
+        for attempt in range(EMIT_ATTEMPTS):
+            try:
+                await emit(scan)
+                return True
             except Exception as exc:
                 # A failing pipeline must not stop the camera; the error is visible in health.
                 self.health.errors += 1
                 self.health.detail = f"emit failed: {exc}"
-                log.exception("camera %s: could not hand over a scan", self.name)
-            finally:
-                outbox.task_done()
+                log.warning("camera %s: could not hand over a scan: %s", self.name, exc)
+                if attempt + 1 < EMIT_ATTEMPTS:
+                    await asyncio.sleep(0.05 * 2**attempt)
+        log.error(
+            "camera %s: dropped %r after %d attempts", self.name, scan.raw_value, EMIT_ATTEMPTS
+        )
+        return False
 
     async def _to_scan(self, event: Read | NoRead) -> Scan:
         if isinstance(event, Read):

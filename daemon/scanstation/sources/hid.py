@@ -24,6 +24,7 @@ import logging
 import os
 import re
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -436,7 +437,7 @@ class KeystrokeDecoder:
         text, _, _ = self._take()
         if ignored:
             reason += f"; ignored: {', '.join(ignored[:5])}"
-        log.info("dropped keystrokes %r: %s", text, reason)
+        log.debug("dropped keystrokes %r: %s", text, reason)
         return DroppedScan(reason=reason, text=text, at=at)
 
     def _finish(self, t: float) -> list[Outcome]:
@@ -478,7 +479,7 @@ class KeystrokeDecoder:
         ]
 
     def _dropped(self, reason: str, text: str, at: float) -> DroppedScan:
-        log.info("dropped scan %r: %s", text, reason)
+        log.debug("dropped scan %r: %s", text, reason)
         return DroppedScan(reason=reason, text=text, at=at)
 
 
@@ -525,7 +526,7 @@ BY_ID = Path("/dev/input/by-id")
 # Newland, Opticon, Code Corp.
 SCANNER_WORDS = re.compile(
     r"scan|barcode|bar_code|bar code|honeywell|metrologic|hand.?held|symbol|zebra|motorola"
-    r"|datalogic|newland|opticon|zebex|unitech|netum|inateck|eyoyo|tera|cino|code.?corp",
+    r"|datalogic|newland|opticon|zebex|unitech|netum|inateck|eyoyo|code.?corp",
     re.IGNORECASE,
 )
 SCANNER_VENDOR_IDS = frozenset({0x0C2E, 0x0536, 0x05E0, 0x05F9, 0x1EAB, 0x065A, 0x0D3B})
@@ -681,44 +682,55 @@ class HidSource:
     async def _read(self, path: str, device: InputDeviceLike) -> None:
         """Decode one open device until it fails (raises the OSError that ended it)."""
         loop = asyncio.get_running_loop()
-        events: asyncio.Queue[KeyEvent | OSError] = asyncio.Queue()
+        events: deque[KeyEvent | OSError] = deque()
+        wake = asyncio.Event()
         decoder = KeystrokeDecoder(self.settings)
         # The pump never gets cancelled mid-read (evdev's async iterator loses the batch it
-        # was reading if its future is cancelled); the decoder waits on the queue instead.
-        pump = asyncio.create_task(self._pump(device, events))
+        # was reading if its future is cancelled); the decoder waits on `wake` instead and
+        # then takes every event that has arrived, so a burst costs one wake-up.
+        pump = asyncio.create_task(self._pump(device, events, wake))
         last_t, last_loop = 0.0, loop.time()
         try:
             while True:
-                deadline = decoder.deadline
-                timeout = None
-                if deadline is not None:
-                    timeout = max(0.0, deadline - (last_t + loop.time() - last_loop))
-                try:
-                    item = await asyncio.wait_for(events.get(), timeout)
-                except TimeoutError:
-                    self._deliver(path, decoder.poll(last_t + loop.time() - last_loop))
-                    continue
-                if isinstance(item, OSError):
-                    at = last_t + loop.time() - last_loop
-                    self._deliver(path, decoder.reset("the device went away mid-scan", at))
-                    raise item
-                last_t, last_loop = item[0], loop.time()
-                self._deliver(path, decoder.feed(*item))
+                if not events:
+                    wake.clear()
+                    deadline = decoder.deadline
+                    timeout = None
+                    if deadline is not None:
+                        timeout = max(0.0, deadline - (last_t + loop.time() - last_loop))
+                    try:
+                        await asyncio.wait_for(wake.wait(), timeout)
+                    except TimeoutError:
+                        self._deliver(path, decoder.poll(last_t + loop.time() - last_loop))
+                        continue
+                while events:
+                    item = events.popleft()
+                    if isinstance(item, OSError):
+                        at = last_t + loop.time() - last_loop
+                        self._deliver(path, decoder.reset("the device went away mid-scan", at))
+                        raise item
+                    last_t = item[0]
+                    self._deliver(path, decoder.feed(*item))
+                last_loop = loop.time()
         finally:
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
 
     @staticmethod
-    async def _pump(device: InputDeviceLike, events: asyncio.Queue[KeyEvent | OSError]) -> None:
+    async def _pump(
+        device: InputDeviceLike, events: deque[KeyEvent | OSError], wake: asyncio.Event
+    ) -> None:
         try:
             async for event in device.async_read_loop():
                 if event.type == EV_KEY:
-                    events.put_nowait((event.timestamp(), event.type, event.code, event.value))
+                    events.append((event.timestamp(), event.type, event.code, event.value))
+                    wake.set()
         except OSError as exc:
-            events.put_nowait(exc)
+            events.append(exc)
         else:
-            events.put_nowait(OSError(errno.ENODEV, "the device stopped sending"))
+            events.append(OSError(errno.ENODEV, "the device stopped sending"))
+        wake.set()
 
     def _deliver(self, path: str, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
