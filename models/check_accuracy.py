@@ -85,7 +85,9 @@ class Agreement:
         )
 
 
-def _square(image: Image.Image, fraction: float = 1.0, dx: float = 0.0, dy: float = 0.0) -> Image.Image:
+def _square(
+    image: Image.Image, fraction: float = 1.0, dx: float = 0.0, dy: float = 0.0
+) -> Image.Image:
     """The centred square of side `fraction` x the short side, shifted by dx, dy of the slack."""
     width, height = image.size
     side = round(min(width, height) * fraction)
@@ -129,14 +131,19 @@ def evaluation_set(photos: Iterable[tuple[str, Image.Image]]) -> list[tuple[str,
     return [pair for name, image in photos for pair in variants(name, image)]
 
 
-def calibration_set(photos: Iterable[tuple[str, Image.Image]], per_photo: int = 12) -> list[np.ndarray]:
+def calibration_set(
+    photos: Iterable[tuple[str, Image.Image]], per_photo: int = 12
+) -> list[np.ndarray]:
     """Random framings (fixed seed) for quantisation calibration, apart from the evaluation ones."""
     rng = np.random.default_rng(20261123)
     out = []
     for _, image in photos:
         for _ in range(per_photo):
             framed = _square(
-                image, float(rng.uniform(0.5, 1.0)), float(rng.uniform(-1, 1)), float(rng.uniform(-1, 1))
+                image,
+                float(rng.uniform(0.5, 1.0)),
+                float(rng.uniform(-1, 1)),
+                float(rng.uniform(-1, 1)),
             )
             out.append(_to_input(framed))
     return out
@@ -159,7 +166,11 @@ def skimage_photos() -> list[tuple[str, Image.Image]]:
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("scikit-image is not installed here; pip install scikit-image")
     data = Path(next(iter(spec.submodule_search_locations))) / "data"
-    return [(name.split(".")[0], load_photo(data / name)) for name in SKIMAGE_PHOTOS if (data / name).is_file()]
+    return [
+        (name.split(".")[0], load_photo(data / name))
+        for name in SKIMAGE_PHOTOS
+        if (data / name).is_file()
+    ]
 
 
 class _Model:
@@ -198,7 +209,10 @@ class _Model:
 def top5_all(model_path: Path, images: Sequence[np.ndarray]) -> list[list[int]]:
     """Top-5 class indices, best first, for each image."""
     model = _Model(model_path)
-    return [[int(i) for i in np.argsort(-model.probabilities(image), kind="stable")[:5]] for image in images]
+    return [
+        [int(i) for i in np.argsort(-model.probabilities(image), kind="stable")[:5]]
+        for image in images
+    ]
 
 
 def compare(reference: Sequence[Sequence[int]], candidate: Sequence[Sequence[int]]) -> Agreement:
@@ -206,7 +220,9 @@ def compare(reference: Sequence[Sequence[int]], candidate: Sequence[Sequence[int
     if len(reference) != len(candidate) or not reference:
         raise ValueError(f"cannot compare {len(reference)} reference answers with {len(candidate)}")
     top1 = sum(r[0] == c[0] for r, c in zip(reference, candidate, strict=True))
-    overlap = sum(len(set(r[:5]) & set(c[:5])) / 5 for r, c in zip(reference, candidate, strict=True))
+    overlap = sum(
+        len(set(r[:5]) & set(c[:5])) / 5 for r, c in zip(reference, candidate, strict=True)
+    )
     return Agreement(len(reference), top1 / len(reference), overlap / len(reference))
 
 
@@ -242,7 +258,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"model {path} does not exist; expected a .tflite file", file=sys.stderr)
             return 2
     if args.skimage and args.reference_model is None:
-        print("--skimage needs --reference-model (no recording covers those photos)", file=sys.stderr)
+        print(
+            "--skimage needs --reference-model (no recording covers those photos)", file=sys.stderr
+        )
         return 2
 
     photos = skimage_photos() if args.skimage else shipped_photos(args.images)
@@ -255,17 +273,30 @@ def main(argv: list[str] | None = None) -> int:
         recorded = json.loads(args.reference.read_text(encoding="utf-8"))
         missing = [image_id for image_id, _ in images if image_id not in recorded["top5"]]
         if missing:
-            print(f"{args.reference} has no answer for {missing[:3]}; re-run build_model.py", file=sys.stderr)
+            print(
+                f"{args.reference} has no answer for {missing[:3]}; re-run build_model.py",
+                file=sys.stderr,
+            )
             return 2
         reference = [recorded["top5"][image_id] for image_id, _ in images]
         reference_name = f"{recorded['model']} (recorded in {args.reference.name})"
 
     agreement = compare(reference, candidate)
     passed = (
-        agreement.top1_agreement >= MIN_TOP1_AGREEMENT and agreement.top5_overlap >= MIN_TOP5_OVERLAP
+        agreement.top1_agreement >= MIN_TOP1_AGREEMENT
+        and agreement.top5_overlap >= MIN_TOP5_OVERLAP
     )
     if args.json:
-        print(json.dumps({"model": args.model.name, "reference": reference_name, **agreement.as_dict(), "passed": passed}))
+        print(
+            json.dumps(
+                {
+                    "model": args.model.name,
+                    "reference": reference_name,
+                    **agreement.as_dict(),
+                    "passed": passed,
+                }
+            )
+        )
     else:
         print(f"model      {args.model}")
         print(f"reference  {reference_name}")

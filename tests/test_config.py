@@ -51,7 +51,9 @@ def test_config_spec_fixed_keys_load(tmp_path: Path) -> None:
     assert config.storage.path == Path("/var/lib/scanstation")
     assert (config.http.host, config.http.port) == ("127.0.0.1", 8080)
     assert (config.mqtt.host, config.mqtt.port, config.mqtt.topic_prefix) == (
-        "broker.example.com", 8883, "scanstation",
+        "broker.example.com",
+        8883,
+        "scanstation",
     )
     assert config.qr_analysis.allow_private_networks is False
     assert [(s.type, s.name) for s in config.sources] == [("camera", "cam0")]
@@ -70,7 +72,7 @@ def test_config_check_config_ok_exits_0(tmp_path: Path) -> None:
     ("toml", "named"),
     [
         ('[http]\nbindd = "x"\n', "http.bindd"),
-        ('[nosuchsection]\na = 1\n', "nosuchsection"),
+        ("[nosuchsection]\na = 1\n", "nosuchsection"),
         ('[[sources]]\ntype = "hid"\nname = "g"\nlayuot = "de"\n', "sources.0.hid.layuot"),
         ('[device]\nid = "lane-01"\ncolour = "red"\n', "device.colour"),
     ],
@@ -91,11 +93,13 @@ def test_config_unknown_key_exits_2_naming_key_and_file(
     ("toml", "named"),
     [
         ('[http]\nbind = "nonsense"\n', "http.bind"),
-        ('[mqtt]\nport = 99999\n', "mqtt.port"),
+        ("[mqtt]\nport = 99999\n", "mqtt.port"),
         ('[device]\ntimezone = "Mars/Olympus"\n', "device.timezone"),
         ('[[sources]]\ntype = "laser"\nname = "x"\n', "sources.0"),
-        ('[[sources]]\ntype = "stdin"\nname = "a"\n[[sources]]\ntype = "stdin"\nname = "a"\n',
-         "sources"),
+        (
+            '[[sources]]\ntype = "stdin"\nname = "a"\n[[sources]]\ntype = "stdin"\nname = "a"\n',
+            "sources",
+        ),
         ("[http\n", "not valid TOML"),
     ],
 )

@@ -20,7 +20,10 @@ API = "/scanner/api/v1"
 def create_key(config_path: Path) -> str:
     result = subprocess.run(
         [*SCANSTATION, "api-key", "create", "--config", str(config_path)],
-        capture_output=True, text=True, check=True, timeout=60,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     return result.stdout.strip().splitlines()[-1]
 
@@ -51,8 +54,11 @@ async def test_daemon_acceptance_flow(
             session = (await resp.json())["public_id"]
         async with http.post(
             f"{base}/captures",
-            json={"session_public_id": session, "capture_type": "BARCODE",
-                  "raw_value": "4006381333931"},
+            json={
+                "session_public_id": session,
+                "capture_type": "BARCODE",
+                "raw_value": "4006381333931",
+            },
         ) as resp:
             assert resp.status == 201
             capture = await resp.json()
@@ -67,7 +73,10 @@ async def test_daemon_acceptance_flow(
         catalog.write_text("gtin,name,brand\n4006381333931,STABILO BOSS highlighter,STABILO\n")
         result = subprocess.run(
             [*SCANSTATION, "catalog", "import", str(catalog), "--config", str(daemon.config_path)],
-            capture_output=True, text=True, timeout=60, check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
         )
         assert result.returncode == 0, result.stderr
         async with http.post(f"{base}/captures/{capture['public_id']}/retry") as resp:
@@ -111,8 +120,11 @@ async def test_daemon_kill9_during_burst_loses_no_acknowledged_capture(
             try:
                 async with http.post(
                     f"{base}/captures",
-                    json={"session_public_id": session, "raw_value": f"{4006381333931}",
-                          "metadata": {"n": str(i)}},
+                    json={
+                        "session_public_id": session,
+                        "raw_value": f"{4006381333931}",
+                        "metadata": {"n": str(i)},
+                    },
                 ) as resp:
                     if resp.status == 201:
                         acknowledged.append((await resp.json())["public_id"])
@@ -179,7 +191,10 @@ def test_demo_replays_samples_through_the_pipeline(tmp_path: Path) -> None:
     port = free_port()
     result = subprocess.run(
         [*SCANSTATION, "demo", "--port", str(port), "--seconds", "4", "--no-stdin"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert f"http://127.0.0.1:{port}" in result.stderr

@@ -21,8 +21,15 @@ async def test_store_creates_schema_with_wal_and_version(tmp_path: Path) -> None
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"sessions", "captures", "products", "proposals", "scan_events", "outbox",
-            "outbox_dead"} <= tables
+    assert {
+        "sessions",
+        "captures",
+        "products",
+        "proposals",
+        "scan_events",
+        "outbox",
+        "outbox_dead",
+    } <= tables
 
 
 async def test_store_reopen_keeps_data_and_skips_migrations(tmp_path: Path) -> None:
@@ -68,9 +75,7 @@ async def test_store_one_failing_write_does_not_fail_its_group(tmp_path: Path) -
             await db.execute("INSERT INTO nosuchtable VALUES (1)")
 
         async def good(db: aiosqlite.Connection) -> str:
-            await db.execute(
-                "INSERT INTO counters (name, value) VALUES ('x', 1)"
-            )
+            await db.execute("INSERT INTO counters (name, value) VALUES ('x', 1)")
             return "ok"
 
         results = await asyncio.gather(store.write(bad), store.write(good), return_exceptions=True)

@@ -20,11 +20,14 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps
+
+if TYPE_CHECKING:
+    from scanstation.config import ClassifierConfig
 
 # Where the shipped model lives: <repo>/models in a checkout; the package may later carry a
 # copy under scanstation/data/models (looked at first when it exists).
@@ -78,6 +81,14 @@ class Classification:
     def best(self) -> ClassScore:
         """The top-1 class."""
         return self.top[0]
+
+    def as_json(self) -> dict[str, Any]:
+        """The answer as JSON-ready data (no embedding), e.g. for a capture's metadata."""
+        return {
+            "model": self.model,
+            "top": [{"label": c.label, "index": c.index, "score": c.score} for c in self.top],
+            "inference_ms": round(self.inference_ms, 2),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +162,9 @@ def read_labels(path: Path) -> tuple[str, ...]:
     return tuple(labels)
 
 
-def decode_image(data: bytes | bytearray | memoryview, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode_image(
+    data: bytes | bytearray | memoryview, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
     """An RGB image from JPEG, PNG or WebP bytes, upright per its EXIF orientation."""
     try:
         image = Image.open(io.BytesIO(bytes(data)), formats=ACCEPTED_FORMATS)
@@ -167,8 +180,8 @@ def decode_image(data: bytes | bytearray | memoryview, max_pixels: int = DEFAULT
     try:
         # JPEG can decode at 1/2, 1/4, 1/8 scale directly: far cheaper for camera frames.
         image.draft("RGB", (448, 448))
-        image = ImageOps.exif_transpose(image)
-        return image.convert("RGB")
+        upright = ImageOps.exif_transpose(image)
+        return upright.convert("RGB")
     except (OSError, ValueError) as exc:
         raise ClassifierError(f"cannot decode the {image.format} image: {exc}") from None
 
@@ -202,33 +215,66 @@ def fit_square(image: Image.Image, width: int, height: int, center_crop: bool = 
     return np.asarray(resized, dtype=np.uint8)
 
 
+def to_tensor(
+    pixels: Pixels,
+    spec: InputSpec,
+    float_mean: float = DEFAULT_FLOAT_MEAN,
+    float_std: float = DEFAULT_FLOAT_STD,
+) -> npt.NDArray[Any]:
+    """Model-sized RGB pixels as the model's input tensor (batch of one, its layout and dtype).
+
+    uint8 inputs take the pixels as they are (our model normalises inside its graph); int8
+    inputs take them shifted by 128 (an int8 image model is a uint8 one with its zero point
+    moved); float inputs take (pixel - mean) / std.
+    """
+    if spec.dtype is np.uint8:
+        tensor: npt.NDArray[Any] = pixels
+    elif spec.dtype is np.int8:
+        tensor = (pixels.astype(np.int16) - 128).astype(np.int8)
+    else:
+        tensor = ((pixels.astype(np.float32) - float_mean) / float_std).astype(spec.dtype)
+    if spec.layout == "NCHW":
+        tensor = tensor.transpose(2, 0, 1)
+    return np.ascontiguousarray(tensor[None])
+
+
 def _input_spec(detail: dict[str, Any], path: Path) -> InputSpec:
     shape = [int(n) for n in detail["shape"]]
     if len(shape) != 4 or 3 not in (shape[1], shape[3]):
         raise ClassifierError(
-            f"model {path}: input shape {shape} is not an image; expected [1, H, W, 3] or [1, 3, H, W]"
+            f"model {path}: input shape {shape} is not an image; "
+            "expected [1, H, W, 3] or [1, 3, H, W]"
         )
     layout = "NHWC" if shape[3] == 3 else "NCHW"
     height, width = (shape[1], shape[2]) if layout == "NHWC" else (shape[2], shape[3])
     dtype = np.dtype(detail["dtype"]).type
     if dtype not in (np.uint8, np.int8, np.float32, np.float16):
         raise ClassifierError(
-            f"model {path}: input dtype {np.dtype(dtype).name}; expected uint8, int8, float32 or float16"
+            f"model {path}: input dtype {np.dtype(dtype).name}; "
+            "expected uint8, int8, float32 or float16"
         )
     scale, zero_point = detail.get("quantization", (0.0, 0))
     return InputSpec(height, width, layout, dtype, float(scale), int(zero_point))
 
 
-def _softmax(values: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-    shifted = np.exp(values - values.max())
-    return (shifted / shifted.sum()).astype(np.float32)
+def as_probabilities(scores: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Class scores as probabilities: logits (outside 0-1) go through a softmax.
+
+    Scores already within 0-1 are kept as they are, even when they do not sum to 1 exactly: a
+    quantised softmax output (steps of 1/256) sums to a little less or more.
+    """
+    if scores.size and (float(scores.min()) < -1e-6 or float(scores.max()) > 1 + 1e-6):
+        shifted = np.exp(scores - scores.max())
+        probabilities: npt.NDArray[np.float32] = (shifted / shifted.sum()).astype(np.float32)
+        return probabilities
+    return scores
 
 
 class Classifier:
     """A TFLite image classifier; safe to share between threads.
 
-    >>> classifier = Classifier()                      # the shipped EfficientNet-Lite0
-    >>> classifier.classify(jpeg_bytes).best.label     # doctest: +SKIP
+    >>> classifier = Classifier()  # the shipped EfficientNet-Lite0  # doctest: +SKIP
+    >>> classifier.classify(jpeg_bytes).best.label  # doctest: +SKIP
     'espresso'
     """
 
@@ -254,7 +300,9 @@ class Classifier:
                 f"model {self.model_path} does not exist; expected a .tflite file "
                 "(set [classifier] model, or build it with models/build_model.py)"
             )
-        labels_file = Path(labels_path) if labels_path is not None else default_labels_path(self.model_path)
+        labels_file = (
+            Path(labels_path) if labels_path is not None else default_labels_path(self.model_path)
+        )
         self.labels: tuple[str, ...] = read_labels(labels_file) if labels_file else ()
         self.threads = threads
         self.top_k = top_k
@@ -267,15 +315,21 @@ class Classifier:
         started = time.perf_counter()
         interpreter_type = interpreter_class()
         try:
-            self._interpreter = interpreter_type(model_path=str(self.model_path), num_threads=threads)
+            self._interpreter = interpreter_type(
+                model_path=str(self.model_path), num_threads=threads
+            )
             self._interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
-            raise ClassifierError(f"model {self.model_path}: not a usable TFLite model ({exc})") from None
+            raise ClassifierError(
+                f"model {self.model_path}: not a usable TFLite model ({exc})"
+            ) from None
         self.load_ms = (time.perf_counter() - started) * 1000
 
         inputs = self._interpreter.get_input_details()
         if len(inputs) != 1:
-            raise ClassifierError(f"model {self.model_path} has {len(inputs)} inputs; expected one image")
+            raise ClassifierError(
+                f"model {self.model_path} has {len(inputs)} inputs; expected one image"
+            )
         self._input_index = int(inputs[0]["index"])
         self.input = _input_spec(inputs[0], self.model_path)
         self._scores, self._embedding = self._pick_outputs(self._interpreter.get_output_details())
@@ -287,6 +341,17 @@ class Classifier:
                 f"labels file {labels_file} has {len(self.labels)} names but model "
                 f"{self.model_path.name} scores {self.num_classes} classes; expected as many"
             )
+
+    @classmethod
+    def from_config(cls, config: ClassifierConfig) -> Classifier:
+        """The classifier `[classifier]` describes (model None: the shipped one)."""
+        return cls(
+            config.model,
+            config.labels,
+            threads=config.threads,
+            top_k=config.top_k,
+            center_crop=config.center_crop,
+        )
 
     @property
     def model_name(self) -> str:
@@ -323,33 +388,35 @@ class Classifier:
 
     def preprocess(self, image: ImageInput | Image.Image) -> npt.NDArray[Any]:
         """The input tensor for one image (bytes, RGB array or PIL image), batch of one."""
+        spec = self.input
+        if (
+            isinstance(image, np.ndarray)
+            and image.dtype == np.uint8
+            and image.shape == (spec.height, spec.width, 3)
+        ):
+            # Already model-sized RGB (a camera ROI, a bench): nothing to crop or resize.
+            return to_tensor(image, spec, self.float_mean, self.float_std)
         if isinstance(image, bytes | bytearray | memoryview):
             picture = decode_image(image, self.max_pixels)
         elif isinstance(image, Image.Image):
             picture = image.convert("RGB")
         else:
             picture = image_from_array(image)
-        spec = self.input
         pixels = fit_square(picture, spec.width, spec.height, self.center_crop)
-        if spec.dtype is np.uint8:
-            tensor: npt.NDArray[Any] = pixels
-        elif spec.dtype is np.int8:
-            # int8 image models take the uint8 pixels shifted by 128 (their zero point moved).
-            tensor = (pixels.astype(np.int16) - 128).astype(np.int8)
-        else:
-            tensor = ((pixels.astype(np.float32) - self.float_mean) / self.float_std).astype(spec.dtype)
-        if spec.layout == "NCHW":
-            tensor = tensor.transpose(2, 0, 1)
-        return np.ascontiguousarray(tensor[None])
+        return to_tensor(pixels, spec, self.float_mean, self.float_std)
 
     def _read(self, detail: dict[str, Any]) -> npt.NDArray[np.float32]:
-        values = self._interpreter.get_tensor(detail["index"])[0]
+        values: npt.NDArray[np.float32] = np.array(
+            self._interpreter.get_tensor(detail["index"])[0], dtype=np.float32
+        )
         scale, zero_point = detail.get("quantization", (0.0, 0))
         if scale:
-            return ((values.astype(np.float32) - zero_point) * scale).astype(np.float32)
-        return np.asarray(values, dtype=np.float32)
+            values = ((values - zero_point) * scale).astype(np.float32)
+        return values
 
-    def invoke(self, tensor: npt.NDArray[Any]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None, float]:
+    def invoke(
+        self, tensor: npt.NDArray[Any]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None, float]:
         """Run the interpreter on a prepared tensor: (scores, embedding or None, milliseconds)."""
         with self._lock:
             started = time.perf_counter()
@@ -364,10 +431,11 @@ class Classifier:
         """Top-k classes (and the embedding) for one image: encoded bytes or an RGB array."""
         scores, embedding, elapsed = self.invoke(self.preprocess(image))
         # Logits (a model without a softmax) become probabilities so scores are comparable.
-        if scores.min() < 0 or not 0.98 <= float(scores.sum()) <= 1.02:
-            scores = _softmax(scores)
+        scores = as_probabilities(scores)
         k = min(top_k or self.top_k, scores.size - self._label_offset)
-        order = np.argsort(-scores[self._label_offset :], kind="stable")[:k]
+        classes = scores[self._label_offset :]
+        best = np.argpartition(-classes, k - 1)[:k]  # O(n) pick, then sort only those k
+        order = best[np.argsort(-classes[best], kind="stable")]
         top = tuple(
             ClassScore(self._label(int(i)), int(i), round(float(scores[i + self._label_offset]), 6))
             for i in order

@@ -271,14 +271,16 @@ class Candidate:
     """Mean gradient energy of the region: orders candidates, strongest first."""
 
 
-def find_linear_candidates(gray: Frame, max_candidates: int = 3) -> list[Candidate]:
+def find_linear_candidates(
+    gray: Frame, max_candidates: int = 3, work_px: int = 320
+) -> list[Candidate]:
     """Regions that look like 1-D barcodes, at any angle, found from the structure tensor.
 
-    Works on a copy scaled to ≤ 480 pixels on its long side, so it costs about 1–2 ms at
-    1280×720 whatever the frame size.
+    Works on a copy scaled to `work_px` pixels on its long side (320 read the most tilted
+    labels, see docs/camera.md), so it costs about 1–2 ms whatever the frame size.
     """
     h, w = gray.shape
-    scale = min(1.0, 480.0 / max(h, w))
+    scale = min(1.0, work_px / max(h, w))
     small = (
         cv2.resize(
             gray, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
@@ -365,21 +367,22 @@ def deskew(gray: Frame, candidate: Candidate) -> tuple[Frame, npt.NDArray[np.flo
     return np.asarray(crop, dtype=np.uint8), back
 
 
+def residual_angle(crop: Frame) -> float:
+    """How far (degrees) the bars in a deskewed crop still lean, from its central part."""
+    height, width = crop.shape
+    centre = crop[height // 4 : 3 * height // 4, width // 5 : 4 * width // 5]
+    gx = cv2.Sobel(centre, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(centre, cv2.CV_32F, 0, 1, ksize=3)
+    sxx, syy, sxy = float((gx * gx).sum()), float((gy * gy).sum()), float((gx * gy).sum())
+    return math.degrees(0.5 * math.atan2(2.0 * sxy, sxx - syy))
+
+
 _CLAHE = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
 
 
 def _clahe(gray: Frame) -> Frame:
     """Local contrast equalisation (rescues faded and unevenly lit codes)."""
     return np.asarray(_CLAHE.apply(gray), dtype=np.uint8)
-
-
-def _inside(point: tuple[float, float], codes: Sequence[DecodedCode], margin: float = 8.0) -> bool:
-    poly = np.array([codes_p for code in codes for codes_p in code.position], dtype=np.float32)
-    for i in range(0, len(poly), 4):
-        quad = poly[i : i + 4].reshape(-1, 1, 2)
-        if cv2.pointPolygonTest(quad, point, True) >= -margin:
-            return True
-    return False
 
 
 def decode_frame(
@@ -414,22 +417,30 @@ def decode_frame(
                 new = True
         return new
 
-    if options.linear_wanted:
-        # Frame-sized images: the 1-D codes zxing-cpp missed are mostly tilted ones.
+    if options.linear_wanted and not codes:
+        # Only frames where the first pass read nothing: there the retries pay for themselves
+        # (the codes zxing-cpp misses in camera frames are mostly tilted 1-D ones); a frame
+        # that already gave a code does not pay 4-10 ms more to look for a second one.
         for candidate in find_linear_candidates(view, options.max_candidates):
-            if codes and _inside(
-                (candidate.center[0] + offset[0], candidate.center[1] + offset[1]), codes
-            ):
-                continue
             crop, back = deskew(view, candidate)
             # The crop is small: the inverted pass is cheap here, unlike over the whole frame.
             if add(_zxing_read(crop, options, try_rotate=False, try_invert=True), "deskew", back):
                 continue
-            add(
+            if add(
                 _zxing_read(_clahe(crop), options, try_rotate=False, try_invert=False),
                 "contrast",
                 back,
-            )
+            ):
+                continue
+            # The angle came from a 320-pixel copy; long symbols need it to within a degree
+            # or so. Measure what is left on the full-resolution crop and try once more.
+            residual = residual_angle(crop)
+            if abs(residual) > 0.4:
+                refined = Candidate(
+                    candidate.center, candidate.size, candidate.angle - residual, candidate.strength
+                )
+                crop, back = deskew(view, refined)
+                add(_zxing_read(crop, options, try_rotate=False, try_invert=True), "deskew", back)
     small = view.shape[0] * view.shape[1] <= options.small_image_pixels
     # A small image with nothing read: local contrast (inverted codes are looked for here,
     # where it is cheap), then more pixels per module.

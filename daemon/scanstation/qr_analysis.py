@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import html
+import ipaddress
 import logging
 import re
 import time
@@ -25,13 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDictProxy
 from yarl import URL
 
 from scanstation import __version__
 from scanstation.config import QrAnalysisConfig
 from scanstation.interpret import interpret
-from scanstation.netguard import NetGuardError, check_url, find_guard_error, guarded_connector
+from scanstation.netguard import NetGuard, NetGuardError, find_guard_error
 
 log = logging.getLogger(__name__)
 
@@ -302,8 +304,18 @@ def _describe(exc: BaseException, url: str, timeout: float) -> str:
 class QrAnalyzer:
     """Follows QR code URLs through the network guard; one HTTP session, a bounded cache."""
 
-    def __init__(self, config: QrAnalysisConfig) -> None:
+    def __init__(
+        self, config: QrAnalysisConfig, *, resolver: AbstractResolver | None = None
+    ) -> None:
+        """``resolver`` answers DNS queries (default: the system's); the guard judges them."""
         self.config = config
+        self.guard = NetGuard(
+            allow_private=config.allow_private_networks,
+            allow_networks=tuple(
+                ipaddress.ip_network(n, strict=False) for n in config.allow_networks
+            ),
+        )
+        self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None
         self._cache: OrderedDict[str, tuple[float, QrAnalysis]] = OrderedDict()
         self._in_flight: dict[str, asyncio.Future[QrAnalysis]] = {}
@@ -394,7 +406,7 @@ class QrAnalyzer:
             async with asyncio.timeout(self.config.timeout):
                 seen = {initial}
                 while True:
-                    target = check_url(current, allow_private=self.config.allow_private_networks)
+                    target = self.guard.check_url(current)
                     hop, next_url = await self._request(target)
                     hops.append(hop)
                     if next_url is None:
@@ -416,7 +428,7 @@ class QrAnalyzer:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=guarded_connector(allow_private=self.config.allow_private_networks),
+                connector=self.guard.connector(resolver=self._resolver),
                 cookie_jar=aiohttp.DummyCookieJar(),  # no state carried between codes
                 trust_env=False,  # never through a proxy from the environment
                 auto_decompress=False,  # bodies are read raw: no decompression bombs

@@ -10,7 +10,7 @@ import inspect
 import io
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -48,6 +48,7 @@ IMAGE_TYPES = {
     ".png": "image/png",
     ".webp": "image/webp",
 }
+MJPEG_REPEAT_S = 2.0
 _LIST_FIELDS = ("certifications", "images")
 _TEXT_MAX = 5000
 
@@ -372,7 +373,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                     await response.write(_sse("dropped", {"count": sub.dropped - reported}))
                     reported = sub.dropped
                 await response.write(_sse(event.kind, event.data))
-        except (ConnectionResetError, asyncio.CancelledError):
+        except ConnectionResetError:  # the reader went away
             return response
         finally:
             live.subscriptions.discard(sub)
@@ -400,26 +401,33 @@ def _midnight(timezone: str, now: float) -> float:
 
 
 def mqtt_state(svc: Services) -> dict[str, Any]:
-    """What the MQTT publisher reports, when the daemon runs one (else why not)."""
+    """The MQTT publisher's report (``svc.mqtt.state``, an MqttState) with a one-word
+    ``state`` (connected | disconnected | off) and a ``detail`` line for the dashboard."""
     publisher = getattr(svc, "mqtt", None)
     if publisher is None:
         if not svc.config.mqtt.host:
             return {"state": "off", "detail": "no [mqtt] host configured; the outbox keeps events"}
         return {"state": "unknown", "detail": "the MQTT publisher is not running"}
-    snapshot = getattr(publisher, "snapshot", None)
-    if callable(snapshot):
-        value = snapshot()
-        if isinstance(value, dict):
-            return value
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return dataclasses.asdict(value)
-    return {
-        "state": str(getattr(publisher, "state", "unknown")),
-        "connected": bool(getattr(publisher, "connected", False)),
-    }
+    value: Any = getattr(publisher, "state", None)
+    if callable(value):
+        value = value()
+    if hasattr(value, "as_dict"):
+        report = dict(value.as_dict())
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        report = dataclasses.asdict(value)
+    elif isinstance(value, dict):
+        report = dict(value)
+    else:
+        return {"state": str(value or "unknown")}
+    if report.get("enabled") is False:
+        word = "off"
+    else:
+        word = "connected" if report.get("connected") else "disconnected"
+    detail = report.get("last_error") if word == "disconnected" else report.get("broker")
+    return {**report, "state": word, "detail": str(detail or "")}
 
 
-def _sources_json(svc: Services) -> list[dict[str, Any]]:
+def _sources_json(svc: Services, app: web.Application) -> list[dict[str, Any]]:
     return [
         {
             "name": name,
@@ -430,7 +438,7 @@ def _sources_json(svc: Services) -> list[dict[str, Any]]:
             "errors": h.errors,
             "last_scan_at": iso(h.last_scan_at),
             "since": iso(h.since),
-            "preview": _has_preview(_preview_source(svc, None, name)),
+            "preview": _has_preview(_preview_source(svc, app, name)),
         }
         for name, h in svc.sources.items()
     ]
@@ -457,7 +465,7 @@ async def stats(request: web.Request) -> web.Response:
                 "oldest_age_s": round(now - oldest, 1) if oldest is not None else None,
             },
             "mqtt": mqtt_state(svc),
-            "sources": _sources_json(svc),
+            "sources": _sources_json(svc, request.app),
             "pipeline": {
                 "created": svc.pipeline.counters.created,
                 "finished": svc.pipeline.counters.finished,
@@ -633,9 +641,11 @@ def _require_preview(request: web.Request) -> object:
 
 
 async def _latest_jpeg(source: object) -> bytes | None:
-    value = source.latest_jpeg()  # type: ignore[attr-defined]
-    if inspect.isawaitable(value):
-        value = await value
+    latest = source.latest_jpeg  # type: ignore[attr-defined]
+    if inspect.iscoroutinefunction(latest):
+        value = await latest()
+    else:
+        value = await asyncio.to_thread(latest)  # JPEG encoding takes milliseconds
     return bytes(value) if isinstance(value, bytes | bytearray | memoryview) and value else None
 
 
@@ -649,6 +659,27 @@ async def snapshot(request: web.Request) -> web.Response:
     return web.Response(
         body=bytes(frame), content_type="image/jpeg", headers={"Cache-Control": "no-store"}
     )
+
+
+async def _frames(source: object, fps: int, closing: asyncio.Event) -> AsyncIterator[bytes]:
+    """New frames at most ``fps`` a second: the source's own ``mjpeg_frames`` when it has
+    one, else its newest JPEG polled (a still scene re-sent every ``MJPEG_REPEAT_S``)."""
+    own = getattr(source, "mjpeg_frames", None)
+    if callable(own):
+        async for frame in own(max_fps=float(fps)):
+            if closing.is_set():
+                return
+            yield bytes(frame)
+        return
+    last: bytes | None = None
+    sent_at = 0.0
+    while not closing.is_set():
+        frame = await _latest_jpeg(source)
+        now = time.monotonic()
+        if frame is not None and (frame is not last or now - sent_at > MJPEG_REPEAT_S):
+            last, sent_at = frame, now
+            yield frame
+        await asyncio.sleep(1 / fps)
 
 
 @routes.get(API_BASE + "/sources/{name}/stream.mjpg")
@@ -668,18 +699,14 @@ async def mjpeg_stream(request: web.Request) -> web.StreamResponse:
             }
         )
         await response.prepare(request)
-        last: bytes | None = None
-        while not live.closing.is_set():
-            frame = await _latest_jpeg(source)
-            if frame is not None and frame is not last:
-                last = frame
-                head = (
-                    f"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {len(frame)}\r\n\r\n"
-                )
-                await response.write(head.encode() + bytes(frame) + b"\r\n")
-            await asyncio.sleep(1 / fps)
+        await response.write(b"--frame\r\n")
+        async for frame in _frames(source, fps, live.closing):
+            head = f"Content-Type: image/jpeg\r\nContent-Length: {len(frame)}\r\n\r\n"
+            # The closing boundary goes out with the frame: browsers show a part only once
+            # they see the boundary after it.
+            await response.write(head.encode() + frame + b"\r\n--frame\r\n")
         return response
-    except (ConnectionResetError, asyncio.CancelledError):
+    except ConnectionResetError:  # the viewer went away
         return web.StreamResponse()
     finally:
         live.mjpeg_viewers -= 1

@@ -61,6 +61,26 @@ def host_allowlist_middleware(allowed: frozenset[str], explicit: bool) -> Middle
 
 
 @web.middleware
+async def http_error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own 404/405 (no route, wrong method) in the API's error shape.
+
+    Sits inside error_middleware, which would pass the exception's Content-Type header on to
+    json_response (a ValueError, so a 500) for these.
+    """
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
+        message = {
+            404: f"there is nothing at {request.path}",
+            405: f"{request.method} is not allowed on {request.path}",
+        }.get(exc.status, exc.reason)
+        return error_response(exc.status, message, headers=headers)
+
+
+@web.middleware
 async def api_key_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path in OPEN_PATHS or not request.path.startswith(API_BASE):
         return await handler(request)
@@ -85,6 +105,7 @@ def make_app(
         middlewares=[
             security_headers_middleware,
             error_middleware,
+            http_error_middleware,
             host_allowlist_middleware(allowed, explicit=bool(config.http.allowed_hosts)),
             # X-API-Key (as api_key_middleware did) or the UI's sessionid cookie + CSRF token.
             auth_middleware,

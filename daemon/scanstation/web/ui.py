@@ -46,8 +46,8 @@ CONTENT_TYPES = {
 
 
 def find_web_ui() -> Path | None:
-    """The web-ui folder: $SCANSTATION_WEB_UI, the package's copy (wheel), or the repo's."""
-    override = os.environ.get("SCANSTATION_WEB_UI")
+    """The web-ui folder: $WEB_UI_DIR, the package's copy (wheel), or the repo's."""
+    override = os.environ.get("WEB_UI_DIR")
     candidates = [Path(override)] if override else []
     here = Path(__file__).resolve()
     candidates += [
@@ -103,14 +103,14 @@ class WebUi:
         self.files = load_files(root) if root else {}
 
     def _serve(self, request: web.Request, url: str) -> web.Response:
-        if self.root is not None and os.environ.get("SCANSTATION_WEB_UI_RELOAD"):
+        if self.root is not None and os.environ.get("WEB_UI_RELOAD"):
             self.files = load_files(self.root)  # for UI development: edits show on reload
         static = self.files.get(url)
         if static is None:
             if not self.files:
                 return web.Response(
                     status=404,
-                    text="The web UI files (web-ui/) were not found; set SCANSTATION_WEB_UI "
+                    text="The web UI files (web-ui/) were not found; set WEB_UI_DIR "
                     "to their folder. The API works without them.",
                 )
             raise web.HTTPNotFound()

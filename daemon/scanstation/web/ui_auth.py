@@ -296,8 +296,6 @@ class UiAuth:
 
 
 UI_AUTH = web.AppKey("ui_auth", UiAuth)
-REQUEST_SESSION = "ui_session"
-"""request[REQUEST_SESSION]: the UiSession of a cookie-authenticated request."""
 
 
 def open_path(path: str, method: str) -> bool:
@@ -357,7 +355,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             )
         if not _origin_matches(request):
             return error_response(403, "the request comes from another site", field="Origin")
-    request[REQUEST_SESSION] = session
     return await handler(request)
 
 
@@ -433,8 +430,9 @@ async def logout(request: web.Request) -> web.Response:
 
 async def current_session(request: web.Request) -> web.Response:
     """GET /auth/session: the CSRF token of the logged-in browser (401 without a session)."""
-    session = request.get(REQUEST_SESSION)
-    if session is None:
+    auth = request.app[UI_AUTH]
+    session = auth.sessions.lookup(request.cookies.get(COOKIE_NAME), auth.password_tag())
+    if session is None:  # the middleware let an X-API-Key request through
         return web.json_response({"csrf_token": None, "api_key": True})
     return web.json_response(_session_body(session))
 

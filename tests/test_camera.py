@@ -1,0 +1,517 @@
+"""The camera source: presence-based duplicate suppression, triggers and no-reads, a camera that
+disappears and comes back, the OpenCV and file backends, previews and counters.
+
+Frames are real images decoded by the real decoder; the camera is a FakeCamera (a device you
+push frames into and unplug), and time is a clock the test moves along with the frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from scanstation.bench.decode import Label, render_scene
+from scanstation.config import CameraSourceConfig, parse_config
+from scanstation.decode import DecodedCode
+from scanstation.model import CaptureType, Scan
+from scanstation.sources import camera as camera_module
+from scanstation.sources.camera import CameraSource, Presence, ReaderLogic, bundled_samples_dir
+from scanstation.sources.frames import FakeCamera, FileBackend, OpenCvBackend
+
+SIZE = (640, 360)
+EAN = "4006381333931"
+OTHER_EAN = "5901234123457"
+QR = "https://id.gs1.org/01/09506000134352/10/ABC123"
+
+
+def frame_with(*texts: str, seed: int = 1) -> np.ndarray:
+    labels = []
+    for i, text in enumerate(texts):
+        center = (0.3 + 0.4 * i, 0.5)
+        if text.startswith("http"):
+            labels.append(Label(text, "QRCode", module_px=3, center=center))
+        else:
+            labels.append(Label(text, "EAN13", module_px=2, center=center))
+    return render_scene(labels, size=SIZE, seed=seed)
+
+
+EMPTY = frame_with(seed=1)
+WITH_EAN = frame_with(EAN, seed=1)
+WITH_OTHER = frame_with(OTHER_EAN, seed=1)
+WITH_QR = frame_with(QR, seed=1)
+
+
+class FakeClock:
+    """A monotonic clock the test moves (frames pushed with `at=` move it when grabbed)."""
+
+    def __init__(self, t: float = 0.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def set(self, t: float) -> None:
+        self.t = t
+
+
+class Recorder:
+    """An emit that keeps what it is given (the pipeline is not under test here)."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.scans: list[Scan] = []
+        self.fail_first = fail_first
+
+    async def __call__(self, scan: Scan) -> None:
+        if self.fail_first:
+            self.fail_first -= 1
+            raise RuntimeError("database is locked")
+        self.scans.append(scan)
+
+    @property
+    def values(self) -> list[str]:
+        return [s.raw_value for s in self.scans]
+
+
+def config(**overrides: object) -> CameraSourceConfig:
+    return CameraSourceConfig(
+        **{"type": "camera", "name": "cam0", "backend": "file", "device": "unused", **overrides}
+    )
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+async def replay(source: CameraSource, emit: Recorder, timeout: float = 20.0) -> None:
+    await asyncio.wait_for(source.run(emit), timeout)
+
+
+# ---- presence (pure) -------------------------------------------------------------------------
+
+A, B = ("EAN13", EAN), ("EAN13", OTHER_EAN)
+
+
+@pytest.mark.parametrize(
+    ("frames", "expected"),
+    [
+        # A code in view is reported once, however long it stays.
+        ([(t / 10, [A]) for t in range(50)], [(0.0, A)]),
+        # Gone for less than the window and back: the same item, not reported again.
+        ([(0.0, [A]), (0.5, []), (1.0, [A])], [(0.0, A)]),
+        # Gone for the window (2 s) and back: a new read.
+        ([(0.0, [A]), (1.0, []), (3.1, [A])], [(0.0, A), (3.1, A)]),
+        # Another code came between: A is read again at once.
+        ([(0.0, [A]), (0.4, [B]), (0.8, [A])], [(0.0, A), (0.4, B), (0.8, A)]),
+        # Two codes on one item stay reported once each, even if one flickers.
+        (
+            [(0.0, [A, B]), (0.1, [B]), (0.2, [A, B]), (0.3, [A, B])],
+            [(0.0, A), (0.0, B)],
+        ),
+        # A decoder missing A on one frame while B appears is not A leaving the view.
+        ([(0.0, [A]), (0.1, [B]), (0.2, [A, B])], [(0.0, A), (0.1, B)]),
+    ],
+    ids=["stays", "short-gap", "long-gap", "code-between", "two-codes", "flicker"],
+)
+def test_presence_reports_a_code_once_while_in_view(
+    frames: list[tuple[float, list[tuple[str, str]]]], expected: list[tuple[float, tuple[str, str]]]
+) -> None:
+    presence = Presence(window_s=2.0)
+    reported = [(t, key) for t, keys in frames for key in presence.observe(t, keys)]
+    assert reported == expected
+
+
+def test_presence_forgets_codes_long_gone() -> None:
+    presence = Presence(window_s=1.0)
+    for i in range(10_000):
+        presence.observe(float(i), [("Code128", f"item-{i}")])
+    assert len(presence._last_seen) <= 2
+
+
+# ---- reader logic (pure) ---------------------------------------------------------------------
+
+
+def camera_frame(image: np.ndarray, t: float, index: int = 0) -> camera_module.CameraFrame:
+    from scanstation.sources.frames import thumbnail
+
+    return camera_module.CameraFrame(image, image, thumbnail(image), index, t)
+
+
+def code(text: str) -> DecodedCode:
+    return DecodedCode("EAN13", text, "]E0", "Text", ((0, 0), (1, 0), (1, 1), (0, 1)))
+
+
+def test_reader_window_without_code_is_a_no_read_with_the_sharpest_frame() -> None:
+    reader = ReaderLogic("software", read_window_s=1.0, dedup_window_s=2.0)
+    assert not reader.wants(0.5)
+    reader.trigger(1.0)
+    sharp = camera_frame(WITH_EAN, 1.2, 1)
+    blurred = camera_frame(cv2.GaussianBlur(WITH_EAN, (0, 0), 4), 1.4, 2)
+    assert reader.wants(1.2)
+    assert reader.observe(blurred, []) == []
+    assert reader.observe(sharp, []) == []
+    (event,) = reader.observe(camera_frame(EMPTY, 2.5, 3), [])
+    assert event == camera_module.NoRead(sharp, 1.0, 2.0, "software")
+    assert not reader.wants(2.5)
+
+
+def test_reader_window_ends_on_the_first_good_read() -> None:
+    reader = ReaderLogic("gpio", read_window_s=1.0, dedup_window_s=2.0)
+    reader.trigger(0.0)
+    frame = camera_frame(WITH_EAN, 0.3)
+    assert reader.observe(frame, [code(EAN)]) == [camera_module.Read(code(EAN), 0.3, "gpio")]
+    assert reader.window is None
+    assert reader.expire(5.0) == []
+
+
+# ---- the source with a fake camera -----------------------------------------------------------
+
+
+async def test_camera_continuous_reports_each_item_once_while_in_view() -> None:
+    clock = FakeClock()
+    cam = FakeCamera(on_frame=clock.set)
+    # An item carrying A passes (several frames), B comes, then A again: A B A.
+    sequence = [EMPTY, WITH_EAN, WITH_EAN, WITH_EAN, EMPTY, WITH_OTHER, WITH_OTHER, EMPTY]
+    sequence += [WITH_EAN, WITH_EAN, EMPTY]
+    for i, image in enumerate(sequence):
+        cam.push(image, at=i * 0.1)
+    cam.end()
+    emit = Recorder()
+    source = CameraSource(config(), backend=cam, clock=clock)
+    await replay(source, emit)
+    assert emit.values == [EAN, OTHER_EAN, EAN]
+    assert [
+        (s.source, s.symbology, s.symbology_identifier, s.capture_type) for s in emit.scans
+    ] == [("cam0", "EAN13", "]E0", CaptureType.BARCODE)] * 3
+    assert source.health.state == "stopped"
+    assert source.health.scans == 3
+    stats = source.stats
+    assert (stats.frames, stats.reads, stats.no_reads) == (len(sequence), 3, 0)
+
+
+async def test_camera_reads_several_codes_in_one_frame() -> None:
+    cam = FakeCamera([frame_with(EAN, QR)])
+    cam.end()
+    emit = Recorder()
+    await replay(CameraSource(config(), backend=cam), emit)
+    assert sorted(emit.values) == sorted([EAN, QR])
+
+
+async def test_camera_does_not_decode_a_static_scene_again() -> None:
+    clock = FakeClock()
+    cam = FakeCamera(on_frame=clock.set)
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        # Sensor noise changes pixels but not the scene.
+        noisy = np.clip(EMPTY + rng.normal(0, 3, EMPTY.shape), 0, 255).astype(np.uint8)
+        cam.push(noisy, at=i / 30)
+    cam.push(WITH_EAN, at=2.0)
+    for i in range(20):
+        cam.push(WITH_EAN, at=2.0 + i / 30)
+    cam.end()
+    emit = Recorder()
+    source = CameraSource(config(), backend=cam, clock=clock)
+    await replay(source, emit)
+    assert emit.values == [EAN]
+    stats = source.stats
+    assert stats.frames == 61
+    assert stats.decoded_frames <= 4
+    assert stats.skipped_frames == stats.frames - stats.decoded_frames
+
+
+async def test_camera_software_trigger_reads_in_a_window_and_reports_no_reads() -> None:
+    clock = FakeClock(1.0)
+    cam = FakeCamera(on_frame=clock.set)
+    good: list[Scan] = []
+    bad: list[Scan] = []
+    emit = Recorder()
+    source = CameraSource(
+        config(trigger="software", read_window_ms=1000),
+        backend=cam,
+        clock=clock,
+        on_good_read=good.append,
+        on_no_read=bad.append,
+    )
+    task = asyncio.create_task(source.run(emit))
+    try:
+        # No window open: a code in view is neither decoded nor reported.
+        cam.push(WITH_EAN, at=1.0)
+        await until(lambda: source.stats.frames == 1)
+        clock.set(2.0)
+        source.trigger()
+        blurred = cv2.GaussianBlur(EMPTY, (0, 0), 3)
+        cam.push(blurred, at=2.2)
+        cam.push(EMPTY, at=2.5)  # the sharpest frame of the window
+        cam.push(EMPTY, at=3.5)  # after the window: it closes without a code
+        await until(lambda: len(emit.scans) == 1)
+        clock.set(4.0)
+        source.trigger()
+        cam.push(WITH_EAN, at=4.1)
+        await until(lambda: len(emit.scans) == 2)
+        clock.set(5.0)
+        source.trigger()  # the next item with the same code: read again
+        cam.push(WITH_EAN, at=5.1)
+        await until(lambda: len(emit.scans) == 3)
+    finally:
+        task.cancel()
+    no_read, first, second = emit.scans
+    assert (no_read.capture_type, no_read.raw_value, no_read.metadata["noread"]) == (
+        CaptureType.IMAGE,
+        "",
+        "true",
+    )
+    assert no_read.metadata["trigger"] == "software"
+    assert no_read.image is not None
+    assert no_read.image[:2] == b"\xff\xd8"
+    decoded = cv2.imdecode(np.frombuffer(no_read.image, np.uint8), cv2.IMREAD_GRAYSCALE)
+    assert np.abs(decoded.astype(int) - EMPTY.astype(int)).mean() < 4  # the sharp frame
+    assert [first.raw_value, second.raw_value] == [EAN, EAN]
+    assert first.metadata["trigger"] == "software"
+    assert good == [first, second]
+    assert bad == [no_read]
+    stats = source.stats
+    assert (stats.triggers, stats.reads, stats.no_reads) == (3, 2, 1)
+
+
+async def test_camera_gpio_trigger_from_another_thread_closes_on_time_without_frames() -> None:
+    emit = Recorder()
+    cam = FakeCamera(live=True)
+    source = CameraSource(config(trigger="gpio", read_window_ms=100), backend=cam)
+    task = asyncio.create_task(source.run(emit))
+    try:
+        await until(lambda: source.health.state == "running")
+        cam.push(EMPTY)
+        await until(lambda: source.stats.frames == 1)
+        # gpiozero calls back from its own thread.
+        threading.Thread(target=source.trigger).start()
+        await until(lambda: len(emit.scans) == 1, timeout=3)
+    finally:
+        task.cancel()
+    (scan,) = emit.scans
+    assert scan.metadata["noread"] == "true"
+    assert scan.metadata["trigger"] == "gpio"
+
+
+async def test_camera_that_disappears_is_retried_and_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(camera_module, "BACKOFF_FIRST_S", 0.01)
+    cam = FakeCamera(live=True)
+    emit = Recorder()
+    source = CameraSource(config(), backend=cam)
+    task = asyncio.create_task(source.run(emit))
+    try:
+        await until(lambda: source.health.state == "running")
+        cam.push(WITH_EAN)
+        await until(lambda: emit.values == [EAN])
+        cam.unplug(failed_opens=3)
+        await until(lambda: source.health.state == "reconnecting")
+        assert "unplugged" in source.health.detail
+        await asyncio.sleep(0.1)
+        cam.replug()
+        await until(lambda: source.health.state == "running")
+        cam.push(WITH_QR)
+        await until(lambda: emit.values == [EAN, QR])
+    finally:
+        task.cancel()
+    assert source.stats.reconnects >= 2
+    assert cam.opens == 2
+    assert source.health.errors >= 2
+
+
+async def test_camera_retries_a_failing_pipeline_and_keeps_reading() -> None:
+    cam = FakeCamera([WITH_EAN, EMPTY, WITH_QR])
+    cam.end()
+    emit = Recorder(fail_first=1)
+    source = CameraSource(config(), backend=cam)
+    await replay(source, emit)
+    assert emit.values == [EAN, QR]
+    assert source.health.errors == 1
+
+
+async def test_camera_drops_a_read_the_pipeline_keeps_refusing_but_goes_on() -> None:
+    cam = FakeCamera([WITH_EAN, EMPTY, WITH_QR])
+    cam.end()
+    emit = Recorder(fail_first=camera_module.EMIT_ATTEMPTS)
+    source = CameraSource(config(), backend=cam)
+    await replay(source, emit)
+    assert emit.values == [QR]
+    assert source.health.errors == camera_module.EMIT_ATTEMPTS
+    assert (source.stats.reads, source.health.scans) == (1, 1)
+
+
+async def test_camera_live_keeps_only_the_latest_frame() -> None:
+    cam = FakeCamera(live=True)
+    source = CameraSource(config(decode_threads=1), backend=cam)
+    mailbox_frames = [WITH_EAN] + [EMPTY] * 30
+    for image in mailbox_frames:
+        cam.push(image)
+    cam.end()
+    emit = Recorder()
+    await replay(source, emit)
+    # Frames that arrived while the decoder was busy were replaced, not queued.
+    assert source.stats.frames == len(mailbox_frames)
+    assert source.stats.decoded_frames + source.stats.skipped_frames <= len(mailbox_frames)
+
+
+async def test_camera_preview_jpeg_and_mjpeg_frames() -> None:
+    cam = FakeCamera(live=True)
+    source = CameraSource(config(), backend=cam)
+    assert source.latest_jpeg() is None
+    task = asyncio.create_task(source.run(Recorder()))
+    try:
+        cam.push(WITH_EAN)
+        await until(lambda: source.stats.reads == 1)
+        jpeg = await asyncio.to_thread(source.latest_jpeg)
+        assert jpeg is not None
+        assert jpeg[:2] == b"\xff\xd8"
+        preview = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert preview.shape == (*WITH_EAN.shape, 3)
+        # The code is outlined in green for aiming.
+        assert ((preview[:, :, 1] > 150) & (preview[:, :, 0] < 80)).sum() > 100
+        stream = source.mjpeg_frames(max_fps=50)
+        first = await asyncio.wait_for(anext(stream), 5)
+        assert first[:2] == b"\xff\xd8"
+        await stream.aclose()
+    finally:
+        task.cancel()
+
+
+# ---- real backends ---------------------------------------------------------------------------
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0) -> Path:
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    assert writer.isOpened()
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+    writer.release()
+    return path
+
+
+async def test_opencv_backend_replays_a_video_file(tmp_path: Path) -> None:
+    frames = [EMPTY] * 3 + [WITH_EAN] * 5 + [EMPTY] * 3 + [WITH_QR] * 5 + [EMPTY, WITH_EAN]
+    video = write_video(tmp_path / "lane.avi", frames)
+    # Paced at 20 fps: the gap before the last EAN is long enough to be a new item.
+    cfg = config(backend="opencv", device=str(video), fps=20)
+    source = CameraSource(cfg)
+    assert isinstance(source.backend, OpenCvBackend)
+    emit = Recorder()
+    await replay(source, emit)
+    assert emit.values == [EAN, QR, EAN]
+    assert source.stats.frames == len(frames)
+
+
+async def test_opencv_backend_missing_camera_reports_reconnecting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(camera_module, "BACKOFF_FIRST_S", 0.01)
+    source = CameraSource(config(backend="opencv", device="/dev/video97"))
+    task = asyncio.create_task(source.run(Recorder()))
+    try:
+        await until(lambda: source.stats.reconnects >= 2)
+    finally:
+        task.cancel()
+    assert source.health.state == "reconnecting"
+    assert "/dev/video97" in source.health.detail
+
+
+async def test_file_backend_replays_the_bundled_samples() -> None:
+    import json
+
+    expected = json.loads((bundled_samples_dir() / "expected.json").read_text())
+    cfg = config(device=str(bundled_samples_dir()), fps=120)
+    source = CameraSource(cfg)
+    assert isinstance(source.backend, FileBackend)
+    emit = Recorder()
+    await replay(source, emit)
+    wanted = [text for name in sorted(expected) for text in expected[name]]
+    assert sorted(emit.values) == sorted(wanted)
+    assert source.health.detail == "replay finished"
+
+
+async def test_file_backend_missing_folder_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(camera_module, "BACKOFF_FIRST_S", 0.01)
+    source = CameraSource(config(device="/nonexistent/frames"))
+    task = asyncio.create_task(source.run(Recorder()))
+    try:
+        await until(lambda: source.health.state == "reconnecting")
+    finally:
+        task.cancel()
+    assert "/nonexistent/frames" in source.health.detail
+
+
+async def test_picamera2_backend_without_picamera2_says_how_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(camera_module, "BACKOFF_FIRST_S", 0.01)
+    source = CameraSource(config(backend="picamera2", device="0"))
+    task = asyncio.create_task(source.run(Recorder()))
+    try:
+        await until(lambda: source.health.state == "reconnecting")
+    finally:
+        task.cancel()
+    assert "python3-picamera2" in source.health.detail
+
+
+# ---- configuration ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ({"formats": ["EAN13", "EAN-14"]}, "unknown barcode format 'EAN-14'"),
+        ({"roi": [0.5, 0.5, 0.7, 0.2]}, "roi"),
+        ({"trigger": "sometimes"}, "trigger"),
+        ({"exposure": 3}, "unknown key 'sources.0.camera.exposure'"),
+    ],
+)
+def test_camera_config_errors_name_the_key(source: dict[str, object], message: str) -> None:
+    from scanstation.config import ConfigError
+
+    data = {"sources": [{"type": "camera", "name": "cam0", **source}]}
+    with pytest.raises(ConfigError, match=message):
+        parse_config(data, "test.toml", environ={})
+
+
+async def test_demo_source_replays_the_samples_in_a_loop() -> None:
+    from scanstation.sources.camera import demo_source_config
+
+    cfg = demo_source_config(fps=5)
+    assert (cfg.backend, cfg.loop, Path(cfg.device)) == ("file", True, bundled_samples_dir())
+    emit = Recorder()
+    source = CameraSource(cfg)
+    task = asyncio.create_task(source.run(emit))
+    try:
+        # Two rounds of the seven samples (1.4 s each): the EAN-13 comes back after the others.
+        await until(lambda: emit.values.count("4006381333931") >= 2, timeout=10)
+    finally:
+        task.cancel()
+    assert source.health.state == "running"
+
+
+async def test_camera_preview_on_the_event_loop_never_encodes_there_twice() -> None:
+    cam = FakeCamera(live=True)
+    source = CameraSource(config(), backend=cam)
+    task = asyncio.create_task(source.run(Recorder()))
+    try:
+        cam.push(WITH_EAN)
+        await until(lambda: source.stats.frames == 1)
+        first = source.latest_jpeg()  # the very first preview is encoded at once
+        assert first is not None
+        cam.push(EMPTY)
+        await until(lambda: source.stats.frames == 2)
+        assert source.latest_jpeg() is first  # the newer frame is encoded in a thread meanwhile
+        await until(lambda: source.latest_jpeg() is not first)
+    finally:
+        task.cancel()

@@ -1,0 +1,124 @@
+// The app shell: login check, hash routes, and one live event stream shared by the views.
+
+import { BASE, get, logout, startSession } from "./api.js";
+import { clear, h } from "./dom.js";
+import * as live from "./views/live.js";
+import * as sessions from "./views/sessions.js";
+import * as session from "./views/session.js";
+import * as capture from "./views/capture.js";
+import * as products from "./views/products.js";
+import * as dashboard from "./views/dashboard.js";
+import * as camera from "./views/camera.js";
+
+const routes = [
+  [/^#\/live$/, live, "live"],
+  [/^#\/sessions$/, sessions, "sessions"],
+  [/^#\/sessions\/([\w-]+)$/, session, "sessions"],
+  [/^#\/captures\/([\w-]+)$/, capture, "live"],
+  [/^#\/products$/, products, "products"],
+  [/^#\/dashboard$/, dashboard, "dashboard"],
+  [/^#\/camera$/, camera, "camera"],
+];
+
+// ---- live events: one EventSource, many listeners ----------------------------------------
+
+const listeners = new Map();
+let source = null;
+
+export function on(kind, fn) {
+  if (!listeners.has(kind)) listeners.set(kind, new Set());
+  listeners.get(kind).add(fn);
+  return () => listeners.get(kind).delete(fn);
+}
+
+function dispatch(kind, data) {
+  for (const fn of listeners.get(kind) || []) {
+    try {
+      fn(data);
+    } catch (e) {
+      console.error(e);
+    }
+  }
+}
+
+function connect() {
+  const conn = document.getElementById("conn");
+  const text = conn.querySelector(".text");
+  source = new EventSource(`${BASE}/events`);
+  source.addEventListener("open", () => {
+    conn.className = "conn live";
+    text.textContent = "live";
+    conn.title = "Live updates are flowing";
+  });
+  source.addEventListener("error", async () => {
+    conn.className = "conn down";
+    text.textContent = "offline";
+    conn.title = "Live updates stopped; retrying";
+    // A closed stream may mean the login ended: check, and go to the login page if so.
+    if (source.readyState === EventSource.CLOSED) {
+      if (await startSession()) setTimeout(connect, 3000);
+    }
+  });
+  for (const kind of ["capture", "session", "proposal", "product", "catalog", "alert", "dropped", "shutdown"]) {
+    source.addEventListener(kind, (event) => dispatch(kind, JSON.parse(event.data)));
+  }
+}
+
+// ---- routing -------------------------------------------------------------------------------
+
+let current = null;
+
+async function render() {
+  if (!location.hash || location.hash === "#/") {
+    location.replace("#/live");
+    return;
+  }
+  const view = document.getElementById("view");
+  if (current?.cleanup) current.cleanup();
+  current = null;
+  let match = null;
+  let found = null;
+  for (const [pattern, module, nav] of routes) {
+    match = location.hash.match(pattern);
+    if (match) {
+      found = [module, nav];
+      break;
+    }
+  }
+  for (const a of document.querySelectorAll("nav a")) {
+    a.toggleAttribute("aria-current", found && a.dataset.route === found[1]);
+    if (found && a.dataset.route === found[1]) a.setAttribute("aria-current", "page");
+  }
+  clear(view);
+  if (!found) {
+    view.append(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/live" }, "Back to the live feed")));
+    return;
+  }
+  const ctx = { on, params: match.slice(1) };
+  try {
+    current = (await found[0].render(view, ctx)) || null;
+  } catch (e) {
+    view.append(h("p", { class: "error", role: "alert" }, `Could not load this page: ${e.message}`));
+  }
+  const heading = view.querySelector("h1");
+  if (heading) {
+    heading.setAttribute("tabindex", "-1");
+    heading.focus({ preventScroll: true });
+    document.title = `${heading.textContent} · scanstation`;
+  }
+}
+
+async function main() {
+  if (!(await startSession())) return;
+  document.getElementById("logout").addEventListener("click", logout);
+  get("/stats")
+    .then((s) => {
+      document.getElementById("device-name").textContent = s.device_id || "scanstation";
+    })
+    .catch(() => {});
+  connect();
+  window.addEventListener("hashchange", render);
+  await render();
+}
+
+main();

@@ -1,0 +1,44 @@
+// The login page: posts the password as JSON and returns to the page that sent us here.
+
+const form = document.getElementById("login-form");
+const error = document.getElementById("login-error");
+const input = document.getElementById("password");
+
+function nextPage() {
+  let next = new URLSearchParams(location.search).get("next") || "/";
+  // Only same-site paths: never bounce to another origin.
+  if (!next.startsWith("/") || next.startsWith("//")) next = "/";
+  // The server never sees the #/page part; the browser kept it across the redirect.
+  return next.includes("#") ? next : next + location.hash;
+}
+
+// Already logged in (e.g. the back button): go straight on.
+fetch("/auth/session", { credentials: "same-origin" }).then((r) => {
+  if (r.ok) location.replace(nextPage());
+}).catch(() => {});
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  error.textContent = "";
+  const button = form.querySelector("button");
+  button.disabled = true;
+  try {
+    const resp = await fetch("/auth/login", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ password: input.value }),
+    });
+    if (resp.ok) {
+      location.replace(nextPage());
+      return;
+    }
+    const body = await resp.json().catch(() => ({}));
+    error.textContent = body?.error?.message || `Login failed (${resp.status})`;
+    input.select();
+  } catch (e) {
+    error.textContent = "The station does not answer; check the network.";
+  } finally {
+    button.disabled = false;
+  }
+});
