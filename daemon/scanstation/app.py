@@ -23,10 +23,10 @@ from aiohttp import web
 from scanstation.config import Config, SourceConfig
 from scanstation.events import EventBus
 from scanstation.model import Capture, Scan
-from scanstation.pipeline import Pipeline
+from scanstation.pipeline import Enricher, Pipeline
 from scanstation.retention import retention_loop
 from scanstation.sources.base import Source
-from scanstation.store import Store
+from scanstation.store import NotFound, Store
 from scanstation.web.api import Services
 from scanstation.web.server import make_app
 
@@ -73,6 +73,55 @@ def build_source(config: SourceConfig) -> Source:
 
             return SerialSource(config)
     raise ValueError(f"unknown source type {config.type!r}")
+
+
+async def init_classifier(config: Config, store: Store) -> list[Enricher]:
+    """The image enricher (classifier proposals, visual resolving), if it is on and loads.
+
+    A model that cannot load is reported and the daemon runs on without image enrichment:
+    barcodes still flow.
+    """
+    if not config.classifier.enabled:
+        return []
+    from scanstation.classify import Classifier, ClassifierError
+    from scanstation.enrich import ImageEnricher, ReferencePhoto, unpack_embedding
+
+    try:
+        classifier = await asyncio.to_thread(Classifier.from_config, config.classifier)
+    except ClassifierError as exc:
+        log.error("classifier off: %s", exc)
+        return []
+    model = classifier.model_name
+
+    async def references() -> list[ReferencePhoto]:
+        return [
+            ReferencePhoto(row[0], unpack_embedding(row[3]), row[1], product_id=row[2])
+            for row in await store.reference_photos(model)
+        ]
+
+    async def current_values(capture: Capture) -> dict[str, str]:
+        if not capture.gtin:
+            return {}
+        try:
+            product = await store.get_product(capture.gtin)
+        except NotFound:
+            return {"gtin": capture.gtin}
+        return {"gtin": product.gtin, "name": product.name, "category": product.category}
+
+    async def keep_embedding(capture: Capture, vector: bytes) -> None:
+        await store.keep_embedding(capture.id, model, vector)
+
+    log.info("classifier %s loaded (%d threads)", model, config.classifier.threads)
+    return [
+        ImageEnricher(
+            classifier,
+            references=references,
+            current_values=current_values,
+            keep_embedding=keep_embedding,
+            min_confidence=config.classifier.min_confidence,
+            resolve_threshold=config.classifier.resolve_threshold,
+        )
+    ]
 
 
 async def supervise(source: Source, emit: Callable[[Scan], Awaitable[Capture]]) -> None:
@@ -133,7 +182,8 @@ async def run(
         commit_interval_ms=config.storage.commit_interval_ms,
     ) as store:
         bus = EventBus()
-        pipeline = Pipeline(store, config, bus=bus)
+        enrichers = await init_classifier(config, store)
+        pipeline = Pipeline(store, config, bus=bus, enrichers=enrichers)
         sources = [build_source(s) for s in config.sources if s.enabled]
         sources += extra_sources or []
         services = Services(config, store, pipeline, bus, {s.name: s.health for s in sources})

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 # copy under scanstation/data/models (looked at first when it exists).
 PACKAGE_MODEL_DIR = Path(__file__).resolve().parent / "data" / "models"
 REPO_MODEL_DIR = Path(__file__).resolve().parents[2] / "models"
+# A wheel installs models/ as data files (pyproject: tool.setuptools.data-files).
+INSTALLED_MODEL_DIR = Path(sys.prefix) / "share" / "scanstation" / "models"
 DEFAULT_MODEL_NAME = "efficientnet_lite0.tflite"
 DEFAULT_LABELS_NAME = "imagenet_labels.txt"
 
@@ -110,9 +113,11 @@ class InputSpec:
 
 
 def default_model_path() -> Path:
-    """The shipped model: the packaged copy when present, else <repo>/models."""
-    packaged = PACKAGE_MODEL_DIR / DEFAULT_MODEL_NAME
-    return packaged if packaged.is_file() else REPO_MODEL_DIR / DEFAULT_MODEL_NAME
+    """The shipped model: <repo>/models in a checkout, else where a wheel installed it."""
+    for folder in (REPO_MODEL_DIR, PACKAGE_MODEL_DIR, INSTALLED_MODEL_DIR):
+        if (folder / DEFAULT_MODEL_NAME).is_file():
+            return folder / DEFAULT_MODEL_NAME
+    return REPO_MODEL_DIR / DEFAULT_MODEL_NAME
 
 
 def default_labels_path(model_path: Path) -> Path | None:

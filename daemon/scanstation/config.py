@@ -493,7 +493,8 @@ class GpioConfig(_Section):
         20,
         ge=0,
         le=10_000,
-        description="Edges this soon after a trigger are ignored: one item, one read window",
+        description="A photo-eye activation counts only after this long without any edge: "
+        "the chatter at both ends of an item opens one read window",
     )
     button_pull_up: bool = Field(True, description="The session button connects its pin to GND")
     button_debounce_ms: int = Field(
@@ -567,7 +568,11 @@ class GpioConfig(_Section):
 
 class ChecksConfig(_Section):
     expiry: bool = Field(True, description="Flag items whose AI 17 date is before today")
-    recall_list: Path | None = Field(None, description="CSV of gtin,batch recalled")
+    recall_list: Path | None = Field(
+        None,
+        description="CSV with the header gtin,batch: a batch recalls that batch (AI 10) of the "
+        "GTIN, an empty batch every batch; read at start (restart after updating it)",
+    )
 
 
 class Gs1Config(_Section):

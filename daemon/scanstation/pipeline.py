@@ -8,6 +8,7 @@ progress by a crash is walked again on the next start (the walk is idempotent).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -302,6 +303,8 @@ class Pipeline:
             if lookup.error or not capture.uploaded_image_key:
                 continue
             image = self.config.images_path / capture.uploaded_image_key
+            # Enrichers see what LOOKING_UP found (the GTIN read from the value).
+            capture = dataclasses.replace(capture, gtin=lookup.gtin)
             proposals: list[dict[str, Any]] = []
             product_id = None
             for enricher in self.enrichers:

@@ -171,6 +171,22 @@ MIGRATIONS: tuple[str, ...] = (
         died REAL NOT NULL,
         UNIQUE (destination, event_id)
     );
+    -- Image embeddings from the classifier, by capture; a capture applied to a product
+    -- becomes one of the product's reference photos for visual resolving.
+    CREATE TABLE embeddings (
+        capture_id INTEGER PRIMARY KEY REFERENCES captures(id),
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL
+    );
+    CREATE TABLE reference_photos (
+        id INTEGER PRIMARY KEY,
+        product_id INTEGER NOT NULL REFERENCES products(id),
+        capture_id INTEGER NOT NULL UNIQUE REFERENCES captures(id),
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX reference_photos_model ON reference_photos(model);
     CREATE TABLE counters (
         name TEXT PRIMARY KEY,
         value INTEGER NOT NULL
@@ -1147,6 +1163,41 @@ class Store:
             (capture_public_id,),
         )
         return [row_to_proposal(r) for r in rows]
+
+    # ---- embeddings and reference photos (visual resolving) -----------------------------
+
+    async def keep_embedding(self, capture_id: int, model: str, vector: bytes) -> None:
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT OR REPLACE INTO embeddings (capture_id, model, vector) VALUES (?, ?, ?)",
+                (capture_id, model, vector),
+            )
+
+        await self.write(op)
+
+    async def add_reference_photo(self, product_id: int, capture_id: int) -> bool:
+        """Make a capture's kept embedding a reference photo of a product (False: none kept)."""
+        now = time.time()
+
+        async def op(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(
+                "INSERT INTO reference_photos (product_id, capture_id, model, vector, created) "
+                "SELECT ?, capture_id, model, vector, ? FROM embeddings WHERE capture_id = ? "
+                "ON CONFLICT(capture_id) DO UPDATE SET product_id = excluded.product_id",
+                (product_id, now, capture_id),
+            )
+            return cursor.rowcount
+
+        return await self.write(op) > 0
+
+    async def reference_photos(self, model: str) -> list[sqlite3.Row]:
+        """(product public_id, name, row id, vector) of every reference made by ``model``;
+        embeddings of different models are not comparable, so only one model's are given."""
+        return await self.fetchall(
+            "SELECT p.public_id, p.name, p.id, r.vector FROM reference_photos r "
+            "JOIN products p ON p.id = r.product_id WHERE r.model = ? ORDER BY r.id",
+            (model,),
+        )
 
     # ---- analytics -----------------------------------------------------------------------
 

@@ -1,0 +1,82 @@
+"""Image captures through the daemon's wiring: classifier proposals, reference photos,
+visual resolving of image-only captures (real model, real photos, real SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from pathlib import Path
+
+from PIL import Image
+
+from scanstation.app import init_classifier
+from scanstation.config import Config
+from scanstation.events import EventBus
+from scanstation.model import CaptureStatus, CaptureType
+from scanstation.pipeline import Pipeline
+from scanstation.store import NewCapture, Store
+
+IMAGES = Path(__file__).parent / "data" / "images"
+
+
+def reframed(name: str) -> bytes:
+    """Another shot of the same thing: cropped, scaled and saved again as JPEG."""
+    with Image.open(IMAGES / name) as image:
+        w, h = image.size
+        crop = image.convert("RGB").crop((w // 10, h // 12, w - w // 14, h - h // 9))
+        buffer = io.BytesIO()
+        crop.resize((crop.width * 3 // 4, crop.height * 3 // 4)).save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+async def test_visual_resolve_picks_the_product_whose_reference_photo_matches(
+    config: Config,
+) -> None:
+    async with Store(config.db_path) as store:
+        enrichers = await init_classifier(config, store)
+        assert enrichers, "the shipped model must load"
+        pipeline = Pipeline(store, config, bus=EventBus(), enrichers=enrichers)
+        walker = asyncio.create_task(pipeline.run())
+        try:
+            await store.upsert_products(
+                [
+                    {"gtin": "04006381333931", "name": "Cat food tin"},
+                    {"gtin": "09506000134352", "name": "Espresso beans"},
+                ]
+            )
+            session = (await store.create_session()).public_id
+
+            async def photo(data: bytes, ext: str, gtin: str = "") -> str:
+                key = pipeline.save_image(data, ext)
+                capture = await pipeline.create_capture(
+                    session,
+                    NewCapture(CaptureType.IMAGE, raw_value=gtin, uploaded_image_key=key),
+                )
+                await pipeline.idle()
+                return capture.public_id
+
+            # Reference photos: captures of known products, applied to them.
+            for name, gtin in (("chelsea.jpg", "04006381333931"), ("coffee.jpg", "09506000134352")):
+                data = (IMAGES / name).read_bytes()
+                public_id = await photo(data, "jpg", gtin)
+                capture = await store.get_capture(public_id)
+                assert capture.status is CaptureStatus.COMPLETED
+                product = await store.get_product(gtin)
+                assert await store.add_reference_photo(product.id, capture.id)
+
+            cat = await store.get_capture(await photo(reframed("chelsea.jpg"), "jpg"))
+            coffee = await store.get_capture(await photo(reframed("coffee.jpg"), "jpg"))
+            assert (cat.status, cat.product_name) == (CaptureStatus.COMPLETED, "Cat food tin")
+            assert (coffee.status, coffee.product_name) == (
+                CaptureStatus.COMPLETED,
+                "Espresso beans",
+            )
+            proposals = await store.list_proposals(coffee.public_id)
+            assert any("espresso" in p.reasoning.lower() for p in proposals)
+
+            rocket = await store.get_capture(
+                await photo((IMAGES / "rocket.jpg").read_bytes(), "jpg")
+            )
+            assert rocket.status is CaptureStatus.NOT_FOUND  # nothing like it in the catalog
+        finally:
+            walker.cancel()
