@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from conftest import SCANSTATION
 from scanstation.analytics import (
     BatchCount,
     GtinCount,
@@ -133,6 +135,16 @@ async def test_batch_counts_cover_plain_eans_without_batch(filled: tuple[Store, 
     store, _ = filled
     rows = await batch_counts(store, gtin=STABILO)
     assert [(r.batch, r.scans, r.devices) for r in rows] == [("", 2, ("lane-01", "lane-02"))]
+
+
+async def test_batch_counts_keep_a_site_name_with_a_comma(
+    make_config: Callable[..., Config],
+) -> None:
+    depot = make_config(device={"id": "dock-1", "site": "Depot, Hall 2"})
+    async with Store(depot.db_path) as store:
+        await scan_all(Pipeline(store, depot), [("cam0", f"0109506000134352{GS}10ABC123")])
+        (row,) = await batch_counts(store)
+    assert (row.sites, row.devices, row.sources) == (("Depot, Hall 2",), ("dock-1",), ("cam0",))
 
 
 @pytest.mark.parametrize(
@@ -429,3 +441,15 @@ def test_result_types_are_frozen() -> None:
     with pytest.raises(AttributeError):
         row.scans = 2  # type: ignore[misc]
     assert BatchCount(DEMO, "", "", 1, 0, (), (), (), 0.0, 0.0).recalled is False
+
+
+def test_report_runs_as_a_scanstation_command(config_file: Path) -> None:
+    result = subprocess.run(
+        [*SCANSTATION, "report", "gtins", "--config", str(config_file), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [row["gtin"] for row in json.loads(result.stdout)] == [DEMO, UNKNOWN, STABILO]

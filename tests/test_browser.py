@@ -36,7 +36,7 @@ from scanstation.web.server import make_app
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))  # Debian's package
 if not CHROMIUM.exists():
     pytest.skip(
         "SKIPPED (browser): /usr/bin/chromium is missing; install it with "

@@ -359,8 +359,10 @@ async def test_camera_live_keeps_only_the_latest_frame() -> None:
     emit = Recorder()
     await replay(source, emit)
     # Frames that arrived while the decoder was busy were replaced, not queued.
-    assert source.stats.frames == len(mailbox_frames)
-    assert source.stats.decoded_frames + source.stats.skipped_frames <= len(mailbox_frames)
+    stats = source.stats
+    assert stats.frames == len(mailbox_frames)
+    assert stats.dropped_frames > 0
+    assert stats.decoded_frames + stats.skipped_frames + stats.dropped_frames == stats.frames
 
 
 async def test_camera_preview_jpeg_and_mjpeg_frames() -> None:

@@ -144,6 +144,7 @@ class Simulator:
         self.client.loop_stop()
 
 
+@pytest.mark.slow
 def test_fleet_keeps_up_with_1000_simulated_stations(broker: Broker) -> None:
     sim = Simulator(broker.port, 1000)
     out = io.StringIO()

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from gpiozero import LED, Device
+from gpiozero.exc import BadPinFactory, GPIOPinInUse
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from scanstation.config import ConfigError, GpioConfig, parse_config
@@ -19,6 +20,7 @@ from scanstation.gpio import (
     GpioError,
     GpioIO,
     PressTracker,
+    _gpio_hint,
     is_no_read,
     reject_reasons,
 )
@@ -762,3 +764,15 @@ async def test_gpio_wired_into_a_real_pipeline(
         assert (io.counters.good_reads, io.counters.rejects) == (2, 1)
     finally:
         io.close()
+
+
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        (BadPinFactory("Unable to load any default pin factory!"), "install python3-lgpio"),
+        (GPIOPinInUse("pin GPIO17 is already in use"), "already uses the pin"),
+        (PermissionError("/dev/gpiochip0"), "in the gpio group"),
+    ],
+)
+def test_gpio_errors_say_what_to_do(error: Exception, hint: str) -> None:
+    assert hint in _gpio_hint(error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -161,27 +162,33 @@ def test_discovery_messages_describe_one_device_with_three_sensors(tmp_path: Pat
 
 
 async def test_link_presence_online_retained_then_offline_on_a_quick_clean_stop(
-    broker: Broker, tmp_path: Path
+    tmp_path: Path,
 ) -> None:
-    config = station_config(tmp_path / "s", broker.port)
-    with Subscriber(broker.port, [f"{BASE}/status"]) as sub:
-        async with running_station(config) as station:
-            await wait_until(lambda: station.link.state.connected, what="connected")
-            online = (await sub.until(lambda ms: len(ms) >= 1, what="online"))[0].json()
-            assert (online["state"], online["device_id"], online["site"]) == (
-                "online",
-                "lane-01",
-                "store-7",
-            )
-            took = await stop_link(station)
-            assert took < 2.0
-            assert not station.link.state.connected
-        offline = (await sub.until(lambda ms: len(ms) >= 2, what="offline"))[1].json()
-        assert offline == {**online, "state": "offline"}
-    # A newcomer sees the retained state.
-    with Subscriber(broker.port, [f"{BASE}/status"]) as late:
-        retained = (await late.until(lambda ms: len(ms) >= 1, what="retained status"))[0]
-        assert (retained.retain, retained.json()["state"]) == (True, "offline")
+    broker = Broker(tmp_path / "b", extra_conf="log_type notice").start()
+    try:
+        config = station_config(tmp_path / "s", broker.port)
+        with Subscriber(broker.port, [f"{BASE}/status"]) as sub:
+            async with running_station(config) as station:
+                await wait_until(lambda: station.link.state.connected, what="connected")
+                online = (await sub.until(lambda ms: len(ms) >= 1, what="online"))[0].json()
+                took = await stop_link(station)
+                assert not station.link.state.connected
+            offline = (await sub.until(lambda ms: len(ms) >= 2, what="offline"))[1].json()
+        # A newcomer sees the retained state.
+        with Subscriber(broker.port, [f"{BASE}/status"]) as late:
+            retained = (await late.until(lambda ms: len(ms) >= 1, what="retained status"))[0]
+    finally:
+        broker.stop()
+    assert (online["state"], online["device_id"], online["site"]) == (
+        "online",
+        "lane-01",
+        "store-7",
+    )
+    assert offline == {**online, "state": "offline"}
+    assert (retained.retain, retained.json()["state"]) == (True, "offline")
+    assert took < 1.5
+    # A clean DISCONNECT (the Will is discarded: the offline above was published by the stop).
+    assert "Client scanstation-lane-01 disconnected." in broker.log.read_text()
 
 
 async def test_link_publishes_capture_events_in_seq_order_and_empties_the_outbox(
@@ -221,7 +228,8 @@ async def test_homeassistant_discovery_is_published_retained_on_connect(
 ) -> None:
     config = station_config(tmp_path / "s", broker.port, homeassistant_discovery=True)
     async with running_station(config) as station:
-        await wait_until(lambda: station.link.state.connected)
+        # The first telemetry follows the discovery messages on the connection.
+        await wait_until(lambda: station.link.state.telemetry_sent >= 1)
     with Subscriber(broker.port, ["homeassistant/#"]) as sub:
         configs = await sub.until(lambda ms: len(ms) >= 3, what="three retained configs")
     assert sorted(m.topic.split("/")[-2] for m in configs) == [
@@ -440,12 +448,28 @@ async def test_broker_restarted_without_persistence_sees_online_again(
     config = station_config(tmp_path / "s", broker.port, reconnect_max_s=1.0)
     async with running_station(config) as station:
         await wait_until(lambda: station.link.state.connected)
-        broker.restart()
+        broker.restart()  # persistence false: the retained status is gone with it
+        await wait_until(lambda: station.link.state.reconnects == 1, what="a reconnect")
         with Subscriber(broker.port, [f"{BASE}/status"]) as sub:
-            status = (await sub.until(lambda ms: len(ms) >= 1, timeout=10, what="status"))[0]
-            assert (status.retain or True, status.json()["state"]) == (True, "online")
-        await wait_until(lambda: station.link.state.reconnects == 1)
-        assert "connection lost" in station.link.state.last_error or station.link.state.connected
+            status = (await sub.until(lambda ms: len(ms) >= 1, what="the retained status"))[0]
+    assert (status.retain, status.json()["state"]) == (True, "online")
+
+
+async def test_stop_is_quick_while_a_tls_handshake_hangs(tmp_path: Path, pki: Path) -> None:
+    # A port that accepts TCP and then says nothing: the TLS handshake blocks its thread.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        config = station_config(
+            tmp_path / "s", silent.getsockname()[1], tls={"ca": str(pki / "ca.crt")}
+        )
+        async with running_station(config) as station:
+            await asyncio.sleep(0.5)
+            assert not station.link.state.connected
+            assert await stop_link(station) < 0.5
+    finally:
+        silent.close()
 
 
 # ---- refusals and dead letters ----------------------------------------------------------

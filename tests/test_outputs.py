@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from scanstation.config import ConfigError, load_config, parse_config
+from scanstation.config import ConfigError, MatchRules, load_config, parse_config
 from scanstation.model import Capture, CaptureType
 from scanstation.outputs import Outputs
 from scanstation.outputs.gadget import reports_to_events, split_reports
@@ -68,7 +68,10 @@ class Station:
 
 @contextlib.asynccontextmanager
 async def station(
-    tmp_path: Path, outputs: list[dict[str, Any]], **extra: Any
+    tmp_path: Path,
+    outputs: list[dict[str, Any]],
+    match: dict[str, Any] | None = None,
+    **extra: Any,
 ) -> AsyncIterator[Station]:
     config = parse_config(
         {
@@ -82,7 +85,12 @@ async def station(
     rejected: list[tuple[str, str]] = []
     async with Store(config.db_path) as store:
         pipeline = Pipeline(store, config)
-        outs = Outputs(config, store, reject=lambda c, why: rejected.append((c.public_id, why)))
+        outs = Outputs(
+            config,
+            store,
+            reject=lambda c, why: rejected.append((c.public_id, why)),
+            match=MatchRules(**match) if match is not None else None,
+        )
         pipeline.destinations = outs.destinations
         pipeline.on_finished.append(outs.on_capture)
         tasks = [asyncio.create_task(pipeline.run()), asyncio.create_task(outs.run())]
@@ -233,7 +241,7 @@ async def test_outputs_mismatch_rejects_and_queues_an_alert_instead_of_typing(
     assert event["event_id"]
 
 
-async def test_outputs_global_match_goes_to_noreads(
+async def test_outputs_mismatch_event_can_go_to_noreads(
     tmp_path: Path, pty_pair: tuple[int, str]
 ) -> None:
     master, device = pty_pair
@@ -253,6 +261,32 @@ async def test_outputs_global_match_goes_to_noreads(
         ]
     assert typed_text(read_all(master), "us") == ["4006381333931"]
     assert topics == ["noreads"]
+
+
+async def test_outputs_global_match_rejects_before_any_output(
+    tmp_path: Path, pty_pair: tuple[int, str]
+) -> None:
+    master, device = pty_pair
+    outputs = [
+        {"type": "keyboard_gadget", "device": device},
+        webhook(free_port(), retry_initial_s=30),  # nothing listens: rows stay in the outbox
+    ]
+    async with station(tmp_path, outputs, match={"kinds": ["gtin", "gs1"]}) as lane:
+        url, gtin = await lane.scan("https://example.com/promo", "4006381333931")
+        # A product photo has no code to match: never rejected by match rules.
+        await lane.pipeline.create_capture(lane.session, NewCapture(CaptureType.IMAGE))
+        await lane.pipeline.idle()
+        rows = await lane.store.fetchall(
+            "SELECT destination, topic, payload FROM outbox WHERE destination != 'mqtt' "
+            "OR topic != 'captures' ORDER BY id"
+        )
+    assert typed_text(read_all(master), "us") == ["4006381333931"]
+    assert [pid for pid, _ in lane.rejected] == [url.public_id]
+    assert "data format url is not one of gs1, gtin" in lane.rejected[0][1]
+    events = [(r[0], r[1], json.loads(r[2])) for r in rows]
+    assert [
+        (dest, topic, e.get("public_id") or e.get("capture_public_id")) for dest, topic, e in events
+    ] == [("mqtt", "alerts", url.public_id), ("webhook:wms", "captures", gtin.public_id)]
 
 
 # ---- serial ------------------------------------------------------------------------------
@@ -504,3 +538,55 @@ def test_outputs_bad_example_fails_check_config(tmp_path: Path) -> None:
     assert "outputs.0.keyboard_gadget.layout" in result.stderr
     with pytest.raises(ConfigError):
         load_config(bad, environ={})
+
+
+# ---- bench -------------------------------------------------------------------------------
+
+
+def test_outputs_bench_reports_both_paths_and_the_target(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from scanstation.bench.outputs import main
+
+    assert main(["--scans", "10", "--repeats", "1", "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert set(figures["station"]) == set(figures["bare"]) == {"keyboard_gadget", "serial"}
+    assert figures["station"]["serial"]["n"] == 10
+    assert figures["target_p99_ms"] == 10.0
+    assert main(["--scans", "0"]) == 2
+
+
+async def test_outputs_webhook_holds_events_while_the_secret_is_unreadable(tmp_path: Path) -> None:
+    receiver = Receiver(free_port())
+    await receiver.start()
+    hook = webhook(receiver.port, hmac_secret_file=str(tmp_path / "missing.secret"))
+    try:
+        async with station(tmp_path, [hook]) as lane:
+            await lane.scan("4006381333931")
+            await asyncio.sleep(0.2)
+            [status] = await lane.outputs.status()
+    finally:
+        await receiver.stop()
+    assert receiver.received == []
+    assert status["state"] == "secret unreadable"
+    assert status["queued"] == 1
+    assert "missing.secret' cannot be read: No such file or directory" in status["last_error"]
+
+
+async def test_outputs_serial_reopens_a_port_that_appears_later(
+    tmp_path: Path, pty_pair: tuple[int, str]
+) -> None:
+    master, real_port = pty_pair
+    port = tmp_path / "ttyUSB0"  # a USB adapter plugged in after the station started
+    serial = {"type": "serial", "port": str(port), "reconnect_s": 0.05, "max_age_ms": 100}
+    async with station(tmp_path, [serial]) as lane:
+        sink = lane.outputs.live[0]
+        await lane.scan("4006381333931")  # nowhere to go: dropped once too old, never late
+        await asyncio.sleep(0.3)
+        port.symlink_to(real_port)
+        await _until(lambda: sink.state == "ok")
+        await lane.scan("5901234123457")
+        await asyncio.sleep(0.05)
+        data = read_all(master)
+    assert data == b"5901234123457\r\n"
+    assert (sink.counters.sent, sink.counters.dropped) == (1, 1)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scanstation.config import ConfigError, MatchRules, parse_config
 from scanstation.outputs.format import FormatError, FormatFields, Formatter, compile_template
@@ -230,3 +234,25 @@ def test_gadget_reports_are_boot_keyboard_reports() -> None:
         "0000280000000000",  # Enter
         "0000000000000000",
     ]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    layout=st.sampled_from(LAYOUT_NAMES),
+    text=st.text(
+        alphabet=st.characters(
+            min_codepoint=32, max_codepoint=0x24F, categories=["L", "N", "P", "S", "Zs"]
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+)
+def test_gadget_reports_type_back_any_text(layout: str, text: str) -> None:
+    assert _type_back(layout, encode(layout, text)) == [text]
+
+
+@pytest.mark.parametrize("module", ["format", "match", "gadget", "serial_out", "webhook"])
+def test_outputs_docstring_examples_hold(module: str) -> None:
+    found = doctest.testmod(importlib.import_module(f"scanstation.outputs.{module}"))
+    assert found.failed == 0
+    assert found.attempted > 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +15,12 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 
-from scanstation.config import QrAnalysisConfig
+from scanstation.config import QrAnalysisConfig, parse_config
+from scanstation.events import EventBus
+from scanstation.model import CaptureMode, CaptureStatus, CaptureType
+from scanstation.pipeline import Pipeline
 from scanstation.qr_analysis import Hop, QrAnalyzer, classify, meta_refresh_target
+from scanstation.store import NewCapture, Store
 
 GTIN = "09506000134352"
 LAB = {"allow_private_networks": True}
@@ -528,3 +534,59 @@ def test_classify_names_the_resolver(
 )
 def test_meta_refresh_target_reads_the_tag(body: bytes, target: str | None) -> None:
     assert meta_refresh_target(body) == target
+
+
+# ---- in the pipeline --------------------------------------------------------------------
+
+
+async def test_pipeline_qr_capture_fails_offline_then_retry_completes(tmp_path: Path) -> None:
+    """Offline: the URL capture ends FAILED saying why; once the resolver answers, a retry
+    follows the chain, takes the GTIN from the Digital Link hop and finds the product."""
+    if "qr_analyzer" not in inspect.signature(Pipeline).parameters:
+        pytest.skip("SKIPPED: the pipeline does not run QR analysis yet (Pipeline(qr_analyzer=…))")
+    port = free_port()
+    config = parse_config(
+        {
+            "device": {"id": "qr-01"},
+            "storage": {"path": str(tmp_path / "var")},
+            "qr_analysis": {"allow_networks": ["127.0.0.1/32"]},
+        },
+        "<test>",
+        environ={},
+    )
+    async with Store(config.db_path) as store:
+        pipeline = Pipeline(store, config, bus=EventBus())
+        walker = asyncio.create_task(pipeline.run())
+        server = TestServer(ResolverApp().app, host="127.0.0.1", port=port)
+        try:
+            await store.upsert_products([{"gtin": GTIN, "name": "Biscuits"}])
+            session = await store.create_session(capture_mode=CaptureMode.BOTH)
+            new = NewCapture(
+                capture_type=CaptureType.BARCODE, raw_value=f"http://127.0.0.1:{port}/s/abc"
+            )
+            capture = await pipeline.create_capture(session.public_id, new)
+            await pipeline.idle()
+            offline = await store.get_capture(capture.public_id)
+            await server.start_server()
+            await pipeline.retry(capture.public_id)
+            await pipeline.idle()
+            online = await store.get_capture(capture.public_id)
+        finally:
+            await server.close()
+            walker.cancel()
+            await asyncio.gather(walker, return_exceptions=True)
+            await pipeline.close()
+    assert offline.status == CaptureStatus.FAILED
+    assert offline.error_message.startswith(
+        f"QR analysis: could not connect to 127.0.0.1 port {port}"
+    )
+    assert offline.qr_analysis is not None
+    assert offline.qr_analysis["hops"] == []
+    assert (online.status, online.gtin, online.product_name, online.error_message) == (
+        CaptureStatus.COMPLETED,
+        GTIN,
+        "Biscuits",
+        "",
+    )
+    assert online.qr_analysis is not None
+    assert (online.qr_analysis["hop_count"], online.qr_analysis["extracted_gtin"]) == (3, GTIN)

@@ -9,8 +9,10 @@ import os
 import shutil
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -102,6 +104,17 @@ def test_notify_reaches_an_abstract_socket() -> None:
 
 def test_notify_to_a_missing_socket_returns_false(tmp_path: Path) -> None:
     assert systemd.notify("READY=1", environ={"NOTIFY_SOCKET": str(tmp_path / "gone")}) is False
+
+
+def test_notify_failures_warn_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(systemd._NotifyFailures, "count", 0)
+    env = {"NOTIFY_SOCKET": str(tmp_path / "gone")}
+    with caplog.at_level("DEBUG", logger="scanstation.systemd"):
+        for _ in range(3):
+            systemd.watchdog_ping(environ=env)
+    assert [r.levelname for r in caplog.records] == ["WARNING", "DEBUG", "DEBUG"]
 
 
 def test_notify_relative_address_is_refused_not_raised() -> None:
@@ -370,3 +383,32 @@ def test_unit_verifies_with_systemd_analyze(tmp_path: Path) -> None:
     ours = [line for line in (result.stdout + result.stderr).splitlines() if "scanstation" in line]
     assert ours == [], "\n".join(ours)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- the daemon under a (pretend) systemd ----------------------------------------------------
+
+
+def test_daemon_notifies_ready_pings_the_watchdog_and_says_stopping(
+    daemon_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listener = NotifySocket(str(tmp_path / "notify"))
+    monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+    monkeypatch.setenv("WATCHDOG_USEC", "1000000")  # a ping every 0.5 s
+    try:
+        daemon = daemon_factory()
+        daemon.start()
+        received: list[str] = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and received.count("WATCHDOG=1") < 3:
+            received += listener.messages()
+            time.sleep(0.05)
+        daemon.stop()
+        time.sleep(0.1)
+        received += listener.messages()
+    finally:
+        listener.close()
+    ready = [m for m in received if m.startswith("READY=1")]
+    assert len(ready) == 1
+    assert received.index(ready[0]) < received.index("WATCHDOG=1")
+    assert received.count("WATCHDOG=1") >= 3
+    assert any(m.startswith("STOPPING=1") for m in received)

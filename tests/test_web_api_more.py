@@ -20,7 +20,7 @@ from scanstation.config import Config
 from scanstation.pipeline import Pipeline
 from scanstation.sources.base import SourceHealth
 from scanstation.store import Store
-from scanstation.web.api import Services
+from scanstation.web.api import SERVICES, Services
 from scanstation.web.api_more import LIVE, _end_streams
 from scanstation.web.server import make_app
 
@@ -563,3 +563,42 @@ async def test_stats_show_the_mqtt_publishers_state(
     assert stats["mqtt"]["broker"] == report.broker
     metrics = await (await client.get(f"{API}/metrics")).text()
     assert f'scanstation_mqtt_connected{{state="{word}"}} {int(word == "connected")}' in metrics
+
+
+def test_bench_pages_reports_every_page(capsys: pytest.CaptureFixture[str]) -> None:
+    from scanstation.bench import pages
+
+    assert pages.main(["--captures", "2000", "--requests", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["captures"] == 2000
+    assert set(result["pages"]) == {
+        "captures, first page", "captures, page at offset 50%", "captures of one session",
+        "captures FAILED", "captures since 1 h", "sessions, first page",
+        "dashboard /stats (uncached)",
+    }  # fmt: skip
+    assert all(0 < p["median_ms"] <= p["p99_ms"] for p in result["pages"].values())
+
+
+async def test_events_send_heartbeats_while_idle(
+    api: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("scanstation.web.api_more.HEARTBEAT_S", 0.05)
+    resp = await api.get(f"{API}/events")
+    await read_event(resp, "hello")
+    lines = [await asyncio.wait_for(resp.content.readline(), 2) for _ in range(2)]
+    assert b": heartbeat\n" in lines
+    resp.close()
+
+
+async def test_events_tell_a_slow_reader_what_it_missed(
+    api: TestClient[Any, Any], app: web.Application
+) -> None:
+    bus = app[SERVICES].bus
+    bus.maxsize = 3
+    resp = await api.get(f"{API}/events")
+    await read_event(resp, "hello")
+    for n in range(10):  # published faster than the stream is read
+        bus.publish("session", {"public_id": f"s{n}", "status": "ACTIVE"})
+    dropped = await read_event(resp, "dropped")
+    assert dropped["count"] >= 1
+    resp.close()

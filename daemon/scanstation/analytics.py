@@ -22,9 +22,6 @@ from scanstation.interpret import InterpretError, RecallList
 from scanstation.store import PRODUCT_COLUMNS, PRODUCT_FIELDS, Store, row_to_product
 from scanstation.views import iso
 
-FOREVER = 1e12
-"""An `until` later than any scan (year 33658)."""
-
 COMPLETENESS_BUCKETS = ((0, 24), (25, 49), (50, 74), (75, 99), (100, 100))
 
 
@@ -122,6 +119,20 @@ class CompletenessReport:
     """GTINs scanned in the period that the catalog does not know, most scanned first."""
 
 
+def _period(
+    since: float | None, until: float | None, column: str = "time"
+) -> tuple[str, list[float]]:
+    """SQL conditions for [since, until) (none without bounds: a full scan beats the index)."""
+    terms, params = [], []
+    if since is not None:
+        terms.append(f"{column} >= ?")
+        params.append(since)
+    if until is not None:
+        terms.append(f"{column} < ?")
+        params.append(until)
+    return " AND ".join(terms) or "1", params
+
+
 async def gtin_counts(
     store: Store,
     *,
@@ -131,14 +142,16 @@ async def gtin_counts(
     only_unknown: bool = False,
 ) -> list[GtinCount]:
     """Scans per GTIN in [since, until), most scanned first."""
+    period, params = _period(since, until, "e.time")
     rows = await store.fetchall(
-        "SELECT e.gtin, COALESCE(p.name, ''), p.id IS NOT NULL, p.completeness, COUNT(*), "
-        "COUNT(DISTINCT NULLIF(e.batch, '')), COUNT(DISTINCT e.device_id), MIN(e.time), "
-        "MAX(e.time) FROM scan_events e LEFT JOIN products p ON p.gtin = e.gtin "
-        "WHERE e.time >= ? AND e.time < ? AND e.gtin != '' "
-        + ("AND p.id IS NULL " if only_unknown else "")
-        + "GROUP BY e.gtin ORDER BY COUNT(*) DESC, e.gtin LIMIT ?",
-        (since or 0, until or FOREVER, -1 if limit is None else limit),
+        "SELECT e.gtin, COALESCE(p.name, ''), p.id IS NOT NULL, p.completeness, e.scans, "
+        "e.batches, e.devices, e.first_seen, e.last_seen FROM (SELECT gtin, COUNT(*) AS scans, "
+        "COUNT(DISTINCT NULLIF(batch, '')) AS batches, COUNT(DISTINCT device_id) AS devices, "
+        f"MIN(time) AS first_seen, MAX(time) AS last_seen FROM scan_events e WHERE {period} "
+        "AND gtin != '' GROUP BY gtin) e LEFT JOIN products p ON p.gtin = e.gtin "
+        + ("WHERE p.id IS NULL " if only_unknown else "")
+        + "ORDER BY e.scans DESC, e.gtin LIMIT ?",
+        (*params, -1 if limit is None else limit),
     )
     return [
         GtinCount(
@@ -165,41 +178,44 @@ async def batch_counts(
     recalls: RecallList | None = None,
 ) -> list[BatchCount]:
     """Scans per (GTIN, batch) in [since, until), with where they were seen."""
-    where = "WHERE time >= ? AND time < ? AND gtin != '' AND (? IS NULL OR gtin = ?)"
-    params = (since or 0, until or FOREVER, gtin, gtin)
+    period, period_params = _period(since, until)
+    where = f"WHERE {period} AND gtin != ''" + (" AND gtin = ?" if gtin else "")
+    params = (*period_params, *([gtin] if gtin else []))
+    # GROUP_CONCAT(DISTINCT …) only joins with ","; commas inside values travel as \x1f.
     rows = await store.fetchall(
         "SELECT gtin, batch, MAX(expiry), COUNT(*), COUNT(DISTINCT NULLIF(serial, '')), "
-        f"MIN(time), MAX(time) FROM scan_events {where} GROUP BY gtin, batch "
-        "ORDER BY COUNT(*) DESC, gtin, batch",
+        "MIN(time), MAX(time), GROUP_CONCAT(DISTINCT REPLACE(site, ',', char(31))), "
+        "GROUP_CONCAT(DISTINCT REPLACE(device_id, ',', char(31))), "
+        "GROUP_CONCAT(DISTINCT REPLACE(source, ',', char(31))) "
+        f"FROM scan_events {where} GROUP BY gtin, batch ORDER BY COUNT(*) DESC, gtin, batch",
         params,
     )
-    places: dict[tuple[str, str], tuple[set[str], set[str], set[str]]] = {}
-    for r in await store.fetchall(
-        f"SELECT DISTINCT gtin, batch, site, device_id, source FROM scan_events {where}", params
-    ):
-        sites, devices, sources = places.setdefault((r[0], r[1]), (set(), set(), set()))
-        sites.update(filter(None, [r[2]]))
-        devices.add(r[3])
-        sources.add(r[4])
-    counts = []
-    for r in rows:
-        sites, devices, sources = places.get((r[0], r[1]), (set(), set(), set()))
-        counts.append(
-            BatchCount(
-                gtin=r[0],
-                batch=r[1],
-                expiry=r[2] or "",
-                scans=r[3],
-                serials=r[4],
-                sites=tuple(sorted(sites)),
-                devices=tuple(sorted(devices)),
-                sources=tuple(sorted(sources)),
-                first_seen=r[5],
-                last_seen=r[6],
-                recalled=recalls.is_recalled(r[0], r[1] or None) if recalls else False,
-            )
+    return [
+        BatchCount(
+            gtin=r[0],
+            batch=r[1],
+            expiry=r[2] or "",
+            scans=r[3],
+            serials=r[4],
+            sites=_names(r[7]),
+            devices=_names(r[8]),
+            sources=_names(r[9]),
+            first_seen=r[5],
+            last_seen=r[6],
+            recalled=recalls.is_recalled(r[0], r[1] or None) if recalls else False,
         )
-    return counts
+        for r in rows
+    ]
+
+
+def _names(joined: str | None) -> tuple[str, ...]:
+    """Distinct names from GROUP_CONCAT, sorted, empty ones dropped.
+
+    >>> _names("store-9,store-7,,Depot\x1f Hall 2")
+    ('Depot, Hall 2', 'store-7', 'store-9')
+    """
+    parts = (part.replace("\x1f", ",") for part in (joined or "").split(","))
+    return tuple(sorted(part for part in parts if part))
 
 
 async def recall_report(
@@ -234,11 +250,12 @@ async def completeness_report(
         row_to_product(r)
         for r in await store.fetchall(f"SELECT {PRODUCT_COLUMNS} FROM products ORDER BY gtin")
     ]
+    period, params = _period(since, until)
     scans = {
         r[0]: r[1]
         for r in await store.fetchall(
-            "SELECT gtin, COUNT(*) FROM scan_events WHERE time >= ? AND time < ? GROUP BY gtin",
-            (since or 0, until or FOREVER),
+            f"SELECT gtin, COUNT(*) FROM scan_events WHERE {period} GROUP BY gtin",
+            params,
         )
     }
     rows = [

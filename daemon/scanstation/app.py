@@ -16,10 +16,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from scanstation import systemd
 from scanstation.config import Config, SourceConfig
 from scanstation.events import EventBus
 from scanstation.model import Capture, Scan
@@ -29,6 +30,9 @@ from scanstation.sources.base import Source
 from scanstation.store import NotFound, Store
 from scanstation.web.api import Services
 from scanstation.web.server import make_app
+
+if TYPE_CHECKING:
+    from scanstation.gpio import GpioIO
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +67,7 @@ def build_source(config: SourceConfig) -> Source:
         case "camera":
             from scanstation.sources.camera import CameraSource
 
-            return CameraSource(config)  # type: ignore[no-any-return]
+            return CameraSource(config)
         case "hid":
             from scanstation.sources.hid import HidSource
 
@@ -168,6 +172,41 @@ async def http_server(app: web.Application, host: str, port: int) -> AsyncIterat
         await runner.cleanup()
 
 
+def init_sources(config: Config, extra: list[Source] | None) -> list[Source]:
+    return [build_source(s) for s in config.sources if s.enabled] + (extra or [])
+
+
+def software_triggers(sources: list[Source]) -> dict[str, Callable[[], None]]:
+    """Sources that open a read window on request (cameras with trigger = software|gpio)."""
+    return {
+        s.name: s.trigger  # type: ignore[attr-defined]
+        for s in sources
+        if getattr(getattr(s, "config", None), "trigger", "continuous") != "continuous"
+        and callable(getattr(s, "trigger", None))
+    }
+
+
+def init_gpio(config: Config, pipeline: Pipeline, sources: list[Source]) -> GpioIO | None:
+    """Feedback once a scan is durable, rejects when a capture finishes, the photo-eye
+    opening read windows, the session button — when any pin is configured."""
+    if not config.gpio.in_use:
+        return None
+    from scanstation.gpio import GpioIO
+
+    gpio = GpioIO(
+        config.gpio,
+        toggle_session=lambda: pipeline.toggle_session("button"),
+        new_session=lambda: pipeline.start_session("button"),
+    )
+    gpio.trigger_listeners.extend(
+        s.trigger  # type: ignore[attr-defined]
+        for s in sources
+        if getattr(getattr(s, "config", None), "trigger", None) == "gpio"
+    )
+    pipeline.on_finished.append(gpio.on_capture)
+    return gpio
+
+
 async def run(
     config: Config,
     stop: asyncio.Event,
@@ -184,17 +223,25 @@ async def run(
         bus = EventBus()
         enrichers = await init_classifier(config, store)
         pipeline = Pipeline(store, config, bus=bus, enrichers=enrichers)
-        sources = [build_source(s) for s in config.sources if s.enabled]
-        sources += extra_sources or []
-        services = Services(config, store, pipeline, bus, {s.name: s.health for s in sources})
+        sources = init_sources(config, extra_sources)
+        gpio = init_gpio(config, pipeline, sources)
+        emit = gpio.feedback_emit(pipeline.ingest) if gpio else pipeline.ingest
+        services = Services(
+            config,
+            store,
+            pipeline,
+            bus,
+            sources={s.name: s.health for s in sources},
+            triggers=software_triggers(sources),
+        )
         daemon = Daemon(config, store, pipeline, bus, sources)
+        app = make_app(services, previews={s.name: s for s in sources})
 
-        async with http_server(make_app(services), config.http.host, config.http.port) as url:
+        async with http_server(app, config.http.host, config.http.port) as url:
             daemon.url = url
             async with asyncio.TaskGroup() as tg:
                 source_tasks = [
-                    tg.create_task(supervise(s, pipeline.ingest), name=f"source-{s.name}")
-                    for s in sources
+                    tg.create_task(supervise(s, emit), name=f"source-{s.name}") for s in sources
                 ]
                 pipeline_task = tg.create_task(pipeline.run(), name="pipeline")
                 background = [
@@ -206,14 +253,28 @@ async def run(
                         retention_loop(config.images_path, config.storage.image_retention_days),
                         name="image-retention",
                     ),
+                    # systemd's watchdog is fed only while the database and the walk are alive.
+                    tg.create_task(
+                        systemd.watchdog_loop(
+                            [
+                                systemd.store_check(store),
+                                systemd.task_alive("pipeline", pipeline_task),
+                            ]
+                        ),
+                        name="systemd-watchdog",
+                    ),
                 ]
+                if gpio is not None:
+                    background.append(tg.create_task(gpio.run(), name="gpio"))
                 daemon.tasks = [*source_tasks, pipeline_task, *background]
                 log.info("scanstation %s ready on %s", config.device.id, url)
+                systemd.ready(f"{len(sources)} sources, {url}")
                 if on_ready is not None:
                     on_ready(daemon)
                 await stop.wait()
 
                 log.info("stopping: sources first, then the pipeline")
+                systemd.stopping()
                 for task in source_tasks + background:
                     task.cancel()
                 with contextlib.suppress(TimeoutError):

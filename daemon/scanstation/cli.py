@@ -43,13 +43,18 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         "decode a recorded HID event stream into scans",
     ),
     "fleet": ("scanstation.fleet", "fleet_main", "live table of every device on a broker"),
+    "report": (
+        "scanstation.analytics",
+        "report_main",
+        "analytics: scans per GTIN and batch, recalled batches scanned, catalog completeness",
+    ),
     "set-password": (
         "scanstation.web.passwords",
         "set_password_main",
         "set the web UI password",
     ),
 }
-BENCHMARKS = ("ingest", "parse", "decode", "classify", "hid")
+BENCHMARKS = ("ingest", "parse", "decode", "classify", "hid", "pages", "outputs")
 
 
 class UsageError(Exception):
@@ -112,12 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(lst)
 
     for name, (_, _, help_text) in DELEGATED.items():
-        p = sub.add_parser(name, help=help_text, add_help=False)
-        p.add_argument("args", nargs=argparse.REMAINDER)
+        sub.add_parser(name, help=help_text, add_help=False)
 
-    p = sub.add_parser("bench", help="benchmarks: " + " | ".join(BENCHMARKS), add_help=False)
-    p.add_argument("name", nargs="?", choices=BENCHMARKS)
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("bench", help="benchmarks: " + " | ".join(BENCHMARKS), add_help=False)
     return parser
 
 
@@ -196,7 +198,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"mqtt {config.mqtt.host or 'off'}"
         )
         return EXIT_OK
+    from scanstation.web.passwords import ensure_ui_password
+
     ensure_api_key(config, sys.stderr)
+    ensure_ui_password(config, sys.stderr)
     _run_until_signalled(config)
     return EXIT_OK
 
@@ -237,7 +242,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
             await store.upsert_products(parse_products(catalog_text, "demo_catalog.csv"))
 
     asyncio.run(load_catalog())
+    from scanstation.web.passwords import ensure_ui_password
+
     key = ensure_api_key(config, sys.stderr)
+    password_note = ensure_ui_password(config, sys.stderr)
+    password = password_note.read_text().strip() if password_note else "(already set)"
 
     mqtt = config.mqtt.host or "off (no broker on 127.0.0.1:1883; the outbox keeps events)"
 
@@ -245,6 +254,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(
             f"\nscanstation demo is running.\n"
             f"  UI and API: {daemon.url}  (storage: {storage})\n"
+            f"  UI login:   password {password}\n"
             f"  API key:    {key}\n"
             f"  MQTT:       {mqtt}\n"
             f"  Try:        curl -H 'X-API-Key: {key}' {daemon.url}/scanner/api/v1/captures\n"
@@ -371,9 +381,35 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def _split_global_options(argv: list[str]) -> tuple[list[str], list[str]]:
+    """(options before the command, the command and its arguments)."""
+    head: list[str] = []
+    rest = list(argv)
+    while rest and rest[0].startswith("-"):
+        option = rest.pop(0)
+        head.append(option)
+        if option == "--log-level" and rest:
+            head.append(rest.pop(0))
+    return head, rest
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    head, rest = _split_global_options(argv)
+    if rest and (rest[0] in DELEGATED or rest[0] == "bench"):
+        # These commands own their options (argparse's REMAINDER would drop a leading --x).
+        args = parser.parse_args([*head, rest[0]])
+        args.args = rest[1:]
+        if rest[0] == "bench":
+            args.name = rest[1] if len(rest) > 1 and not rest[1].startswith("-") else None
+            args.args = rest[2:] if args.name else rest[1:]
+            if args.name is not None and args.name not in BENCHMARKS:
+                parser.error(
+                    f"unknown benchmark {args.name!r}; choose from {', '.join(BENCHMARKS)}"
+                )
+    else:
+        args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -23,6 +23,8 @@ from pydantic import (
 
 DEFAULT_CONFIG_PATHS = (Path("/etc/scanstation/scanstation.toml"), Path("scanstation.toml"))
 ENV_PREFIX = "SCANSTATION_"
+NOT_CONFIG_ENV = frozenset({"SCANSTATION_CONFIG", "SCANSTATION_LOG_LEVEL"})
+"""Variables of the command line itself, not overrides of config keys."""
 
 
 class ConfigError(Exception):
@@ -95,22 +97,36 @@ class _SourceBase(_Section):
 
 class CameraSourceConfig(_SourceBase):
     type: Literal["camera"]
-    backend: Literal["picamera2", "opencv", "file"] = "opencv"
+    backend: Literal["picamera2", "opencv", "file"] = Field(
+        "opencv",
+        description="picamera2 (Pi camera modules), opencv (USB/V4L2, RTSP, video files), "
+        "file (image folder or video replayed at fps)",
+    )
     device: str = Field("0", description="Camera index, V4L2 path, RTSP URL, video file or folder")
     resolution: tuple[int, int] = Field((1280, 720), description="Width and height in pixels")
-    fps: float = Field(15.0, gt=0, le=120)
+    fps: float = Field(15.0, gt=0, le=120, description="Frames per second asked; replay pace")
     formats: list[str] = Field(
         default_factory=list, description="zxing-cpp format names; empty means all"
     )
     roi: tuple[float, float, float, float] | None = Field(
         None, description="Region of interest as fractions: x, y, width, height"
     )
-    trigger: Literal["continuous", "gpio", "software"] = "continuous"
-    read_window_ms: int = Field(1000, gt=0, description="Read window after a trigger")
+    trigger: Literal["continuous", "gpio", "software"] = Field(
+        "continuous",
+        description="continuous: always reading; software (HTTP/MQTT) or gpio (photo-eye): "
+        "read windows, with a no-read image when one ends without a code",
+    )
+    read_window_ms: int = Field(
+        1000, gt=0, description="Read window after a trigger; ends early on the first good read"
+    )
     dedup_window_s: float = Field(
         2.0, ge=0, description="A code must be out of view this long before it is read again"
     )
-    autofocus: Literal["continuous", "auto", "manual"] = "continuous"
+    autofocus: Literal["continuous", "auto", "manual"] = Field(
+        "continuous",
+        description="picamera2 autofocus modules: continuous, auto (one cycle at start), or "
+        "manual at lens_position",
+    )
     lens_position: float | None = Field(None, ge=0, description="Manual focus, dioptres")
     loop: bool = Field(False, description="file backend: replay the files forever")
     decode_threads: int = Field(0, ge=0, description="Decoder threads; 0 uses every core")
@@ -120,7 +136,8 @@ class CameraSourceConfig(_SourceBase):
     )
     retries: bool = Field(
         True,
-        description="Deskew tilted 1-D codes the first pass missed; contrast/upscale small images",
+        description="Frames the first pass read nothing in: deskew 1-D-looking regions; "
+        "contrast/upscale small images",
     )
     skip_static: bool = Field(
         True, description="Do not decode a frame again while the scene has not changed"
@@ -657,7 +674,7 @@ class _OutputBase(_Section):
         description="Output name (default: its type); unique; a webhook's queued events are "
         "kept under it, so renaming one strands what it had queued",
     )
-    enabled: bool = True
+    enabled: bool = Field(True, description="false: configured but not used")
     filter: OutputFilter = Field(default_factory=OutputFilter)
     match: MatchRules = Field(default_factory=MatchRules)
     mode: Literal["template", "gtin", "hri"] = Field(
@@ -686,8 +703,9 @@ class _OutputBase(_Section):
     max_age_ms: int = Field(
         3000,
         ge=0,
-        description="Keyboard and serial: a read finished longer after it was made (a backlog, "
-        "a resumed or retried capture) is not typed any more (0: no limit)",
+        description="Keyboard and serial: a read still unsent this long after its capture was "
+        "committed (device missing, port closed, a backlog) is dropped, never sent late "
+        "(0: no limit)",
     )
 
     @field_validator("format")
@@ -865,7 +883,7 @@ def apply_env_overrides(data: dict[str, Any], environ: Mapping[str, str]) -> lis
     """Apply SCANSTATION_<SECTION>_<KEY>=value to `data`; return the names applied."""
     applied = []
     for name, text in sorted(environ.items()):
-        if not name.startswith(ENV_PREFIX) or name in ("SCANSTATION_CONFIG",):
+        if not name.startswith(ENV_PREFIX) or name in NOT_CONFIG_ENV:
             continue
         rest = name[len(ENV_PREFIX) :].lower()
         section = next((s for s in _ENV_SECTIONS if rest.startswith(s + "_")), None)

@@ -154,6 +154,23 @@ class PressTracker:
             return "short" if t - pressed_at >= self.debounce_s else None
 
 
+def _gpio_hint(error: Exception) -> str:
+    """What to do about a pin that gpiozero refused, by the kind of refusal."""
+    match type(error).__name__:
+        case "BadPinFactory":
+            return (
+                "No GPIO pin library could be loaded: on a Raspberry Pi install python3-lgpio "
+                "(firmware-config/provision.sh does); on another machine remove the [gpio] "
+                'pins or set [gpio] pin_factory = "mock"'
+            )
+        case "GPIOPinInUse":
+            return "Another device in this configuration already uses the pin"
+    return (
+        "Check that the pin is free (no overlay such as 1-Wire, SPI or I2C, no other "
+        "program) and that the service user is in the gpio group"
+    )
+
+
 def _make_pin_factory(name: str) -> Any:
     """The gpiozero pin factory for [gpio] pin_factory (None: gpiozero's own choice)."""
     match name:
@@ -270,8 +287,7 @@ class GpioIO:
             self.close()
             raise GpioError(
                 f"[gpio] {function} = {pin}: cannot use GPIO{pin}: {type(exc).__name__}: {exc}. "
-                "Check that the pin is free (no overlay, no other program) and that the "
-                "service user is in the gpio group"
+                + _gpio_hint(exc)
             ) from exc
         self._devices.append(device)
         return device

@@ -69,6 +69,9 @@ STATS_INTERVAL_S = 2.0
 STOP_TIMEOUT_S = 1.5
 """How long a clean stop may wait for the ``offline`` PUBACK and the DISCONNECT."""
 CONNECT_TIMEOUT_S = 10.0
+ACK_LINGER_S = 0.05
+ACK_BATCH = 512
+"""Acknowledged rows are deleted in batches: after ACK_LINGER_S or once ACK_BATCH gather."""
 COMMAND_QUEUE = 256
 CORRELATION_MEMORY = 1024
 """Correlation ids remembered (with their replies) so a repeated command runs once."""
@@ -590,7 +593,7 @@ class Connection:
             )
 
         try:
-            await self.loop.run_in_executor(None, connect)
+            await _in_daemon_thread(connect)
         except ssl.SSLCertVerificationError as exc:
             raise MqttError(
                 f"TLS to {self.broker}: the broker's certificate was not verified "
@@ -749,12 +752,18 @@ class Connection:
         if threading.get_ident() == self._loop_thread:
             fn()
         else:
-            self.loop.call_soon_threadsafe(fn)
+            # The loop may be gone if the daemon stopped while this connect was under way.
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(fn)
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._sock = sock
 
         def start() -> None:
+            if self.closed.done():  # abandoned while connecting: close, do not watch
+                with contextlib.suppress(Exception):
+                    self.client._sock_close()
+                return
             self.loop.add_reader(sock.fileno(), self._readable)
             self._misc = self.loop.create_task(self._misc_loop(), name="mqtt-misc")
 
@@ -807,6 +816,33 @@ class Connection:
         while self.client.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS:  # noqa: ASYNC110 (paho polls)
             await asyncio.sleep(1)
         self._closed("keepalive timed out")
+
+
+async def _in_daemon_thread(work: Callable[[], None]) -> None:
+    """Run blocking ``work`` in a daemon thread: a connect stuck in DNS or TCP must not hold
+    up the daemon's exit (the default executor is joined when the loop closes)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            work()
+        except BaseException as exc:  # handed to the awaiting coroutine
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="mqtt-connect", daemon=True).start()
+    await future
 
 
 class ConnectRefused(MqttError):
@@ -969,18 +1005,19 @@ class MqttLink:
                 self._conn = conn
                 try:
                     await self._session(conn)
+                except asyncio.CancelledError:
+                    raise  # a stop: _stop says offline and disconnects on this connection
                 except MqttError as exc:
                     self._failed(str(exc))
                     self._connection_lost()
                 except Exception as exc:  # a bug or a storage error: log it, reconnect
                     log.exception("MQTT: the session failed")
                     self._failed(f"{type(exc).__name__}: {exc}")
-                finally:
-                    self._conn = None
-                    self._c.connected_since = None
-                    self._c.in_flight = 0
-                    self._in_flight.clear()
-                    conn.abort("session ended")
+                self._conn = None
+                self._c.connected_since = None
+                self._c.in_flight = 0
+                self._in_flight.clear()
+                conn.abort("session ended")
                 # A link that stayed up a while earns a quick reconnect.
                 if time.monotonic() - started > 10:
                     failures = 0
@@ -1051,10 +1088,6 @@ class MqttLink:
             # Respect the broker's limits instead of being disconnected for exceeding them.
             window = min(window, int(getattr(properties, "ReceiveMaximum", window)))
             max_bytes = min(max_bytes, int(getattr(properties, "MaximumPacketSize", max_bytes)))
-        self._c.connects += 1
-        self._c.connected_since = time.time()
-        self._c.last_error = ""
-        log.info("MQTT: connected to %s (MQTT %s, window %d)", conn.broker, self.protocol, window)
         await conn.publish(
             self.topics.status,
             status_payload("online", self.config, self.started_at),
@@ -1071,6 +1104,11 @@ class MqttLink:
                 conn.publish(topic, payload, qos=1, retain=True)
         # Acks of the previous connection must be deleted before its rows are read again.
         await self._flush_acks()
+        # Connected (for the state and the UI) once presence and commands are in place.
+        self._c.connects += 1
+        self._c.connected_since = time.time()
+        self._c.last_error = ""
+        log.info("MQTT: connected to %s (MQTT %s, window %d)", conn.broker, self.protocol, window)
         drain = _Drain(asyncio.Semaphore(window), window, max_bytes)
         tasks = [
             asyncio.create_task(_guarded(conn, self._drain(conn, drain)), name="mqtt-drain"),
@@ -1281,7 +1319,15 @@ class MqttLink:
     async def _flush_loop(self) -> None:
         while True:
             await self._flush_wanted.wait()
-            await self._flush_acks()
+            if len(self._acked) < ACK_BATCH:
+                # Gather acknowledgements for a moment: one deleting transaction (one fsync
+                # on the writer the pipeline shares) per batch instead of one per event.
+                await asyncio.sleep(ACK_LINGER_S)
+            try:
+                await self._flush_acks()
+            except Exception:  # the rows stay; they are deleted on the next try
+                log.exception("MQTT: deleting acknowledged outbox rows failed")
+                await asyncio.sleep(1)
 
     async def _flush_acks(self) -> None:
         """Delete every acknowledged row (one transaction for all gathered so far)."""

@@ -25,9 +25,9 @@ from scanstation import __version__
 from scanstation.config import Config
 from scanstation.events import EventBus
 from scanstation.interpret import Interpretation, RecallList, interpret
-from scanstation.model import Capture, CaptureMode, CaptureStatus, Scan
+from scanstation.model import Capture, CaptureMode, CaptureStatus, Scan, Session
 from scanstation.store import CaptureOutcome, Conflict, NewCapture, Store, StoreError
-from scanstation.views import capture_json, iso
+from scanstation.views import capture_json, iso, session_json
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +178,33 @@ class Pipeline:
         self._idle.clear()
         await self.queue.put(capture.id)
         return capture
+
+    # ---- sessions started and ended from the device (button, MQTT command) ---------------
+
+    async def start_session(self, started_by: str) -> Session:
+        """End the newest ACTIVE session (if any) and start a new one."""
+        await self.end_session()
+        session = await self.store.create_session(
+            capture_mode=CaptureMode(self.config.session.capture_mode),
+            metadata={"started_by": started_by},
+        )
+        self.bus.publish("session", session_json(session))
+        return session
+
+    async def end_session(self) -> Session | None:
+        """End the newest ACTIVE session; None when there was none."""
+        active = await self.store.latest_active_session(None)
+        if active is None:
+            return None
+        ended = await self.store.end_session(active.public_id)
+        self._rolling = {k: v for k, v in self._rolling.items() if v != active.public_id}
+        self.bus.publish("session", session_json(ended))
+        return ended
+
+    async def toggle_session(self, started_by: str) -> None:
+        """A session button's short press: end the ACTIVE session, or start one."""
+        if await self.end_session() is None:
+            await self.start_session(started_by)
 
     def save_image(self, data: bytes, ext: str) -> str:
         """Write an image under storage/images/YYYY/MM/DD/; returns its key (relative path)."""

@@ -87,6 +87,7 @@ MIGRATIONS: tuple[str, ...] = (
         created REAL NOT NULL,
         modified REAL NOT NULL
     );
+    CREATE INDEX products_completeness ON products(completeness);
     CREATE TABLE captures (
         id INTEGER PRIMARY KEY,
         public_id TEXT NOT NULL UNIQUE,
@@ -144,6 +145,7 @@ MIGRATIONS: tuple[str, ...] = (
         expiry TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX scan_events_time ON scan_events(time);
+    CREATE INDEX scan_events_gtin_time ON scan_events(gtin, time);
     -- One row per event and destination: 'mqtt', or 'webhook:<name>' for a webhook output.
     CREATE TABLE outbox (
         id INTEGER PRIMARY KEY,
@@ -187,6 +189,16 @@ MIGRATIONS: tuple[str, ...] = (
         created REAL NOT NULL
     );
     CREATE INDEX reference_photos_model ON reference_photos(model);
+    -- Logged-in web UI sessions (only digests of the cookies are kept).
+    CREATE TABLE ui_sessions (
+        token_sha256 TEXT PRIMARY KEY,
+        csrf_token TEXT NOT NULL,
+        password_tag TEXT NOT NULL,
+        created REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        remote TEXT NOT NULL DEFAULT '',
+        user_agent TEXT NOT NULL DEFAULT ''
+    );
     CREATE TABLE counters (
         name TEXT PRIMARY KEY,
         value INTEGER NOT NULL
@@ -510,7 +522,12 @@ class Store:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = await self._connect()
-        await self._migrate(self._writer)
+        try:
+            await self._migrate(self._writer)
+        except BaseException:
+            await self._writer.close()
+            self._writer = None
+            raise
         self._reader = await self._connect()
         self._reader.row_factory = sqlite3.Row  # rows index by position and by column name
         self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")

@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
+class _NotifyFailures:
+    """Failed notifications since start (the first is logged as a warning, the rest as debug)."""
+
+    count = 0
+
+
 Check = Callable[[], Awaitable[bool]]
 """A health check: True while its part works. A raised exception or a timeout counts as False."""
 
@@ -83,7 +90,10 @@ def notify(*states: str, environ: Mapping[str, str] | None = None) -> bool:
             sock.setblocking(False)
             sock.sendto(message, address)
     except OSError as exc:
-        log.warning("sd_notify to %r failed: %s", os.environ.get("NOTIFY_SOCKET"), exc)
+        # Once loudly, then quietly: the watchdog would repeat it every few seconds.
+        level = logging.DEBUG if _NotifyFailures.count else logging.WARNING
+        _NotifyFailures.count += 1
+        log.log(level, "sd_notify to %r failed: %s", address, exc)
         return False
     return True
 

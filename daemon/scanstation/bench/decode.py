@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, cast
@@ -268,8 +268,13 @@ class DecoderRow:
     """Codes reported on images without a barcode (or, on synthetic frames, wrong texts)."""
     median_ms: float
     """Median wall time per image."""
+    cpu_ms: float
+    """Median CPU time per image (the decoding thread's): steady when other processes load
+    the machine, unlike wall time."""
     fps: float
     """Images per second over the whole set (several threads where the row says so)."""
+    empty_cpu_ms: float = 0.0
+    """Median CPU time on frames without a barcode (options table only)."""
 
     @property
     def rate(self) -> float:
@@ -297,6 +302,53 @@ def _zxing_reader(formats: Sequence[str], tuned: bool) -> Reader:
         return [b.text for b in found]
 
     return read
+
+
+def _options_reader(formats: Sequence[str], **options: bool) -> Reader:
+    wanted = zxingcpp.BarcodeFormats(parse_formats(formats))
+
+    def read(frame: Frame) -> list[str]:
+        found = zxingcpp.read_barcodes(
+            frame,
+            formats=wanted,
+            try_rotate=options.get("try_rotate", True),
+            try_downscale=options.get("try_downscale", True),
+            try_invert=options.get("try_invert", True),
+            text_mode=zxingcpp.TextMode.Plain,
+        )
+        return [b.text for b in found]
+
+    return read
+
+
+OPTION_VARIANTS: tuple[tuple[str, tuple[str, ...], dict[str, bool]], ...] = (
+    ("defaults, every format", (), {}),
+    ("defaults, retail formats", RETAIL_FORMATS, {}),
+    ("+ try_invert=False (used)", RETAIL_FORMATS, {"try_invert": False}),
+    ("+ try_rotate=False", RETAIL_FORMATS, {"try_invert": False, "try_rotate": False}),
+    (
+        "+ try_downscale=False instead",
+        RETAIL_FORMATS,
+        {"try_invert": False, "try_downscale": False},
+    ),
+    (
+        "all three off",
+        RETAIL_FORMATS,
+        {"try_invert": False, "try_rotate": False, "try_downscale": False},
+    ),
+)
+
+
+def options_rows(images: Sequence[tuple[Frame, str | None, str | None]]) -> list[DecoderRow]:
+    """zxing-cpp's extra attempts switched off one by one: what each costs and reads."""
+    empty = [(render_scene([], seed=s), None, None) for s in range(8)]
+    rows = []
+    for name, formats, options in OPTION_VARIANTS:
+        reader = _options_reader(formats, **options)
+        row = measure(name, reader, images)
+        idle = measure(name, reader, empty)
+        rows.append(replace(row, false_reports=row.false_reports, empty_cpu_ms=idle.cpu_ms))
+    return rows
 
 
 def _pipeline_reader(formats: Sequence[str]) -> Reader:
@@ -347,10 +399,10 @@ def measure(
 ) -> DecoderRow:
     """Run `reader` over (frame, expected text or None for negatives, expected bytes hex)."""
 
-    def one(item: tuple[Frame, str | None, str | None]) -> tuple[float, list[str]]:
-        started = time.perf_counter()
+    def one(item: tuple[Frame, str | None, str | None]) -> tuple[float, float, list[str]]:
+        started, cpu = time.perf_counter(), time.thread_time()
         texts = reader(item[0])
-        return time.perf_counter() - started, texts
+        return time.perf_counter() - started, time.thread_time() - cpu, texts
 
     started = time.perf_counter()
     if threads > 1:
@@ -360,7 +412,7 @@ def measure(
         results = [one(item) for item in images]
     elapsed = time.perf_counter() - started
     read = false = 0
-    for (_, texts), (_, expected, hex_bytes) in zip(results, images, strict=True):
+    for (_, _, texts), (_, expected, hex_bytes) in zip(results, images, strict=True):
         if expected is None and hex_bytes is None:
             false += bool(texts)
             continue
@@ -374,7 +426,8 @@ def measure(
         images=positives,
         read=read,
         false_reports=false,
-        median_ms=round(statistics.median(t for t, _ in results) * 1000, 2),
+        median_ms=round(statistics.median(t for t, _, _ in results) * 1000, 2),
+        cpu_ms=round(statistics.median(c for _, c, _ in results) * 1000, 2),
         fps=round(len(images) / elapsed, 1) if elapsed else 0.0,
     )
 
@@ -559,6 +612,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, object]:
         rows.append(measure("ZBar (pyzbar)", pyzbar, images))
     rows.append(measure("OpenCV barcode + QR detectors", opencv, images))
     report["synthetic_rows"] = [asdict(r) | {"rate": round(r.rate, 4)} for r in rows]
+    report["options_rows"] = [asdict(r) | {"rate": round(r.rate, 4)} for r in options_rows(images)]
     # Frames/s, bare vs the camera path, alternated over rounds so that load from other
     # processes hits both alike; the ratio is the median of the per-round ratios.
     bare_tuned = _zxing_reader(RETAIL_FORMATS, True)
@@ -596,12 +650,13 @@ def run_bench(args: argparse.Namespace) -> dict[str, object]:
 def _table(title: str, rows: Sequence[dict[str, Any]]) -> str:
     lines = [
         title,
-        f"  {'decoder':<42} {'read':>9} {'rate':>7} {'false':>6} {'median ms':>10} {'fps':>8}",
+        f"  {'decoder':<42} {'read':>9} {'rate':>7} {'false':>6} {'median ms':>10} "
+        f"{'cpu ms':>7} {'fps':>7}",
     ]
     for r in rows:
         lines.append(
             f"  {r['decoder']:<42} {r['read']:>4}/{r['images']:<4} {100 * r['rate']:>6.1f}% "
-            f"{r['false_reports']:>6} {r['median_ms']:>10.2f} {r['fps']:>8.1f}"
+            f"{r['false_reports']:>6} {r['median_ms']:>10.2f} {r['cpu_ms']:>7.2f} {r['fps']:>7.1f}"
         )
     return "\n".join(lines)
 
@@ -629,7 +684,7 @@ def format_report(report: dict[str, Any]) -> str:
     cam = report["camera_path"]
     out.append(
         f"  {'this pipeline, camera path (' + str(report['threads']) + ' decoder threads)':<42} "
-        f"{'':>9} {'':>7} {'':>6} {'':>10} {cam['fps']:>8.1f}"
+        f"{'':>9} {'':>7} {'':>6} {'':>10} {'':>7} {cam['fps']:>7.1f}"
     )
     out.append(
         f"  frames/s vs bare zxing-cpp on 1 thread: {report['speedup_vs_bare_same_options']}× "
@@ -637,6 +692,15 @@ def format_report(report: dict[str, Any]) -> str:
         f"bare {cam['bare_tuned_1_thread_fps']} fps), "
         f"{report['speedup_vs_bare_defaults']}× (zxing defaults)"
     )
+    out.append("")
+    out.append(
+        "zxing-cpp options on the same frames (1 thread; CPU ms per frame with a code / empty):"
+    )
+    for r in report["options_rows"]:
+        out.append(
+            f"  {r['decoder']:<42} {r['read']:>4}/{r['images']:<4} "
+            f"{r['cpu_ms']:>7.2f} ms {r['empty_cpu_ms']:>7.2f} ms"
+        )
     out.append("")
     out.append(_table("Tilted GS1-128 (any angle), 1280×720:", report["tilted_rows"]))
     static = report["static_scene"]

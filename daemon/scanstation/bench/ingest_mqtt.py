@@ -176,7 +176,11 @@ class _Station:
         if event.topic != "captures":
             return
         now = time.perf_counter()
-        public_id = json.loads(event.payload)["public_id"]
+        head = '{"public_id": "'
+        if event.payload.startswith(head):  # cheap: the capture's id leads the event
+            public_id = event.payload[len(head) : event.payload.index('"', len(head))]
+        else:
+            public_id = json.loads(event.payload)["public_id"]
         started = self.started.pop(public_id, None)
         if started is not None:
             self.latencies.append(now - started)

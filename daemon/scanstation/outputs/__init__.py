@@ -27,6 +27,7 @@ from scanstation.config import (
     MatchRules,
     SerialOutputConfig,
     WebhookOutputConfig,
+    unique_output_names,
 )
 from scanstation.model import Capture
 from scanstation.outputs.base import LiveSink, Sink, WrittenListener
@@ -58,15 +59,18 @@ class Outputs:
         store: Store,
         *,
         reject: RejectCallback | None = None,
+        match: MatchRules | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.store = store
         self.reject = reject
         self.clock = clock
-        rules: MatchRules | None = getattr(config, "match", None)
+        # Global rules: passed in, or a [match] table once Config has one.
+        rules: MatchRules | None = match if match is not None else getattr(config, "match", None)
         self.rules: CompiledRules | None = compile_rules(rules) if rules is not None else None
         self.global_rules = rules
+        unique_output_names(config.outputs)  # two drainers on one destination would double-post
         self.live: list[LiveSink] = []
         self.webhooks: list[WebhookSink] = []
         for output in config.outputs:
@@ -94,7 +98,8 @@ class Outputs:
     # ---- the match rules ------------------------------------------------------------------
 
     def _global_mismatch(self, capture: Capture) -> str:
-        if self.rules is None or self.rules.empty:
+        # Only reads are matched: a product photo or a no-read frame has no code to compare.
+        if self.rules is None or self.rules.empty or not capture.raw_value:
             return ""
         return self.rules.reason(MatchInput.from_capture(capture))
 
@@ -119,7 +124,14 @@ class Outputs:
     # ---- Pipeline.on_finished (right after the commit) ------------------------------------
 
     async def on_capture(self, capture: Capture) -> None:
-        """Hand a finished capture to the live outputs, or reject it."""
+        """Hand a finished capture to the live outputs, or reject it. Never raises: a
+        failing output must not stall the pipeline that calls this."""
+        try:
+            await self._hand_on(capture)
+        except Exception:
+            log.exception("handing %s to the outputs failed", capture.public_id)
+
+    async def _hand_on(self, capture: Capture) -> None:
         committed_at = time.perf_counter()
         fresh = capture.revision <= 1 and self.clock() - capture.created <= STALE_S
         refusals: list[tuple[str, MatchRules]] = []

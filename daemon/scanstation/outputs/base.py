@@ -134,6 +134,8 @@ class LiveRead:
     """What to send, prefix and suffix included (no terminator)."""
     committed_at: float
     """time.perf_counter() when the capture's terminal status was committed."""
+    remainder: tuple[bytes, ...] = ()
+    """Bytes still to write when a direct write was cut short (the device was busy)."""
 
 
 class LiveSink(Sink):
@@ -145,6 +147,22 @@ class LiveSink(Sink):
         super().__init__(config)
         self.queue: asyncio.Queue[LiveRead] = asyncio.Queue(maxsize=QUEUE_LIMIT)
         self.listeners: list[WrittenListener] = []
+        self.busy = False
+        """True while the writer task is writing a read (a direct write would overtake it)."""
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or being written: a new read may be written directly, in order."""
+        return not self.busy and self.queue.empty()
+
+    def try_now(self, read: LiveRead) -> bool:
+        """Write ``read`` straight away if the device takes it without waiting.
+
+        True when the read is dealt with (written, or handed on with a remainder); False to
+        queue it for the writer task. Saves the hop to another task: the first key reaches
+        the device inside the pipeline's hook, right after the commit.
+        """
+        return False
 
     def offer(self, capture: Capture, committed_at: float) -> None:
         """Format ``capture`` and queue it for the writer (never blocks the pipeline)."""
@@ -152,11 +170,14 @@ class LiveSink(Sink):
         if text is None:
             self.counters.skipped += 1
             return
+        read = LiveRead(capture, text, committed_at)
+        if self.idle and self.try_now(read):
+            return
         if self.queue.full():
             self.counters.dropped += 1
             self.fail(f"{QUEUE_LIMIT} reads waiting: the output is not keeping up; dropping")
             return
-        self.queue.put_nowait(LiveRead(capture, text, committed_at))
+        self.queue.put_nowait(read)
 
     def stale(self, read: LiveRead) -> bool:
         """True when ``read`` waited longer than max_age_ms (it is then dropped, counted)."""

@@ -20,10 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from dataclasses import replace
+from typing import Literal, NoReturn
 
 from scanstation.config import KeyboardGadgetOutputConfig
 from scanstation.outputs.base import LiveRead, LiveSink
@@ -145,15 +147,27 @@ def encode(
     >>> [r.hex() for r in encode("us", "A", terminator="none")]
     ['0200000000000000', '0200040000000000', '0000000000000000']
     """
+    name = layout if isinstance(layout, str) else layout.name
+    mode: keymaps.GsMode = "ctrl"
     if gs == "drop":
         text = text.replace(GS, "")
-        gs = "ctrl"
-    strokes = keymaps.strokes(layout, text, gs=gs, gs_text=gs_text, caps_lock=caps_lock)
+    else:
+        mode = gs
+    out = [r for ch in text for r in _char_reports(name, ch, mode, gs_text, caps_lock)]
     if terminator == "enter":
-        strokes.append(Stroke(keymaps.KEY_ENTER))
+        out.extend(stroke_reports(Stroke(keymaps.KEY_ENTER)))
     elif terminator == "tab":
-        strokes.append(Stroke(keymaps.KEY_TAB))
-    return [r for stroke in strokes for r in stroke_reports(stroke)]
+        out.extend(stroke_reports(Stroke(keymaps.KEY_TAB)))
+    return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _char_reports(
+    layout: str, ch: str, gs: keymaps.GsMode, gs_text: str, caps_lock: bool
+) -> tuple[bytes, ...]:
+    """The reports of one character (each is typed on its own: dead keys end with it)."""
+    strokes = keymaps.strokes(layout, ch, gs=gs, gs_text=gs_text, caps_lock=caps_lock)
+    return tuple(r for stroke in strokes for r in stroke_reports(stroke))
 
 
 def reports_to_events(
@@ -253,6 +267,34 @@ class HidGadget:
             return
         self.caps_lock = bool(data[-1] & LED_CAPS_LOCK)
 
+    def send_now(self, reports: Sequence[bytes]) -> list[bytes]:
+        """Write reports while the device takes them at once; returns what is left over.
+
+        Raises GadgetError like :meth:`send`. A real gadget takes one report per host poll,
+        so typically the first key goes out here and the rest through :meth:`send`.
+        """
+        if self.fd is None:
+            return list(reports)
+        for n, raw in enumerate(reports):
+            try:
+                written = os.write(self.fd, raw)
+            except BlockingIOError:
+                return list(reports[n:])
+            except OSError as exc:
+                self._broken(exc)
+            if written < len(raw):
+                return [raw[written:], *reports[n + 1 :]]
+        return []
+
+    def _broken(self, exc: OSError) -> NoReturn:
+        self.close()
+        hint = (
+            "the host is not connected or has not configured the keyboard"
+            if exc.errno in (errno.ESHUTDOWN, errno.EPIPE, errno.ENODEV, errno.EIO)
+            else exc.strerror
+        )
+        raise GadgetError(f"writing to {self.path} failed: {hint}") from None
+
     async def send(self, reports: Sequence[bytes]) -> None:
         """Write every report in order; raises GadgetError when the host does not take them."""
         self.open()
@@ -267,13 +309,7 @@ class HidGadget:
                     await self._writable(fd)
                     continue
                 except OSError as exc:
-                    self.close()
-                    hint = (
-                        "the host is not connected or has not configured the keyboard"
-                        if exc.errno in (errno.ESHUTDOWN, errno.EPIPE, errno.ENODEV, errno.EIO)
-                        else exc.strerror
-                    )
-                    raise GadgetError(f"writing to {self.path} failed: {hint}") from None
+                    self._broken(exc)
                 view = view[written:]
 
     async def _writable(self, fd: int) -> None:
@@ -326,22 +362,42 @@ class KeyboardGadgetSink(LiveSink):
                 self.fail(str(exc))
             while True:
                 read = await self.queue.get()
+                self.busy = True
                 try:
-                    if not self.stale(read):
+                    # A remainder is the rest of a read already half typed: finish it.
+                    if read.remainder or not self.stale(read):
                         await self.write(read)
                 finally:
+                    self.busy = False
                     self.queue.task_done()
         finally:
             self.gadget.close()
 
+    def try_now(self, read: LiveRead) -> bool:
+        if self.gadget.fd is None:
+            return False
+        try:
+            left = self.gadget.send_now(self.reports(read.text))
+        except GadgetError as exc:
+            self._not_typed(read, exc)
+            return True
+        if left:
+            self.queue.put_nowait(replace(read, remainder=tuple(left)))
+        else:
+            self.written(read)
+        return True
+
     async def write(self, read: LiveRead) -> None:
         try:
-            await self.gadget.send(self.reports(read.text))
+            await self.gadget.send(read.remainder or self.reports(read.text))
         except GadgetError as exc:
-            self.counters.dropped += 1
-            self.state = "error"
-            self.fail(f"{exc}; read {read.capture.public_id} not typed")
+            self._not_typed(read, exc)
             with contextlib.suppress(GadgetError, OSError):
                 await self.gadget.send([NO_KEYS])  # never leave a key held down on the host
             return
         self.written(read)
+
+    def _not_typed(self, read: LiveRead, exc: GadgetError) -> None:
+        self.counters.dropped += 1
+        self.state = "error"
+        self.fail(f"{exc}; read {read.capture.public_id} not typed")

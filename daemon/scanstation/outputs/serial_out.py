@@ -47,6 +47,8 @@ class SerialSink(LiveSink):
     ) -> None:
         super().__init__(config)
         self._open_connection = open_connection
+        self._writer: Any = None
+        """The open port's StreamWriter, or None while it is closed."""
 
     async def _open(self) -> tuple[asyncio.StreamReader, Any]:
         open_connection = self._open_connection
@@ -100,24 +102,39 @@ class SerialSink(LiveSink):
         for read in kept:
             self.queue.put_nowait(read)
 
+    def try_now(self, read: LiveRead) -> bool:
+        writer = self._writer
+        if writer is None or writer.is_closing():
+            return False
+        # The transport writes at once when the port takes it and buffers the rest.
+        writer.write(line_bytes(read.text, self.config.terminator, self.config.encoding))
+        self.written(read)
+        return True
+
     async def _pump(self, reader: asyncio.StreamReader, writer: Any) -> None:
         closed = asyncio.create_task(self._until_closed(reader))
+        take: asyncio.Task[LiveRead] | None = None
+        self._writer = writer
         try:
             while True:
                 take = asyncio.create_task(self.queue.get())
                 await asyncio.wait({take, closed}, return_when=asyncio.FIRST_COMPLETED)
                 if not take.done():
-                    take.cancel()
                     closed.result()  # raises why the port closed
                     raise ConnectionError("the port was closed")
                 read = take.result()
+                self.busy = True
                 try:
                     if not self.stale(read):
                         await self._write(writer, read)
                 finally:
+                    self.busy = False
                     self.queue.task_done()
         finally:
-            closed.cancel()
+            self._writer = None
+            for task in (take, closed):
+                if task is not None and not task.done():
+                    task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await closed
 

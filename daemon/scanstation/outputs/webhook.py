@@ -42,6 +42,7 @@ RESPONSE_TEXT_LIMIT = 200
 SIGNATURE_HEADER = "X-Scanstation-Signature"
 TIMESTAMP_HEADER = "X-Scanstation-Timestamp"
 EVENT_ID_HEADER = "X-Scanstation-Event-Id"
+SECRET_RETRY_S = 30.0
 
 
 class WebhookError(Exception):
@@ -105,7 +106,8 @@ class WebhookSink(Sink):
         super().__init__(config)
         self.store = store
         self.destination = destination(self.name)
-        self.secret = read_secret(config.hmac_secret_file) if config.hmac_secret_file else None
+        self.secret: bytes | None = None
+        """The HMAC key; with hmac_secret_file set, nothing is posted until it is read."""
         self.rand = rand
         self.failures = 0
         """Failed attempts in a row (any row); sets the backoff."""
@@ -134,8 +136,21 @@ class WebhookSink(Sink):
             headers[SIGNATURE_HEADER] = sign(self.secret, timestamp, body)
         return headers
 
+    async def _load_secret(self) -> None:
+        """Read hmac_secret_file, retrying while it is unreadable: events wait in the outbox
+        (never posted unsigned), and the station keeps serving its other outputs."""
+        path = self.config.hmac_secret_file
+        while path is not None and self.secret is None:
+            try:
+                self.secret = read_secret(path)
+            except WebhookError as exc:
+                self.state = "secret unreadable"
+                self.fail(f"{exc}; holding events until it can be read")
+                await asyncio.sleep(SECRET_RETRY_S)
+
     async def run(self) -> None:
         """Post queued events until cancelled."""
+        await self._load_secret()
         signal = self.store.outbox_signal(self.destination)
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
         connector = aiohttp.TCPConnector(ssl=self.config.verify_tls)
@@ -147,20 +162,30 @@ class WebhookSink(Sink):
                 if not batch:
                     await signal.wait()
                     continue
+                delivered: list[int] = []
+                failed = False
                 for event in batch:
-                    if not await self.deliver(http, event):
-                        await asyncio.sleep(
-                            backoff(
-                                self.failures,
-                                self.config.retry_initial_s,
-                                self.config.retry_max_s,
-                                self.rand,
-                            )
-                        )
+                    if not await self.deliver(http, event, delivered):
+                        failed = True
                         break
+                if delivered:
+                    # One commit for the batch: a crash before it only resends (at least once).
+                    await self.store.outbox_delete(delivered)
+                if failed:
+                    await asyncio.sleep(
+                        backoff(
+                            self.failures,
+                            self.config.retry_initial_s,
+                            self.config.retry_max_s,
+                            self.rand,
+                        )
+                    )
 
-    async def deliver(self, http: aiohttp.ClientSession, event: OutboxEvent) -> bool:
-        """POST one event; True when it is done with (delivered or dead-lettered)."""
+    async def deliver(
+        self, http: aiohttp.ClientSession, event: OutboxEvent, delivered: list[int]
+    ) -> bool:
+        """POST one event; True when it is done with (delivered: id added to ``delivered``,
+        or dead-lettered)."""
         try:
             body = self.body(event)
         except (ValueError, TypeError) as exc:  # a payload that is not a capture event
@@ -180,7 +205,7 @@ class WebhookSink(Sink):
             self.state = "target down"
             return False
         if 200 <= status < 300:
-            await self.store.outbox_delete([event.id])
+            delivered.append(event.id)
             self._refusals.pop(event.event_id, None)
             self.failures = 0
             self.counters.sent += 1

@@ -115,6 +115,8 @@ class CameraStats:
     """Frames actually handed to the decoder."""
     skipped_frames: int
     """Frames not decoded because the scene had not changed (or no trigger window was open)."""
+    dropped_frames: int
+    """Live frames replaced by a newer one before a decoder was free (the reader kept up if 0)."""
     decodes: int
     """Codes found, summed over decoded frames."""
     reads: int
@@ -274,25 +276,36 @@ class ReaderLogic:
 
 
 class _Mailbox:
-    """Holds the newest frame. Live cameras overwrite it; replays wait until it is taken."""
+    """Frames from the grabber. A live camera keeps only the newest (an older one is
+    overwritten: lag stays under a frame); a replay keeps a few and waits when they are
+    not taken, so no frame is skipped."""
 
-    def __init__(self, live: bool, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        live: bool,
+        wake: Callable[[], None],
+        depth: int = 1,
+        on_drop: Callable[[int], None] = lambda n: None,
+    ) -> None:
         self.live = live
+        self.on_drop = on_drop
+        self.depth = 1 if live else max(1, depth)
         self._wake = wake
         self._cond = threading.Condition()
-        self._frame: CameraFrame | None = None
+        self._frames: deque[CameraFrame] = deque()
         self.error: BaseException | None = None
         self.ended = False
-        self.dropped = 0
 
     def put(self, frame: CameraFrame, stop: threading.Event) -> None:
         with self._cond:
-            if not self.live:
-                while self._frame is not None and not stop.is_set():
+            if self.live:
+                if self._frames:
+                    self.on_drop(len(self._frames))
+                    self._frames.clear()
+            else:
+                while len(self._frames) >= self.depth and not stop.is_set():
                     self._cond.wait(0.05)
-            elif self._frame is not None:
-                self.dropped += 1
-            self._frame = frame
+            self._frames.append(frame)
         self._wake()
 
     def finish(self, error: BaseException | None) -> None:
@@ -304,13 +317,19 @@ class _Mailbox:
     @property
     def holds_frame(self) -> bool:
         with self._cond:
-            return self._frame is not None
+            return bool(self._frames)
 
     def take(self) -> CameraFrame | None:
         with self._cond:
-            frame, self._frame = self._frame, None
+            frame = self._frames.popleft() if self._frames else None
             self._cond.notify_all()
             return frame
+
+    def clear(self) -> None:
+        """Drop what is held (at shutdown, to unblock a replay grabber)."""
+        with self._cond:
+            self._frames.clear()
+            self._cond.notify_all()
 
 
 def _grab(
@@ -359,6 +378,7 @@ class _Counters:
     frames: int = 0
     decoded_frames: int = 0
     skipped_frames: int = 0
+    dropped_frames: int = 0
     decodes: int = 0
     reads: int = 0
     no_reads: int = 0
@@ -444,6 +464,7 @@ class CameraSource:
             frames=c.frames,
             decoded_frames=c.decoded_frames,
             skipped_frames=c.skipped_frames,
+            dropped_frames=c.dropped_frames,
             decodes=c.decodes,
             reads=c.reads,
             no_reads=c.no_reads,
@@ -573,6 +594,9 @@ class CameraSource:
         with contextlib.suppress(RuntimeError):  # the loop closed under us at shutdown
             loop.call_soon_threadsafe(wake.set)
 
+    def _on_drop(self, count: int) -> None:
+        self._counters.dropped_frames += count  # grabber thread, the only writer
+
     def _on_grab(self, frame: CameraFrame) -> None:
         # Grabber thread: counters are single-writer ints; the preview wants every frame.
         self._counters.frames += 1
@@ -586,7 +610,12 @@ class CameraSource:
         """Frames in, reads out, until a replay ends; raises CameraError when the camera is lost."""
         assert self._wake is not None
         wake = self._wake
-        mailbox = _Mailbox(self.backend.live, self._notify)
+        live = self.backend.live
+        # A replay keeps a few frames ready and a few more decoding than there are threads,
+        # which hides the hand-over latency between threads; a live camera keeps neither,
+        # since a queued frame is an old frame.
+        mailbox = _Mailbox(live, self._notify, depth=self.threads, on_drop=self._on_drop)
+        in_flight = self.threads if live else 2 * self.threads
         stop = threading.Event()
         grabber = threading.Thread(
             target=_grab,
@@ -605,7 +634,7 @@ class CameraSource:
                 # Cleared before looking, so a frame posted meanwhile still wakes the wait below.
                 wake.clear()
                 # Fill the decoder pool with the newest frames.
-                while len(pending) < self.threads:
+                while len(pending) < in_flight:
                     frame = mailbox.take()
                     if frame is None:
                         break
@@ -639,7 +668,7 @@ class CameraSource:
                 if pending:
                     oldest = pending[0].codes
                     assert oldest is not None
-                    if len(pending) >= self.threads:
+                    if len(pending) >= in_flight:
                         # Every decoder is busy: the next thing to do is take a result.
                         await asyncio.wait({oldest})
                     else:
@@ -671,7 +700,7 @@ class CameraSource:
                     await asyncio.wait_for(wake.wait(), 0.02 if self.reader.window else 0.5)
         finally:
             stop.set()
-            mailbox.take()  # unblock a replay grabber waiting for its slot
+            mailbox.clear()  # unblock a replay grabber waiting for room
             for item in pending:
                 if item.codes is not None:
                     item.codes.cancel()

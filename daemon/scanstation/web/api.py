@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
@@ -279,31 +280,41 @@ def _check_image(data: bytes, max_pixels: int) -> str:
         ) from None
 
 
+async def _read_upload(request: web.Request, max_bytes: int) -> tuple[dict[str, str], bytes | None]:
+    """The multipart form's text fields and its image; a malformed body is a 400."""
+    fields: dict[str, str] = {}
+    image: bytes | None = None
+    try:
+        reader = await request.multipart()
+        async for part in reader:
+            if not isinstance(part, BodyPartReader) or part.name is None:
+                continue
+            if part.name == "image":
+                chunks, size = [], 0
+                while chunk := await part.read_chunk(65536):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise ApiError(
+                            413, f"image is larger than {max_bytes} bytes", field="image"
+                        )
+                    chunks.append(chunk)
+                image = b"".join(chunks)
+            else:
+                value = await part.text()
+                if len(value) > 1000:
+                    raise ApiError(422, f"{part.name} is too long", field=part.name)
+                fields[part.name] = value
+    except (ValueError, UnicodeDecodeError, LookupError, HttpProcessingError) as exc:
+        raise ApiError(400, f"malformed multipart/form-data body: {exc}") from None
+    return fields, image
+
+
 @routes.post(f"{API_BASE}/captures/upload-image")
 async def upload_image(request: web.Request) -> web.Response:
     svc = services(request)
     if not request.content_type.startswith("multipart/"):
         raise ApiError(415, f"expected multipart/form-data, got {request.content_type}")
-    fields: dict[str, str] = {}
-    image: bytes | None = None
-    max_bytes = svc.config.http.max_upload_bytes
-    reader = await request.multipart()
-    async for part in reader:
-        if not isinstance(part, BodyPartReader) or part.name is None:
-            continue
-        if part.name == "image":
-            chunks, size = [], 0
-            while chunk := await part.read_chunk(65536):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise ApiError(413, f"image is larger than {max_bytes} bytes", field="image")
-                chunks.append(chunk)
-            image = b"".join(chunks)
-        else:
-            value = await part.text()
-            if len(value) > 1000:
-                raise ApiError(422, f"{part.name} is too long", field=part.name)
-            fields[part.name] = value
+    fields, image = await _read_upload(request, svc.config.http.max_upload_bytes)
     if image is None:
         raise ApiError(422, "image is required (a JPEG, PNG or WebP file)", field="image")
     unknown = set(fields) - {"session_public_id", "capture_type", "raw_value", "gtin", "metadata"}

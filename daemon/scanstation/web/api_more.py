@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
@@ -60,6 +61,8 @@ class LiveStreams:
     subscriptions: set[Subscription] = dataclasses.field(default_factory=set)
     closing: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     mjpeg_viewers: int = 0
+    stats: tuple[float, dict[str, Any]] | None = None
+    """The last /stats answer and when it was made (monotonic seconds)."""
 
 
 @dataclasses.dataclass
@@ -275,12 +278,18 @@ async def import_products(request: web.Request) -> web.Response:
     svc = services(request)
     content_type = request.content_type
     if content_type.startswith("multipart/"):
-        reader = await request.multipart()
         text, filename = None, "upload"
-        async for part in reader:
-            if isinstance(part, BodyPartReader) and part.name == "file":
-                filename = part.filename or "upload"
-                text = await part.text()
+        try:
+            reader = await request.multipart()
+            async for part in reader:
+                if isinstance(part, BodyPartReader) and part.name == "file":
+                    filename = part.filename or "upload"
+                    text = (await part.read()).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ApiError(400, "the catalog must be UTF-8 text", field="file") from None
+        except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
+            # aiohttp's multipart reader reports a malformed body this way.
+            raise ApiError(400, f"the multipart body is malformed: {exc}") from None
         if text is None:
             raise ApiError(422, "the form needs a file part with the catalog", field="file")
     elif content_type in ("text/csv", "application/json", "text/plain"):
@@ -345,13 +354,14 @@ async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: capture, session, proposal, product, alert … as they happen."""
     svc = services(request)
     live = request.app[LIVE]
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache, no-store",
-            "X-Accel-Buffering": "no",
-        }
-    )
+    headers = {
+        "Content-Type": "text/event-stream",
+        "Cache-Control": "no-cache, no-store",
+        "X-Accel-Buffering": "no",
+    }
+    if request.method == "HEAD":  # the headers alone; a stream would never end
+        return web.Response(headers=headers)
+    response = web.StreamResponse(headers=headers)
     await response.prepare(request)
     with svc.bus.subscribe() as sub:
         live.subscriptions.add(sub)
@@ -444,8 +454,21 @@ def _sources_json(svc: Services, app: web.Application) -> list[dict[str, Any]]:
     ]
 
 
+STATS_TTL_S = 2.0
+"""Dashboards on several screens share one /stats computation within this window."""
+
+
 @routes.get(API_BASE + "/stats")
 async def stats(request: web.Request) -> web.Response:
+    live = request.app[LIVE]
+    if live.stats is not None and time.monotonic() - live.stats[0] < STATS_TTL_S:
+        return web.json_response(live.stats[1])
+    body = await _stats(request)
+    live.stats = (time.monotonic(), body)
+    return web.json_response(body)
+
+
+async def _stats(request: web.Request) -> dict[str, Any]:
     svc = services(request)
     now = time.time()
     figures = await queries.dashboard(
@@ -475,7 +498,7 @@ async def stats(request: web.Request) -> web.Response:
             "live_subscribers": svc.bus.subscriber_count,
         }
     )
-    return web.json_response(body)
+    return body
 
 
 def _label(value: str) -> str:
@@ -687,6 +710,13 @@ async def mjpeg_stream(request: web.Request) -> web.StreamResponse:
     """multipart/x-mixed-replace of the source's newest JPEG, at most ``fps`` a second."""
     source = _require_preview(request)
     fps = _int_param(request, "fps", 10, 1, 30)
+    if request.method == "HEAD":  # the headers alone; a stream would never end
+        return web.Response(
+            headers={
+                "Content-Type": "multipart/x-mixed-replace; boundary=frame",
+                "Cache-Control": "no-store",
+            }
+        )
     live = request.app[LIVE]
     if live.mjpeg_viewers >= MAX_MJPEG_STREAMS:
         raise ApiError(429, f"{MAX_MJPEG_STREAMS} camera previews are already open")
@@ -760,11 +790,4 @@ def setup_api_more(app: web.Application, previews: Mapping[str, object] | None =
     app[PREVIEWS] = Previews(dict(previews or {}))
     app.on_shutdown.append(_end_streams)
 
-    async def indexes_ctx(app: web.Application) -> Any:
-        from scanstation.web.api import SERVICES
-
-        await queries.ensure_indexes(app[SERVICES].store)
-        yield
-
-    app.cleanup_ctx.append(indexes_ctx)
     app.router.add_routes(routes)

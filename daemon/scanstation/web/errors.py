@@ -105,7 +105,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(exc.status, exc.reason, headers=dict(exc.headers))
+        # The exception's own Content-Type (text/plain) must not override the JSON one.
+        headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
+        return error_response(exc.status, exc.reason, headers=headers)
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_response(500, "internal error; see the daemon's log", code="internal")

@@ -54,18 +54,6 @@ GLOBAL_FREE_FAILURES = 100
 """Failed logins from all addresses together before every try slows (distributed guessing)."""
 GLOBAL_MAX_DELAY_S = 30.0
 
-UI_SESSIONS_DDL = """
-CREATE TABLE IF NOT EXISTS ui_sessions (
-    token_sha256 TEXT PRIMARY KEY,
-    csrf_token TEXT NOT NULL,
-    password_tag TEXT NOT NULL,
-    created REAL NOT NULL,
-    last_seen REAL NOT NULL,
-    remote TEXT NOT NULL DEFAULT '',
-    user_agent TEXT NOT NULL DEFAULT ''
-)
-"""
-
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -101,7 +89,6 @@ class UiSessionTable:
         now = self.clock()
 
         async def create(db: aiosqlite.Connection) -> None:
-            await db.execute(UI_SESSIONS_DDL)
             await db.execute(
                 "DELETE FROM ui_sessions WHERE last_seen < ? OR created < ?",
                 (now - IDLE_TTL_S, now - ABSOLUTE_TTL_S),

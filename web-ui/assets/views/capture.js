@@ -109,7 +109,7 @@ export async function render(view, { on, params }) {
         h("td", { class: "num" }, `${Math.round(p.confidence * 100)}%`),
         h("td", { class: "hide-narrow" }, p.source),
         h("td", {}, badge(p.status)),
-        h("td", {}, h("div", { class: "actions" },
+        h("td", { class: "actions-cell" }, h("div", { class: "actions" },
           h("button", { type: "button", class: "ok", disabled: p.status === "ACCEPTED", "aria-label": `Accept ${p.field_name}: ${p.proposed_value}`,
             onclick: () => act(() => patch(`/proposals/${p.public_id}`, { status: "ACCEPTED" })) }, "Accept"),
           h("button", { type: "button", class: "danger", disabled: p.status === "REJECTED", "aria-label": `Reject ${p.field_name}: ${p.proposed_value}`,
@@ -118,7 +118,7 @@ export async function render(view, { on, params }) {
     );
     const accepted = proposals.filter((p) => p.status === "ACCEPTED").length;
     append(panel, 
-      h("div", { class: "table-wrap" }, h("table", {},
+      h("div", { class: "table-wrap" }, h("table", { class: "stacked" },
         h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Field"), h("th", { scope: "col" }, "Proposed"),
           h("th", { scope: "col", class: "num" }, "Confidence"), h("th", { scope: "col", class: "hide-narrow" }, "Source"),
           h("th", { scope: "col" }, "Status"), h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
