@@ -37,7 +37,8 @@ def check_outcomes(outcomes: list[object]) -> None:
         assert isinstance(outcome, hid.DecodedScan | hid.DroppedScan)
         if isinstance(outcome, hid.DecodedScan):
             assert isinstance(outcome.raw_value, str)
-            assert outcome.ended_at >= outcome.started_at
+            # No ended_at >= started_at here: evdev stamps events with CLOCK_REALTIME, which
+            # an NTP step can move backwards, and the decoder reports the times it was given.
         else:
             assert outcome.reason
 

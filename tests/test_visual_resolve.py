@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -78,5 +79,65 @@ async def test_visual_resolve_picks_the_product_whose_reference_photo_matches(
                 await photo((IMAGES / "rocket.jpg").read_bytes(), "jpg")
             )
             assert rocket.status is CaptureStatus.NOT_FOUND  # nothing like it in the catalog
+        finally:
+            walker.cancel()
+
+
+async def test_visual_review_flow_through_the_api(
+    aiohttp_client: Any, config: Config, api_key: str
+) -> None:
+    """Upload a photo with no barcode, accept its category, apply it to a product: the next
+    photo of that product resolves to it by itself."""
+    from aiohttp import FormData
+
+    from scanstation.web.api import Services
+    from scanstation.web.server import make_app
+
+    api = "/scanner/api/v1"
+    async with Store(config.db_path) as store:
+        pipeline = Pipeline(
+            store, config, bus=EventBus(), enrichers=await init_classifier(config, store)
+        )
+        walker = asyncio.create_task(pipeline.run())
+        client = await aiohttp_client(
+            make_app(Services(config, store, pipeline, pipeline.bus)),
+            headers={"X-API-Key": api_key},
+        )
+        try:
+            await client.put(f"{api}/products/09506000134352", json={"name": "Espresso beans"})
+            session = (await (await client.post(f"{api}/sessions", json={})).json())["public_id"]
+
+            async def upload(data: bytes) -> dict[str, Any]:
+                form = FormData()
+                form.add_field("session_public_id", session)
+                form.add_field("image", data, filename="p.jpg", content_type="image/jpeg")
+                resp = await client.post(f"{api}/captures/upload-image", data=form)
+                assert resp.status == 201, await resp.text()
+                await pipeline.idle()
+                created = await resp.json()
+                return dict(
+                    await (await client.get(f"{api}/captures/{created['public_id']}")).json()
+                )
+
+            first = await upload((IMAGES / "coffee.jpg").read_bytes())
+            assert first["status"] == "NOT_FOUND"
+            listing = await (
+                await client.get(f"{api}/captures/{first['public_id']}/proposals")
+            ).json()
+            category = next(p for p in listing["results"] if p["field_name"] == "category")
+            assert "Coffee" in category["proposed_value"]
+            resp = await client.patch(
+                f"{api}/proposals/{category['public_id']}", json={"status": "ACCEPTED"}
+            )
+            assert resp.status == 200
+            resp = await client.post(
+                f"{api}/captures/{first['public_id']}/apply", json={"gtin": "9506000134352"}
+            )
+            assert resp.status == 200, await resp.text()
+            product = (await resp.json())["product"]
+            assert product["category"] == category["proposed_value"]
+
+            second = await upload(reframed("coffee.jpg"))
+            assert (second["status"], second["product_name"]) == ("COMPLETED", "Espresso beans")
         finally:
             walker.cancel()

@@ -321,7 +321,7 @@ class QrAnalyzer:
         self._in_flight: dict[str, asyncio.Future[QrAnalysis]] = {}
         self._shorteners = SHORTENER_DOMAINS | {d.lower() for d in config.shortener_domains}
         self.requests = 0
-        """HTTP requests made so far (for tests and telemetry)."""
+        """HTTP requests attempted so far (for tests and telemetry)."""
 
     async def analyze(self, url: str) -> dict[str, Any]:
         """The SPEC §5 qr_analysis object for ``url``; never raises for a bad or dead URL."""

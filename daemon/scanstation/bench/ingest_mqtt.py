@@ -149,11 +149,16 @@ class _Paho:
 # ---- scanstation ---------------------------------------------------------------------------
 
 
-def _config(storage: Path, port: int, inflight: int) -> Config:
+def _config(
+    storage: Path, port: int, inflight: int, commit_interval_ms: float | None = None
+) -> Config:
+    storage_section: dict[str, Any] = {"path": str(storage)}
+    if commit_interval_ms is not None:
+        storage_section["commit_interval_ms"] = commit_interval_ms
     return parse_config(
         {
             "device": {"id": "bench", "site": "bench"},
-            "storage": {"path": str(storage)},
+            "storage": storage_section,
             "mqtt": {"host": "127.0.0.1", "port": port, "inflight": inflight},
         },
         "<bench>",
@@ -243,7 +248,7 @@ class _Station:
 async def _scanstation(
     root: Path, port: int, args: argparse.Namespace, rate: float | None
 ) -> _Station:
-    station = _Station(_config(root, port, args.inflight))
+    station = _Station(_config(root, port, args.inflight, args.commit_interval_ms))
     count = int(args.rate * args.seconds) if rate is not None else args.count
     station.rate = await station.run(args.producers, count, rate)  # type: ignore[attr-defined]
     return station
@@ -290,6 +295,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "latency_rate": args.rate,
             "latency_seconds": args.seconds,
             "payload_bytes": len(sample),
+            "commit_interval_ms": _config(
+                root, port, 1, args.commit_interval_ms
+            ).storage.commit_interval_ms,
             "cores": os.cpu_count(),
         },
     }
@@ -321,6 +329,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--inflight", type=int, default=20, help="unacknowledged publishes")
     parser.add_argument("--rate", type=float, default=100.0, help="captures/s of the latency run")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
+    parser.add_argument(
+        "--commit-interval-ms",
+        type=float,
+        default=None,
+        help="[storage] commit_interval_ms for the station (default: the config default)",
+    )
     parser.add_argument("--json", action="store_true")
     args, rest = parser.parse_known_args(argv)
     if rest:

@@ -126,6 +126,21 @@ def _proposed_value(field_name: str, text: str, current: Any) -> Any:
     return text
 
 
+async def _apply_target(request: web.Request) -> str:
+    """The optional body ``{"gtin": "…"}``: the product to apply an image-only capture to."""
+    if not request.can_read_body:
+        return ""
+    body = await read_json(request)
+    if not isinstance(body, dict) or set(body) - {"gtin"}:
+        raise ApiError(422, 'the body must be {"gtin": "<GTIN>"} or empty', field="gtin")
+    if not body.get("gtin"):
+        return ""
+    try:
+        return gtin14(str(body["gtin"]))
+    except CatalogError as exc:
+        raise ApiError(422, str(exc), field="gtin") from None
+
+
 @routes.post(API_BASE + "/captures/{id}/apply")
 async def apply_proposals(request: web.Request) -> web.Response:
     """Write the capture's ACCEPTED proposals into its product (created for its GTIN if
@@ -133,12 +148,24 @@ async def apply_proposals(request: web.Request) -> web.Response:
     svc = services(request)
     store = svc.store
     public_id = request.match_info["id"]
-    _, gtin, product_row, _ = await queries.capture_ids(store, public_id)
+    capture_row, gtin, product_row, _ = await queries.capture_ids(store, public_id)
     accepted = [
         p for p in await store.list_proposals(public_id) if p.status is ProposalStatus.ACCEPTED
     ]
     if not accepted:
         raise ApiError(409, f"capture {public_id!r} has no ACCEPTED proposals to apply")
+    # An image-only capture gets its product's GTIN from an accepted barcode proposal.
+    gtin_proposal = next((p for p in accepted if p.field_name == "gtin"), None)
+    applied: list[str] = []
+    chosen = await _apply_target(request)
+    if chosen and product_row is None:
+        gtin = chosen  # the operator names the product an image-only capture shows
+    elif not gtin and product_row is None and gtin_proposal is not None:
+        try:
+            gtin = gtin14(gtin_proposal.proposed_value)
+        except CatalogError as exc:
+            raise ApiError(422, f"the accepted gtin proposal: {exc}", field="gtin") from None
+        applied.append(gtin_proposal.public_id)
     if product_row is not None:
         product = await queries.product_by_row_id(store, product_row)
         gtin, existing = product.gtin, product
@@ -154,10 +181,11 @@ async def apply_proposals(request: web.Request) -> web.Response:
             "to apply proposals to; create the product with PUT /products/{gtin} first",
         )
     fields: dict[str, Any] = {}
-    applied: list[str] = []
     skipped: list[dict[str, str]] = []
     for proposal in accepted:
         name = proposal.field_name
+        if proposal.public_id in applied:
+            continue
         if name not in PRODUCT_FIELDS:
             skipped.append(
                 {"public_id": proposal.public_id, "reason": f"{name!r} is not a product field"}
@@ -173,6 +201,9 @@ async def apply_proposals(request: web.Request) -> web.Response:
     if fields:
         await store.upsert_products([{"gtin": gtin, **fields}])
     product = await store.get_product(gtin) if (fields or existing) else None
+    if product is not None:
+        # The photo becomes a reference of the product, for resolving later photos.
+        await store.add_reference_photo(product.id, capture_row)
     capture = await store.get_capture(public_id)
     if fields and capture.status is CaptureStatus.NOT_FOUND:
         capture = await svc.pipeline.retry(public_id)
