@@ -40,13 +40,14 @@ def test_fleet_table_tracks_presence_telemetry_and_staleness() -> None:
     table = FleetTable("scanstation")
     assert table.update("scanstation/lane-01/status", _status("online"), now=100.0)
     assert table.update("scanstation/lane-01/telemetry", _telemetry(42, depth=3), now=101.0)
-    assert table.update("scanstation/lane-02/status", _status("offline"), now=102.0)
+    assert table.update("scanstation/lane-02/status", _status("offline"), now=102.0, retained=True)
     assert table.update("scanstation/lane-03/telemetry", _telemetry(7, interval=10), now=50.0)
     assert not table.update("scanstation/lane-01/captures", b"{}", now=103.0)
     assert not table.update("other/lane-09/status", _status("online"), now=103.0)
     assert not table.update("scanstation/lane-04/status", b"not json", now=103.0)
 
     rows = table.rows(now=110.0)
+    assert rows[0].last_seen is None  # a retained status is not a sighting
     assert [(r.device_id, r.state) for r in rows] == [
         ("lane-02", "offline"),
         ("lane-03", "stale"),  # silent for 60 s with a 10 s interval

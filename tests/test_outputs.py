@@ -492,19 +492,18 @@ def test_outputs_spec_webhook_example_validates() -> None:
 
 
 def test_outputs_duplicate_names_are_refused() -> None:
-    from scanstation.config import unique_output_names
+    from scanstation.config import ConfigError
 
-    config = parse_config(
-        {
-            "outputs": [
-                {"type": "webhook", "url": "http://a/x"},
-                {"type": "webhook", "url": "http://b/y"},
-            ]
-        },
-        environ={},
-    )
-    with pytest.raises(ValueError, match="two outputs are named 'webhook'"):
-        unique_output_names(config.outputs)
+    with pytest.raises(ConfigError, match="two outputs are named 'webhook'"):
+        parse_config(
+            {
+                "outputs": [
+                    {"type": "webhook", "url": "http://a/x"},
+                    {"type": "webhook", "url": "http://b/y"},
+                ]
+            },
+            environ={},
+        )
 
 
 def test_outputs_checkout_lane_example_passes_check_config() -> None:

@@ -33,6 +33,7 @@ from scanstation.web.server import make_app
 
 if TYPE_CHECKING:
     from scanstation.gpio import GpioIO
+    from scanstation.outputs import Outputs
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +208,21 @@ def init_gpio(config: Config, pipeline: Pipeline, sources: list[Source]) -> Gpio
     return gpio
 
 
+def init_outputs(config: Config, store: Store, pipeline: Pipeline, gpio: GpioIO | None) -> Outputs:
+    """Hand finished captures to the POS, WMS or PLC: keyboard gadget and serial at once,
+    webhooks through their own rows of the durable outbox."""
+    from scanstation.outputs import Outputs
+
+    def reject(capture: Capture, why: str) -> None:
+        if gpio is not None:
+            gpio.schedule_reject(capture, [why])
+
+    outputs = Outputs(config, store, reject=reject if gpio else None)
+    pipeline.destinations = outputs.destinations
+    pipeline.on_finished.append(outputs.on_capture)
+    return outputs
+
+
 async def run(
     config: Config,
     stop: asyncio.Event,
@@ -226,6 +242,7 @@ async def run(
         sources = init_sources(config, extra_sources)
         gpio = init_gpio(config, pipeline, sources)
         emit = gpio.feedback_emit(pipeline.ingest) if gpio else pipeline.ingest
+        outputs = init_outputs(config, store, pipeline, gpio)
         services = Services(
             config,
             store,
@@ -244,6 +261,7 @@ async def run(
                     tg.create_task(supervise(s, emit), name=f"source-{s.name}") for s in sources
                 ]
                 pipeline_task = tg.create_task(pipeline.run(), name="pipeline")
+                outputs_task = tg.create_task(outputs.run(), name="outputs")
                 background = [
                     tg.create_task(
                         expire_sessions(store, pipeline, config.session.idle_timeout),
@@ -266,7 +284,7 @@ async def run(
                 ]
                 if gpio is not None:
                     background.append(tg.create_task(gpio.run(), name="gpio"))
-                daemon.tasks = [*source_tasks, pipeline_task, *background]
+                daemon.tasks = [*source_tasks, pipeline_task, outputs_task, *background]
                 log.info("scanstation %s ready on %s", config.device.id, url)
                 systemd.ready(f"{len(sources)} sources, {url}")
                 if on_ready is not None:
@@ -279,5 +297,8 @@ async def run(
                     task.cancel()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(pipeline.idle(), STOP_GRACE_S)
+                with contextlib.suppress(TimeoutError):
+                    await outputs.idle(1.0)
                 pipeline_task.cancel()
+                outputs_task.cancel()
     log.info("stopped")

@@ -839,6 +839,9 @@ class Config(_Section):
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     gs1: Gs1Config = Field(default_factory=Gs1Config)
     outputs: list[OutputConfig] = Field(default_factory=list)
+    match: MatchRules = Field(
+        default_factory=MatchRules, description="Global match rules for every output"
+    )
 
     @field_validator("sources")
     @classmethod
@@ -849,6 +852,11 @@ class Config(_Section):
                 raise ValueError(f"two sources are named {source.name!r}; names must be unique")
             seen.add(source.name)
         return sources
+
+    @field_validator("outputs")
+    @classmethod
+    def _unique_output_names(cls, outputs: list[Any]) -> list[Any]:
+        return unique_output_names(outputs)
 
     @property
     def api_keys_path(self) -> Path:
@@ -943,6 +951,10 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read the config file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{file}: not UTF-8 text (byte {exc.start}); a config file is TOML in UTF-8"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -16,10 +16,14 @@ from scanstation.config import (
     CameraSourceConfig,
     Config,
     HidSourceConfig,
-    OutputConfig,
+    KeyboardGadgetOutputConfig,
+    MatchRules,
+    OutputFilter,
     ReplaySourceConfig,
+    SerialOutputConfig,
     SerialSourceConfig,
     StdinSourceConfig,
+    WebhookOutputConfig,
 )
 
 INTRO = """# Configuration reference
@@ -122,7 +126,17 @@ def render() -> str:
     ):
         kind = get_args(model.model_fields["type"].annotation)[0]
         out += [f'### type = "{kind}"', "", *_table(model), ""]
-    out += ["## [[outputs]]", "", *_table(OutputConfig), ""]
+    out += [
+        "## [[outputs]]",
+        "",
+        "Any number; `name` (default: the type) must be unique. Per `type` (see outputs.md):",
+        "",
+    ]
+    for model in (KeyboardGadgetOutputConfig, SerialOutputConfig, WebhookOutputConfig):
+        kind = get_args(model.model_fields["type"].annotation)[0]
+        out += [f'### type = "{kind}"', "", *_table(model), ""]
+    out += ["### [outputs.filter]", "", *_table(OutputFilter), ""]
+    out += ["### [outputs.match] and the global [match]", "", *_table(MatchRules), ""]
     return "\n".join(out).rstrip() + "\n"
 
 

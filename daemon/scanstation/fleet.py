@@ -96,8 +96,12 @@ class FleetTable:
     def subscriptions(self) -> list[str]:
         return [f"{self.prefix}/+/status", f"{self.prefix}/+/telemetry"]
 
-    def update(self, topic: str, payload: bytes, now: float) -> bool:
-        """Apply one message; False when it is not a station message or not readable."""
+    def update(self, topic: str, payload: bytes, now: float, *, retained: bool = False) -> bool:
+        """Apply one message; False when it is not a station message or not readable.
+
+        A retained status is history (sent before the monitor started): it sets the state but
+        not "last seen", which only live messages do.
+        """
         parts = topic.split("/")
         head = self.prefix.split("/")
         if len(parts) != len(head) + 2 or parts[: len(head)] != head:
@@ -124,7 +128,8 @@ class FleetTable:
         with self._lock:
             self.messages += 1
             device = self.devices.setdefault(device_id, _Device())
-            device.last_seen = now
+            if not retained:
+                device.last_seen = now
             if kind == "status":
                 state = body.get("state")
                 device.state = state if state in ("online", "offline") else "unknown"
@@ -276,7 +281,7 @@ def _connect(args: argparse.Namespace, table: FleetTable, out: TextIO) -> Any:
         connected.set()
 
     def on_message(c: Any, userdata: Any, message: Any) -> None:
-        table.update(message.topic, bytes(message.payload), time.time())
+        table.update(message.topic, bytes(message.payload), time.time(), retained=message.retain)
 
     client.on_connect = on_connect
     client.on_message = on_message

@@ -23,7 +23,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -224,6 +224,7 @@ class GpioIO:
         self._trigger_times_lock = threading.Lock()
         self._tasks: set[asyncio.Task[object]] = set()
         self._timers: set[asyncio.TimerHandle] = set()
+        self._rejected: OrderedDict[tuple[int, int], None] = OrderedDict()
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -380,6 +381,14 @@ class GpioIO:
         """
         if self.reject is None:
             return False
+        # One pulse per item: a NOT_FOUND read that an output's match code also rejects
+        # must not pulse twice.
+        key = (capture.id, capture.revision)
+        if key in self._rejected:
+            return True
+        self._rejected[key] = None
+        while len(self._rejected) > 1024:
+            self._rejected.popitem(last=False)
         since = self.wall_clock() - self.reference_time(capture)
         wait = self.config.reject_delay_ms / 1000 - since
         why = ", ".join(reasons) or "rejected"
