@@ -156,6 +156,67 @@ async def _post_captures(http_port: int, key: str, count: int) -> float:
         return count / (time.monotonic() - started)
 
 
+def _station_files(
+    tmp_path: Path, broker_port: int, keepalive: int, extra: str = ""
+) -> tuple[Path, int, str]:
+    """A daemon's config file and an API key for it: (config file, HTTP port, key)."""
+    http_port = free_port()
+    config_file = tmp_path / "scanstation.toml"
+    config_file.write_text(
+        f'[device]\nid = "lane-01"\n[storage]\npath = "{tmp_path / "station"}"\n'
+        f'[http]\nbind = "127.0.0.1:{http_port}"\n'
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nkeepalive = {keepalive}\n'
+        f"reconnect_max_s = 1.0\n{extra}\n"
+    )
+    created = subprocess.run(
+        _scanstation("api-key", "create", "--config", str(config_file)),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return config_file, http_port, created.stdout.strip().splitlines()[-1]
+
+
+def _states(messages: list[Received]) -> list[str]:
+    return [m.json()["state"] for m in messages if m.topic.endswith("/status")]
+
+
+@pytest.mark.skipif(
+    not _daemon_wired(),
+    reason="NOT RUN: scanstation.app does not start MqttLink yet (the lead wires it in app.py)",
+)
+async def test_a_frozen_daemon_is_declared_offline_within_1_5_keepalives(tmp_path: Path) -> None:
+    # SIGSTOP: the TCP connection stays open but no PINGREQ comes; only keepalive tells.
+    keepalive = 5
+    broker = Broker(tmp_path / "b").start()
+    config_file, http_port, _ = _station_files(tmp_path, broker.port, keepalive)
+    daemon = Daemon(config_file, tmp_path / "daemon.log")
+    with Subscriber(broker.port, [f"{BASE}/status"]) as sub:
+        try:
+            daemon.start(http_port)
+            await sub.until(lambda ms: _states(ms)[-1:] == ["online"], what="online")
+            assert daemon.process is not None
+            daemon.process.send_signal(signal.SIGSTOP)
+            frozen = time.monotonic()
+            await sub.until(
+                lambda ms: _states(ms)[-1:] == ["offline"],
+                timeout=1.5 * keepalive + 2,
+                what="the Last Will",
+            )
+            will_after = time.monotonic() - frozen
+            daemon.process.send_signal(signal.SIGCONT)
+            # Thawed, it finds its connection closed, reconnects and says online again.
+            await sub.until(lambda ms: _states(ms)[-1:] == ["online"], timeout=15, what="online")
+        finally:
+            if daemon.process is not None:
+                daemon.process.send_signal(signal.SIGCONT)
+            daemon.stop()
+            broker.stop()
+    # Mosquitto checks keepalives about once a second: allow that on top of 1.5 × keepalive.
+    assert 1.0 * keepalive <= will_after <= 1.5 * keepalive + 1.0
+    print(f"\nfrozen daemon: Will after {will_after:.1f} s (keepalive {keepalive} s)")
+
+
 @pytest.mark.skipif(
     not _daemon_wired(),
     reason="NOT RUN: scanstation.app does not start MqttLink yet (the lead wires it in app.py)",
@@ -164,23 +225,8 @@ async def test_kill_9_mid_drain_loses_nothing_and_the_will_says_offline(tmp_path
     count = 5000
     keepalive = 5
     broker = Broker(tmp_path / "b", persistence=True).start()
-    http_port = free_port()
-    storage = tmp_path / "station"
-    config_file = tmp_path / "scanstation.toml"
-    config_file.write_text(
-        f'[device]\nid = "lane-01"\n[storage]\npath = "{storage}"\n'
-        f'[http]\nbind = "127.0.0.1:{http_port}"\n'
-        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\nkeepalive = {keepalive}\n'
-        # One event in flight at a time: the drain takes long enough to be caught mid-way.
-        "inflight = 1\nreconnect_max_s = 1.0\n"
-    )
-    created = subprocess.run(
-        _scanstation("api-key", "create", "--config", str(config_file)),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    key = created.stdout.strip().splitlines()[-1]
+    # One event in flight at a time: the drain takes long enough to be caught mid-way.
+    config_file, http_port, key = _station_files(tmp_path, broker.port, keepalive, "inflight = 1")
     daemon = Daemon(config_file, tmp_path / "daemon.log")
     with Subscriber(broker.port, [f"{BASE}/#"], session="consumer") as sub:
         try:

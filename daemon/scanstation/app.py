@@ -254,51 +254,54 @@ async def run(
         daemon = Daemon(config, store, pipeline, bus, sources)
         app = make_app(services, previews={s.name: s for s in sources})
 
-        async with http_server(app, config.http.host, config.http.port) as url:
-            daemon.url = url
-            async with asyncio.TaskGroup() as tg:
-                source_tasks = [
-                    tg.create_task(supervise(s, emit), name=f"source-{s.name}") for s in sources
-                ]
-                pipeline_task = tg.create_task(pipeline.run(), name="pipeline")
-                outputs_task = tg.create_task(outputs.run(), name="outputs")
-                background = [
-                    tg.create_task(
-                        expire_sessions(store, pipeline, config.session.idle_timeout),
-                        name="session-expiry",
-                    ),
-                    tg.create_task(
-                        retention_loop(config.images_path, config.storage.image_retention_days),
-                        name="image-retention",
-                    ),
-                    # systemd's watchdog is fed only while the database and the walk are alive.
-                    tg.create_task(
-                        systemd.watchdog_loop(
-                            [
-                                systemd.store_check(store),
-                                systemd.task_alive("pipeline", pipeline_task),
-                            ]
+        try:
+            async with http_server(app, config.http.host, config.http.port) as url:
+                daemon.url = url
+                async with asyncio.TaskGroup() as tg:
+                    source_tasks = [
+                        tg.create_task(supervise(s, emit), name=f"source-{s.name}") for s in sources
+                    ]
+                    pipeline_task = tg.create_task(pipeline.run(), name="pipeline")
+                    outputs_task = tg.create_task(outputs.run(), name="outputs")
+                    background = [
+                        tg.create_task(
+                            expire_sessions(store, pipeline, config.session.idle_timeout),
+                            name="session-expiry",
                         ),
-                        name="systemd-watchdog",
-                    ),
-                ]
-                if gpio is not None:
-                    background.append(tg.create_task(gpio.run(), name="gpio"))
-                daemon.tasks = [*source_tasks, pipeline_task, outputs_task, *background]
-                log.info("scanstation %s ready on %s", config.device.id, url)
-                systemd.ready(f"{len(sources)} sources, {url}")
-                if on_ready is not None:
-                    on_ready(daemon)
-                await stop.wait()
+                        tg.create_task(
+                            retention_loop(config.images_path, config.storage.image_retention_days),
+                            name="image-retention",
+                        ),
+                        # systemd's watchdog is fed only while the database and the walk are alive.
+                        tg.create_task(
+                            systemd.watchdog_loop(
+                                [
+                                    systemd.store_check(store),
+                                    systemd.task_alive("pipeline", pipeline_task),
+                                ]
+                            ),
+                            name="systemd-watchdog",
+                        ),
+                    ]
+                    if gpio is not None:
+                        background.append(tg.create_task(gpio.run(), name="gpio"))
+                    daemon.tasks = [*source_tasks, pipeline_task, outputs_task, *background]
+                    log.info("scanstation %s ready on %s", config.device.id, url)
+                    systemd.ready(f"{len(sources)} sources, {url}")
+                    if on_ready is not None:
+                        on_ready(daemon)
+                    await stop.wait()
 
-                log.info("stopping: sources first, then the pipeline")
-                systemd.stopping()
-                for task in source_tasks + background:
-                    task.cancel()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(pipeline.idle(), STOP_GRACE_S)
-                with contextlib.suppress(TimeoutError):
-                    await outputs.idle(1.0)
-                pipeline_task.cancel()
-                outputs_task.cancel()
+                    log.info("stopping: sources first, then the pipeline")
+                    systemd.stopping()
+                    for task in source_tasks + background:
+                        task.cancel()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(pipeline.idle(), STOP_GRACE_S)
+                    with contextlib.suppress(TimeoutError):
+                        await outputs.idle(1.0)
+                    pipeline_task.cancel()
+                    outputs_task.cancel()
+        finally:
+            await pipeline.close()  # the QR analysis HTTP session
     log.info("stopped")

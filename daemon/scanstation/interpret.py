@@ -324,6 +324,11 @@ def _no_symbology(raw: str, data: str, gs_substitutes: tuple[str, ...]) -> Inter
     return _result(raw, "", "text")
 
 
+def without_symbology_identifier(raw: str) -> str:
+    """The value with its leading AIM symbology identifier (``]Q1`` …) removed, if any."""
+    return raw[3:] if _AIM.match(raw) else raw
+
+
 def interpret_value(
     raw: str, symbology_identifier: str, gs_substitutes: tuple[str, ...]
 ) -> Interpretation:

@@ -24,8 +24,14 @@ from zoneinfo import ZoneInfo
 from scanstation import __version__
 from scanstation.config import Config
 from scanstation.events import EventBus
-from scanstation.interpret import Interpretation, RecallList, interpret
+from scanstation.interpret import (
+    Interpretation,
+    RecallList,
+    interpret,
+    without_symbology_identifier,
+)
 from scanstation.model import Capture, CaptureMode, CaptureStatus, Scan, Session
+from scanstation.qr_analysis import QrAnalyzer
 from scanstation.store import CaptureOutcome, Conflict, NewCapture, Store, StoreError
 from scanstation.views import capture_json, iso, session_json
 
@@ -33,6 +39,8 @@ log = logging.getLogger(__name__)
 
 CAPTURE_EVENT_SCHEMA = "scanstation.capture/1"
 BATCH_SIZE = 512
+QR_CONCURRENCY = 8
+"""URL chains followed at once within one batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +51,8 @@ class Lookup:
     interpretation: Interpretation | None
     gtin: str
     error: str = ""
+    qr_analysis: dict[str, Any] | None = None
+    """Where the capture's URL leads (SPEC §5), when it is an http(s) URL."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +121,15 @@ class Pipeline:
         bus: EventBus | None = None,
         enrichers: Sequence[Enricher] = (),
         queue_size: int = 8192,
+        qr_analyzer: QrAnalyzer | None = None,
     ) -> None:
         self.store = store
         self.config = config
         self.bus = bus or EventBus()
         self.enrichers = list(enrichers)
+        self.qr = qr_analyzer or (
+            QrAnalyzer(config.qr_analysis) if config.qr_analysis.enabled else None
+        )
         self.queue: asyncio.Queue[int] = asyncio.Queue(maxsize=queue_size)
         self.counters = PipelineCounters()
         self.tz = ZoneInfo(config.device.timezone)
@@ -276,7 +290,7 @@ class Pipeline:
             return []
         batch = [c.id for c in captures]
         await self.store.set_status(batch, CaptureStatus.LOOKING_UP)
-        lookups = [self._look_up(c) for c in captures]
+        lookups = await self._analyze_urls([self._look_up(c) for c in captures])
         products = await self.store.products_by_gtin(lk.gtin for lk in lookups)
 
         await self.store.set_status(batch, CaptureStatus.ENRICHING)
@@ -321,6 +335,43 @@ class Pipeline:
             return Lookup(capture, result, result.gtin, error=result.error_message)
         return Lookup(capture, result, result.gtin)
 
+    async def _analyze_urls(self, lookups: list[Lookup]) -> list[Lookup]:
+        """Follow the redirect chain of every URL and Digital Link (QR analysis)."""
+        qr = self.qr
+        todo = [
+            i
+            for i, lk in enumerate(lookups)
+            if not lk.error
+            and lk.interpretation is not None
+            and lk.interpretation.kind in ("url", "digital_link")
+        ]
+        if qr is None or not todo:
+            return lookups
+        limit = asyncio.Semaphore(QR_CONCURRENCY)
+
+        async def analyze(lookup: Lookup) -> dict[str, Any]:
+            url = without_symbology_identifier(lookup.capture.raw_value.strip())
+            async with limit:
+                return await qr.analyze(url)
+
+        analyses = await asyncio.gather(*(analyze(lookups[i]) for i in todo))
+        out = list(lookups)
+        for i, analysis in zip(todo, analyses, strict=True):
+            lookup = out[i]
+            gtin = lookup.gtin or analysis["extracted_gtin"]
+            # A URL that could not be followed and names no GTIN cannot be resolved: FAILED
+            # (a retry once the network is back analyses afresh). A Digital Link's GTIN is
+            # known without the network: it goes on, with the analysis error recorded.
+            failed = bool(analysis["error_message"]) and not gtin
+            error = f"QR analysis: {analysis['error_message']}" if failed else ""
+            out[i] = dataclasses.replace(lookup, gtin=gtin, error=error, qr_analysis=analysis)
+        return out
+
+    async def close(self) -> None:
+        """Release what the pipeline holds open (the QR analysis HTTP session)."""
+        if self.qr is not None:
+            await self.qr.close()
+
     async def _enrich(self, lookups: Sequence[Lookup]) -> dict[int, Enrichment]:
         results: dict[int, Enrichment] = {}
         if not self.enrichers:
@@ -364,6 +415,7 @@ class Pipeline:
                 gs1_dl_data=ais,
                 error_message=lookup.error,
                 checks=checks,
+                qr_analysis=lookup.qr_analysis,
             )
         product = products.get(lookup.gtin)
         product_id = product[0] if product else (enrichment.product_id if enrichment else None)
@@ -396,6 +448,7 @@ class Pipeline:
             checks=checks,
             scan_event=scan_event,
             alert=alert,
+            qr_analysis=lookup.qr_analysis,
         )
 
     def _scan_event_defaults(self) -> dict[str, Any]:

@@ -359,7 +359,7 @@ def read_recording(lines: Iterable[str], source: str = "<recording>") -> list[Ke
         try:
             row = json.loads(line)
             event = (float(row["t"]), int(row["type"]), int(row["code"]), int(row["value"]))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
             raise RecordingError(
                 f"{source}, line {number}: {line.strip()[:80]!r} is not an event; expected "
                 '{"t": seconds, "type": N, "code": N, "value": N}'

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -12,12 +11,12 @@ from typing import Annotated, Any, Literal
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
-from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from scanstation import __version__
 from scanstation.config import Config
 from scanstation.events import EventBus
+from scanstation.images import UploadError, sanitize_upload
 from scanstation.model import (
     RAW_VALUE_MAX_LENGTH,
     CaptureMode,
@@ -33,7 +32,6 @@ from scanstation.views import capture_json, session_json
 from scanstation.web.errors import ApiError, read_json
 
 API_BASE = "/scanner/api/v1"
-UPLOAD_FORMATS = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
 
 
 @dataclass
@@ -260,26 +258,6 @@ async def create_capture(request: web.Request) -> web.Response:
     return web.json_response(capture_json(capture), status=201)
 
 
-def _check_image(data: bytes, max_pixels: int) -> str:
-    """The image's format, judged from its content; ApiError when it is not an allowed one."""
-    try:
-        with Image.open(io.BytesIO(data), formats=list(UPLOAD_FORMATS)) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ApiError(
-                    413,
-                    f"image is {width}×{height} = {width * height} pixels; at most "
-                    f"{max_pixels} are allowed",
-                    field="image",
-                )
-            image.verify()
-            return UPLOAD_FORMATS[str(image.format)]
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ApiError(
-            415, f"image must be a JPEG, PNG or WebP file ({exc})", field="image"
-        ) from None
-
-
 async def _read_upload(request: web.Request, max_bytes: int) -> tuple[dict[str, str], bytes | None]:
     """The multipart form's text fields and its image; a malformed body is a 400."""
     fields: dict[str, str] = {}
@@ -334,8 +312,14 @@ async def upload_image(request: web.Request) -> web.Response:
             "source": "upload",
         }
     )
-    ext = await asyncio.to_thread(_check_image, image, svc.config.http.max_upload_pixels)
-    key = await asyncio.to_thread(svc.pipeline.save_image, image, ext)
+    try:
+        stored, ext = await asyncio.to_thread(
+            sanitize_upload, image, max_pixels=svc.config.http.max_upload_pixels
+        )
+    except UploadError as exc:
+        raise ApiError(exc.status, exc.message, field=exc.field) from None
+    # Stored re-encoded, upright, without EXIF/GPS; the key never comes from user input.
+    key = await asyncio.to_thread(svc.pipeline.save_image, stored, ext)
     capture = await svc.pipeline.create_capture(
         body.session_public_id,
         NewCapture(
