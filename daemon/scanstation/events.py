@@ -7,7 +7,7 @@ how many) instead of making memory grow. Durable delivery is the outbox's job, n
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +34,12 @@ class EventBus:
     maxsize: int = 256
     _subscribers: set[Subscription] = field(default_factory=set)
 
-    def publish(self, kind: str, data: dict[str, Any]) -> None:
-        event = Event(kind, data)
+    def publish(self, kind: str, data: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
+        """Send an event to every subscriber; ``data`` may be a function that builds it,
+        called only when someone listens (the hot path has no subscriber most of the time)."""
+        if not self._subscribers:
+            return
+        event = Event(kind, data() if callable(data) else data)
         for sub in self._subscribers:
             if sub.queue.full():
                 sub.queue.get_nowait()

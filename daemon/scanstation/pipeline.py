@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import os
 import shutil
@@ -139,6 +140,8 @@ class Pipeline:
         self.gs_substitutes = tuple(config.gs1.gs_substitutes)
         self._rolling: dict[str, str] = {}
         self._session_lock = asyncio.Lock()
+        self._queued: dict[int, Capture] = {}
+        """Captures created here and queued: the walk need not read them back."""
         self.disk = DiskGuard(config.storage.path, config.storage.disk_floor_mb)
         self._idle = asyncio.Event()
         self._idle.set()
@@ -159,8 +162,9 @@ class Pipeline:
             session_public_id, new, idle_timeout=self.config.session.idle_timeout
         )
         self.counters.created += 1
-        self.bus.publish("capture", capture_json(capture))
+        self.bus.publish("capture", lambda: capture_json(capture))
         self._idle.clear()
+        self._queued[capture.id] = capture
         await self.queue.put(capture.id)
         return capture
 
@@ -188,7 +192,7 @@ class Pipeline:
 
     async def retry(self, public_id: str) -> Capture:
         capture = await self.store.retry_capture(public_id)
-        self.bus.publish("capture", capture_json(capture))
+        self.bus.publish("capture", lambda: capture_json(capture))
         self._idle.clear()
         await self.queue.put(capture.id)
         return capture
@@ -285,7 +289,10 @@ class Pipeline:
     async def process(self, ids: Sequence[int]) -> list[Capture]:
         """Walk one batch of captures from PENDING to their terminal status."""
         started = time.perf_counter()
-        captures = [c for c in await self.store.get_captures_by_id(ids) if not c.status.terminal]
+        known = [self._queued.pop(i) for i in ids if i in self._queued]
+        unknown = [i for i in ids if i not in {c.id for c in known}]
+        read = await self.store.get_captures_by_id(unknown) if unknown else []
+        captures = [c for c in known + read if not c.status.terminal]
         if not captures:
             return []
         batch = [c.id for c in captures]
@@ -306,7 +313,7 @@ class Pipeline:
         for capture in finished:
             status = capture.status.value
             self.counters.finished[status] = self.counters.finished.get(status, 0) + 1
-            self.bus.publish("capture", capture_json(capture))
+            self.bus.publish("capture", functools.partial(capture_json, capture))
             if capture.checks.get("not_for_sale"):
                 self.bus.publish("alert", {"capture": capture.public_id, **capture.checks})
             for hook in self.on_finished:
