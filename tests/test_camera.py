@@ -8,9 +8,11 @@ push frames into and unplug), and time is a clock the test moves along with the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -517,3 +519,117 @@ async def test_camera_preview_on_the_event_loop_never_encodes_there_twice() -> N
         await until(lambda: source.latest_jpeg() is not first)
     finally:
         task.cancel()
+
+
+# ---- picamera2, with a fake of the library (no Pi camera here) -------------------------------
+
+
+class FakePicamera2:
+    """Behaves like picamera2.Picamera2 for what the backend uses: a YUV420 video stream
+    (Y plane on top of the U/V planes, rows padded to a stride) and autofocus controls."""
+
+    instances: ClassVar[list[FakePicamera2]] = []
+
+    def __init__(self, index: int = 0) -> None:
+        self.index = index
+        self.camera_controls = {"AfMode": (0, 2, 0), "LensPosition": (0.0, 15.0, 1.0)}
+        self.controls: dict[str, object] = {}
+        self.af_cycles = 0
+        self.started = self.closed = False
+        self.config: dict[str, object] = {}
+        self.frames = [WITH_EAN, WITH_EAN, EMPTY, WITH_QR]
+        FakePicamera2.instances.append(self)
+
+    def create_video_configuration(self, main: dict, controls: dict, buffer_count: int) -> dict:
+        return {"main": main, "controls": controls, "buffer_count": buffer_count}
+
+    def configure(self, config: dict) -> None:
+        self.config = config
+
+    def start(self) -> None:
+        self.started = True
+
+    def set_controls(self, controls: dict[str, object]) -> None:
+        self.controls.update(controls)
+
+    def autofocus_cycle(self) -> bool:
+        self.af_cycles += 1
+        return True
+
+    def capture_array(self, stream: str) -> np.ndarray:
+        assert stream == "main"
+        width, height = self.config["main"]["size"]  # type: ignore[index]
+        stride = width + 64  # libcamera pads rows
+        luma = self.frames.pop(0) if self.frames else EMPTY
+        yuv = np.full((height * 3 // 2, stride), 128, dtype=np.uint8)
+        yuv[:height, :width] = cv2.resize(luma, (width, height))
+        return yuv
+
+    def stop(self) -> None:
+        self.started = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def fake_picamera2(monkeypatch: pytest.MonkeyPatch) -> type[FakePicamera2]:
+    import enum
+    import sys
+    import types
+
+    class AfModeEnum(enum.Enum):
+        Manual = 0
+        Auto = 1
+        Continuous = 2
+
+    picamera2 = types.ModuleType("picamera2")
+    picamera2.Picamera2 = FakePicamera2  # type: ignore[attr-defined]
+    libcamera = types.ModuleType("libcamera")
+    libcamera.controls = types.SimpleNamespace(AfModeEnum=AfModeEnum)  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "picamera2", picamera2)
+    monkeypatch.setitem(sys.modules, "libcamera", libcamera)
+    FakePicamera2.instances = []
+    return FakePicamera2
+
+
+@pytest.mark.parametrize(
+    ("focus", "expected_controls", "cycles"),
+    [
+        ({"autofocus": "continuous"}, {"AfMode": "Continuous"}, 0),
+        ({"autofocus": "auto"}, {"AfMode": "Auto"}, 1),
+        (
+            {"autofocus": "manual", "lens_position": 2.5},
+            {"AfMode": "Manual", "LensPosition": 2.5},
+            0,
+        ),
+    ],
+)
+async def test_picamera2_backend_reads_the_y_plane_and_sets_focus(
+    fake_picamera2: type[FakePicamera2],
+    focus: dict[str, object],
+    expected_controls: dict[str, object],
+    cycles: int,
+) -> None:
+    cfg = config(backend="picamera2", device="0", resolution=(640, 360), fps=30, **focus)
+    source = CameraSource(cfg)
+    emit = Recorder()
+    task = asyncio.create_task(source.run(emit))
+    try:
+        await until(lambda: emit.values == [EAN, QR])
+        (camera,) = fake_picamera2.instances
+        assert camera.config == {
+            "main": {"size": (640, 360), "format": "YUV420"},
+            "controls": {"FrameRate": 30.0},
+            "buffer_count": 2,
+        }
+        controls = {k: getattr(v, "name", v) for k, v in camera.controls.items()}
+        assert controls == expected_controls
+        assert camera.af_cycles == cycles
+        await source.autofocus()
+        assert camera.af_cycles == cycles + 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert camera.closed

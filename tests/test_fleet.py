@@ -191,3 +191,28 @@ def test_fleet_keeps_up_with_1000_simulated_stations(broker: Broker) -> None:
     }
     assert {d["outbox_depth"] for d in devices.values() if d["state"] == "online"} == {4}
     assert {d["version"] for d in devices.values()} == {"0.1.0"}
+
+
+def test_fleet_reads_broker_and_prefix_from_a_station_config(
+    broker: Broker, tmp_path: Path
+) -> None:
+    config = tmp_path / "scanstation.toml"
+    config.write_text(
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\ntopic_prefix = "store7"\n'
+    )
+    publisher = paho.Client(CallbackAPIVersion.VERSION2)
+    publisher.connect("127.0.0.1", broker.port)
+    publisher.loop_start()
+    publisher.publish(
+        "store7/lane-01/status", _status("online"), qos=1, retain=True
+    ).wait_for_publish(5)
+    publisher.publish(
+        "other/lane-02/status", _status("online"), qos=1, retain=True
+    ).wait_for_publish(5)
+    publisher.disconnect()
+    publisher.loop_stop()
+    out = io.StringIO()
+    assert fleet_main(["--config", str(config), "--once", "--seconds", "1"], out=out) == 0
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "store7: 1 devices: 1 online; outbox backlog 0"
+    assert lines[2].split()[:3] == ["lane-01", "online", "-"]

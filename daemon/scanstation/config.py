@@ -81,10 +81,13 @@ class StorageConfig(_Section):
         description="SQLite synchronous mode: full makes every acknowledged capture durable",
     )
     commit_interval_ms: float = Field(
-        2.0,
+        0.0,
         ge=0,
         le=100,
-        description="Group commit: how long the writer waits to gather more writes",
+        description=(
+            "Group commit: extra wait for more writes before a commit. 0 (default): writes "
+            "queued while a commit is on its way to disk form the next group by themselves"
+        ),
     )
 
 

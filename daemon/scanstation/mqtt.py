@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import shutil
+import socket
 import ssl
 import threading
 import time
@@ -65,11 +66,13 @@ QUOTA_EXCEEDED = 0x97
 """A throttling broker: retried after a pause, never dead-lettered for it."""
 
 DRAIN_BATCH = 256
+QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+"""Linux's TCP_QUICKACK (None elsewhere)."""
 STATS_INTERVAL_S = 2.0
 STOP_TIMEOUT_S = 1.5
 """How long a clean stop may wait for the ``offline`` PUBACK and the DISCONNECT."""
 CONNECT_TIMEOUT_S = 10.0
-ACK_LINGER_S = 0.05
+ACK_LINGER_S = 0.1
 ACK_BATCH = 512
 """Acknowledged rows are deleted in batches: after ACK_LINGER_S or once ACK_BATCH gather."""
 COMMAND_QUEUE = 256
@@ -758,6 +761,11 @@ class Connection:
 
     def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         self._sock = sock
+        raw = getattr(sock, "_sock", sock)  # paho may wrap it (websockets)
+        with contextlib.suppress(OSError, AttributeError):
+            # Small packets back to back (a batch of events, the broker's PUBACKs): without
+            # this, Nagle's algorithm holds the second until the first is acknowledged.
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def start() -> None:
             if self.closed.done():  # abandoned while connecting: close, do not watch
@@ -771,6 +779,12 @@ class Connection:
         self._call_on_loop(start)
 
     def _readable(self) -> None:
+        sock = self._sock
+        if QUICKACK is not None and sock is not None:
+            # Acknowledge at once: a broker without TCP_NODELAY (Mosquitto's default) holds
+            # each PUBACK after the first of a burst until our delayed ACK (up to 40 ms).
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
         try:
             while True:
                 rc = self.client.loop_read()

@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import datetime as dt
 import functools
+import inspect
 import logging
 import os
 import shutil
@@ -318,7 +319,7 @@ class Pipeline:
                 self.bus.publish("alert", {"capture": capture.public_id, **capture.checks})
             for hook in self.on_finished:
                 result = hook(capture)
-                if result is not None:
+                if inspect.isawaitable(result):
                     await result
         return finished
 

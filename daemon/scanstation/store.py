@@ -148,7 +148,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX scan_events_gtin_time ON scan_events(gtin, time);
     -- One row per event and destination: 'mqtt', or 'webhook:<name>' for a webhook output.
     CREATE TABLE outbox (
-        id INTEGER PRIMARY KEY,
+        -- AUTOINCREMENT: an id is never reused after its row is delivered and deleted,
+        -- so a drainer's "after id N" cursor never skips a new event.
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
         destination TEXT NOT NULL DEFAULT 'mqtt',
         topic TEXT NOT NULL,
         event_id TEXT NOT NULL,
@@ -498,7 +500,7 @@ class Store:
         path: Path,
         *,
         synchronous: str = "full",
-        commit_interval_ms: float = 2.0,
+        commit_interval_ms: float = 0.0,
         max_batch: int = 512,
     ) -> None:
         self.path = path

@@ -29,7 +29,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from scanstation.config import Config, parse_config
 from scanstation.events import EventBus
-from scanstation.model import CaptureType
+from scanstation.model import Capture, CaptureType
 from scanstation.mqtt import MqttLink
 from scanstation.pipeline import Pipeline
 from scanstation.store import NewCapture, OutboxEvent, Store
@@ -173,6 +173,10 @@ class _Station:
         self.config = config
         self.started: dict[str, float] = {}
         self.latencies: list[float] = []
+        self.created_at: dict[str, float] = {}
+        self.finished_at: dict[str, float] = {}
+        self.stages: dict[str, list[float]] = {"insert": [], "walk": [], "publish": []}
+        """Where the time goes: durable insert, the walk to a terminal status, outbox→PUBACK."""
         self.delivered = 0
         self.all_delivered = asyncio.Event()
         self.target = 0
@@ -187,11 +191,20 @@ class _Station:
         else:
             public_id = json.loads(event.payload)["public_id"]
         started = self.started.pop(public_id, None)
+        created = self.created_at.pop(public_id, None)
+        finished = self.finished_at.pop(public_id, None)
         if started is not None:
             self.latencies.append(now - started)
+            if created is not None and finished is not None:
+                self.stages["insert"].append(created - started)
+                self.stages["walk"].append(finished - created)
+                self.stages["publish"].append(now - finished)
         self.delivered += 1
         if self.delivered >= self.target:
             self.all_delivered.set()
+
+    def on_finished(self, capture: Capture) -> None:
+        self.finished_at.setdefault(capture.public_id, time.perf_counter())
 
     async def run(self, producers: int, count: int, rate: float | None) -> float:
         """Create ``count`` captures (as fast as possible, or at ``rate``); returns captures/s."""
@@ -204,6 +217,7 @@ class _Station:
             pipeline = Pipeline(store, self.config, bus=EventBus())
             link = MqttLink(self.config, store, pipeline)
             link.on_delivered.append(self.on_delivered)
+            pipeline.on_finished.append(self.on_finished)
             tasks = [asyncio.create_task(pipeline.run()), asyncio.create_task(link.run())]
             try:
                 while not link.state.connected:  # noqa: ASYNC110 (the link has no event)
@@ -219,6 +233,7 @@ class _Station:
                     capture = await pipeline.create_capture(
                         session, NewCapture(CaptureType.BARCODE, raw_value=value)
                     )
+                    self.created_at[capture.public_id] = time.perf_counter()
                     self.started[capture.public_id] = t0
 
                 started = time.perf_counter()
@@ -286,6 +301,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "p50_ms": 1000 * _percentile(steady.latencies, 0.5),
             "p99_ms": 1000 * _percentile(steady.latencies, 0.99),
             "runs": runs["scanstation"],
+            "stages_at_rate_ms": {
+                stage: {
+                    "p50": 1000 * _percentile(values, 0.5),
+                    "p99": 1000 * _percentile(values, 0.99),
+                }
+                for stage, values in steady.stages.items()
+                if values
+            },
         },
         "settings": {
             "count": args.count,
@@ -363,4 +386,9 @@ def main(argv: list[str]) -> int:
     ):
         r = result[key]
         print(f"{name:<46} {r['rate']:>11,.0f}  {r['p50_ms']:.2f} / {r['p99_ms']:.2f} ms")
+    stages = result["scanstation"]["stages_at_rate_ms"]
+    print(
+        f"  where the time goes at {args.rate:.0f}/s (p50 / p99): "
+        + "; ".join(f"{k} {v['p50']:.2f} / {v['p99']:.2f} ms" for k, v in stages.items())
+    )
     return 0

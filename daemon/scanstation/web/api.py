@@ -46,6 +46,8 @@ class Services:
     """Health of every running source, by name."""
     triggers: dict[str, Callable[[], None]] = field(default_factory=dict)
     """Software triggers of the sources that have one (cameras in trigger mode), by name."""
+    mqtt: Any = None
+    """The MQTT link (its ``state`` feeds /stats and /metrics); None in tests without one."""
 
 
 SERVICES = web.AppKey("services", Services)
