@@ -213,7 +213,21 @@ def _broker_answers(host: str, port: int) -> bool:
 
 
 def demo_config(storage: Path, port: int, with_stdin: bool) -> Config:
-    sources: list[dict[str, Any]] = [{"type": "replay", "name": "samples", "interval_s": 2.0}]
+    from scanstation.sources.camera import bundled_samples_dir
+
+    sources: list[dict[str, Any]] = [
+        # Bundled camera frames (EAN-13, GS1 DataMatrix, Digital Link QR, GS1-128, …) through
+        # the real decoder, and typed-in style values through the replay source.
+        {
+            "type": "camera",
+            "name": "cam0",
+            "backend": "file",
+            "device": str(bundled_samples_dir()),
+            "fps": 0.5,
+            "loop": True,
+        },
+        {"type": "replay", "name": "samples", "interval_s": 2.0},
+    ]
     if with_stdin:
         sources.append({"type": "stdin", "name": "stdin"})
     data: dict[str, Any] = {
