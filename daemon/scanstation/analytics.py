@@ -11,13 +11,12 @@ import argparse
 import asyncio
 import json
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from scanstation import views
 from scanstation.interpret import InterpretError, RecallList
 from scanstation.store import PRODUCT_COLUMNS, PRODUCT_FIELDS, Store, row_to_product
 from scanstation.views import iso
@@ -291,29 +290,11 @@ async def completeness_report(
 
 
 def parse_time(text: str, now: float | None = None) -> float:
-    """ISO 8601 (UTC when no offset), epoch seconds, or an age such as 7d, 12h, 30m.
-
-    >>> parse_time("2026-01-31T12:00:00Z")
-    1769860800.0
-    >>> parse_time("7d", now=1_000_000.0)
-    395200.0
-    """
-    text = text.strip()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-    if len(text) > 1 and text[-1] in units and text[:-1].isdigit():
-        return (time.time() if now is None else now) - int(text[:-1]) * units[text[-1]]
+    """`views.parse_time`, with a bad value as a ReportError (exit 2)."""
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ReportError(
-            f"time {text!r}: expected ISO 8601 (2026-01-31 or 2026-01-31T12:00:00Z), "
-            "epoch seconds, or an age such as 7d, 12h, 30m"
-        ) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        return views.parse_time(text, now)
+    except ValueError as exc:
+        raise ReportError(str(exc)) from None
 
 
 def _table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

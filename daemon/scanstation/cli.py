@@ -131,19 +131,14 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _time_arg(text: str | None, name: str) -> float | None:
+    from scanstation.views import parse_time
+
     if text is None:
         return None
-    from datetime import UTC, datetime
-
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UsageError(f"--{name} {text!r}: expected an ISO 8601 time or epoch seconds") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+        return parse_time(text)
+    except ValueError as exc:
+        raise UsageError(f"--{name}: {exc}") from None
 
 
 def ensure_api_key(config: Config, out: TextIO) -> str | None:

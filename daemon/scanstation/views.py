@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -88,3 +89,29 @@ def proposal_json(proposal: Proposal) -> dict[str, Any]:
         "created": iso(proposal.created),
         "reviewed_at": iso(proposal.reviewed_at),
     }
+
+
+def parse_time(text: str, now: float | None = None) -> float:
+    """ISO 8601 (UTC when no offset), epoch seconds, or an age such as 7d, 12h, 30m.
+
+    >>> parse_time("2026-01-31T12:00:00Z")
+    1769860800.0
+    >>> parse_time("7d", now=1_000_000.0)
+    395200.0
+    """
+    text = text.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    if len(text) > 1 and text[-1] in units and text[:-1].isdigit():
+        return (time.time() if now is None else now) - int(text[:-1]) * units[text[-1]]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"time {text!r}: expected ISO 8601 (2026-01-31 or 2026-01-31T12:00:00Z), "
+            "epoch seconds, or an age such as 7d, 12h, 30m"
+        ) from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()

@@ -6,7 +6,6 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from aiohttp import BodyPartReader, web
@@ -28,7 +27,7 @@ from scanstation.model import (
 from scanstation.pipeline import Pipeline
 from scanstation.sources.base import SourceHealth
 from scanstation.store import NewCapture, Store
-from scanstation.views import capture_json, session_json
+from scanstation.views import capture_json, parse_time, session_json
 from scanstation.web.errors import ApiError, read_json
 
 API_BASE = "/scanner/api/v1"
@@ -110,23 +109,14 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
 
 
 def _time_param(request: web.Request, name: str) -> float | None:
-    """A time filter: seconds since the epoch or an ISO 8601 timestamp."""
+    """A time filter: ISO 8601, epoch seconds, or an age such as 7d (views.parse_time)."""
     text = request.query.get(name)
-    if text is None or text == "":
+    if not text:
         return None
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(
-            400, f"{name} must be an ISO 8601 time or epoch seconds, got {text!r}", field=name
-        ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.timestamp()
+        return parse_time(text)
+    except ValueError as exc:
+        raise ApiError(400, f"{name}: {exc}", field=name) from None
 
 
 def _enum_param(request: web.Request, name: str, enum: type[Any]) -> Any:
