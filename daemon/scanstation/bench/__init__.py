@@ -1,1 +1,21 @@
 """Benchmarks: `scanstation bench NAME`; each module has main(argv) -> exit code."""
+
+from __future__ import annotations
+
+import socket
+
+VALUES = (
+    "4006381333931",
+    "5901234123457",
+    "]d2010950600013435217270101\x1d10ABC123",
+    "]E00036000291452",
+    "4006381333932",
+)
+"""A realistic mix: catalog hit, miss, GS1 DataMatrix, UPC-A, a bad check digit."""
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (for a daemon or broker we start)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

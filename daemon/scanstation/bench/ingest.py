@@ -12,7 +12,6 @@ import importlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,26 +23,12 @@ from typing import Any
 import aiohttp
 import aiosqlite
 
+from scanstation.bench import VALUES, free_port
 from scanstation.config import parse_config
 from scanstation.events import EventBus
 from scanstation.model import CaptureType
 from scanstation.pipeline import Pipeline
 from scanstation.store import NewCapture, Store
-
-# A realistic mix: catalog hits, misses, a GS1 DataMatrix, a bad check digit.
-VALUES = (
-    "4006381333931",
-    "5901234123457",
-    "]d2010950600013435217270101\x1d10ABC123",
-    "]E00036000291452",
-    "4006381333932",
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def bare_aiosqlite(path: Path, count: int, batch: int) -> float:
@@ -104,7 +89,7 @@ async def internal(path: Path, count: int, producers: int) -> dict[str, float]:
 
 async def http(path: Path, count: int, concurrency: int) -> dict[str, float]:
     """Captures/s POSTed to a `scanstation run` subprocess (201 = durable), then all walked."""
-    port = _free_port()
+    port = free_port()
     config_path = path.parent / "bench.toml"
     config_path.write_text(
         f'[device]\nid = "bench"\n[storage]\npath = "{path.parent / "http"}"\n'

@@ -27,27 +27,13 @@ from typing import Any
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
+from scanstation.bench import VALUES, free_port
 from scanstation.config import Config, parse_config
 from scanstation.events import EventBus
 from scanstation.model import Capture, CaptureType
 from scanstation.mqtt import MqttLink
 from scanstation.pipeline import Pipeline
 from scanstation.store import NewCapture, OutboxEvent, Store
-
-VALUES = (
-    "4006381333931",
-    "5901234123457",
-    "]d2010950600013435217270101\x1d10ABC123",
-    "]E00036000291452",
-    "4006381333932",
-)
-"""A realistic mix: catalog hit, miss, GS1 DataMatrix, UPC-A, a bad check digit."""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
@@ -56,7 +42,7 @@ def mosquitto(workdir: Path) -> Iterator[int]:
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not os.path.exists(binary):
         raise RuntimeError("mosquitto is not installed (apt install mosquitto)")
-    port = _free_port()
+    port = free_port()
     conf = workdir / "mosquitto.conf"
     user = "user root\n" if os.geteuid() == 0 else ""
     conf.write_text(
