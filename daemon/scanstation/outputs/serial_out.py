@@ -11,18 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from scanstation.config import SerialOutputConfig
 from scanstation.outputs.base import LiveRead, LiveSink
+from scanstation.sources.serial import OpenConnection, open_serial_port
 
 log = logging.getLogger(__name__)
 
-OpenConnection = Callable[..., Awaitable[tuple[asyncio.StreamReader, Any]]]
 """open_serial_connection(url=..., baudrate=..., ...) -> (reader, writer)."""
 
-_PARITY = {"none": "N", "even": "E", "odd": "O"}
 BACKOFF_MAX_S = 30.0
 
 
@@ -51,19 +49,7 @@ class SerialSink(LiveSink):
         """The open port's StreamWriter, or None while it is closed."""
 
     async def _open(self) -> tuple[asyncio.StreamReader, Any]:
-        open_connection = self._open_connection
-        if open_connection is None:
-            import serial_asyncio  # imported here: only a serial output needs pyserial
-
-            open_connection = serial_asyncio.open_serial_connection
-        config = self.config
-        return await open_connection(
-            url=config.port,
-            baudrate=config.baud,
-            bytesize=config.bytesize,
-            parity=_PARITY[config.parity],
-            stopbits=config.stopbits,
-        )
+        return await open_serial_port(self.config, self._open_connection)
 
     async def run(self) -> None:
         """Keep the port open and write queued reads until cancelled."""

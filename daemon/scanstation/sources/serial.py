@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from scanstation.model import Scan
 from scanstation.sources.base import Emit, SourceHealth
@@ -30,6 +30,38 @@ OpenConnection = Callable[..., Awaitable[tuple[asyncio.StreamReader, Any]]]
 """open_serial_connection(url=..., baudrate=..., ...) -> (reader, writer)."""
 
 _PARITY = {"none": "N", "even": "E", "odd": "O"}
+
+
+class SerialLine(Protocol):
+    """The line settings a serial source and a serial output share (read-only)."""
+
+    @property
+    def port(self) -> str: ...
+    @property
+    def baud(self) -> int: ...
+    @property
+    def bytesize(self) -> Literal[7, 8]: ...
+    @property
+    def parity(self) -> Literal["none", "even", "odd"]: ...
+    @property
+    def stopbits(self) -> Literal[1, 2]: ...
+
+
+async def open_serial_port(
+    line: SerialLine, open_connection: OpenConnection | None = None
+) -> tuple[asyncio.StreamReader, Any]:
+    """Open a serial port with pyserial-asyncio (imported here: the module works without it)."""
+    if open_connection is None:
+        import serial_asyncio
+
+        open_connection = serial_asyncio.open_serial_connection
+    return await open_connection(
+        url=line.port,
+        baudrate=line.baud,
+        bytesize=line.bytesize,
+        parity=_PARITY[line.parity],
+        stopbits=line.stopbits,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,19 +202,7 @@ class SerialSource:
             self.health.set_state("stopped", self.health.detail)
 
     async def _open(self) -> tuple[asyncio.StreamReader, Any]:
-        open_connection = self._open_connection
-        if open_connection is None:
-            import serial_asyncio  # imported here: the module works without pyserial
-
-            open_connection = serial_asyncio.open_serial_connection
-        config = self.config
-        return await open_connection(
-            url=config.port,
-            baudrate=config.baud,
-            bytesize=config.bytesize,
-            parity=_PARITY[config.parity],
-            stopbits=config.stopbits,
-        )
+        return await open_serial_port(self.config, self._open_connection)
 
     async def _port_loop(self) -> None:
         delay, longest = self._backoff
