@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scanstation.config import ConfigError, MatchRules, parse_config
 from scanstation.outputs.format import FormatError, FormatFields, Formatter, compile_template
 from scanstation.outputs.gadget import encode, reports_to_events
-from scanstation.outputs.match import MatchError, MatchInput, compile_rules
+from scanstation.outputs.match import MatchError, compile_rules
 from scanstation.sources.hid import DecodedScan, DecoderSettings, KeystrokeDecoder
 from scanstation.sources.keymaps import LAYOUT_NAMES
 
@@ -125,8 +125,8 @@ def test_config_bad_template_fails_at_load_naming_output() -> None:
 # ---- match rules -------------------------------------------------------------------------
 
 
-def _input(fields: FormatFields) -> MatchInput:
-    return MatchInput(
+def _input(fields: FormatFields) -> FormatFields:
+    return FormatFields(
         raw=fields.raw,
         gtin=fields.gtin,
         ais=fields.ais,

@@ -31,8 +31,9 @@ from scanstation.config import (
 )
 from scanstation.model import Capture
 from scanstation.outputs.base import LiveSink, Sink, WrittenListener
+from scanstation.outputs.format import FormatFields
 from scanstation.outputs.gadget import KeyboardGadgetSink
-from scanstation.outputs.match import CompiledRules, MatchInput, compile_rules
+from scanstation.outputs.match import CompiledRules, compile_rules
 from scanstation.outputs.serial_out import SerialSink
 from scanstation.outputs.webhook import WebhookSink
 from scanstation.store import Store
@@ -101,7 +102,7 @@ class Outputs:
         # Only reads are matched: a product photo or a no-read frame has no code to compare.
         if self.rules is None or self.rules.empty or not capture.raw_value:
             return ""
-        return self.rules.reason(MatchInput.from_capture(capture))
+        return self.rules.reason(FormatFields.from_capture(capture))
 
     # ---- Pipeline.destinations (inside the terminal transaction: pure, quick) -------------
 

@@ -25,7 +25,7 @@ from scanstation.config import (
 )
 from scanstation.model import Capture
 from scanstation.outputs.format import FormatFields, Formatter
-from scanstation.outputs.match import CompiledRules, MatchInput, compile_rules
+from scanstation.outputs.match import CompiledRules, compile_rules
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class Sink:
         """Why this output's match rules refuse ``capture`` ("" when they accept it)."""
         if self.rules.empty:
             return ""
-        return self.rules.reason(MatchInput.from_capture(capture))
+        return self.rules.reason(FormatFields.from_capture(capture))
 
     def fail(self, message: str) -> None:
         self.counters.failures += 1

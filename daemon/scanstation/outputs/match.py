@@ -7,7 +7,7 @@ format (``kinds``).
 
 >>> from scanstation.config import MatchRules
 >>> rules = compile_rules(MatchRules(require_ais=["17"]))
->>> rules.reason(MatchInput(raw="0109506000134352", gtin="09506000134352",
+>>> rules.reason(FormatFields(raw="0109506000134352", gtin="09506000134352",
 ...                         ais={"01": "09506000134352"}))
 'lacks GS1 AI 17 (required by the match rules)'
 """
@@ -15,12 +15,11 @@ format (``kinds``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from scanstation.interpret import interpret
-from scanstation.model import Capture
+from scanstation.outputs.format import FormatFields
 
 if TYPE_CHECKING:
     from scanstation.config import MatchRules
@@ -28,32 +27,6 @@ if TYPE_CHECKING:
 
 class MatchError(ValueError):
     """A rule that cannot be used; the message names it and what was expected."""
-
-
-@dataclass(frozen=True, slots=True)
-class MatchInput:
-    """The parts of a read the rules look at."""
-
-    raw: str
-    """The raw value (GS separators kept)."""
-    gtin: str = ""
-    """GTIN-14, or ""."""
-    ais: Mapping[str, str] = field(default_factory=dict)
-    """GS1 Application Identifier -> value."""
-    symbology: str = ""
-    """Symbology name, e.g. EAN13."""
-    symbology_identifier: str = ""
-    """AIM symbology identifier, e.g. ]E0."""
-
-    @classmethod
-    def from_capture(cls, capture: Capture) -> MatchInput:
-        return cls(
-            raw=capture.raw_value,
-            gtin=capture.gtin,
-            ais=capture.gs1_dl_data,
-            symbology=capture.symbology,
-            symbology_identifier=capture.symbology_identifier,
-        )
 
 
 def _normal(name: str) -> str:
@@ -90,7 +63,7 @@ class CompiledRules:
             or self.require_ais
         )
 
-    def reason(self, read: MatchInput) -> str:
+    def reason(self, read: FormatFields) -> str:
         """Why ``read`` is rejected, in words for an operator; "" when it passes."""
         if self.symbology_names or self.aim_identifiers:
             by_name = _normal(read.symbology) in self.symbology_names
