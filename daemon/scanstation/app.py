@@ -339,5 +339,5 @@ async def run(
                 for task in (pipeline_task, outputs_task, mqtt_task):
                     task.cancel()
         finally:
-            await pipeline.close()  # the QR analysis HTTP session
+            await pipeline.close()  # the QR analysis HTTP session (also when run() never ran)
     log.info("stopped")

@@ -262,6 +262,12 @@ class Pipeline:
 
     async def run(self) -> None:
         """Walk queued captures until cancelled, starting with those a stop left unfinished."""
+        try:
+            await self._walk()
+        finally:
+            await self.close()
+
+    async def _walk(self) -> None:
         self._idle.clear()
         unfinished = await self.store.unfinished_capture_ids()
         if unfinished:
