@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
@@ -196,7 +197,7 @@ async def test_camera_continuous_reports_each_item_once_while_in_view() -> None:
     ] == [("cam0", "EAN13", "]E0", CaptureType.BARCODE)] * 3
     assert source.health.state == "stopped"
     assert source.health.scans == 3
-    stats = source.stats
+    stats = source.stats()
     assert (stats.frames, stats.reads, stats.no_reads) == (len(sequence), 3, 0)
 
 
@@ -224,7 +225,7 @@ async def test_camera_does_not_decode_a_static_scene_again() -> None:
     source = CameraSource(config(), backend=cam, clock=clock)
     await replay(source, emit)
     assert emit.values == [EAN]
-    stats = source.stats
+    stats = source.stats()
     assert stats.frames == 61
     assert stats.decoded_frames <= 4
     assert stats.skipped_frames == stats.frames - stats.decoded_frames
@@ -247,7 +248,7 @@ async def test_camera_software_trigger_reads_in_a_window_and_reports_no_reads() 
     try:
         # No window open: a code in view is neither decoded nor reported.
         cam.push(WITH_EAN, at=1.0)
-        await until(lambda: source.stats.frames == 1)
+        await until(lambda: source.stats().frames == 1)
         clock.set(2.0)
         source.trigger()
         blurred = cv2.GaussianBlur(EMPTY, (0, 0), 3)
@@ -280,7 +281,7 @@ async def test_camera_software_trigger_reads_in_a_window_and_reports_no_reads() 
     assert first.metadata["trigger"] == "software"
     assert good == [first, second]
     assert bad == [no_read]
-    stats = source.stats
+    stats = source.stats()
     assert (stats.triggers, stats.reads, stats.no_reads) == (3, 2, 1)
 
 
@@ -292,7 +293,7 @@ async def test_camera_gpio_trigger_from_another_thread_closes_on_time_without_fr
     try:
         await until(lambda: source.health.state == "running")
         cam.push(EMPTY)
-        await until(lambda: source.stats.frames == 1)
+        await until(lambda: source.stats().frames == 1)
         # gpiozero calls back from its own thread.
         threading.Thread(target=source.trigger).start()
         await until(lambda: len(emit.scans) == 1, timeout=3)
@@ -325,7 +326,7 @@ async def test_camera_that_disappears_is_retried_and_recovers(
         await until(lambda: emit.values == [EAN, QR])
     finally:
         task.cancel()
-    assert source.stats.reconnects >= 2
+    assert source.stats().reconnects >= 2
     assert cam.opens == 2
     assert source.health.errors >= 2
 
@@ -348,7 +349,7 @@ async def test_camera_drops_a_read_the_pipeline_keeps_refusing_but_goes_on() -> 
     await replay(source, emit)
     assert emit.values == [QR]
     assert source.health.errors == camera_module.EMIT_ATTEMPTS
-    assert (source.stats.reads, source.health.scans) == (1, 1)
+    assert (source.stats().reads, source.health.scans) == (1, 1)
 
 
 async def test_camera_live_keeps_only_the_latest_frame() -> None:
@@ -361,7 +362,7 @@ async def test_camera_live_keeps_only_the_latest_frame() -> None:
     emit = Recorder()
     await replay(source, emit)
     # Frames that arrived while the decoder was busy were replaced, not queued.
-    stats = source.stats
+    stats = source.stats()
     assert stats.frames == len(mailbox_frames)
     assert stats.dropped_frames > 0
     assert stats.decoded_frames + stats.skipped_frames + stats.dropped_frames == stats.frames
@@ -374,7 +375,7 @@ async def test_camera_preview_jpeg_and_mjpeg_frames() -> None:
     task = asyncio.create_task(source.run(Recorder()))
     try:
         cam.push(WITH_EAN)
-        await until(lambda: source.stats.reads == 1)
+        await until(lambda: source.stats().reads == 1)
         jpeg = await asyncio.to_thread(source.latest_jpeg)
         assert jpeg is not None
         assert jpeg[:2] == b"\xff\xd8"
@@ -413,7 +414,7 @@ async def test_opencv_backend_replays_a_video_file(tmp_path: Path) -> None:
     emit = Recorder()
     await replay(source, emit)
     assert emit.values == [EAN, QR, EAN]
-    assert source.stats.frames == len(frames)
+    assert source.stats().frames == len(frames)
 
 
 async def test_opencv_backend_missing_camera_reports_reconnecting(
@@ -423,7 +424,7 @@ async def test_opencv_backend_missing_camera_reports_reconnecting(
     source = CameraSource(config(backend="opencv", device="/dev/video97"))
     task = asyncio.create_task(source.run(Recorder()))
     try:
-        await until(lambda: source.stats.reconnects >= 2)
+        await until(lambda: source.stats().reconnects >= 2)
     finally:
         task.cancel()
     assert source.health.state == "reconnecting"
@@ -510,11 +511,11 @@ async def test_camera_preview_on_the_event_loop_never_encodes_there_twice() -> N
     task = asyncio.create_task(source.run(Recorder()))
     try:
         cam.push(WITH_EAN)
-        await until(lambda: source.stats.frames == 1)
+        await until(lambda: source.stats().frames == 1)
         first = source.latest_jpeg()  # the very first preview is encoded at once
         assert first is not None
         cam.push(EMPTY)
-        await until(lambda: source.stats.frames == 2)
+        await until(lambda: source.stats().frames == 2)
         assert source.latest_jpeg() is first  # the newer frame is encoded in a thread meanwhile
         await until(lambda: source.latest_jpeg() is not first)
     finally:
@@ -558,6 +559,7 @@ class FakePicamera2:
 
     def capture_array(self, stream: str) -> np.ndarray:
         assert stream == "main"
+        time.sleep(1 / 30)  # blocks until the next frame, as the real one does
         width, height = self.config["main"]["size"]  # type: ignore[index]
         stride = width + 64  # libcamera pads rows
         luma = self.frames.pop(0) if self.frames else EMPTY
@@ -633,3 +635,37 @@ async def test_picamera2_backend_reads_the_y_plane_and_sets_focus(
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert camera.closed
+
+
+class FirehoseCamera:
+    """A live camera that never waits between frames (a misbehaving driver, a fast stream)."""
+
+    kind = "firehose"
+    live = True
+
+    def open(self) -> None:
+        pass
+
+    def read(self) -> np.ndarray:
+        return WITH_EAN
+
+    def close(self) -> None:
+        pass
+
+
+async def test_camera_faster_than_the_loop_neither_floods_it_nor_ignores_cancellation() -> None:
+    emit = Recorder()
+    source = CameraSource(config(), backend=FirehoseCamera())
+    task = asyncio.create_task(source.run(emit))
+    ticks = 0
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    while loop.time() - started < 1.0:
+        await asyncio.sleep(0.01)
+        ticks += 1
+    assert ticks > 20  # the event loop kept turning (100 if nothing else ran)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert emit.values == [EAN]
+    assert source.stats().dropped_frames > 0

@@ -152,3 +152,35 @@ async def test_pipeline_extra_destinations_get_their_own_copy_of_the_event(
     assert [e.event_id for e in webhook] == [mqtt[0].event_id]
     assert pipeline.store.outbox_signal("webhook:wms").is_set()
     assert await pipeline.store.outbox_stats("webhook:wms") == (1, webhook[0].created)
+
+
+async def test_pipeline_noread_frame_becomes_an_image_capture_and_a_noreads_event(
+    pipeline: Pipeline,
+) -> None:
+    import io
+
+    from PIL import Image
+
+    frame = io.BytesIO()
+    Image.new("L", (64, 48), 128).save(frame, "JPEG")
+    capture = await pipeline.ingest(
+        Scan(
+            source="cam0",
+            raw_value="",
+            capture_type=CaptureType.IMAGE,
+            image=frame.getvalue(),
+            metadata={"noread": "true", "trigger": "gpio"},
+        )
+    )
+    await pipeline.idle()
+    stored = await pipeline.store.get_capture(capture.public_id)
+    assert stored.capture_type is CaptureType.IMAGE
+    assert stored.status is CaptureStatus.NOT_FOUND
+    assert (pipeline.config.images_path / stored.uploaded_image_key).is_file()
+    rows = await pipeline.store.fetchall("SELECT payload FROM outbox WHERE topic = 'noreads'")
+    [event] = [json.loads(r[0]) for r in rows]
+    assert (event["source"], event["capture_public_id"], event["image_key"]) == (
+        "cam0",
+        capture.public_id,
+        stored.uploaded_image_key,
+    )

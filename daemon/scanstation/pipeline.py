@@ -185,11 +185,28 @@ class Pipeline:
         )
         session_id = await self._session_for(scan.source)
         try:
-            return await self.create_capture(session_id, new)
+            capture = await self.create_capture(session_id, new)
         except Conflict:
             # The session ended or expired between lookup and insert: open a new one.
             self._rolling.pop(scan.source, None)
-            return await self.create_capture(await self._session_for(scan.source), new)
+            capture = await self.create_capture(await self._session_for(scan.source), new)
+        if scan.metadata.get("noread") == "true":
+            await self._report_noread(capture, scan)
+        return capture
+
+    async def _report_noread(self, capture: Capture, scan: Scan) -> None:
+        """A read window closed without a code: the `noreads` event (SPEC §7), durable."""
+        event = {
+            "time": iso(scan.read_at),
+            "device_id": self.config.device.id,
+            "site": self.config.device.site,
+            "source": scan.source,
+            "image_key": capture.uploaded_image_key,
+            "capture_public_id": capture.public_id,
+            "metadata": dict(scan.metadata),
+        }
+        await self.store.add_outbox_event("noreads", event)
+        self.bus.publish("noread", event)
 
     async def retry(self, public_id: str) -> Capture:
         capture = await self.store.retry_capture(public_id)

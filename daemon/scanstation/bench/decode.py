@@ -471,7 +471,7 @@ def pipeline_fps(frames: Sequence[Frame], threads: int, formats: Sequence[str]) 
     return {
         "fps": round(len(frames) / elapsed, 1),
         "cpu_s": round(time.process_time() - cpu, 3),
-        "decoded_frames": source.stats.decoded_frames,
+        "decoded_frames": source.stats().decoded_frames,
     }
 
 
@@ -500,7 +500,7 @@ def static_scene_cpu(frames: int = 90) -> dict[str, float]:
         asyncio.run(source.run(DISCARD))
         result["cpu_s_skip" if skip else "cpu_s_every_frame"] = round(time.process_time() - cpu, 3)
         if skip:
-            result["decoded_frames_skip"] = source.stats.decoded_frames
+            result["decoded_frames_skip"] = source.stats().decoded_frames
     result["ratio"] = round(result["cpu_s_skip"] / result["cpu_s_every_frame"], 3)
     result["frames"] = frames
     return result
@@ -545,7 +545,7 @@ def live_latency(count: int, fps: float = 30.0, seconds: float = 0.0) -> dict[st
             await task
 
     asyncio.run(drive())
-    stats = source.stats
+    stats = source.stats()
     result = {
         "frames": stats.frames,
         "reads": stats.reads,

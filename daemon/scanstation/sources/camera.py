@@ -299,14 +299,19 @@ class _Mailbox:
     def put(self, frame: CameraFrame, stop: threading.Event) -> None:
         with self._cond:
             if self.live:
-                if self._frames:
+                waiting = bool(self._frames)
+                if waiting:
                     self.on_drop(len(self._frames))
                     self._frames.clear()
             else:
                 while len(self._frames) >= self.depth and not stop.is_set():
                     self._cond.wait(0.05)
+                waiting = bool(self._frames)  # after the wait: what the loop has yet to see
             self._frames.append(frame)
-        self._wake()
+        if not waiting:
+            # Frames were already waiting: the loop has been woken for them. Waking it once
+            # per frame would flood it when a camera delivers faster than frames are taken.
+            self._wake()
 
     def finish(self, error: BaseException | None) -> None:
         with self._cond:
@@ -449,8 +454,8 @@ class CameraSource:
             self._pending_triggers.append(t)
         self._notify()
 
-    @property
     def stats(self) -> CameraStats:
+        """A snapshot of the counters (for telemetry and /metrics); cheap, any thread."""
         c = self._counters
         times = list(c.grab_times)
         fps = (
@@ -589,7 +594,9 @@ class CameraSource:
 
     def _notify(self) -> None:
         loop, wake = self._loop, self._wake
-        if loop is None or wake is None or loop.is_closed():
+        # Reading is_set() from another thread is a benign race (at worst one extra wake-up);
+        # it keeps a camera that delivers faster than the loop turns from flooding the loop.
+        if loop is None or wake is None or wake.is_set() or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # the loop closed under us at shutdown
             loop.call_soon_threadsafe(wake.set)
@@ -674,10 +681,7 @@ class CameraSource:
                     else:
                         # A decoder is free: take a result or a new frame, whichever comes
                         # first (awaiting only the result would decode one frame at a time).
-                        woken: asyncio.Future[Any] = asyncio.ensure_future(wake.wait())
-                        either: set[asyncio.Future[Any]] = {oldest, woken}
-                        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-                        woken.cancel()
+                        await _wait_for(wake, 1.0, oldest)
                     continue
                 self._take_triggers()
                 for event in self.reader.expire(self.clock(), self._latest):
@@ -695,9 +699,8 @@ class CameraSource:
                     )
                 if mailbox.holds_frame:
                     continue
-                with contextlib.suppress(TimeoutError):
-                    # Short while a window is open, so that it closes on time.
-                    await asyncio.wait_for(wake.wait(), 0.02 if self.reader.window else 0.5)
+                # Short while a window is open, so that it closes on time.
+                await _wait_for(wake, 0.02 if self.reader.window else 0.5)
         finally:
             stop.set()
             mailbox.clear()  # unblock a replay grabber waiting for room
@@ -806,6 +809,22 @@ class CameraSource:
                 "window_ms": str(round((event.closed_at - event.opened_at) * 1000)),
             },
         )
+
+
+async def _wait_for(
+    wake: asyncio.Event, within: float, result: asyncio.Future[Any] | None = None
+) -> None:
+    """Until `wake` is set, `result` is done, or `within` seconds pass.
+
+    Not ``asyncio.wait_for``: before Python 3.12 it can swallow a cancellation that arrives
+    as the event is set, which a camera delivering frames fast makes likely (gh-86296).
+    """
+    woken: asyncio.Future[Any] = asyncio.ensure_future(wake.wait())
+    waiting: set[asyncio.Future[Any]] = {woken} if result is None else {woken, result}
+    try:
+        await asyncio.wait(waiting, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
 
 
 def _as_camera_error(error: BaseException) -> CameraError:
