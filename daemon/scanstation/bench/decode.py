@@ -15,6 +15,7 @@ import math
 import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 import zxingcpp
 
-from scanstation.config import CameraSourceConfig
+from scanstation.config import CameraSourceConfig, parse_config
 from scanstation.decode import (
     DecodedCode,
     DecodeOptions,
@@ -38,9 +39,11 @@ from scanstation.decode import (
     parse_formats,
 )
 from scanstation.model import Scan
+from scanstation.pipeline import Pipeline
 from scanstation.sources.base import Emit
 from scanstation.sources.camera import CameraSource
 from scanstation.sources.frames import FakeCamera
+from scanstation.store import Store
 
 Rng = np.random.Generator
 
@@ -507,7 +510,8 @@ def static_scene_cpu(frames: int = 90) -> dict[str, float]:
 
 
 def live_latency(count: int, fps: float = 30.0, seconds: float = 0.0) -> dict[str, float]:
-    """Frame grabbed -> capture handed over, on a live camera at `fps` with a new code per frame.
+    """Frame grabbed -> capture committed (synchronous=FULL, through the real pipeline), on a
+    live camera at `fps` with a new code per frame.
 
     With `seconds`, the frames loop for that long instead and memory is sampled (soak test).
     """
@@ -525,7 +529,20 @@ def live_latency(count: int, fps: float = 30.0, seconds: float = 0.0) -> dict[st
     rss: list[float] = []
 
     async def drive() -> None:
-        task = asyncio.create_task(source.run(DISCARD))
+        with tempfile.TemporaryDirectory(prefix="scanstation-bench-") as tmp:
+            settings = parse_config({"storage": {"path": tmp}}, environ={})
+            async with Store(settings.db_path) as store:
+                pipeline = Pipeline(store, settings)
+                walker = asyncio.create_task(pipeline.run())
+                try:
+                    await feed(pipeline.ingest)
+                finally:
+                    walker.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await walker
+
+    async def feed(emit: Emit) -> None:
+        task = asyncio.create_task(source.run(emit))
         interval = 1.0 / fps
         deadline = time.monotonic() + seconds
         i = 0
@@ -715,7 +732,7 @@ def format_report(report: dict[str, Any]) -> str:
         if key in report:
             lat = report[key]
             line = (
-                f"{label}: frame grabbed -> scan handed over: "
+                f"{label}: frame grabbed -> capture committed: "
                 f"median {lat['latency_ms_median']} ms, "
                 f"p99 {lat['latency_ms_p99']} ms (frame interval {lat['frame_interval_ms']} ms); "
                 f"{lat['reads']} reads of {lat['frames']} frames; decode {lat['decode_ms']} ms"
