@@ -54,7 +54,7 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         "set the web UI password",
     ),
 }
-BENCHMARKS = ("ingest", "parse", "decode", "classify", "hid", "pages", "outputs")
+BENCHMARKS = ("ingest", "pipeline", "parse", "decode", "classify", "hid", "pages", "outputs")
 
 
 class UsageError(Exception):
