@@ -277,6 +277,7 @@ async def run(
             bus,
             sources={s.name: s.health for s in sources},
             triggers=triggers,
+            camera_stats={s.name: s.stats for s in sources if callable(getattr(s, "stats", None))},  # type: ignore[attr-defined]
             mqtt=mqtt,
         )
         emit = gpio.feedback_emit(pipeline.ingest) if gpio else pipeline.ingest

@@ -45,6 +45,8 @@ class Services:
     """Health of every running source, by name."""
     triggers: dict[str, Callable[[], None]] = field(default_factory=dict)
     """Software triggers of the sources that have one (cameras in trigger mode), by name."""
+    camera_stats: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    """Counters of the camera sources (frames, decodes, no-reads, fps, decode ms), by name."""
     mqtt: Any = None
     """The MQTT link (its ``state`` feeds /stats and /metrics); None in tests without one."""
 

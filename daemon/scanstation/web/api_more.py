@@ -555,6 +555,19 @@ class _Metrics:
         return "\n".join(self.lines) + "\n"
 
 
+CAMERA_METRICS = (
+    ("frames", "counter", "Frames grabbed."),
+    ("decoded_frames", "counter", "Frames decoded (unchanged frames are skipped)."),
+    ("decodes", "counter", "Codes decoded."),
+    ("reads", "counter", "Reads reported (after duplicate suppression)."),
+    ("no_reads", "counter", "Read windows that closed without a code."),
+    ("reconnects", "counter", "Times the camera was opened again after losing it."),
+    ("fps", "gauge", "Frames grabbed per second (last 60 frames)."),
+    ("decode_ms", "gauge", "Median decode time of the last 100 frames, ms."),
+)
+"""Camera counters for Prometheus: (CameraStats field, metric type, help)."""
+
+
 @routes.get(API_BASE + "/metrics")
 async def metrics(request: web.Request) -> web.Response:
     svc = services(request)
@@ -640,6 +653,14 @@ async def metrics(request: web.Request) -> web.Response:
         "Errors a source has reported.",
         [({"source": n}, h.errors) for n, h in svc.sources.items()],
     )
+    cameras = {name: stats() for name, stats in svc.camera_stats.items()}
+    for field, kind, help_text in CAMERA_METRICS:
+        m.family(
+            f"scanstation_camera_{field}{'_total' if kind == 'counter' else ''}",
+            kind,
+            help_text,
+            [({"source": name}, getattr(c, field)) for name, c in cameras.items()],
+        )
     mqtt = mqtt_state(svc)
     m.family(
         "scanstation_mqtt_connected",
