@@ -27,7 +27,7 @@ from scanstation.model import Capture, Scan
 from scanstation.mqtt import MqttLink
 from scanstation.pipeline import Enricher, Pipeline
 from scanstation.retention import retention_loop
-from scanstation.sources.base import Source
+from scanstation.sources.base import Camera, Source
 from scanstation.store import NotFound, Store
 from scanstation.web.api import Services
 from scanstation.web.server import make_app
@@ -179,14 +179,13 @@ def init_sources(config: Config, extra: list[Source] | None) -> list[Source]:
     return [build_source(s) for s in config.sources if s.enabled] + (extra or [])
 
 
+def cameras(sources: list[Source]) -> list[Camera]:
+    return [s for s in sources if isinstance(s, Camera)]
+
+
 def software_triggers(sources: list[Source]) -> dict[str, Callable[[], None]]:
-    """Sources that open a read window on request (cameras with trigger = software|gpio)."""
-    return {
-        s.name: s.trigger  # type: ignore[attr-defined]
-        for s in sources
-        if getattr(getattr(s, "config", None), "trigger", "continuous") != "continuous"
-        and callable(getattr(s, "trigger", None))
-    }
+    """Cameras that open a read window on request (trigger = software or gpio)."""
+    return {c.name: c.trigger for c in cameras(sources) if c.config.trigger != "continuous"}
 
 
 def init_gpio(config: Config, pipeline: Pipeline, sources: list[Source]) -> GpioIO | None:
@@ -201,11 +200,7 @@ def init_gpio(config: Config, pipeline: Pipeline, sources: list[Source]) -> Gpio
         toggle_session=lambda: pipeline.toggle_session("button"),
         new_session=lambda: pipeline.start_session("button"),
     )
-    gpio.trigger_listeners.extend(
-        s.trigger  # type: ignore[attr-defined]
-        for s in sources
-        if getattr(getattr(s, "config", None), "trigger", None) == "gpio"
-    )
+    gpio.trigger_listeners.extend(c.trigger for c in cameras(sources) if c.config.trigger == "gpio")
     pipeline.on_finished.append(gpio.on_capture)
     return gpio
 
@@ -229,10 +224,10 @@ def station_telemetry(sources: list[Source]) -> Callable[[], dict[str, Any]]:
     """What the MQTT telemetry message says of the sources (camera fps and decode time)."""
 
     def telemetry() -> dict[str, Any]:
-        cameras = [s.stats() for s in sources if callable(getattr(s, "stats", None))]  # type: ignore[attr-defined]
+        counters = [c.stats() for c in cameras(sources)]
         return {
-            "fps": round(sum(c.fps for c in cameras), 1) if cameras else None,
-            "decode_ms": round(max(c.decode_ms for c in cameras), 1) if cameras else None,
+            "fps": round(sum(c.fps for c in counters), 1) if counters else None,
+            "decode_ms": round(max(c.decode_ms for c in counters), 1) if counters else None,
             "sources": {
                 s.name: {
                     "state": s.health.state,
@@ -277,7 +272,7 @@ async def run(
             bus,
             sources={s.name: s.health for s in sources},
             triggers=triggers,
-            camera_stats={s.name: s.stats for s in sources if callable(getattr(s, "stats", None))},  # type: ignore[attr-defined]
+            camera_stats={c.name: c.stats for c in cameras(sources)},
             mqtt=mqtt,
         )
         emit = gpio.feedback_emit(pipeline.ingest) if gpio else pipeline.ingest

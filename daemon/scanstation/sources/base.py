@@ -5,9 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from scanstation.model import Capture, Scan
+
+if TYPE_CHECKING:
+    from scanstation.config import CameraSourceConfig
+    from scanstation.sources.camera import CameraStats
 
 Emit = Callable[[Scan], Awaitable[Capture]]
 """Hands one Scan to the pipeline; returns once the capture is durable (safe to beep)."""
@@ -45,3 +49,16 @@ class Source(Protocol):
     health: SourceHealth
 
     async def run(self, emit: Emit) -> None: ...
+
+
+@runtime_checkable
+class Camera(Source, Protocol):
+    """What the daemon asks of a camera source besides reading: a trigger and its counters."""
+
+    config: CameraSourceConfig
+
+    def trigger(self) -> None:
+        """Open a read window (trigger = software or gpio)."""
+
+    def stats(self) -> CameraStats:
+        """Frames, decodes, reads, no-reads, fps and decode time, for telemetry and /metrics."""
