@@ -187,9 +187,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = _load(args)
     if args.check_config:
         names = ", ".join(f"{s.type}:{s.name}" for s in config.sources) or "none"
+        outputs = ", ".join(f"{o.type}:{o.name or o.type}" for o in config.outputs) or "none"
         print(
             f"config ok: device {config.device.id}, storage {config.storage.path}, "
-            f"http {config.http.bind}, sources {names}, "
+            f"http {config.http.bind}, sources {names}, outputs {outputs}, "
             f"mqtt {config.mqtt.host or 'off'}"
         )
         return EXIT_OK
