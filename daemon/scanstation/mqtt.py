@@ -1173,12 +1173,14 @@ class MqttLink:
         changed = self.store.outbox_changed
         while True:
             changed.clear()
-            waiting = {e.id for _, e in drain.retries}
             busy = len(self._in_flight) + len(self._acked_ids) + len(self._dead_ids)
             # Rows deleted before this read cannot show up in it; rows deleted while it runs
             # can, and are recognised by this set.
             self._just_deleted = set()
-            rows = await self.store.outbox_batch(0, busy + len(waiting) + DRAIN_BATCH)
+            rows = await self.store.outbox_batch(0, busy + len(drain.retries) + DRAIN_BATCH)
+            # Read after the await: a refusal that arrived during the read put its event
+            # among the retries, and it must not go out again at once as if fresh.
+            waiting = {e.id for _, e in drain.retries}
             fresh = [e for e in rows if e.id not in waiting and not self._handled(e.id)]
             now = time.monotonic()
             due = [event for when, event in drain.retries if when <= now]
@@ -1197,7 +1199,9 @@ class MqttLink:
                 permits = drain.size if event.id in self._suspects else 1
                 for _ in range(permits):
                     await drain.window.acquire()
-                if self._handled(event.id):  # acknowledged meanwhile (a retry's twin)
+                if self._handled(event.id) or any(e.id == event.id for _, e in drain.retries):
+                    # Acknowledged meanwhile (a retry's twin), or refused meanwhile and now
+                    # waiting for its retry.
                     _release(drain.window, permits)
                     continue
                 if self.mqtt.publish_rate_limit:
