@@ -187,40 +187,42 @@ class Subscriber:
         with self.lock:
             return [m for m in self.messages if paho.topic_matches_sub(topic, m.topic)]
 
+    def _settled(
+        self,
+        predicate: Callable[[list[Received]], bool],
+        deadline: float,
+        timeout: float,
+        what: str,
+    ) -> list[Received] | None:
+        """The messages once ``predicate`` holds; None to keep polling; fails past deadline."""
+        with self.lock:
+            snapshot = list(self.messages)
+        if predicate(snapshot):
+            return snapshot
+        if time.monotonic() > deadline:
+            topics = sorted({m.topic for m in snapshot})
+            raise AssertionError(
+                f"timed out after {timeout} s waiting for {what or predicate}; "
+                f"got {len(snapshot)} messages on {topics[:10]}"
+            )
+        return None
+
     def wait_for(
         self, predicate: Callable[[list[Received]], bool], timeout: float = 10, what: str = ""
     ) -> list[Received]:
         deadline = time.monotonic() + timeout
-        while True:
-            with self.lock:
-                snapshot = list(self.messages)
-            if predicate(snapshot):
-                return snapshot
-            if time.monotonic() > deadline:
-                topics = sorted({m.topic for m in snapshot})
-                raise AssertionError(
-                    f"timed out after {timeout} s waiting for {what or predicate}; "
-                    f"got {len(snapshot)} messages on {topics[:10]}"
-                )
+        while (done := self._settled(predicate, deadline, timeout, what)) is None:
             time.sleep(0.02)
+        return done
 
     async def until(
         self, predicate: Callable[[list[Received]], bool], timeout: float = 10, what: str = ""
     ) -> list[Received]:
         """``wait_for`` for async tests: polls without blocking the event loop."""
         deadline = time.monotonic() + timeout
-        while True:
-            with self.lock:
-                snapshot = list(self.messages)
-            if predicate(snapshot):
-                return snapshot
-            if time.monotonic() > deadline:
-                topics = sorted({m.topic for m in snapshot})
-                raise AssertionError(
-                    f"timed out after {timeout} s waiting for {what or predicate}; "
-                    f"got {len(snapshot)} messages on {topics[:10]}"
-                )
+        while (done := self._settled(predicate, deadline, timeout, what)) is None:
             await asyncio.sleep(0.02)
+        return done
 
     def publish(
         self,

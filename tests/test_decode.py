@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import shared_path
 from scanstation.bench.decode import (
     RETAIL_FORMATS,
     Label,
@@ -30,9 +31,6 @@ from scanstation.decode import (
     to_gray,
 )
 from scanstation.sources.camera import bundled_samples_dir
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-PHOTOS = SHARED / "conformance" / "barcode-photos"
 
 GS = "\x1d"
 GS1_ELEMENT = "(01)09506000134352(17)270101(10)ABC123(21)S1"
@@ -177,17 +175,16 @@ def test_bundled_samples_stay_small() -> None:
 
 
 def test_decode_frame_on_conformance_photos_beats_bare_zxing_defaults() -> None:
-    if not PHOTOS.is_dir():
-        pytest.skip(f"SKIPPED (data-driven): {PHOTOS} is not present beside the project")
+    photos = shared_path("conformance", "barcode-photos")
     from scanstation.decode import load_image
 
-    manifest = json.loads((PHOTOS / "manifest.json").read_text())["images"]
+    manifest = json.loads((photos / "manifest.json").read_text())["images"]
     ours = bare = positives = 0
     false_reports = []
     missed_by_us_only = []
     times = []
     for image in manifest:
-        gray = load_image(PHOTOS / image["path"])
+        gray = load_image(photos / image["path"])
         started = time.perf_counter()
         codes = decode_frame(gray)
         times.append(time.perf_counter() - started)

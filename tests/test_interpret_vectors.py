@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-import pytest
-
+from conftest import shared_path
 from scanstation.interpret import Interpretation, interpret
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-VECTORS = SHARED / "conformance" / "gs1-vectors.json"
 TARGET = 99.0
 
 # How each kind of vector reaches the interpreter on the device. Bracketed HRI is what
@@ -25,9 +21,8 @@ DL_KINDS = {"digital_link", "compressed_digital_link"}
 
 
 def _load() -> list[dict[str, Any]]:
-    if not VECTORS.exists():
-        pytest.skip(f"GS1 conformance vectors not found at {VECTORS} (../shared is absent)")
-    return list(json.loads(VECTORS.read_text(encoding="utf-8"))["vectors"])
+    vectors = shared_path("conformance", "gs1-vectors.json")
+    return list(json.loads(vectors.read_text(encoding="utf-8"))["vectors"])
 
 
 def _accepted(vector: dict[str, Any], result: Interpretation) -> bool:

@@ -61,11 +61,6 @@ class CaptureStatus(enum.StrEnum):
         """COMPLETED, NOT_FOUND and FAILED end the walk; the others are in progress."""
         return self in TERMINAL_STATUSES
 
-    @property
-    def retryable(self) -> bool:
-        """Only FAILED and NOT_FOUND captures may be retried (SPEC §5)."""
-        return self in (CaptureStatus.FAILED, CaptureStatus.NOT_FOUND)
-
 
 TERMINAL_STATUSES = frozenset(
     {CaptureStatus.COMPLETED, CaptureStatus.NOT_FOUND, CaptureStatus.FAILED}

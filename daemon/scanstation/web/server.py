@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from scanstation.web.api import API_BASE, SERVICES, Services, healthz, routes
+from scanstation.web.api import SERVICES, Services, healthz, routes
 from scanstation.web.api_more import setup_api_more
 from scanstation.web.auth import ApiKeyStore
 from scanstation.web.errors import Handler, error_middleware, error_response
@@ -78,17 +78,6 @@ async def http_error_middleware(request: web.Request, handler: Handler) -> web.S
             405: f"{request.method} is not allowed on {request.path}",
         }.get(exc.status, exc.reason)
         return error_response(exc.status, message, headers=headers)
-
-
-@web.middleware
-async def api_key_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.path in OPEN_PATHS or not request.path.startswith(API_BASE):
-        return await handler(request)
-    key = request.headers.get("X-API-Key")
-    if request.app[API_KEYS].verify(key) is None:
-        message = "a valid X-API-Key header is required" if not key else "the API key is not valid"
-        return error_response(401, message, headers={"WWW-Authenticate": "X-API-Key"})
-    return await handler(request)
 
 
 def make_app(
