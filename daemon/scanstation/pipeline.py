@@ -321,7 +321,9 @@ class Pipeline:
             return []
         batch = [c.id for c in captures]
         await self.store.set_status(batch, CaptureStatus.LOOKING_UP)
-        lookups = await self._analyze_urls([self._look_up(c) for c in captures])
+        # Expiry is judged against one date per batch, in the device's timezone.
+        today = dt.datetime.now(self.tz).date() if self.config.checks.expiry else None
+        lookups = await self._analyze_urls([self._look_up(c, today) for c in captures])
         products = await self.store.products_by_gtin(lk.gtin for lk in lookups)
 
         await self.store.set_status(batch, CaptureStatus.ENRICHING)
@@ -346,7 +348,7 @@ class Pipeline:
                     await result
         return finished
 
-    def _look_up(self, capture: Capture) -> Lookup:
+    def _look_up(self, capture: Capture, today: dt.date | None) -> Lookup:
         """Interpret the raw value (GTIN, GS1, Digital Link, URL, text)."""
         raw = capture.raw_value or capture.gtin
         if not raw:
@@ -356,7 +358,7 @@ class Pipeline:
                 raw,
                 symbology_identifier=capture.symbology_identifier,
                 gs_substitutes=self.gs_substitutes,
-                today=dt.datetime.now(self.tz).date() if self.config.checks.expiry else None,
+                today=today,
                 recalls=self.recalls,
             )
         except Exception as exc:  # a bug in interpretation must not stall the batch
