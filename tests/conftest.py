@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from scanstation.bus import EventBus
 from scanstation.config import Config, parse_config
-from scanstation.events import EventBus
 from scanstation.pipeline import Pipeline
 from scanstation.store import Store
-from scanstation.web.api import Services
 from scanstation.web.auth import ApiKeyStore
+from scanstation.web.context import Services
 from scanstation.web.server import make_app
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ from typing import Any
 
 from scanstation.config import Config, parse_config
 from scanstation.model import Capture, CaptureType
-from scanstation.mqtt import MqttLink
 from scanstation.pipeline import Pipeline
+from scanstation.publish.mqtt import MqttLink
 from scanstation.store import NewCapture, Store
 
 

@@ -14,7 +14,10 @@ from typing import Any
 import pytest
 
 from conftest import SCANSTATION
-from scanstation.analytics import (
+from scanstation.config import Config
+from scanstation.model import Scan
+from scanstation.pipeline import Pipeline
+from scanstation.services.analytics import (
     BatchCount,
     GtinCount,
     ProductCompleteness,
@@ -26,9 +29,6 @@ from scanstation.analytics import (
     recall_report,
     report_main,
 )
-from scanstation.config import Config
-from scanstation.model import Scan
-from scanstation.pipeline import Pipeline
 from scanstation.store import Store
 
 GS = "\x1d"
@@ -266,9 +266,9 @@ def test_parse_time_names_what_it_expected() -> None:
 def test_analytics_doctests_pass() -> None:
     import doctest
 
-    import scanstation.analytics
+    import scanstation.services.analytics
 
-    result = doctest.testmod(scanstation.analytics)
+    result = doctest.testmod(scanstation.services.analytics)
     assert (result.failed, result.attempted > 0) == (0, True)
 
 

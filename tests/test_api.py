@@ -13,7 +13,7 @@ from PIL import Image
 
 from conftest import wait_for_status
 from scanstation.model import is_public_id
-from scanstation.web.api import SERVICES
+from scanstation.web.context import SERVICES, Services
 
 API = "/scanner/api/v1"
 Client = TestClient[Any, Any]
@@ -256,10 +256,9 @@ async def test_api_upload_rejects_non_images_and_oversized(client: Client) -> No
 async def test_api_below_the_disk_floor_captures_are_refused_visibly(
     aiohttp_client: Any, make_config: Any, api_key: str
 ) -> None:
-    from scanstation.events import EventBus
+    from scanstation.bus import EventBus
     from scanstation.pipeline import Pipeline
     from scanstation.store import Store
-    from scanstation.web.api import Services
     from scanstation.web.server import make_app
 
     config = make_config(storage={"disk_floor_mb": 10**12})  # more than any disk has

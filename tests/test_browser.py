@@ -23,15 +23,15 @@ import pytest
 from aiohttp import web
 from PIL import Image
 
-from scanstation.catalog import parse_products
 from scanstation.config import Config
 from scanstation.model import CaptureType
 from scanstation.pipeline import Pipeline
+from scanstation.services.catalog import parse_products
 from scanstation.sources.base import SourceHealth
 from scanstation.store import NewCapture, Store
 from scanstation.web import passwords
-from scanstation.web.api import Services
 from scanstation.web.auth import ApiKeyStore
+from scanstation.web.context import Services
 from scanstation.web.server import make_app
 
 pytestmark = pytest.mark.browser

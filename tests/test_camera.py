@@ -19,9 +19,9 @@ import cv2
 import numpy as np
 import pytest
 
-from scanstation.bench.decode import Label, render_scene
+from scanstation.barcode.decode import DecodedCode
+from scanstation.commands.bench.decode import Label, render_scene
 from scanstation.config import CameraSourceConfig, parse_config
-from scanstation.decode import DecodedCode
 from scanstation.model import CaptureType, Scan
 from scanstation.sources import camera as camera_module
 from scanstation.sources.camera import CameraSource, Presence, ReaderLogic, bundled_samples_dir

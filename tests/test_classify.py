@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scanstation.bench.classify import main as bench_main
-from scanstation.classify import (
+from scanstation.commands.bench.classify import main as bench_main
+from scanstation.config import ClassifierConfig
+from scanstation.vision.classify import (
     Classifier,
     ClassifierError,
     ClassScore,
@@ -27,7 +28,6 @@ from scanstation.classify import (
     read_labels,
     to_tensor,
 )
-from scanstation.config import ClassifierConfig
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "tests" / "data" / "images"
@@ -348,7 +348,7 @@ def test_bench_classify_table_and_bad_usage(capsys: pytest.CaptureFixture[str]) 
 def test_bench_classify_without_test_photos_uses_synthetic_frames(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import scanstation.bench.classify as bench
+    import scanstation.commands.bench.classify as bench
 
     monkeypatch.setattr(bench, "DEFAULT_IMAGES", tmp_path / "not-installed")
     assert bench_main(["--iterations", "1", "--threads", "1", "--json"]) == 0

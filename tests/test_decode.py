@@ -13,15 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from scanstation.bench.decode import (
-    RETAIL_FORMATS,
-    Label,
-    bare_zxing,
-    photo_hit,
-    render_scene,
-    retail_frames,
-)
-from scanstation.decode import (
+from scanstation.barcode.decode import (
     DecodeError,
     DecodeOptions,
     check_roi,
@@ -29,6 +21,14 @@ from scanstation.decode import (
     decode_main,
     parse_formats,
     to_gray,
+)
+from scanstation.commands.bench.decode import (
+    RETAIL_FORMATS,
+    Label,
+    bare_zxing,
+    photo_hit,
+    render_scene,
+    retail_frames,
 )
 from scanstation.sources.camera import bundled_samples_dir
 
@@ -176,7 +176,7 @@ def test_bundled_samples_stay_small() -> None:
 
 def test_decode_frame_on_conformance_photos_beats_bare_zxing_defaults() -> None:
     photos = shared_path("conformance", "barcode-photos")
-    from scanstation.decode import load_image
+    from scanstation.barcode.decode import load_image
 
     manifest = json.loads((photos / "manifest.json").read_text())["images"]
     ours = bare = positives = 0
@@ -341,7 +341,7 @@ def test_decode_main_without_files_is_bad_usage() -> None:
 
 
 def test_bench_decode_prints_a_table_and_json(capsys: pytest.CaptureFixture[str]) -> None:
-    from scanstation.bench.decode import main
+    from scanstation.commands.bench.decode import main
 
     quick = ["--frames", "2", "--no-photos", "--no-latency", "--rounds", "1"]
     assert main([*quick, "--static-frames", "4"]) == 0
@@ -360,7 +360,7 @@ def test_bench_decode_prints_a_table_and_json(capsys: pytest.CaptureFixture[str]
 
 
 def test_bench_decode_rejects_bad_arguments() -> None:
-    from scanstation.bench.decode import main
+    from scanstation.commands.bench.decode import main
 
     with pytest.raises(SystemExit) as exc:
         main(["--frames", "0"])

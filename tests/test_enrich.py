@@ -12,8 +12,9 @@ import zxingcpp
 from aiohttp import FormData
 from PIL import Image
 
-from scanstation.classify import Classification, Classifier, ClassScore, read_labels
-from scanstation.enrich import (
+from scanstation.model import Capture, CaptureStatus, CaptureType, Enricher
+from scanstation.vision.classify import Classification, Classifier, ClassScore, read_labels
+from scanstation.vision.enrich import (
     EnrichError,
     ImageEnricher,
     Match,
@@ -32,8 +33,7 @@ from scanstation.enrich import (
     retail_table,
     unpack_embedding,
 )
-from scanstation.model import Capture, CaptureStatus, CaptureType
-from scanstation.pipeline import Enricher
+from scanstation.web.context import Services
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = REPO / "tests" / "data" / "images"
@@ -438,10 +438,9 @@ async def test_upload_through_the_api_yields_classifier_proposals(
     # Acceptance of issue 7: real photos uploaded to the API; the cat is a cat, the espresso
     # espresso, in the proposals the capture yields.
     from conftest import wait_for_status
-    from scanstation.events import EventBus
+    from scanstation.bus import EventBus
     from scanstation.pipeline import Pipeline
     from scanstation.store import Store
-    from scanstation.web.api import Services
     from scanstation.web.server import make_app
 
     config = make_config()

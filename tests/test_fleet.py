@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mosquitto import Broker, broker_fixture  # noqa: F401 (the broker fixture)
-from scanstation.fleet import FleetTable, fleet_main, render_table
+from scanstation.commands.fleet import FleetTable, fleet_main, render_table
 
 
 def _telemetry(scans: int, depth: int = 0, fps: float = 15.0, interval: float = 30) -> bytes:

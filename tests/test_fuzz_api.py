@@ -31,12 +31,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from scanstation.bus import EventBus
 from scanstation.config import Config, parse_config
-from scanstation.events import EventBus
 from scanstation.pipeline import Pipeline
 from scanstation.store import Store
-from scanstation.web.api import API_BASE, Services
 from scanstation.web.auth import ApiKeyStore
+from scanstation.web.context import API_BASE, Services
 from scanstation.web.server import make_app
 
 SCALE = float(os.environ.get("SCANSTATION_FUZZ_SCALE", "1"))

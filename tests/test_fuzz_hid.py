@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 hid = pytest.importorskip(
     "scanstation.sources.hid", reason="SKIPPED: the HID decoder (sources/hid.py) is not there yet"
 )
-keymaps = pytest.importorskip("scanstation.sources.keymaps")
-devices = pytest.importorskip("scanstation.sources.devices")
+keymaps = pytest.importorskip("scanstation.hw.keymaps")
+devices = pytest.importorskip("scanstation.commands.devices")
 
 SCALE = float(os.environ.get("SCANSTATION_FUZZ_SCALE", "1"))
 LAYOUTS = ["us", "uk", "de", "fr", "es", "it"]

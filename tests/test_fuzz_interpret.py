@@ -15,7 +15,7 @@ from biip.checksums import gs1_standard_check_digit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from scanstation.interpret import Interpretation, interpret
+from scanstation.barcode.interpret import Interpretation, interpret
 
 SCALE = float(os.environ.get("SCANSTATION_FUZZ_SCALE", "1"))
 GS = "\x1d"

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scanstation.config import QrAnalysisConfig
-from scanstation.netguard import IPAddress, NetGuard, Verdict
-from scanstation.qr_analysis import QrAnalyzer
+from scanstation.qr.analysis import QrAnalyzer
+from scanstation.qr.netguard import IPAddress, NetGuard, Verdict
 
 SCALE = float(os.environ.get("SCANSTATION_FUZZ_SCALE", "1"))
 KEYS = {

@@ -15,7 +15,7 @@ from gpiozero.exc import BadPinFactory, GPIOPinInUse
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from scanstation.config import ConfigError, GpioConfig, parse_config
-from scanstation.gpio import (
+from scanstation.hw.gpio import (
     EdgeDebouncer,
     GpioError,
     GpioIO,
@@ -734,9 +734,9 @@ def test_replace_keeps_capture_helper_honest() -> None:
 def test_gpio_doctests_pass() -> None:
     import doctest
 
-    import scanstation.gpio
+    import scanstation.hw.gpio
 
-    result = doctest.testmod(scanstation.gpio)
+    result = doctest.testmod(scanstation.hw.gpio)
     assert (result.failed, result.attempted > 0) == (0, True)
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scanstation.bench import hid
+from scanstation.commands.bench import hid
 
 
 def test_hid_bench_prints_latency_and_rate_as_json(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from scanstation.sources import keymaps
-from scanstation.sources.devices import (
+from scanstation.commands.devices import (
     CameraInfo,
     InputDeviceInfo,
     SerialPortInfo,
@@ -24,6 +23,7 @@ from scanstation.sources.devices import (
     read_recording,
     record,
 )
+from scanstation.hw import keymaps
 from scanstation.sources.hid import FakeInputBus
 from test_hid_recordings import DATA, GS1_DATAMATRIX_VALUE, write_jsonl
 
@@ -180,7 +180,9 @@ def test_hid_cli_replay_explains_dropped_keystrokes(
 
 
 def test_hid_cli_replay_with_interpretation(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("scanstation.interpret", reason="SKIPPED: scanstation.interpret missing")
+    pytest.importorskip(
+        "scanstation.barcode.interpret", reason="SKIPPED: scanstation.barcode.interpret missing"
+    )
     assert (
         hid_replay_main([str(DATA / "it-gs1-alt-codes.jsonl"), "--layout", "it", "--interpret"])
         == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scanstation.config import HidSourceConfig
-from scanstation.sources import keymaps
+from scanstation.hw import keymaps
 from scanstation.sources.hid import (
     DecodedScan,
     DecoderSettings,

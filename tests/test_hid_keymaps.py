@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanstation.sources import keymaps
+from scanstation.hw import keymaps
 from scanstation.sources.hid import DecodedScan, DecoderSettings, KeystrokeDecoder, decode_recording
 from test_hid_recordings import GS, hand_typed
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from scanstation.sources import keymaps
-from scanstation.sources.devices import hid_replay_main
+from scanstation.commands.devices import hid_replay_main
+from scanstation.hw import keymaps
+from scanstation.hw.keymaps import EV_KEY, EV_SYN, KeyEvent
 from scanstation.sources.hid import DecodedScan, DecoderSettings, decode_recording
-from scanstation.sources.keymaps import EV_KEY, EV_SYN, KeyEvent
 
 DATA = Path(__file__).resolve().parent / "data" / "hid"
 
@@ -155,7 +155,8 @@ def test_hid_recording_gs_sent_as_ctrl_is_gs_not_text(layout: str) -> None:
 def test_hid_recording_gs1_data_comes_out_right(layout: str) -> None:
     """The decoded scan, handed to the GS1 interpreter, gives the AIs that were encoded."""
     interpret_module = pytest.importorskip(
-        "scanstation.interpret", reason="SKIPPED: scanstation.interpret is not there yet"
+        "scanstation.barcode.interpret",
+        reason="SKIPPED: scanstation.barcode.interpret is not there yet",
     )
     (scan,) = decode_recording(
         read_jsonl(DATA / f"{layout}-gs1-substitute.jsonl"),

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from scanstation.config import HidSourceConfig
+from scanstation.hw import keymaps
 from scanstation.model import Scan
-from scanstation.sources import keymaps
 from scanstation.sources.hid import FakeInputBus, HidSource, discover_scanners
 from test_hid_recordings import GS1_DATAMATRIX, GS1_DATAMATRIX_VALUE
 
@@ -251,7 +251,7 @@ def test_hid_source_module_imports_without_evdev() -> None:
 
     code = (
         "import sys; sys.modules['evdev'] = None\n"
-        "import scanstation.sources.hid as hid, scanstation.sources.devices\n"
+        "import scanstation.sources.hid as hid, scanstation.commands.devices\n"
         "try:\n"
         "    hid.open_evdev('/dev/input/event0')\n"
         "except OSError as exc:\n"

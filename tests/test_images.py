@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageStat, PngImagePlugin
 
-from scanstation.images import UploadError, sanitize_upload, sniff_format
+from scanstation.vision.images import UploadError, sanitize_upload, sniff_format
 
 IMAGES = Path(__file__).parent / "data" / "images"
 MAX_PIXELS = 40_000_000

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from scanstation.interpret import GS1Issue, InterpretError, RecallList, interpret
+from scanstation.barcode.gs1.engine import GS1Issue
+from scanstation.barcode.interpret import InterpretError, RecallList, interpret
 
 GS = "\x1d"
 

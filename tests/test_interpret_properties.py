@@ -11,7 +11,7 @@ from biip.gs1_messages import GS1Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scanstation.interpret import Interpretation, RecallList, interpret
+from scanstation.barcode.interpret import Interpretation, RecallList, interpret
 
 GS = "\x1d"
 AIM_IDS = ["", "]C1", "]d2", "]Q3", "]e0", "]J1", "]E0", "]E4", "]d1", "]Q1", "]J0", "]z1", "]A0"]

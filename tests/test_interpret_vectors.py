@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from conftest import shared_path
-from scanstation.interpret import Interpretation, interpret
+from scanstation.barcode.interpret import Interpretation, interpret
 
 TARGET = 99.0
 

@@ -17,15 +17,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mosquitto import Broker, Subscriber, broker_fixture  # noqa: F401 (the broker fixture)
 from mqtt_station import outbox_drained, running_station, station_config, stop_link, wait_until
-from scanstation.mqtt import (
-    COMMANDS,
-    CommandError,
-    Topics,
-    backoff_delay,
-    discovery_messages,
-    parse_command,
-    refusal_kind,
-)
+from scanstation.publish.commands import COMMANDS, CommandError, parse_command
+from scanstation.publish.connection import backoff_delay, refusal_kind
+from scanstation.publish.discovery import discovery_messages
+from scanstation.publish.topics import Topics
 
 BASE = "scanstation/lane-01"
 

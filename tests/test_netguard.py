@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from scanstation.netguard import (
+from scanstation.qr.netguard import (
     GuardedResolver,
     NetGuard,
     NetGuardError,

@@ -545,7 +545,7 @@ def test_outputs_bad_example_fails_check_config(tmp_path: Path) -> None:
 def test_outputs_bench_reports_both_paths_and_the_target(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from scanstation.bench.outputs import main
+    from scanstation.commands.bench.outputs import main
 
     assert main(["--scans", "10", "--repeats", "1", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)

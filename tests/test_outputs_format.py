@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scanstation.barcode.format import FormatError, FormatFields, Formatter, compile_template
+from scanstation.barcode.match import MatchError, compile_rules
 from scanstation.config import ConfigError, MatchRules, parse_config
-from scanstation.outputs.format import FormatError, FormatFields, Formatter, compile_template
+from scanstation.hw.keymaps import LAYOUT_NAMES
 from scanstation.outputs.gadget import encode, reports_to_events
-from scanstation.outputs.match import MatchError, compile_rules
 from scanstation.sources.hid import DecodedScan, DecoderSettings, KeystrokeDecoder
-from scanstation.sources.keymaps import LAYOUT_NAMES
 
 GS = "\x1d"
 DATAMATRIX = FormatFields(

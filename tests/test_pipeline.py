@@ -7,8 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from scanstation.bus import EventBus
 from scanstation.config import Config
-from scanstation.events import EventBus
 from scanstation.model import CaptureStatus, CaptureType, Scan
 from scanstation.pipeline import Pipeline
 from scanstation.store import NewCapture, Store

@@ -15,11 +15,11 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 
+from scanstation.bus import EventBus
 from scanstation.config import QrAnalysisConfig, parse_config
-from scanstation.events import EventBus
 from scanstation.model import CaptureMode, CaptureStatus, CaptureType
 from scanstation.pipeline import Pipeline
-from scanstation.qr_analysis import Hop, QrAnalyzer, classify, meta_refresh_target
+from scanstation.qr.analysis import Hop, QrAnalyzer, classify, meta_refresh_target
 from scanstation.store import NewCapture, Store
 
 GTIN = "09506000134352"

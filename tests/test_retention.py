@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from scanstation.retention import prune_images
+from scanstation.services.retention import prune_images
 
 
 def test_retention_prunes_only_images_older_than_the_limit(tmp_path: Path) -> None:

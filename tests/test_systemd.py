@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from scanstation import systemd
 from scanstation.config import Config
+from scanstation.hw import systemd
 from scanstation.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,7 +111,7 @@ def test_notify_failures_warn_once(
 ) -> None:
     monkeypatch.setattr(systemd._NotifyFailures, "count", 0)
     env = {"NOTIFY_SOCKET": str(tmp_path / "gone")}
-    with caplog.at_level("DEBUG", logger="scanstation.systemd"):
+    with caplog.at_level("DEBUG", logger="scanstation.hw.systemd"):
         for _ in range(3):
             systemd.watchdog_ping(environ=env)
     assert [r.levelname for r in caplog.records] == ["WARNING", "DEBUG", "DEBUG"]

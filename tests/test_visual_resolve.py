@@ -11,11 +11,12 @@ from typing import Any
 from PIL import Image
 
 from scanstation.app import init_classifier
+from scanstation.bus import EventBus
 from scanstation.config import Config
-from scanstation.events import EventBus
 from scanstation.model import CaptureStatus, CaptureType
 from scanstation.pipeline import Pipeline
 from scanstation.store import NewCapture, Store
+from scanstation.web.context import Services
 
 IMAGES = Path(__file__).parent / "data" / "images"
 
@@ -90,7 +91,6 @@ async def test_visual_review_flow_through_the_api(
     photo of that product resolves to it by itself."""
     from aiohttp import FormData
 
-    from scanstation.web.api import Services
     from scanstation.web.server import make_app
 
     api = "/scanner/api/v1"

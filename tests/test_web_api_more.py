@@ -20,8 +20,8 @@ from scanstation.config import Config
 from scanstation.pipeline import Pipeline
 from scanstation.sources.base import SourceHealth
 from scanstation.store import Store
-from scanstation.web.api import SERVICES, Services
-from scanstation.web.api_more import LIVE, _end_streams
+from scanstation.web.context import SERVICES, Services
+from scanstation.web.routes.live import LIVE, end_streams
 from scanstation.web.server import make_app
 
 API = "/scanner/api/v1"
@@ -361,7 +361,7 @@ async def test_events_stream_ends_cleanly_on_shutdown(
     resp = await api.get(f"{API}/events")
     await read_event(resp, "hello")
     assert len(app[LIVE].subscriptions) == 1
-    await _end_streams(app)
+    await end_streams(app)
     assert await read_event(resp, "shutdown") == {}
     rest = await asyncio.wait_for(resp.content.read(), 2)  # returns: the server closed it
     assert rest.strip() == b""
@@ -524,7 +524,7 @@ async def test_ui_is_served_with_validators(api: TestClient[Any, Any]) -> None:
 
 
 def mqtt_report(**overrides: Any) -> Any:
-    from scanstation.mqtt import MqttState
+    from scanstation.publish.mqtt import MqttState
 
     fields = dict.fromkeys(MqttState.__slots__, 0)
     fields |= {"enabled": True, "connected": False, "broker": "broker.example:8883",
@@ -569,7 +569,7 @@ async def test_stats_show_the_mqtt_publishers_state(
 
 
 def test_bench_pages_reports_every_page(capsys: pytest.CaptureFixture[str]) -> None:
-    from scanstation.bench import pages
+    from scanstation.commands.bench import pages
 
     assert pages.main(["--captures", "2000", "--requests", "3", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -585,7 +585,7 @@ def test_bench_pages_reports_every_page(capsys: pytest.CaptureFixture[str]) -> N
 async def test_events_send_heartbeats_while_idle(
     api: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("scanstation.web.api_more.HEARTBEAT_S", 0.05)
+    monkeypatch.setattr("scanstation.web.routes.live.HEARTBEAT_S", 0.05)
     resp = await api.get(f"{API}/events")
     await read_event(resp, "hello")
     lines = [await asyncio.wait_for(resp.content.readline(), 2) for _ in range(2)]

@@ -16,8 +16,8 @@ from scanstation.config import Config
 from scanstation.pipeline import Pipeline
 from scanstation.store import Store
 from scanstation.web import passwords
-from scanstation.web.api import Services
 from scanstation.web.auth import ApiKeyStore
+from scanstation.web.context import Services
 from scanstation.web.server import make_app
 from scanstation.web.ui_auth import FREE_FAILURES, UI_AUTH, LoginLimiter
 

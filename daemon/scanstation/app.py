@@ -20,20 +20,20 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from scanstation import systemd
+from scanstation.bus import EventBus
 from scanstation.config import Config, SourceConfig
-from scanstation.events import EventBus
-from scanstation.model import Capture, Scan
-from scanstation.mqtt import MqttLink
-from scanstation.pipeline import Enricher, Pipeline
-from scanstation.retention import retention_loop
+from scanstation.hw import systemd
+from scanstation.model import Capture, Enricher, Scan
+from scanstation.pipeline import Pipeline
+from scanstation.publish.mqtt import MqttLink
+from scanstation.services.retention import retention_loop
 from scanstation.sources.base import Camera, Source
 from scanstation.store import NotFound, Store
-from scanstation.web.api import Services
+from scanstation.web.context import Services
 from scanstation.web.server import make_app
 
 if TYPE_CHECKING:
-    from scanstation.gpio import GpioIO
+    from scanstation.hw.gpio import GpioIO
     from scanstation.outputs import Outputs
 
 log = logging.getLogger(__name__)
@@ -90,8 +90,8 @@ async def init_classifier(config: Config, store: Store) -> list[Enricher]:
     """
     if not config.classifier.enabled:
         return []
-    from scanstation.classify import Classifier, ClassifierError
-    from scanstation.enrich import ImageEnricher, ReferencePhoto, unpack_embedding
+    from scanstation.vision.classify import Classifier, ClassifierError
+    from scanstation.vision.enrich import ImageEnricher, ReferencePhoto, unpack_embedding
 
     try:
         classifier = await asyncio.to_thread(Classifier.from_config, config.classifier)
@@ -193,7 +193,7 @@ def init_gpio(config: Config, pipeline: Pipeline, sources: list[Source]) -> Gpio
     opening read windows, the session button — when any pin is configured."""
     if not config.gpio.in_use:
         return None
-    from scanstation.gpio import GpioIO
+    from scanstation.hw.gpio import GpioIO
 
     gpio = GpioIO(
         config.gpio,

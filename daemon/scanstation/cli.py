@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from scanstation import __version__
+from scanstation.barcode.interpret import InterpretError
 from scanstation.config import Config, ConfigError, load_config, parse_config
-from scanstation.interpret import InterpretError
 
 log = logging.getLogger("scanstation")
 
@@ -31,20 +31,20 @@ EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 # Sub-commands whose implementation lives with the capability they belong to.
 DELEGATED: dict[str, tuple[str, str, str]] = {
-    "decode": ("scanstation.decode", "decode_main", "decode barcodes in images and videos"),
+    "decode": ("scanstation.barcode.decode", "decode_main", "decode barcodes in images and videos"),
     "devices": (
-        "scanstation.sources.devices",
+        "scanstation.commands.devices",
         "devices_main",
         "list cameras, scanner-like input devices and serial ports; --record a scanner",
     ),
     "hid-replay": (
-        "scanstation.sources.devices",
+        "scanstation.commands.devices",
         "hid_replay_main",
         "decode a recorded HID event stream into scans",
     ),
-    "fleet": ("scanstation.fleet", "fleet_main", "live table of every device on a broker"),
+    "fleet": ("scanstation.commands.fleet", "fleet_main", "live table of every device on a broker"),
     "report": (
-        "scanstation.analytics",
+        "scanstation.services.analytics",
         "report_main",
         "analytics: scans per GTIN and batch, recalled batches scanned, catalog completeness",
     ),
@@ -131,7 +131,7 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _time_arg(text: str | None, name: str) -> float | None:
-    from scanstation.views import parse_time
+    from scanstation.payloads import parse_time
 
     if text is None:
         return None
@@ -240,7 +240,7 @@ def demo_config(storage: Path, port: int, with_stdin: bool) -> Config:
 def cmd_demo(args: argparse.Namespace) -> int:
     from importlib import resources
 
-    from scanstation.catalog import parse_products
+    from scanstation.services.catalog import parse_products
     from scanstation.store import Store
 
     storage = Path(tempfile.mkdtemp(prefix="scanstation-demo-"))
@@ -289,7 +289,7 @@ def _parse_values(args: argparse.Namespace) -> Iterable[str]:
 def cmd_parse(args: argparse.Namespace) -> int:
     from datetime import date
 
-    from scanstation.interpret import RecallList, interpret
+    from scanstation.barcode.interpret import RecallList, interpret
 
     if not args.values and not args.stdin:
         raise UsageError("give one or more VALUEs, or --stdin")
@@ -313,7 +313,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
-    from scanstation.catalog import CatalogError, read_products
+    from scanstation.services.catalog import CatalogError, read_products
     from scanstation.store import Store
 
     config = _load(args)
@@ -332,7 +332,7 @@ def cmd_catalog(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from scanstation.exports import write_products_csv, write_scans_csv
+    from scanstation.services.exports import write_products_csv, write_scans_csv
     from scanstation.store import Store
 
     config = _load(args)
@@ -375,7 +375,7 @@ def cmd_delegated(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.name is None:
         raise UsageError(f"name a benchmark: {', '.join(BENCHMARKS)}")
-    module = importlib.import_module(f"scanstation.bench.{args.name}")
+    module = importlib.import_module(f"scanstation.commands.bench.{args.name}")
     return int(module.main(list(args.args)))
 
 

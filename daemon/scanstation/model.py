@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import shortuuid
 
@@ -213,3 +215,22 @@ def validate_metadata(metadata: object) -> dict[str, Any]:
                 field=f"metadata.{key}",
             )
     return dict(metadata)
+
+
+@dataclass(frozen=True, slots=True)
+class Enrichment:
+    """What an enricher adds to a capture: proposal drafts and, optionally, a product match."""
+
+    proposals: Sequence[dict[str, Any]] = ()
+    product_id: int | None = None
+    """A product found by other means than the GTIN (e.g. visual similarity)."""
+
+
+class Enricher(Protocol):
+    """A stage plug-in run in ENRICHING (e.g. the TFLite classifier for images)."""
+
+    async def enrich(self, capture: Capture, image_path: Path | None) -> Enrichment: ...
+
+
+Emit = Callable[[Scan], Awaitable[Capture]]
+"""Hands one Scan to the pipeline; returns once the capture is durable (safe to beep)."""

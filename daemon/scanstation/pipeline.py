@@ -20,22 +20,30 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from scanstation import __version__
-from scanstation.config import Config
-from scanstation.events import EventBus
-from scanstation.interpret import (
+from scanstation.barcode.interpret import (
     Interpretation,
     RecallList,
     interpret,
     without_symbology_identifier,
 )
-from scanstation.model import Capture, CaptureMode, CaptureStatus, Scan, Session
-from scanstation.qr_analysis import QrAnalyzer
+from scanstation.bus import EventBus
+from scanstation.config import Config
+from scanstation.model import (
+    Capture,
+    CaptureMode,
+    CaptureStatus,
+    Enricher,
+    Enrichment,
+    Scan,
+    Session,
+)
+from scanstation.payloads import capture_json, iso, session_json
+from scanstation.qr.analysis import QrAnalyzer
 from scanstation.store import CaptureOutcome, Conflict, NewCapture, Store, StoreError
-from scanstation.views import capture_json, iso, session_json
 
 log = logging.getLogger(__name__)
 
@@ -55,21 +63,6 @@ class Lookup:
     error: str = ""
     qr_analysis: dict[str, Any] | None = None
     """Where the capture's URL leads (SPEC §5), when it is an http(s) URL."""
-
-
-@dataclass(frozen=True, slots=True)
-class Enrichment:
-    """What an enricher adds to a capture: proposal drafts and, optionally, a product match."""
-
-    proposals: Sequence[dict[str, Any]] = ()
-    product_id: int | None = None
-    """A product found by other means than the GTIN (e.g. visual similarity)."""
-
-
-class Enricher(Protocol):
-    """A stage plug-in run in ENRICHING (e.g. the TFLite classifier for images)."""
-
-    async def enrich(self, capture: Capture, image_path: Path | None) -> Enrichment: ...
 
 
 @dataclass

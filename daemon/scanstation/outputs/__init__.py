@@ -21,6 +21,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from scanstation.barcode.format import FormatFields
+from scanstation.barcode.match import CompiledRules, compile_rules
 from scanstation.config import (
     Config,
     KeyboardGadgetOutputConfig,
@@ -31,13 +33,11 @@ from scanstation.config import (
 )
 from scanstation.model import Capture
 from scanstation.outputs.base import LiveSink, Sink, WrittenListener
-from scanstation.outputs.format import FormatFields
 from scanstation.outputs.gadget import KeyboardGadgetSink
-from scanstation.outputs.match import CompiledRules, compile_rules
 from scanstation.outputs.serial_out import SerialSink
 from scanstation.outputs.webhook import WebhookSink
+from scanstation.payloads import iso
 from scanstation.store import Store
-from scanstation.views import iso
 
 __all__ = ["Outputs", "RejectCallback"]
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from scanstation.barcode.format import FormatFields, Formatter
+from scanstation.barcode.match import CompiledRules, compile_rules
 from scanstation.config import (
     KeyboardGadgetOutputConfig,
     OutputFilter,
@@ -24,8 +26,6 @@ from scanstation.config import (
     output_name,
 )
 from scanstation.model import Capture
-from scanstation.outputs.format import FormatFields, Formatter
-from scanstation.outputs.match import CompiledRules, compile_rules
 
 log = logging.getLogger(__name__)
 

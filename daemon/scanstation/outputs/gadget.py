@@ -28,9 +28,9 @@ from dataclasses import replace
 from typing import Literal, NoReturn
 
 from scanstation.config import KeyboardGadgetOutputConfig
+from scanstation.hw import keymaps
+from scanstation.hw.keymaps import GS, KeyEvent, Stroke
 from scanstation.outputs.base import LiveRead, LiveSink
-from scanstation.sources import keymaps
-from scanstation.sources.keymaps import GS, KeyEvent, Stroke
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ import logging
 from typing import Any
 
 from scanstation.config import SerialOutputConfig
+from scanstation.hw.serialport import OpenConnection, open_serial_port
 from scanstation.outputs.base import LiveRead, LiveSink
-from scanstation.sources.serial import OpenConnection, open_serial_port
 
 log = logging.getLogger(__name__)
 

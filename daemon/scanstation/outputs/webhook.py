@@ -30,9 +30,9 @@ from typing import Any
 import aiohttp
 
 from scanstation import __version__
+from scanstation.barcode.format import FormatFields
 from scanstation.config import WebhookOutputConfig
 from scanstation.outputs.base import Sink
-from scanstation.outputs.format import FormatFields
 from scanstation.store import OutboxEvent, Store
 
 log = logging.getLogger(__name__)

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from scanstation.model import Capture, Scan
+from scanstation.model import Emit
 
 if TYPE_CHECKING:
     from scanstation.config import CameraSourceConfig
-    from scanstation.sources.camera import CameraStats
-
-Emit = Callable[[Scan], Awaitable[Capture]]
-"""Hands one Scan to the pipeline; returns once the capture is durable (safe to beep)."""
 
 
 @dataclass
@@ -62,3 +58,53 @@ class Camera(Source, Protocol):
 
     def stats(self) -> CameraStats:
         """Frames, decodes, reads, no-reads, fps and decode time, for telemetry and /metrics."""
+
+
+@dataclass(frozen=True, slots=True)
+class CameraStats:
+    """Counters of one camera source, for telemetry and /metrics."""
+
+    frames: int
+    """Frames grabbed from the backend."""
+    decoded_frames: int
+    """Frames actually handed to the decoder."""
+    skipped_frames: int
+    """Frames not decoded because the scene had not changed (or no trigger window was open)."""
+    dropped_frames: int
+    """Live frames replaced by a newer one before a decoder was free (the reader kept up if 0)."""
+    decodes: int
+    """Codes found, summed over decoded frames."""
+    reads: int
+    """Scans reported (after duplicate suppression)."""
+    no_reads: int
+    """Trigger windows that closed without a code."""
+    triggers: int
+    """Read windows opened (software or GPIO)."""
+    reconnects: int
+    """Times the camera was lost and reopened."""
+    fps: float
+    """Frames grabbed per second, over the last few seconds."""
+    decode_ms: float
+    """Median decode time per decoded frame, over the last 100 frames."""
+    latency_ms_median: float
+    """Median time from frame grabbed to capture durable, over the last 200 reads."""
+    latency_ms_p99: float
+    """99th percentile of the same."""
+
+
+@runtime_checkable
+class Preview(Protocol):
+    """A source that can show what it sees: the newest frame as JPEG (None before the first).
+
+    The web UI's snapshot and MJPEG routes accept any source that has this method, sync (run
+    in a thread: JPEG encoding takes milliseconds) or async.
+    """
+
+    def latest_jpeg(self) -> bytes | Awaitable[bytes | None] | None: ...
+
+
+@runtime_checkable
+class FrameStream(Protocol):
+    """A preview source that also streams new frames itself, at most ``max_fps`` a second."""
+
+    def mjpeg_frames(self, max_fps: float = 10.0) -> AsyncIterator[bytes]: ...

@@ -42,10 +42,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from scanstation.barcode.decode import DecodedCode, DecodeOptions, Frame, decode_frame, to_gray
 from scanstation.config import CameraSourceConfig
-from scanstation.decode import DecodedCode, DecodeOptions, Frame, decode_frame, to_gray
-from scanstation.model import CaptureType, Scan
-from scanstation.sources.base import Emit, SourceHealth
+from scanstation.model import CaptureType, Emit, Scan
+from scanstation.sources.base import CameraStats, SourceHealth
 from scanstation.sources.frames import (
     CameraError,
     FrameBackend,
@@ -103,38 +103,6 @@ class CameraFrame:
     """Frames grabbed before this one since the source started."""
     t: float
     """Source clock when it was grabbed (monotonic seconds)."""
-
-
-@dataclass(frozen=True, slots=True)
-class CameraStats:
-    """Counters of one camera source, for telemetry and /metrics."""
-
-    frames: int
-    """Frames grabbed from the backend."""
-    decoded_frames: int
-    """Frames actually handed to the decoder."""
-    skipped_frames: int
-    """Frames not decoded because the scene had not changed (or no trigger window was open)."""
-    dropped_frames: int
-    """Live frames replaced by a newer one before a decoder was free (the reader kept up if 0)."""
-    decodes: int
-    """Codes found, summed over decoded frames."""
-    reads: int
-    """Scans reported (after duplicate suppression)."""
-    no_reads: int
-    """Trigger windows that closed without a code."""
-    triggers: int
-    """Read windows opened (software or GPIO)."""
-    reconnects: int
-    """Times the camera was lost and reopened."""
-    fps: float
-    """Frames grabbed per second, over the last few seconds."""
-    decode_ms: float
-    """Median decode time per decoded frame, over the last 100 frames."""
-    latency_ms_median: float
-    """Median time from frame grabbed to capture durable, over the last 200 reads."""
-    latency_ms_p99: float
-    """99th percentile of the same."""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,8 +19,14 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from scanstation.barcode.decode import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    DecodeError,
+    Frame,
+    load_image,
+)
 from scanstation.config import CameraSourceConfig
-from scanstation.decode import IMAGE_SUFFIXES, VIDEO_SUFFIXES, DecodeError, Frame, load_image
 
 
 class CameraError(Exception):

@@ -30,10 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from scanstation.model import Scan
-from scanstation.sources import keymaps
-from scanstation.sources.base import Emit, SourceHealth
-from scanstation.sources.keymaps import (
+from scanstation.hw import keymaps
+from scanstation.hw.keymaps import (
     CTRL_KEYS,
     EV_KEY,
     FUNCTION_KEYS,
@@ -55,6 +53,8 @@ from scanstation.sources.keymaps import (
     SHIFT_KEYS,
     KeyEvent,
 )
+from scanstation.model import Emit, Scan
+from scanstation.sources.base import SourceHealth
 
 if TYPE_CHECKING:
     from scanstation.config import HidSourceConfig

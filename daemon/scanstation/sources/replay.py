@@ -8,8 +8,8 @@ from importlib import resources
 from pathlib import Path
 
 from scanstation.config import ReplaySourceConfig
-from scanstation.model import Scan
-from scanstation.sources.base import Emit, SourceHealth
+from scanstation.model import Emit, Scan
+from scanstation.sources.base import SourceHealth
 from scanstation.sources.stdin import restore_gs
 
 BUNDLED_SAMPLES = "sample_scans.txt"

@@ -13,55 +13,19 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
-from scanstation.model import Scan
-from scanstation.sources.base import Emit, SourceHealth
+from scanstation.hw.serialport import OpenConnection, open_serial_port
+from scanstation.model import Emit, Scan
+from scanstation.sources.base import SourceHealth
 from scanstation.sources.hid import AIM_SYMBOLOGIES, split_scan
 
 if TYPE_CHECKING:
     from scanstation.config import SerialSourceConfig
 
+
 log = logging.getLogger(__name__)
-
-OpenConnection = Callable[..., Awaitable[tuple[asyncio.StreamReader, Any]]]
-"""open_serial_connection(url=..., baudrate=..., ...) -> (reader, writer)."""
-
-_PARITY = {"none": "N", "even": "E", "odd": "O"}
-
-
-class SerialLine(Protocol):
-    """The line settings a serial source and a serial output share (read-only)."""
-
-    @property
-    def port(self) -> str: ...
-    @property
-    def baud(self) -> int: ...
-    @property
-    def bytesize(self) -> Literal[7, 8]: ...
-    @property
-    def parity(self) -> Literal["none", "even", "odd"]: ...
-    @property
-    def stopbits(self) -> Literal[1, 2]: ...
-
-
-async def open_serial_port(
-    line: SerialLine, open_connection: OpenConnection | None = None
-) -> tuple[asyncio.StreamReader, Any]:
-    """Open a serial port with pyserial-asyncio (imported here: the module works without it)."""
-    if open_connection is None:
-        import serial_asyncio
-
-        open_connection = serial_asyncio.open_serial_connection
-    return await open_connection(
-        url=line.port,
-        baudrate=line.baud,
-        bytesize=line.bytesize,
-        parity=_PARITY[line.parity],
-        stopbits=line.stopbits,
-    )
 
 
 @dataclass(frozen=True, slots=True)

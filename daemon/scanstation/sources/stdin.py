@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from scanstation.config import StdinSourceConfig
-from scanstation.model import RAW_VALUE_MAX_LENGTH, Scan
-from scanstation.sources.base import Emit, SourceHealth
+from scanstation.model import RAW_VALUE_MAX_LENGTH, Emit, Scan
+from scanstation.sources.base import SourceHealth
 
 log = logging.getLogger(__name__)
 

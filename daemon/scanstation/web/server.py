@@ -10,11 +10,11 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from scanstation.web.api import SERVICES, Services, healthz, routes
-from scanstation.web.api_more import setup_api_more
 from scanstation.web.auth import ApiKeyStore
+from scanstation.web.context import SERVICES, Services
 from scanstation.web.errors import Handler, error_middleware, error_response
 from scanstation.web.passwords import PasswordStore, password_path
+from scanstation.web.routes import setup_routes
 from scanstation.web.ui import security_headers_middleware, setup_ui
 from scanstation.web.ui_auth import auth_middleware, setup_ui_auth
 
@@ -103,9 +103,7 @@ def make_app(
     )
     app[SERVICES] = services
     app[API_KEYS] = ApiKeyStore(config.api_keys_path)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_routes(routes)
     setup_ui_auth(app, services.store, PasswordStore(password_path(config)), app[API_KEYS])
-    setup_api_more(app, previews)
+    setup_routes(app, previews)
     setup_ui(app, web_ui)
     return app

@@ -1,0 +1,380 @@
+"""`scanstation bench ingest --mqtt`: captures/s end to end (capture created → PUBACK) and the
+latency at a steady 100 captures/s, beside a bare paho QoS 1 publish loop, in the same run.
+
+A Mosquitto is started on a free port for the run (never the system broker). The station is
+built as app.py builds it: Store (WAL, synchronous=FULL) → Pipeline → outbox → MqttLink.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from scanstation.bus import EventBus
+from scanstation.commands.bench import VALUES, free_port
+from scanstation.config import Config, parse_config
+from scanstation.model import Capture, CaptureType
+from scanstation.pipeline import Pipeline
+from scanstation.publish.mqtt import MqttLink
+from scanstation.store import NewCapture, OutboxEvent, Store
+
+
+@contextlib.contextmanager
+def mosquitto(workdir: Path) -> Iterator[int]:
+    """A throwaway Mosquitto on a free port; yields the port."""
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not os.path.exists(binary):
+        raise RuntimeError("mosquitto is not installed (apt install mosquitto)")
+    port = free_port()
+    conf = workdir / "mosquitto.conf"
+    user = "user root\n" if os.geteuid() == 0 else ""
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        f"log_dest stderr\nlog_type error\n{user}"
+    )
+    log = (workdir / "mosquitto.log").open("wb")
+    process = subprocess.Popen(  # noqa: S603 (our own config file, a fixed binary)
+        [binary, "-c", str(conf)], stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mosquitto did not start")
+            time.sleep(0.02)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(5)
+        log.close()
+
+
+def _percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(len(ordered) * share), len(ordered) - 1)]
+
+
+# ---- the baseline: bare paho -------------------------------------------------------------
+
+
+class _Paho:
+    """paho with its network thread, the way a plain script publishes."""
+
+    def __init__(self, port: int, inflight: int) -> None:
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
+        self.client.max_inflight_messages_set(inflight)
+        self.acked = 0
+        self.sent_at: dict[int, float] = {}
+        self.latencies: list[float] = []
+        self.done = threading.Event()
+        self.target = 0
+        self.lock = threading.Lock()
+        self.client.on_publish = self._on_publish
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        time.sleep(0.2)
+
+    def _on_publish(self, client: Any, userdata: Any, mid: int, rc: Any, props: Any) -> None:
+        now = time.perf_counter()
+        with self.lock:
+            self.acked += 1
+            sent = self.sent_at.pop(mid, None)
+            if sent is not None:
+                self.latencies.append(now - sent)
+            if self.acked >= self.target:
+                self.done.set()
+
+    def throughput(self, payload: bytes, count: int) -> float:
+        self.acked, self.target = 0, count
+        self.done.clear()
+        started = time.perf_counter()
+        for _ in range(count):
+            self.client.publish("bench/paho", payload, qos=1)
+        if not self.done.wait(120):
+            raise RuntimeError(f"bare paho: only {self.acked} of {count} PUBACKs arrived")
+        return count / (time.perf_counter() - started)
+
+    def latency(self, payload: bytes, rate: float, seconds: float) -> list[float]:
+        count = int(rate * seconds)
+        self.acked, self.target, self.latencies = 0, count, []
+        self.done.clear()
+        started = time.perf_counter()
+        for i in range(count):
+            time.sleep(max(0.0, started + i / rate - time.perf_counter()))
+            with self.lock:
+                info = self.client.publish("bench/paho", payload, qos=1)
+                self.sent_at[info.mid] = time.perf_counter()
+        if not self.done.wait(30):
+            raise RuntimeError("bare paho: PUBACKs missing in the latency run")
+        return self.latencies
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+# ---- scanstation ---------------------------------------------------------------------------
+
+
+def _config(
+    storage: Path, port: int, inflight: int, commit_interval_ms: float | None = None
+) -> Config:
+    storage_section: dict[str, Any] = {"path": str(storage)}
+    if commit_interval_ms is not None:
+        storage_section["commit_interval_ms"] = commit_interval_ms
+    return parse_config(
+        {
+            "device": {"id": "bench", "site": "bench"},
+            "storage": storage_section,
+            "mqtt": {"host": "127.0.0.1", "port": port, "inflight": inflight},
+        },
+        "<bench>",
+        environ={},
+    )
+
+
+class _Station:
+    """Store → Pipeline → MqttLink, built as app.py builds them."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.created_at: dict[str, float] = {}
+        self.finished_at: dict[str, float] = {}
+        self.stages: dict[str, list[float]] = {"insert": [], "walk": [], "publish": []}
+        """Where the time goes: durable insert, the walk to a terminal status, outbox→PUBACK."""
+        self.delivered = 0
+        self.all_delivered = asyncio.Event()
+        self.target = 0
+
+    def on_delivered(self, event: OutboxEvent) -> None:
+        if event.topic != "captures":
+            return
+        now = time.perf_counter()
+        head = '{"public_id": "'
+        if event.payload.startswith(head):  # cheap: the capture's id leads the event
+            public_id = event.payload[len(head) : event.payload.index('"', len(head))]
+        else:
+            public_id = json.loads(event.payload)["public_id"]
+        started = self.started.pop(public_id, None)
+        created = self.created_at.pop(public_id, None)
+        finished = self.finished_at.pop(public_id, None)
+        if started is not None:
+            self.latencies.append(now - started)
+            if created is not None and finished is not None:
+                self.stages["insert"].append(created - started)
+                self.stages["walk"].append(finished - created)
+                self.stages["publish"].append(now - finished)
+        self.delivered += 1
+        if self.delivered >= self.target:
+            self.all_delivered.set()
+
+    def on_finished(self, capture: Capture) -> None:
+        self.finished_at.setdefault(capture.public_id, time.perf_counter())
+
+    async def run(self, producers: int, count: int, rate: float | None) -> float:
+        """Create ``count`` captures (as fast as possible, or at ``rate``); returns captures/s."""
+        async with Store(
+            self.config.db_path,
+            synchronous=self.config.storage.synchronous,
+            commit_interval_ms=self.config.storage.commit_interval_ms,
+        ) as store:
+            await store.upsert_products([{"gtin": "04006381333931", "name": "Highlighter"}])
+            pipeline = Pipeline(store, self.config, bus=EventBus())
+            link = MqttLink(self.config, store, pipeline)
+            link.on_delivered.append(self.on_delivered)
+            pipeline.on_finished.append(self.on_finished)
+            tasks = [asyncio.create_task(pipeline.run()), asyncio.create_task(link.run())]
+            try:
+                while not link.state.connected:  # noqa: ASYNC110 (the link has no event)
+                    await asyncio.sleep(0.01)
+                session = (await store.create_session()).public_id
+                per_producer = max(count // producers, 1)
+                if rate is None:
+                    count = per_producer * producers
+                self.target = count
+
+                async def create(value: str) -> None:
+                    t0 = time.perf_counter()
+                    capture = await pipeline.create_capture(
+                        session, NewCapture(CaptureType.BARCODE, raw_value=value)
+                    )
+                    self.created_at[capture.public_id] = time.perf_counter()
+                    self.started[capture.public_id] = t0
+
+                started = time.perf_counter()
+                if rate is None:
+
+                    async def produce(offset: int) -> None:
+                        for i in range(per_producer):
+                            await create(VALUES[(offset + i) % len(VALUES)])
+
+                    await asyncio.gather(*(produce(p) for p in range(producers)))
+                else:
+                    pending = set()
+                    for i in range(count):
+                        await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+                        task = asyncio.create_task(create(VALUES[i % len(VALUES)]))
+                        pending.add(task)
+                        task.add_done_callback(pending.discard)
+                async with asyncio.timeout(120):
+                    await self.all_delivered.wait()
+                return count / (time.perf_counter() - started)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _scanstation(
+    root: Path, port: int, args: argparse.Namespace, rate: float | None
+) -> _Station:
+    station = _Station(_config(root, port, args.inflight, args.commit_interval_ms))
+    count = int(args.rate * args.seconds) if rate is not None else args.count
+    station.rate = await station.run(args.producers, count, rate)  # type: ignore[attr-defined]
+    return station
+
+
+# ---- the command --------------------------------------------------------------------------
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    runs: dict[str, list[float]] = {"paho": [], "scanstation": []}
+    with tempfile.TemporaryDirectory(prefix="scanstation-bench-mqtt-") as tmp:
+        root = Path(tmp)
+        with mosquitto(root) as port:
+            sample = _sample_payload(root, port, args)
+            bare = _Paho(port, args.inflight)
+            try:
+                for repeat in range(args.repeats):
+                    runs["paho"].append(bare.throughput(sample, args.count))
+                    station = asyncio.run(_scanstation(root / f"s{repeat}", port, args, None))
+                    runs["scanstation"].append(station.rate)  # type: ignore[attr-defined]
+                    print(f"  repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
+                paho_lat = bare.latency(sample, args.rate, args.seconds)
+            finally:
+                bare.close()
+            steady = asyncio.run(_scanstation(root / "steady", port, args, args.rate))
+    return {
+        "bare_paho": {
+            "rate": statistics.median(runs["paho"]),
+            "p50_ms": 1000 * _percentile(paho_lat, 0.5),
+            "p99_ms": 1000 * _percentile(paho_lat, 0.99),
+            "runs": runs["paho"],
+        },
+        "scanstation": {
+            "rate": statistics.median(runs["scanstation"]),
+            "p50_ms": 1000 * _percentile(steady.latencies, 0.5),
+            "p99_ms": 1000 * _percentile(steady.latencies, 0.99),
+            "runs": runs["scanstation"],
+            "stages_at_rate_ms": {
+                stage: {
+                    "p50": 1000 * _percentile(values, 0.5),
+                    "p99": 1000 * _percentile(values, 0.99),
+                }
+                for stage, values in steady.stages.items()
+                if values
+            },
+        },
+        "settings": {
+            "count": args.count,
+            "repeats": args.repeats,
+            "producers": args.producers,
+            "inflight": args.inflight,
+            "latency_rate": args.rate,
+            "latency_seconds": args.seconds,
+            "payload_bytes": len(sample),
+            "commit_interval_ms": _config(
+                root, port, 1, args.commit_interval_ms
+            ).storage.commit_interval_ms,
+            "cores": os.cpu_count(),
+        },
+    }
+
+
+def _sample_payload(root: Path, port: int, args: argparse.Namespace) -> bytes:
+    """A real capture event, so the baseline publishes what the station publishes."""
+
+    async def one() -> bytes:
+        config = _config(root / "sample", port, args.inflight)
+        async with Store(config.db_path) as store:
+            pipeline = Pipeline(store, config, bus=EventBus())
+            session = (await store.create_session()).public_id
+            capture = await pipeline.create_capture(
+                session, NewCapture(CaptureType.BARCODE, raw_value=VALUES[2])
+            )
+            await pipeline.process([capture.id])
+            batch = await store.outbox_batch(0, 1)
+            return batch[0].payload.encode()
+
+    return asyncio.run(one())
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scanstation bench ingest --mqtt", description=__doc__)
+    parser.add_argument("--count", type=int, default=10000, help="captures per throughput run")
+    parser.add_argument("--repeats", type=int, default=3, help="throughput runs (median quoted)")
+    parser.add_argument("--producers", type=int, default=64, help="concurrent capture producers")
+    parser.add_argument("--inflight", type=int, default=20, help="unacknowledged publishes")
+    parser.add_argument("--rate", type=float, default=100.0, help="captures/s of the latency run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
+    parser.add_argument(
+        "--commit-interval-ms",
+        type=float,
+        default=None,
+        help="[storage] commit_interval_ms for the station (default: the config default)",
+    )
+    parser.add_argument("--json", action="store_true")
+    args, rest = parser.parse_known_args(argv)
+    if rest:
+        print(f"bench ingest --mqtt: ignoring {' '.join(rest)}", file=sys.stderr)
+    if min(args.count, args.repeats, args.producers, args.inflight) < 1 or args.rate <= 0:
+        parser.error("--count, --repeats, --producers, --inflight and --rate must be positive")
+    print(
+        f"bench ingest --mqtt: {args.repeats} repeats of {args.count} captures (medians), "
+        f"latency at {args.rate:.0f}/s for {args.seconds:.0f} s; {os.cpu_count()} cores; "
+        "local Mosquitto, QoS 1, SQLite synchronous=FULL",
+        file=sys.stderr,
+    )
+    try:
+        result = measure(args)
+    except RuntimeError as exc:
+        print(f"bench ingest --mqtt: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    rate = f"p50/p99 at {args.rate:.0f}/s"
+    print(f"{'path':<46} {'per second':>11}  {rate}")
+    for name, key in (
+        ("bare paho QoS 1: publish → PUBACK", "bare_paho"),
+        ("scanstation: capture created → PUBACK", "scanstation"),
+    ):
+        r = result[key]
+        print(f"{name:<46} {r['rate']:>11,.0f}  {r['p50_ms']:.2f} / {r['p99_ms']:.2f} ms")
+    stages = result["scanstation"]["stages_at_rate_ms"]
+    print(
+        f"  where the time goes at {args.rate:.0f}/s (p50 / p99): "
+        + "; ".join(f"{k} {v['p50']:.2f} / {v['p99']:.2f} ms" for k, v in stages.items())
+    )
+    return 0

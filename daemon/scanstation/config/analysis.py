@@ -1,0 +1,87 @@
+"""[classifier] and [qr_analysis]: what the station works out from photos and URLs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import (
+    Field,
+    field_validator,
+)
+
+from scanstation.config.base import Section
+
+
+class ClassifierConfig(Section):
+    enabled: bool = Field(
+        True, description="Classify IMAGE captures and no-read frames (ENRICHING, RESOLVING)"
+    )
+    model: Path | None = Field(
+        None,
+        description="An image-classification .tflite; default: the shipped EfficientNet-Lite0",
+    )
+    labels: Path | None = Field(
+        None,
+        description="Labels file, one class per line; default: <model>.txt, labels.txt or "
+        "imagenet_labels.txt beside the model",
+    )
+    threads: int = Field(2, ge=1, le=16, description="Interpreter threads (XNNPACK)")
+    top_k: int = Field(5, ge=1, le=50, description="Classes kept per image, best first")
+    min_confidence: float = Field(
+        0.2, ge=0, le=1, description="Propose nothing below this score (0-1)"
+    )
+    resolve_threshold: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description="RESOLVING: least cosine similarity to a product's reference photo for a "
+        "match; below it the capture is NOT_FOUND",
+    )
+    center_crop: bool = Field(
+        True, description="Crop photos to the model's aspect ratio (centre) before resizing"
+    )
+
+
+class QrAnalysisConfig(Section):
+    enabled: bool = Field(True, description="Follow the redirect chain of http(s) QR codes")
+    max_hops: int = Field(
+        5, ge=0, le=20, description="Redirects followed at most (0: only the first request)"
+    )
+    timeout: float = Field(5.0, gt=0, le=60, description="Seconds for the whole chain")
+    allow_private_networks: bool = Field(
+        False, description="Lab only: allow loopback/private addresses (never on a lane)"
+    )
+    allow_networks: list[str] = Field(
+        default_factory=list,
+        description="Lab only: networks (CIDR) allowed although not public, e.g. 10.9.0.0/24",
+    )
+    max_body_bytes: int = Field(
+        65536, ge=0, le=4 * 1024 * 1024, description="Bytes of a final page read at most"
+    )
+    cache_seconds: float = Field(
+        600, ge=0, description="How long an analysed URL's result is reused (0: no cache)"
+    )
+    cache_entries: int = Field(1024, ge=0, le=100_000, description="Results kept in the cache")
+    closient_domains: list[str] = Field(
+        default_factory=lambda: ["closient.com"],
+        description="Domains (and their subdomains) of Closient resolvers",
+    )
+    shortener_domains: list[str] = Field(
+        default_factory=list,
+        description="Extra URL-shortener domains besides the built-in list (bit.ly, …)",
+    )
+
+    @field_validator("allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for text in value:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"allow_networks entry {text!r} is not a network; expected CIDR such as "
+                    "'10.9.0.0/24' or an address such as '192.168.1.20'"
+                ) from None
+        return value

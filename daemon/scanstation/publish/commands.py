@@ -1,0 +1,177 @@
+"""Remote commands on ``{prefix}/{device}/cmd/{name}``: their bodies, parsing and replies."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from scanstation.model import MetadataError, validate_metadata
+
+COMMANDS = (
+    "session.start",
+    "session.end",
+    "trigger",
+    "capture.retry",
+    "catalog.upsert",
+    "telemetry.now",
+)
+"""Command names accepted on ``{prefix}/{device}/cmd/{name}``."""
+
+
+COMMAND_QUEUE = 256
+
+
+CORRELATION_MEMORY = 1024
+"""Correlation ids remembered (with their replies) so a repeated command runs once."""
+
+
+# ---- commands ----------------------------------------------------------------------------
+
+
+class CommandError(Exception):
+    """A command that cannot run: ``code`` is the reply's error code, ``field`` the culprit."""
+
+    def __init__(self, code: str, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+        self.field = field
+        self.correlation: bytes | None = None
+        """The command's correlation id when it was read before the error was found."""
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SessionStart(_Body):
+    capture_mode: Literal["barcode_scan", "product_photography", "both"] = "both"
+    metadata: dict[str, Any] | None = None
+    source: str = Field("mqtt", max_length=40)
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _metadata_limits(cls, value: Any) -> dict[str, Any]:
+        try:
+            return validate_metadata(value)
+        except MetadataError as exc:
+            raise ValueError(str(exc)) from None
+
+
+class SessionEnd(_Body):
+    session_public_id: str = Field(min_length=1, max_length=40)
+
+
+class Trigger(_Body):
+    source: str | None = Field(None, max_length=40)
+
+
+class CaptureRetry(_Body):
+    capture_public_id: str = Field(min_length=1, max_length=40)
+
+
+class Empty(_Body):
+    pass
+
+
+_BODIES: dict[str, type[_Body]] = {
+    "session.start": SessionStart,
+    "session.end": SessionEnd,
+    "trigger": Trigger,
+    "capture.retry": CaptureRetry,
+    "telemetry.now": Empty,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A validated command, ready to run."""
+
+    name: str
+    body: Any
+    """The validated body: a pydantic model, or the product list for catalog.upsert."""
+    correlation: bytes | None
+    """MQTT 5 Correlation Data, else the payload's ``correlation_id`` encoded."""
+    response_topic: str | None
+    """MQTT 5 Response Topic, None for 3.1.1 (the reply goes to ``…/cmd/{name}/reply``)."""
+
+
+def parse_command(
+    name: str, payload: bytes, correlation: bytes | None, response_topic: str | None
+) -> Command:
+    """Validate a command message; CommandError names what is wrong."""
+    if name not in COMMANDS:
+        raise CommandError(
+            "unknown_command",
+            f"unknown command {name!r}; expected one of {', '.join(COMMANDS)}",
+        )
+    text = payload.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text) if text else {}
+    except json.JSONDecodeError as exc:
+        raise CommandError("bad_request", f"{name}: payload is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise CommandError(
+            "bad_request", f"{name}: payload must be a JSON object, got {type(data).__name__}"
+        )
+    if "correlation_id" in data:
+        cid = data.pop("correlation_id")
+        if not isinstance(cid, str | int) or isinstance(cid, bool) or len(str(cid)) > 128:
+            raise CommandError(
+                "invalid",
+                f"{name}: correlation_id must be a string or number of at most 128 characters",
+                "correlation_id",
+            )
+        correlation = correlation or str(cid).encode()
+    try:
+        return Command(name, _command_body(name, data), correlation, response_topic)
+    except CommandError as exc:
+        exc.correlation = correlation
+        raise
+
+
+def _command_body(name: str, data: dict[str, Any]) -> Any:
+    if name == "catalog.upsert":
+        return _catalog_products(data)
+    try:
+        return _BODIES[name].model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            fields = ", ".join(_BODIES[name].model_fields) or "no fields"
+            message = f"unknown field; {name} takes {fields}"
+        raise CommandError("invalid", f"{name}: {where or 'payload'}: {message}", where) from None
+
+
+def _catalog_products(data: dict[str, Any]) -> list[dict[str, Any]]:
+    from scanstation.services.catalog import CatalogError, parse_products
+
+    if "products" in data and (not isinstance(data["products"], list) or not data["products"]):
+        raise CommandError(
+            "invalid", "catalog.upsert: products must be a non-empty list", "products"
+        )
+    if len(data.get("products", [])) > 1000:
+        raise CommandError(
+            "invalid", "catalog.upsert: at most 1000 products per command", "products"
+        )
+    try:
+        return parse_products(json.dumps(data), "catalog.upsert")
+    except CatalogError as exc:
+        raise CommandError("invalid", str(exc), "products") from None
+
+
+def reply_payload(
+    command: str, correlation: bytes | None, result: Any = None, error: CommandError | None = None
+) -> bytes:
+    body: dict[str, Any] = {"command": command, "ok": error is None}
+    if correlation is not None:
+        body["correlation_id"] = correlation.decode("utf-8", errors="backslashreplace")
+    if error is None:
+        body["result"] = result
+    else:
+        body["error"] = {"code": error.code, "message": str(error), "field": error.field}
+    return json.dumps(body).encode()

@@ -1,0 +1,485 @@
+"""One MQTT connection on paho's network thread, with asyncio faces: connect, publish, subscribe."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from scanstation.config import MqttConfig
+
+PERMANENT_REFUSALS = {
+    0x90: "topic name invalid",
+    0x95: "packet too large",
+    0x99: "payload format invalid",
+}
+"""PUBACK reason codes that no retry can cure: the event goes to outbox_dead at once."""
+
+
+QUOTA_EXCEEDED = 0x97
+"""A throttling broker: retried after a pause, never dead-lettered for it."""
+
+
+QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
+"""Linux's TCP_QUICKACK (None elsewhere)."""
+
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+class MqttError(Exception):
+    """An MQTT connection or protocol failure; the message names the broker and the cause."""
+
+
+def backoff_delay(attempt: int, low: float, high: float, rand: Callable[[], float]) -> float:
+    """Jittered exponential reconnect delay: attempt 0 waits about ``low``, growing to ``high``.
+
+    >>> backoff_delay(0, 0.5, 30, lambda: 1.0), backoff_delay(10, 0.5, 30, lambda: 1.0)
+    (0.5, 30.0)
+    """
+    ceiling = min(high, low * 2 ** min(attempt, 30))
+    # Jitter between half and all of the ceiling keeps a fleet from reconnecting in lockstep.
+    return float(ceiling * (0.5 + 0.5 * rand()))
+
+
+def refusal_kind(reason: int) -> Literal["ok", "dead", "throttled", "retry"]:
+    """What a PUBACK reason code means for an outbox event."""
+    if reason < 0x80:
+        return "ok"  # includes 0x10 "no matching subscribers"
+    if reason in PERMANENT_REFUSALS:
+        return "dead"
+    if reason == QUOTA_EXCEEDED:
+        return "throttled"
+    return "retry"
+
+
+def reason_text(reason: int) -> str:
+    try:
+        name = ReasonCode(PacketTypes.PUBACK, identifier=reason).getName()
+    except Exception:  # an unknown code is still worth reporting by number
+        name = "unknown reason"
+    return f"PUBACK reason 0x{reason:02X} ({name})"
+
+
+# ---- the paho bridge ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A message received on a subscription."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    correlation: bytes | None
+    response_topic: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectOptions:
+    """Everything needed to open one connection (built fresh for every attempt)."""
+
+    host: str
+    port: int
+    client_id: str
+    protocol: Literal["5", "3.1.1"]
+    keepalive: int
+    username: str
+    password: str | None
+    will_topic: str
+    will_payload: bytes
+    tls: ssl.SSLContext | None
+
+
+def tls_context(config: MqttConfig) -> ssl.SSLContext | None:
+    """The TLS context for the broker (server verified unless ``insecure``); None without TLS."""
+    tls = config.tls
+    if tls is None:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=str(tls.ca) if tls.ca else None)
+        if tls.cert is not None:
+            context.load_cert_chain(str(tls.cert), str(tls.key) if tls.key else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise MqttError(
+            f"mqtt.tls: cannot load the CA or client certificate ({exc}); check ca, cert and key"
+        ) from None
+    if tls.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if tls.alpn:
+        context.set_alpn_protocols(tls.alpn)
+    return context
+
+
+def read_password(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise MqttError(f"mqtt.password_file {path}: cannot read it: {exc.strerror}") from None
+
+
+class Connection:
+    """One paho client on the asyncio loop: connect, publish with PUBACK futures, receive.
+
+    Every method must be called on the loop thread. ``closed`` resolves (with the reason)
+    when the connection ends for any reason; pending publishes then fail with MqttError.
+    """
+
+    def __init__(
+        self, options: ConnectOptions, on_message: Callable[[Incoming], None] | None = None
+    ) -> None:
+        self.options = options
+        self.loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._on_message_cb = on_message
+        protocol = (
+            MQTTProtocolVersion.MQTTv5 if options.protocol == "5" else MQTTProtocolVersion.MQTTv311
+        )
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=options.client_id,
+            protocol=protocol,
+            clean_session=None if options.protocol == "5" else True,
+            reconnect_on_failure=False,
+        )
+        self.client.connect_timeout = 5.0
+        # The outbox window bounds what we send; paho must not queue on top of it.
+        self.client.max_inflight_messages_set(1000)
+        if options.username:
+            self.client.username_pw_set(options.username, options.password)
+        self.client.will_set(options.will_topic, options.will_payload, qos=1, retain=True)
+        if options.tls is not None:
+            self.client.tls_set_context(options.tls)
+        self.connack: asyncio.Future[tuple[int, Properties | None]] = self.loop.create_future()
+        self.closed: asyncio.Future[str] = self.loop.create_future()
+        self._acks: dict[int, asyncio.Future[int]] = {}
+        self._early_acks: dict[int, int] = {}
+        self._subacks: dict[int, asyncio.Future[list[int]]] = {}
+        self._misc: asyncio.Task[None] | None = None
+        self._sock: Any = None
+        c = self.client
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+        c.on_socket_open = self._on_socket_open
+        c.on_socket_close = self._on_socket_close
+        c.on_socket_register_write = self._on_socket_register_write
+        c.on_socket_unregister_write = self._on_socket_unregister_write
+
+    @property
+    def broker(self) -> str:
+        return f"{self.options.host}:{self.options.port}"
+
+    # -- opening and closing --
+
+    async def open(self, limit_s: float = CONNECT_TIMEOUT_S) -> Properties | None:
+        """Connect and wait for an accepted CONNACK; MqttError otherwise."""
+        options = self.options
+
+        def connect() -> None:
+            # Blocking: DNS, TCP, the TLS handshake; paho then queues CONNECT for the loop.
+            self.client.connect(
+                options.host,
+                options.port,
+                keepalive=options.keepalive,
+                clean_start=True if options.protocol == "5" else paho.MQTT_CLEAN_START_FIRST_ONLY,
+            )
+
+        try:
+            await _in_daemon_thread(connect)
+        except ssl.SSLCertVerificationError as exc:
+            raise MqttError(
+                f"TLS to {self.broker}: the broker's certificate was not verified "
+                f"({exc.verify_message}); check mqtt.tls.ca"
+            ) from None
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            raise MqttError(f"cannot connect to {self.broker}: {exc}") from None
+        try:
+            async with asyncio.timeout(limit_s):
+                rc, properties = await asyncio.shield(self.connack)
+        except TimeoutError:
+            self.abort("no CONNACK")
+            raise MqttError(f"{self.broker} sent no CONNACK within {limit_s:.0f} s") from None
+        except MqttError:
+            self.abort("connection closed before CONNACK")
+            raise
+        if rc != 0:
+            self.abort("CONNACK refused")
+            raise ConnectRefused(rc, self.broker)
+        return properties
+
+    async def close(self, limit_s: float = 0.5) -> None:
+        """Send DISCONNECT (the broker then drops the Will) and wait briefly for the socket."""
+        if self.closed.done():
+            return
+        self.client.disconnect()
+        with contextlib.suppress(TimeoutError, MqttError):
+            async with asyncio.timeout(limit_s):
+                await asyncio.shield(self.closed)
+        self.abort("closed")
+
+    def abort(self, reason: str) -> None:
+        """Drop the connection at once (no DISCONNECT)."""
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(Exception):
+                self.loop.remove_reader(sock.fileno())
+                self.loop.remove_writer(sock.fileno())
+        with contextlib.suppress(Exception):
+            self.client._sock_close()  # paho has no public "close now"
+        self._closed(reason)
+
+    # -- publishing --
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Properties | None = None,
+    ) -> asyncio.Future[int]:
+        """Publish; the future resolves with the PUBACK reason code (0 at once for QoS 0)."""
+        if self.closed.done():
+            raise MqttError(f"not connected to {self.broker}")
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise MqttError(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")
+        future: asyncio.Future[int] = self.loop.create_future()
+        if qos == 0:
+            future.set_result(0)
+        elif (early := self._early_acks.pop(info.mid, None)) is not None:
+            # paho may call on_publish before publish() returns (paho #361, #482).
+            future.set_result(early)
+        else:
+            self._acks[info.mid] = future
+        return future
+
+    async def subscribe(self, topic: str, qos: int = 1) -> list[int]:
+        result, mid = self.client.subscribe(topic, qos=qos)
+        if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
+            raise MqttError(f"subscribe to {topic!r} failed: {paho.error_string(result)}")
+        future: asyncio.Future[list[int]] = self.loop.create_future()
+        self._subacks[mid] = future
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            return await future
+
+    # -- paho callbacks (all on the loop thread, except socket_open/register_write) --
+
+    def _on_connect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if not self.connack.done():
+            self.connack.set_result((reason_code.value, properties))
+
+    def _on_disconnect(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        flags: Any,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        text = "disconnected" if reason_code.value == 0 else f"connection lost: {reason_code}"
+        self._closed(text)
+
+    def _closed(self, reason: str) -> None:
+        if not self.connack.done():
+            self.connack.set_exception(MqttError(f"{self.broker}: {reason}"))
+            self.connack.exception()  # mark retrieved: nobody may be waiting any more
+        if not self.closed.done():
+            self.closed.set_result(reason)
+        error = MqttError(f"{self.broker}: {reason}")
+        for futures in (self._acks, self._subacks):
+            for future in futures.values():
+                if not future.done():
+                    future.set_exception(error)
+                    future.exception()
+            futures.clear()
+        if self._misc is not None:
+            self._misc.cancel()
+
+    def _on_publish(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_code: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        future = self._acks.pop(mid, None)
+        if future is None:
+            self._early_acks[mid] = reason_code.value
+        elif not future.done():
+            future.set_result(reason_code.value)
+
+    def _on_subscribe(
+        self,
+        client: paho.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        future = self._subacks.pop(mid, None)
+        if future is not None and not future.done():
+            future.set_result([rc.value for rc in reason_codes])
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        if self._on_message_cb is None:
+            return
+        props = message.properties
+        correlation = getattr(props, "CorrelationData", None) if props is not None else None
+        response = getattr(props, "ResponseTopic", None) if props is not None else None
+        self._on_message_cb(
+            Incoming(message.topic, bytes(message.payload), message.retain, correlation, response)
+        )
+
+    def _call_on_loop(self, fn: Callable[[], None]) -> None:
+        if threading.get_ident() == self._loop_thread:
+            fn()
+        else:
+            # The loop may be gone if the daemon stopped while this connect was under way.
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(fn)
+
+    def _on_socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._sock = sock
+        raw = getattr(sock, "_sock", sock)  # paho may wrap it (websockets)
+        with contextlib.suppress(OSError, AttributeError):
+            # Small packets back to back (a batch of events, the broker's PUBACKs): without
+            # this, Nagle's algorithm holds the second until the first is acknowledged.
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def start() -> None:
+            if self.closed.done():  # abandoned while connecting: close, do not watch
+                with contextlib.suppress(Exception):
+                    self.client._sock_close()
+                return
+            self.loop.add_reader(sock.fileno(), self._readable)
+            self._misc = self.loop.create_task(self._misc_loop(), name="mqtt-misc")
+
+        # Called from the connect thread: hand the socket to the loop.
+        self._call_on_loop(start)
+
+    def _readable(self) -> None:
+        sock = self._sock
+        if QUICKACK is not None and sock is not None:
+            # Acknowledge at once: a broker without TCP_NODELAY (Mosquitto's default) holds
+            # each PUBACK after the first of a burst until our delayed ACK (up to 40 ms).
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+        try:
+            while True:
+                rc = self.client.loop_read()
+                # An SSL socket can hold decoded bytes select() does not see (paho #131).
+                sock = self.client.socket()
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not (
+                    sock is not None and hasattr(sock, "pending") and sock.pending() > 0
+                ):
+                    break
+        except Exception as exc:  # a broken socket: the connection is over
+            self.abort(f"read failed: {exc}")
+
+    def _writable(self) -> None:
+        try:
+            self.client.loop_write()
+        except Exception as exc:
+            self.abort(f"write failed: {exc}")
+
+    def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        fileno = sock.fileno()
+
+        def stop() -> None:
+            if fileno > -1:
+                self.loop.remove_reader(fileno)
+                self.loop.remove_writer(fileno)
+
+        self._call_on_loop(stop)
+
+    def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        fileno = sock.fileno()
+        self._call_on_loop(lambda: self.loop.add_writer(fileno, self._writable))
+
+    def _on_socket_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        fileno = sock.fileno()
+
+        def stop() -> None:
+            self.loop.remove_writer(fileno)
+
+        self._call_on_loop(stop)
+
+    async def _misc_loop(self) -> None:
+        # Keepalive PINGREQs and the ping-timeout check.
+        while self.client.loop_misc() == MQTTErrorCode.MQTT_ERR_SUCCESS:  # noqa: ASYNC110 (paho polls)
+            await asyncio.sleep(1)
+        self._closed("keepalive timed out")
+
+
+async def _in_daemon_thread(work: Callable[[], None]) -> None:
+    """Run blocking ``work`` in a daemon thread: a connect stuck in DNS or TCP must not hold
+    up the daemon's exit (the default executor is joined when the loop closes)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+    def run() -> None:
+        error: BaseException | None = None
+        try:
+            work()
+        except BaseException as exc:  # handed to the awaiting coroutine
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, error)
+
+    threading.Thread(target=run, name="mqtt-connect", daemon=True).start()
+    await future
+
+
+class ConnectRefused(MqttError):
+    """A CONNACK with a failure reason code."""
+
+    def __init__(self, reason: int, broker: str) -> None:
+        try:
+            name = ReasonCode(PacketTypes.CONNACK, identifier=reason).getName()
+        except Exception:
+            name = "unknown reason"
+        hint = ""
+        if reason in (0x86, 0x87, 4, 5):
+            hint = "; check mqtt.username and mqtt.password_file"
+        super().__init__(f"{broker} refused the connection: {name} (0x{reason:02X}){hint}")
+        self.reason = reason
+
+    @property
+    def unsupported_protocol(self) -> bool:
+        return self.reason in (0x84, 1)

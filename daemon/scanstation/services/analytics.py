@@ -1,0 +1,525 @@
+"""Analytics over the scan events: counts per GTIN and per batch, recall tracking, completeness.
+
+Every report is a function over an open Store returning frozen dataclasses; ``report_main``
+is `scanstation report recalls|completeness|gtins`, printing a table or ``--json``.
+Times are seconds since the epoch; [since, until) filters on the scan time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from scanstation import payloads as views
+from scanstation.barcode.interpret import InterpretError, RecallList
+from scanstation.payloads import iso
+from scanstation.store import Store
+from scanstation.store.rows import PRODUCT_COLUMNS, PRODUCT_FIELDS, row_to_product
+
+COMPLETENESS_BUCKETS = ((0, 24), (25, 49), (50, 74), (75, 99), (100, 100))
+
+
+class ReportError(Exception):
+    """A report that cannot be made; the message names the input and what was expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class GtinCount:
+    """How often one GTIN was scanned in the period."""
+
+    gtin: str
+    """GTIN-14."""
+    product_name: str
+    """Name in the local catalog ("" when the GTIN is not in it)."""
+    in_catalog: bool
+    completeness: int | None
+    """Catalog completeness 0–100, None when the GTIN is not in the catalog."""
+    scans: int
+    batches: int
+    """Distinct non-empty batch/lot numbers (AI 10) seen."""
+    devices: int
+    """Distinct stations that scanned it."""
+    first_seen: float
+    last_seen: float
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCount:
+    """Scans of one batch/lot of one GTIN: where and when it passed (recall tracking)."""
+
+    gtin: str
+    batch: str
+    """AI 10 batch/lot ("" for scans without one: a plain EAN, or a label without AI 10)."""
+    expiry: str
+    """AI 17 as scanned (YYMMDD), the latest one seen for the batch."""
+    scans: int
+    serials: int
+    """Distinct serial numbers (AI 21): individual items seen."""
+    sites: tuple[str, ...]
+    devices: tuple[str, ...]
+    sources: tuple[str, ...]
+    first_seen: float
+    last_seen: float
+    recalled: bool = False
+    """True when the recall list names this batch, or the whole GTIN."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecallReport:
+    """Scanned batches that the recall list names."""
+
+    recall_list: str
+    """The file the recall entries came from."""
+    entries: int
+    """GTINs on the recall list."""
+    hits: tuple[BatchCount, ...]
+    """Batches scanned in the period that are recalled, most scanned first."""
+
+    @property
+    def scans(self) -> int:
+        return sum(hit.scans for hit in self.hits)
+
+
+@dataclass(frozen=True, slots=True)
+class ProductCompleteness:
+    """One catalog product: how complete its record is and how much that matters."""
+
+    gtin: str
+    name: str
+    completeness: int
+    """0–100 (store.product_completeness: filled catalog fields, the name counting double)."""
+    missing: tuple[str, ...]
+    """Catalog fields still empty."""
+    scans: int
+    """Scans in the period: the most scanned incomplete products are worth fixing first."""
+
+
+@dataclass(frozen=True, slots=True)
+class CompletenessReport:
+    """The product completeness report of the local catalog."""
+
+    products: int
+    average: float
+    """Mean completeness over the catalog (0 when it is empty)."""
+    complete: int
+    """Products at 100."""
+    buckets: dict[str, int]
+    """Completeness range ("0-24", …, "100") → number of products."""
+    missing_fields: dict[str, int]
+    """Catalog field → products missing it, most often missing first."""
+    rows: tuple[ProductCompleteness, ...]
+    """Incomplete products, most scanned first, then complete ones."""
+    not_in_catalog: tuple[GtinCount, ...] = field(default=())
+    """GTINs scanned in the period that the catalog does not know, most scanned first."""
+
+
+def _period(
+    since: float | None, until: float | None, column: str = "time"
+) -> tuple[str, list[float]]:
+    """SQL conditions for [since, until) (none without bounds: a full scan beats the index)."""
+    terms, params = [], []
+    if since is not None:
+        terms.append(f"{column} >= ?")
+        params.append(since)
+    if until is not None:
+        terms.append(f"{column} < ?")
+        params.append(until)
+    return " AND ".join(terms) or "1", params
+
+
+async def gtin_counts(
+    store: Store,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
+    only_unknown: bool = False,
+) -> list[GtinCount]:
+    """Scans per GTIN in [since, until), most scanned first."""
+    period, params = _period(since, until, "e.time")
+    rows = await store.fetchall(
+        "SELECT e.gtin, COALESCE(p.name, ''), p.id IS NOT NULL, p.completeness, e.scans, "
+        "e.batches, e.devices, e.first_seen, e.last_seen FROM (SELECT gtin, COUNT(*) AS scans, "
+        "COUNT(DISTINCT NULLIF(batch, '')) AS batches, COUNT(DISTINCT device_id) AS devices, "
+        f"MIN(time) AS first_seen, MAX(time) AS last_seen FROM scan_events e WHERE {period} "
+        "AND gtin != '' GROUP BY gtin) e LEFT JOIN products p ON p.gtin = e.gtin "
+        + ("WHERE p.id IS NULL " if only_unknown else "")
+        + "ORDER BY e.scans DESC, e.gtin LIMIT ?",
+        (*params, -1 if limit is None else limit),
+    )
+    return [
+        GtinCount(
+            gtin=r[0],
+            product_name=r[1],
+            in_catalog=bool(r[2]),
+            completeness=r[3],
+            scans=r[4],
+            batches=r[5],
+            devices=r[6],
+            first_seen=r[7],
+            last_seen=r[8],
+        )
+        for r in rows
+    ]
+
+
+async def batch_counts(
+    store: Store,
+    *,
+    gtin: str | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    recalls: RecallList | None = None,
+) -> list[BatchCount]:
+    """Scans per (GTIN, batch) in [since, until), with where they were seen."""
+    period, period_params = _period(since, until)
+    where = f"WHERE {period} AND gtin != ''" + (" AND gtin = ?" if gtin else "")
+    params = (*period_params, *([gtin] if gtin else []))
+    # GROUP_CONCAT(DISTINCT …) only joins with ","; commas inside values travel as \x1f.
+    rows = await store.fetchall(
+        "SELECT gtin, batch, MAX(expiry), COUNT(*), COUNT(DISTINCT NULLIF(serial, '')), "
+        "MIN(time), MAX(time), GROUP_CONCAT(DISTINCT REPLACE(site, ',', char(31))), "
+        "GROUP_CONCAT(DISTINCT REPLACE(device_id, ',', char(31))), "
+        "GROUP_CONCAT(DISTINCT REPLACE(source, ',', char(31))) "
+        f"FROM scan_events {where} GROUP BY gtin, batch ORDER BY COUNT(*) DESC, gtin, batch",
+        params,
+    )
+    return [
+        BatchCount(
+            gtin=r[0],
+            batch=r[1],
+            expiry=r[2] or "",
+            scans=r[3],
+            serials=r[4],
+            sites=_names(r[7]),
+            devices=_names(r[8]),
+            sources=_names(r[9]),
+            first_seen=r[5],
+            last_seen=r[6],
+            recalled=recalls.is_recalled(r[0], r[1] or None) if recalls else False,
+        )
+        for r in rows
+    ]
+
+
+def _names(joined: str | None) -> tuple[str, ...]:
+    """Distinct names from GROUP_CONCAT, sorted, empty ones dropped.
+
+    >>> _names("store-9,store-7,,Depot\x1f Hall 2")
+    ('Depot, Hall 2', 'store-7', 'store-9')
+    """
+    parts = (part.replace("\x1f", ",") for part in (joined or "").split(","))
+    return tuple(sorted(part for part in parts if part))
+
+
+async def recall_report(
+    store: Store,
+    recall_list: Path,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+) -> RecallReport:
+    """Which recalled batches were scanned, how often, where and when."""
+    try:
+        recalls = RecallList.load(recall_list)
+    except InterpretError as exc:
+        raise ReportError(str(exc)) from None
+    batches = await batch_counts(store, since=since, until=until, recalls=recalls)
+    return RecallReport(str(recall_list), len(recalls), tuple(b for b in batches if b.recalled))
+
+
+def _missing(product: Any) -> tuple[str, ...]:
+    return tuple(name for name in PRODUCT_FIELDS if getattr(product, name) in (None, "", [], {}))
+
+
+async def completeness_report(
+    store: Store,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    limit: int | None = None,
+) -> CompletenessReport:
+    """Catalog completeness: summary, the products to fix first, and unknown scanned GTINs."""
+    products = [
+        row_to_product(r)
+        for r in await store.fetchall(f"SELECT {PRODUCT_COLUMNS} FROM products ORDER BY gtin")
+    ]
+    period, params = _period(since, until)
+    scans = {
+        r[0]: r[1]
+        for r in await store.fetchall(
+            f"SELECT gtin, COUNT(*) FROM scan_events WHERE {period} GROUP BY gtin",
+            params,
+        )
+    }
+    rows = [
+        ProductCompleteness(p.gtin, p.name, p.completeness, _missing(p), scans.get(p.gtin, 0))
+        for p in products
+    ]
+    rows.sort(key=lambda r: (r.completeness >= 100, -r.scans, r.completeness, r.gtin))
+    buckets = {
+        (f"{low}-{high}" if low != high else str(low)): sum(
+            1 for p in products if low <= p.completeness <= high
+        )
+        for low, high in COMPLETENESS_BUCKETS
+    }
+    missing_fields: dict[str, int] = {}
+    for row in rows:
+        for name in row.missing:
+            missing_fields[name] = missing_fields.get(name, 0) + 1
+    ordered_missing = dict(sorted(missing_fields.items(), key=lambda kv: (-kv[1], kv[0])))
+    unknown = await gtin_counts(store, since=since, until=until, limit=limit, only_unknown=True)
+    count = len(products)
+    return CompletenessReport(
+        products=count,
+        average=round(sum(p.completeness for p in products) / count, 1) if count else 0.0,
+        complete=sum(1 for p in products if p.completeness >= 100),
+        buckets=buckets,
+        missing_fields=ordered_missing,
+        rows=tuple(rows if limit is None else rows[:limit]),
+        not_in_catalog=tuple(unknown),
+    )
+
+
+# ---- the command ---------------------------------------------------------------------------
+
+
+def parse_time(text: str, now: float | None = None) -> float:
+    """`views.parse_time`, with a bad value as a ReportError (exit 2)."""
+    try:
+        return views.parse_time(text, now)
+    except ValueError as exc:
+        raise ReportError(str(exc)) from None
+
+
+def _table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(h) for h in headers], *[["" if c is None else str(c) for c in r] for r in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for index, row in enumerate(cells):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip(), file=out)
+        if index == 0:
+            print("  ".join("-" * w for w in widths), file=out)
+
+
+def _day(ts: float) -> str:
+    return (iso(ts) or "")[:16].replace("T", " ")
+
+
+def _jsonable(value: Any) -> Any:
+    data = asdict(value)
+    for key in ("first_seen", "last_seen"):
+        if key in data:
+            data[key] = iso(data[key])
+    for key in ("hits", "rows", "not_in_catalog"):
+        if key in data:
+            data[key] = [_jsonable(item) for item in getattr(value, key)]
+    return data
+
+
+def print_gtins(rows: Sequence[GtinCount], out: TextIO) -> None:
+    _table(
+        out,
+        ["GTIN", "SCANS", "BATCHES", "DEVICES", "COMPLETE", "FIRST", "LAST", "PRODUCT"],
+        [
+            (
+                r.gtin,
+                r.scans,
+                r.batches,
+                r.devices,
+                "-" if r.completeness is None else f"{r.completeness}%",
+                _day(r.first_seen),
+                _day(r.last_seen),
+                r.product_name if r.in_catalog else "(not in catalog)",
+            )
+            for r in rows
+        ],
+    )
+
+
+def print_batches(rows: Sequence[BatchCount], out: TextIO) -> None:
+    _table(
+        out,
+        ["GTIN", "BATCH", "EXPIRY", "SCANS", "SERIALS", "FIRST", "LAST", "SITES", "DEVICES"],
+        [
+            (
+                b.gtin,
+                b.batch or "(none)",
+                b.expiry,
+                b.scans,
+                b.serials,
+                _day(b.first_seen),
+                _day(b.last_seen),
+                ",".join(b.sites),
+                ",".join(b.devices),
+            )
+            for b in rows
+        ],
+    )
+
+
+def print_recalls(report: RecallReport, out: TextIO) -> None:
+    gtins = "GTIN" if report.entries == 1 else "GTINs"
+    batches = "batch" if len(report.hits) == 1 else "batches"
+    print(
+        f"Recall list {report.recall_list}: {report.entries} {gtins} on the list; "
+        f"{len(report.hits)} recalled {batches} scanned {report.scans} times.",
+        file=out,
+    )
+    if report.hits:
+        print_batches(report.hits, out)
+
+
+def print_completeness(report: CompletenessReport, out: TextIO) -> None:
+    print(
+        f"{report.products} products, average completeness {report.average}%, "
+        f"{report.complete} complete.",
+        file=out,
+    )
+    print(
+        "By completeness: " + ", ".join(f"{k}%: {v}" for k, v in report.buckets.items()), file=out
+    )
+    if report.missing_fields:
+        print(
+            "Missing most often: "
+            + ", ".join(f"{k} ({v})" for k, v in report.missing_fields.items()),
+            file=out,
+        )
+    if report.rows:
+        print(file=out)
+        _table(
+            out,
+            ["GTIN", "COMPLETE", "SCANS", "NAME", "MISSING"],
+            [
+                (r.gtin, f"{r.completeness}%", r.scans, r.name, ", ".join(r.missing))
+                for r in report.rows
+            ],
+        )
+    if report.not_in_catalog:
+        print("\nScanned but not in the catalog:", file=out)
+        print_gtins(report.not_in_catalog, out)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="scanstation report",
+        description="Analytics over the scans kept on this station.",
+    )
+    parser.add_argument(
+        "what",
+        choices=["gtins", "batches", "recalls", "completeness"],
+        help="gtins: scans per GTIN · batches: scans per GTIN and batch · recalls: scanned "
+        "batches on the recall list · completeness: the product completeness report",
+    )
+    parser.add_argument("--config", metavar="FILE", help="TOML config (default as for run)")
+    parser.add_argument("--since", help="ISO 8601 time, epoch seconds, or an age such as 7d")
+    parser.add_argument("--until", help="ISO 8601 time, epoch seconds, or an age such as 1d")
+    parser.add_argument("--gtin", help="batches: only this GTIN (8 to 14 digits)")
+    parser.add_argument("--limit", type=int, default=None, help="at most this many rows")
+    parser.add_argument(
+        "--recall-list", type=Path, help="recalls: CSV gtin,batch (default: [checks] recall_list)"
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON document instead of a table")
+    return parser
+
+
+async def _report(args: argparse.Namespace, db_path: Path, recall_list: Path | None) -> Any:
+    since = parse_time(args.since) if args.since else None
+    until = parse_time(args.until) if args.until else None
+    async with Store(db_path) as store:
+        match args.what:
+            case "gtins":
+                return await gtin_counts(store, since=since, until=until, limit=args.limit)
+            case "batches":
+                gtin = None
+                if args.gtin:
+                    from scanstation.services.catalog import gtin14
+
+                    try:
+                        gtin = gtin14(args.gtin)
+                    except Exception as exc:
+                        raise ReportError(f"--gtin {args.gtin!r}: {exc}") from None
+                rows = await batch_counts(store, gtin=gtin, since=since, until=until)
+                return rows if args.limit is None else rows[: args.limit]
+            case "recalls":
+                assert recall_list is not None
+                return await recall_report(store, recall_list, since=since, until=until)
+            case _:
+                return await completeness_report(store, since=since, until=until, limit=args.limit)
+
+
+def report_main(argv: list[str]) -> int:
+    """`scanstation report gtins|batches|recalls|completeness`: 0 ok, 1 failure, 2 bad usage."""
+    from scanstation.config import ConfigError, load_config
+
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help is 0, bad usage 2
+        return int(exc.code or 0)
+    if args.limit is not None and args.limit < 1:
+        print("scanstation report: --limit must be 1 or more", file=sys.stderr)
+        return 2
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"scanstation report: bad config: {exc}", file=sys.stderr)
+        return 2
+    recall_list = args.recall_list or config.checks.recall_list
+    if args.what == "recalls" and recall_list is None:
+        print(
+            "scanstation report recalls: no recall list; give --recall-list FILE or set "
+            "[checks] recall_list",
+            file=sys.stderr,
+        )
+        return 2
+    if not config.db_path.is_file():
+        print(
+            f"scanstation report: no database at {config.db_path} (has the daemon run with "
+            "this config?)",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        result = asyncio.run(_report(args, config.db_path, recall_list))
+    except ReportError as exc:
+        print(f"scanstation report {args.what}: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        print(f"scanstation report {args.what}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    out = sys.stdout
+    if args.json:
+        data = [_jsonable(r) for r in result] if isinstance(result, list) else _jsonable(result)
+        json.dump(data, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    elif args.what == "gtins":
+        print_gtins(result, out)
+    elif args.what == "batches":
+        print_batches(result, out)
+    elif args.what == "recalls":
+        print_recalls(result, out)
+    else:
+        print_completeness(result, out)
+    return 0
+
+
+__all__ = [
+    "BatchCount",
+    "CompletenessReport",
+    "GtinCount",
+    "ProductCompleteness",
+    "RecallReport",
+    "ReportError",
+    "batch_counts",
+    "completeness_report",
+    "gtin_counts",
+    "parse_time",
+    "recall_report",
+    "report_main",
+]

@@ -1,0 +1,56 @@
+"""CSV exports of scan events (analytics) and of the product catalog."""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import TextIO
+
+from scanstation.payloads import iso
+from scanstation.store import Store
+from scanstation.store.rows import PRODUCT_FIELDS
+
+SCAN_COLUMNS = (
+    "time",
+    "gtin",
+    "device_id",
+    "source",
+    "site",
+    "lat",
+    "lon",
+    "batch",
+    "serial",
+    "expiry",
+    "capture_public_id",
+)
+PRODUCT_COLUMNS = ("gtin", "public_id", *PRODUCT_FIELDS, "completeness")
+
+
+async def write_scans_csv(
+    store: Store, out: TextIO, *, since: float | None = None, until: float | None = None
+) -> int:
+    writer = csv.writer(out)
+    writer.writerow(SCAN_COLUMNS)
+    rows = await store.scan_events(since=since, until=until)
+    for row in rows:
+        writer.writerow([iso(row[0]), *row[1:]])
+    return len(rows)
+
+
+async def write_products_csv(store: Store, out: TextIO) -> int:
+    writer = csv.writer(out)
+    writer.writerow(PRODUCT_COLUMNS)
+    count, offset = 0, 0
+    while True:
+        products, _ = await store.list_products(limit=500, offset=offset)
+        for p in products:
+            values = [getattr(p, name) for name in PRODUCT_FIELDS]
+            writer.writerow(
+                [p.gtin, p.public_id]
+                + [json.dumps(v) if isinstance(v, dict | list) else v for v in values]
+                + [p.completeness]
+            )
+        count += len(products)
+        if len(products) < 500:
+            return count
+        offset += 500

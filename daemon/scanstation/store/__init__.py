@@ -1,0 +1,24 @@
+"""Storage: SQLite through aiosqlite. All SQL of the station lives in this package.
+
+Owns the schema and its migrations (schema.py), the one group-committing writer and the
+readers (database.py: ``Store``), row converters (rows.py), and the query modules for the
+review API and dashboard (review.py). May import: model, payloads, bus. Nothing above it
+(services, publish, web, sources) is imported here.
+"""
+
+from scanstation.store.database import Store
+from scanstation.store.errors import Conflict, NotFound, StoreError
+from scanstation.store.rows import MQTT_DESTINATION, CaptureOutcome, NewCapture, OutboxEvent
+from scanstation.store.schema import SCHEMA_VERSION
+
+__all__ = [
+    "MQTT_DESTINATION",
+    "SCHEMA_VERSION",
+    "CaptureOutcome",
+    "Conflict",
+    "NewCapture",
+    "NotFound",
+    "OutboxEvent",
+    "Store",
+    "StoreError",
+]

@@ -1,0 +1,803 @@
+"""SQLite storage on aiosqlite: schema migrations, one group-committing writer, readers.
+
+Every write goes through one writer task that gathers the writes queued within a few
+milliseconds into one transaction (group commit) and commits with ``synchronous=FULL``, so a
+write whose future has resolved is on disk: a capture acknowledged to its source (HTTP 201,
+a beep) survives a power cut. Reads use a second connection; WAL lets them run beside the
+writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from scanstation.model import (
+    Capture,
+    CaptureMode,
+    CaptureStatus,
+    CaptureType,
+    Product,
+    Proposal,
+    Session,
+    SessionStatus,
+    new_public_id,
+)
+from scanstation.store.errors import Conflict, NotFound
+from scanstation.store.rows import (
+    _JSON_PRODUCT_FIELDS,
+    CAPTURE_COLUMNS,
+    CAPTURE_FROM,
+    MQTT_DESTINATION,
+    PRODUCT_COLUMNS,
+    PRODUCT_FIELDS,
+    PROPOSAL_COLUMNS,
+    SESSION_COLUMNS,
+    CaptureOutcome,
+    NewCapture,
+    OutboxEvent,
+    _CaptureInsert,
+    _insert_captures,
+    product_completeness,
+    row_to_capture,
+    row_to_product,
+    row_to_proposal,
+    row_to_session,
+)
+from scanstation.store.schema import MIGRATIONS, SCHEMA_VERSION
+from scanstation.store.writer import Batchable, T, WriteOp
+
+log = logging.getLogger(__name__)
+
+
+class Store:
+    """The database: one writer task with group commit, one reader connection."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "full",
+        commit_interval_ms: float = 0.0,
+        max_batch: int = 512,
+    ) -> None:
+        self.path = path
+        self.synchronous = synchronous.upper()
+        self.commit_interval = commit_interval_ms / 1000
+        self.max_batch = max_batch
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]] = (
+            asyncio.Queue(maxsize=8192)
+        )
+        self._writer_task: asyncio.Task[None] | None = None
+        self.commits = 0
+        self.writes = 0
+        self.outbox_changed = asyncio.Event()
+        self._outbox_signals: dict[str, asyncio.Event] = {}
+        """Set after a commit that added outbox rows; the publisher clears it and drains."""
+
+    # ---- lifecycle -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        try:
+            await self._migrate(self._writer)
+        except BaseException:
+            await self._writer.close()
+            self._writer = None
+            raise
+        self._reader = await self._connect()
+        self._reader.row_factory = sqlite3.Row  # rows index by position and by column name
+        self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    async def _connect(self) -> aiosqlite.Connection:
+        # isolation_level=None: the writer issues BEGIN IMMEDIATE / COMMIT itself.
+        db = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute(f"PRAGMA synchronous={self.synchronous}")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=30000")
+        return db
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        async with db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self.path} has schema version {version}, newer than this scanstation "
+                f"understands ({SCHEMA_VERSION}); upgrade scanstation"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            log.info("migrating %s to schema version %d", self.path, number)
+            # executescript commits first, so run the DDL and the version bump as one script.
+            await db.executescript(
+                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};COMMIT;"
+            )
+
+    async def close(self) -> None:
+        """Finish every queued write, then close both connections."""
+        if self._writer_task is not None:
+            await self._queue.join()
+            self._writer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer_task
+            self._writer_task = None
+        for db in (self._reader, self._writer):
+            if db is not None:
+                await db.close()
+        self._reader = self._writer = None
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ---- the writer ----------------------------------------------------------------------
+
+    async def write(self, op: WriteOp[T] | Batchable) -> T:
+        """Run ``op`` inside the next group-committed transaction; return once it is durable."""
+        if self._writer_task is None:
+            raise RuntimeError("the store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put((op, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        queue = self._queue
+        while True:
+            batch = [await queue.get()]
+            if self.commit_interval and queue.empty():
+                await asyncio.sleep(self.commit_interval)
+            while len(batch) < self.max_batch and not queue.empty():
+                batch.append(queue.get_nowait())
+            try:
+                await self._commit_batch(batch)
+            finally:
+                for _ in batch:
+                    queue.task_done()
+
+    async def _commit_batch(
+        self, batch: list[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]]
+    ) -> None:
+        db = self._writer
+        assert db is not None
+        results: list[Any] = []
+        try:
+            await db.execute("BEGIN IMMEDIATE")
+            index = 0
+            while index < len(batch):
+                op = batch[index][0]
+                if isinstance(op, Batchable):
+                    end = index + 1
+                    while (
+                        end < len(batch)
+                        and isinstance(batch[end][0], Batchable)
+                        and batch[end][0].handler is op.handler  # type: ignore[union-attr]
+                    ):
+                        end += 1
+                    items = [b[0].item for b in batch[index:end]]  # type: ignore[union-attr]
+                    results.extend(await op.handler(db, items))
+                    index = end
+                else:
+                    results.append(await op(db))
+                    index += 1
+            await db.execute("COMMIT")
+        except Exception as exc:  # any op failing rolls the whole group back
+            with contextlib.suppress(sqlite3.Error):
+                await db.execute("ROLLBACK")
+            if len(batch) == 1:
+                if not batch[0][1].done():
+                    batch[0][1].set_exception(exc)
+                return
+            # Re-run each op in its own transaction so only the failing one fails.
+            for item in batch:
+                await self._commit_batch([item])
+            return
+        self.commits += 1
+        self.writes += len(batch)
+        for (_, future), result in zip(batch, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        assert self._reader is not None, "the store is not open"
+        return list(await self._reader.execute_fetchall(sql, params))
+
+    async def fetchone(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    # ---- sessions ------------------------------------------------------------------------
+
+    async def create_session(
+        self,
+        *,
+        capture_mode: CaptureMode = CaptureMode.BOTH,
+        metadata: dict[str, Any] | None = None,
+        source: str = "",
+    ) -> Session:
+        now = time.time()
+        public_id = new_public_id()
+        meta = json.dumps(metadata or {})
+
+        async def op(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(
+                "INSERT INTO sessions (public_id, status, capture_mode, source, metadata, "
+                "created, modified) VALUES (?, 'ACTIVE', ?, ?, ?, ?, ?)",
+                (public_id, capture_mode.value, source, meta, now, now),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+        session_id = await self.write(op)
+        return Session(
+            id=session_id,
+            public_id=public_id,
+            status=SessionStatus.ACTIVE,
+            capture_mode=capture_mode,
+            created=now,
+            modified=now,
+            metadata=metadata or {},
+            capture_count=0,
+            photo_count=0,
+            source=source,
+        )
+
+    async def get_session(self, public_id: str) -> Session:
+        row = await self.fetchone(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE public_id = ?", (public_id,)
+        )
+        if row is None:
+            raise NotFound("session", public_id)
+        return row_to_session(row)
+
+    async def list_sessions(
+        self, *, status: SessionStatus | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[Session], int]:
+        where, params = ("WHERE status = ?", [status.value]) if status else ("", [])
+        rows = await self.fetchall(
+            f"SELECT {SESSION_COLUMNS} FROM sessions {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        total = await self.fetchone(f"SELECT COUNT(*) FROM sessions {where}", params)
+        return [row_to_session(r) for r in rows], int(total[0]) if total else 0
+
+    async def end_session(self, public_id: str) -> Session:
+        now = time.time()
+
+        async def op(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(
+                "UPDATE sessions SET status = 'COMPLETED', modified = ?, ended = ? "
+                "WHERE public_id = ? AND status = 'ACTIVE'",
+                (now, now, public_id),
+            )
+            return cursor.rowcount
+
+        if await self.write(op) == 0:
+            session = await self.get_session(public_id)  # raises NotFound
+            raise Conflict(
+                f"session {public_id!r} is {session.status.value}; only an ACTIVE session can "
+                "be ended"
+            )
+        return await self.get_session(public_id)
+
+    async def expire_idle_sessions(self, idle_timeout: float) -> list[str]:
+        """Mark ACTIVE sessions idle longer than ``idle_timeout`` seconds EXPIRED."""
+        now = time.time()
+
+        async def op(db: aiosqlite.Connection) -> list[str]:
+            rows = await db.execute_fetchall(
+                "UPDATE sessions SET status = 'EXPIRED', modified = ?, ended = ? "
+                "WHERE status = 'ACTIVE' AND modified < ? RETURNING public_id",
+                (now, now, now - idle_timeout),
+            )
+            return [r[0] for r in rows]
+
+        return await self.write(op)
+
+    async def latest_active_session(self, source: str | None = None) -> Session | None:
+        where, params = ("AND source = ?", [source]) if source is not None else ("", [])
+        row = await self.fetchone(
+            f"SELECT {SESSION_COLUMNS} FROM sessions WHERE status = 'ACTIVE' {where} "
+            "ORDER BY id DESC LIMIT 1",
+            params,
+        )
+        return row_to_session(row) if row else None
+
+    # ---- captures ------------------------------------------------------------------------
+
+    async def add_capture(
+        self, session_public_id: str, new: NewCapture, *, idle_timeout: float
+    ) -> Capture:
+        """Insert a PENDING capture into an ACTIVE session; durable when this returns.
+
+        Raises NotFound for an unknown session and Conflict for one that is not ACTIVE
+        (ended, or idle past ``idle_timeout`` — which marks it EXPIRED on the spot).
+        """
+        now = time.time()
+        public_id = new_public_id()
+        insert = _CaptureInsert(
+            session_public_id=session_public_id,
+            now=now,
+            idle_timeout=idle_timeout,
+            is_photo=new.capture_type is CaptureType.IMAGE,
+            row=(
+                public_id,
+                new.capture_type.value,
+                new.raw_value,
+                new.gtin,
+                new.symbology,
+                new.symbology_identifier,
+                new.source,
+                now,
+                now,
+                json.dumps(new.gs1_dl_data or {}),
+                new.uploaded_image_key,
+                json.dumps(new.metadata or {}),
+            ),
+        )
+        result: int | str = await self.write(Batchable(_insert_captures, insert))
+        if isinstance(result, str):
+            if not result:
+                raise NotFound("session", session_public_id, field="session_public_id")
+            raise Conflict(
+                f"session {session_public_id!r} is {result}; captures can be added only to an "
+                "ACTIVE session",
+                field="session_public_id",
+            )
+        return Capture(
+            id=result,
+            public_id=public_id,
+            session_public_id=session_public_id,
+            status=CaptureStatus.PENDING,
+            capture_type=new.capture_type,
+            raw_value=new.raw_value,
+            gtin=new.gtin,
+            symbology=new.symbology,
+            symbology_identifier=new.symbology_identifier,
+            source=new.source,
+            error_message="",
+            created=now,
+            processed_at=None,
+            gs1_dl_data=new.gs1_dl_data or {},
+            product_public_id="",
+            product_name="",
+            uploaded_image_key=new.uploaded_image_key,
+            qr_analysis=None,
+            metadata=new.metadata or {},
+            checks={},
+            revision=1,
+        )
+
+    async def get_capture(self, public_id: str) -> Capture:
+        row = await self.fetchone(
+            f"SELECT {CAPTURE_COLUMNS} FROM {CAPTURE_FROM} WHERE c.public_id = ?", (public_id,)
+        )
+        if row is None:
+            raise NotFound("capture", public_id)
+        return row_to_capture(row)
+
+    async def get_captures_by_id(self, ids: Sequence[int]) -> list[Capture]:
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        rows = await self.fetchall(
+            f"SELECT {CAPTURE_COLUMNS} FROM {CAPTURE_FROM} WHERE c.id IN ({marks}) ORDER BY c.id",
+            list(ids),
+        )
+        return [row_to_capture(r) for r in rows]
+
+    async def list_captures(
+        self,
+        *,
+        session_public_id: str | None = None,
+        status: CaptureStatus | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[Capture], int]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if session_public_id is not None:
+            clauses.append("s.public_id = ?")
+            params.append(session_public_id)
+        if status is not None:
+            clauses.append("c.status = ?")
+            params.append(status.value)
+        if since is not None:
+            clauses.append("c.created >= ?")
+            params.append(since)
+        if until is not None:
+            clauses.append("c.created < ?")
+            params.append(until)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self.fetchall(
+            f"SELECT {CAPTURE_COLUMNS} FROM {CAPTURE_FROM} {where} "
+            "ORDER BY c.id DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        total = await self.fetchone(f"SELECT COUNT(*) FROM {CAPTURE_FROM} {where}", params)
+        return [row_to_capture(r) for r in rows], int(total[0]) if total else 0
+
+    async def unfinished_capture_ids(self) -> list[int]:
+        """Captures left in progress (by a crash or stop): the pipeline walks them again."""
+        rows = await self.fetchall(
+            "SELECT id FROM captures WHERE status IN "
+            "('PENDING', 'LOOKING_UP', 'ENRICHING', 'RESOLVING') ORDER BY id"
+        )
+        return [r[0] for r in rows]
+
+    async def set_status(self, capture_ids: Iterable[int], status: CaptureStatus) -> None:
+        """Move in-progress captures to the next stage (one statement for the whole batch)."""
+        now = time.time()
+        params = [(status.value, now, cid) for cid in capture_ids]
+
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.executemany(
+                "UPDATE captures SET status = ?, modified = ? WHERE id = ?", params
+            )
+
+        await self.write(op)
+
+    async def retry_capture(self, public_id: str) -> Capture:
+        """FAILED or NOT_FOUND → PENDING with the revision bumped; otherwise Conflict."""
+        now = time.time()
+
+        async def op(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(
+                "UPDATE captures SET status = 'PENDING', revision = revision + 1, "
+                "error_message = '', modified = ? "
+                "WHERE public_id = ? AND status IN ('FAILED', 'NOT_FOUND')",
+                (now, public_id),
+            )
+            return cursor.rowcount
+
+        if await self.write(op) == 0:
+            capture = await self.get_capture(public_id)  # raises NotFound
+            raise Conflict(
+                f"capture {public_id!r} is {capture.status.value}; only FAILED or NOT_FOUND "
+                "captures can be retried"
+            )
+        return await self.get_capture(public_id)
+
+    async def finish_captures(
+        self,
+        outcomes: Sequence[CaptureOutcome],
+        make_event: Callable[[Capture, int], dict[str, Any]],
+        scan_event_defaults: dict[str, Any],
+        destinations: Callable[[Capture], Sequence[str]] | None = None,
+    ) -> list[Capture]:
+        """Write terminal states, their capture events (outbox), analytics rows and alerts.
+
+        One transaction: the outbox event of a capture exists exactly when its terminal
+        status does. ``make_event(capture, seq)`` builds the event payload; it goes to MQTT
+        and to each extra destination ``destinations(capture)`` names (webhook outputs).
+        """
+        now = time.time()
+        updates = [
+            (
+                o.status.value,
+                o.gtin,
+                json.dumps(o.gs1_dl_data or {}),
+                o.product_id,
+                o.error_message,
+                json.dumps(o.checks or {}),
+                json.dumps(o.qr_analysis) if o.qr_analysis is not None else None,
+                now,
+                now,
+                o.capture_id,
+            )
+            for o in outcomes
+        ]
+        ids = [o.capture_id for o in outcomes]
+        marks = ",".join("?" * len(ids))
+
+        async def op(db: aiosqlite.Connection) -> list[Capture]:
+            await db.executemany(
+                "UPDATE captures SET status = ?, gtin = ?, gs1_dl_data = ?, product_id = ?, "
+                "error_message = ?, checks = ?, qr_analysis = ?, processed_at = ?, modified = ? "
+                "WHERE id = ?",
+                updates,
+            )
+            rows = await db.execute_fetchall(
+                f"SELECT {CAPTURE_COLUMNS} FROM {CAPTURE_FROM} WHERE c.id IN ({marks}) "
+                "ORDER BY c.id",
+                ids,
+            )
+            captures = [row_to_capture(r) for r in rows]
+            seq_rows = list(
+                await db.execute_fetchall(
+                    "INSERT INTO counters (name, value) VALUES ('capture_seq', ?) "
+                    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value "
+                    "RETURNING value",
+                    (len(captures),),
+                )
+            )
+            first_seq = int(seq_rows[0][0]) - len(captures) + 1
+            outbox = []
+            for offset, capture in enumerate(captures):
+                event = make_event(capture, first_seq + offset)
+                text = json.dumps(event)
+                extra = destinations(capture) if destinations else ()
+                for destination in (MQTT_DESTINATION, *extra):
+                    outbox.append(
+                        (destination, "captures", event["event_id"], event["seq"], text, now)
+                    )
+            by_id = {o.capture_id: o for o in outcomes}
+            analytics = []
+            for capture in captures:
+                outcome = by_id[capture.id]
+                if outcome.alert is not None:
+                    alert = {**outcome.alert, "event_id": new_public_id()}
+                    outbox.append(
+                        (
+                            MQTT_DESTINATION,
+                            "alerts",
+                            alert["event_id"],
+                            None,
+                            json.dumps(alert),
+                            now,
+                        )
+                    )
+                if outcome.scan_event is not None:
+                    row = {**scan_event_defaults, **outcome.scan_event}
+                    analytics.append(
+                        (
+                            capture.id,
+                            row["gtin"],
+                            capture.created,
+                            row["device_id"],
+                            capture.source,
+                            row.get("site", ""),
+                            row.get("lat"),
+                            row.get("lon"),
+                            row.get("batch", ""),
+                            row.get("serial", ""),
+                            row.get("expiry", ""),
+                        )
+                    )
+            await db.executemany(
+                "INSERT INTO outbox (destination, topic, event_id, seq, payload, created) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                outbox,
+            )
+            written.update(row[0] for row in outbox)
+            if analytics:
+                await db.executemany(
+                    "INSERT INTO scan_events (capture_id, gtin, time, device_id, source, site, "
+                    "lat, lon, batch, serial, expiry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    # A retried capture is still one scan: its analytics row is replaced.
+                    "ON CONFLICT(capture_id) DO UPDATE SET gtin = excluded.gtin, "
+                    "batch = excluded.batch, serial = excluded.serial, expiry = excluded.expiry",
+                    analytics,
+                )
+            return captures
+
+        written: set[str] = set()
+        captures = await self.write(op)
+        self._signal_outbox(written)
+        return captures
+
+    async def add_outbox_event(self, topic: str, payload: dict[str, Any]) -> str:
+        """Queue a non-capture event (noreads, …) for MQTT; returns its event_id."""
+        event_id = str(payload.setdefault("event_id", new_public_id()))
+        text = json.dumps(payload)
+        now = time.time()
+
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT INTO outbox (topic, event_id, seq, payload, created) "
+                "VALUES (?, ?, NULL, ?, ?)",
+                (topic, event_id, text, now),
+            )
+
+        await self.write(op)
+        self.outbox_changed.set()
+        return event_id
+
+    # ---- outbox (drained by the MQTT publisher) -------------------------------------------
+
+    def outbox_signal(self, destination: str) -> asyncio.Event:
+        """Set after a commit that added rows for ``destination``; its drainer clears it."""
+        if destination == MQTT_DESTINATION:
+            return self.outbox_changed
+        return self._outbox_signals.setdefault(destination, asyncio.Event())
+
+    def _signal_outbox(self, destinations: Iterable[str]) -> None:
+        for destination in set(destinations):
+            self.outbox_signal(destination).set()
+
+    async def outbox_batch(
+        self, after_id: int = 0, limit: int = 100, destination: str = MQTT_DESTINATION
+    ) -> list[OutboxEvent]:
+        rows = await self.fetchall(
+            "SELECT id, topic, event_id, seq, payload, created, attempts FROM outbox "
+            "WHERE destination = ? AND id > ? ORDER BY id LIMIT ?",
+            (destination, after_id, limit),
+        )
+        return [OutboxEvent(*row) for row in rows]
+
+    async def outbox_delete(self, ids: Sequence[int]) -> None:
+        params = [(i,) for i in ids]
+
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.executemany("DELETE FROM outbox WHERE id = ?", params)
+
+        await self.write(op)
+
+    async def outbox_stats(self, destination: str = MQTT_DESTINATION) -> tuple[int, float | None]:
+        """(depth, created time of the oldest event or None) for one destination."""
+        row = await self.fetchone(
+            "SELECT COUNT(*), MIN(created) FROM outbox WHERE destination = ?", (destination,)
+        )
+        return (int(row[0]), row[1]) if row else (0, None)
+
+    # ---- products ------------------------------------------------------------------------
+
+    async def products_by_gtin(self, gtins: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """GTIN-14 → (product row id, name) for the GTINs that are in the catalog."""
+        wanted = sorted({g for g in gtins if g})
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = await self.fetchall(
+            f"SELECT gtin, id, name FROM products WHERE gtin IN ({marks})", wanted
+        )
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    async def get_product(self, gtin: str) -> Product:
+        row = await self.fetchone(f"SELECT {PRODUCT_COLUMNS} FROM products WHERE gtin = ?", (gtin,))
+        if row is None:
+            raise NotFound("product with GTIN", gtin)
+        return row_to_product(row)
+
+    async def list_products(self, *, limit: int = 50, offset: int = 0) -> tuple[list[Product], int]:
+        rows = await self.fetchall(
+            f"SELECT {PRODUCT_COLUMNS} FROM products ORDER BY id LIMIT ? OFFSET ?",
+            (limit, offset),
+        )
+        total = await self.fetchone("SELECT COUNT(*) FROM products")
+        return [row_to_product(r) for r in rows], int(total[0]) if total else 0
+
+    async def upsert_products(self, products: Sequence[dict[str, Any]]) -> int:
+        """Insert or update catalog products by GTIN-14 (fields not given are kept)."""
+        now = time.time()
+
+        async def op(db: aiosqlite.Connection) -> int:
+            for fields in products:
+                gtin = fields["gtin"]
+                existing = list(
+                    await db.execute_fetchall(
+                        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE gtin = ?", (gtin,)
+                    )
+                )
+                merged: dict[str, Any] = {}
+                if existing:
+                    current = row_to_product(existing[0])
+                    merged = {name: getattr(current, name) for name in PRODUCT_FIELDS}
+                merged.update({k: v for k, v in fields.items() if k in PRODUCT_FIELDS})
+                values = [
+                    json.dumps(merged.get(name, json.loads(_JSON_PRODUCT_FIELDS[name])))
+                    if name in _JSON_PRODUCT_FIELDS
+                    else str(merged.get(name, "") or "")
+                    for name in PRODUCT_FIELDS
+                ]
+                completeness = product_completeness(merged)
+                cols = ", ".join(PRODUCT_FIELDS)
+                marks = ", ".join("?" * len(PRODUCT_FIELDS))
+                sets = ", ".join(f"{n} = excluded.{n}" for n in PRODUCT_FIELDS)
+                await db.execute(
+                    f"INSERT INTO products (public_id, gtin, {cols}, completeness, created, "
+                    f"modified) VALUES (?, ?, {marks}, ?, ?, ?) ON CONFLICT(gtin) DO UPDATE SET "
+                    f"{sets}, completeness = excluded.completeness, modified = excluded.modified",
+                    (new_public_id(), gtin, *values, completeness, now, now),
+                )
+            return len(products)
+
+        return await self.write(op)
+
+    # ---- proposals -----------------------------------------------------------------------
+
+    async def add_proposals(self, capture_id: int, drafts: Sequence[dict[str, Any]]) -> None:
+        now = time.time()
+        rows = [
+            (
+                new_public_id(),
+                capture_id,
+                d["field_name"],
+                str(d.get("current_value", "")),
+                str(d["proposed_value"]),
+                float(d["confidence"]),
+                d.get("reasoning", ""),
+                d.get("source", ""),
+                now,
+            )
+            for d in drafts
+        ]
+
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.executemany(
+                "INSERT INTO proposals (public_id, capture_id, field_name, current_value, "
+                "proposed_value, confidence, reasoning, source, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        await self.write(op)
+
+    async def list_proposals(self, capture_public_id: str) -> list[Proposal]:
+        rows = await self.fetchall(
+            f"SELECT {PROPOSAL_COLUMNS} FROM proposals pr JOIN captures c ON c.id = pr.capture_id "
+            "WHERE c.public_id = ? ORDER BY pr.id",
+            (capture_public_id,),
+        )
+        return [row_to_proposal(r) for r in rows]
+
+    # ---- embeddings and reference photos (visual resolving) -----------------------------
+
+    async def keep_embedding(self, capture_id: int, model: str, vector: bytes) -> None:
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT OR REPLACE INTO embeddings (capture_id, model, vector) VALUES (?, ?, ?)",
+                (capture_id, model, vector),
+            )
+
+        await self.write(op)
+
+    async def add_reference_photo(self, product_id: int, capture_id: int) -> bool:
+        """Make a capture's kept embedding a reference photo of a product (False: none kept)."""
+        now = time.time()
+
+        async def op(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(
+                "INSERT INTO reference_photos (product_id, capture_id, model, vector, created) "
+                "SELECT ?, capture_id, model, vector, ? FROM embeddings WHERE capture_id = ? "
+                "ON CONFLICT(capture_id) DO UPDATE SET product_id = excluded.product_id",
+                (product_id, now, capture_id),
+            )
+            return cursor.rowcount
+
+        return await self.write(op) > 0
+
+    async def reference_photos(self, model: str) -> list[sqlite3.Row]:
+        """(product public_id, name, row id, vector) of every reference made by ``model``;
+        embeddings of different models are not comparable, so only one model's are given."""
+        return await self.fetchall(
+            "SELECT p.public_id, p.name, p.id, r.vector FROM reference_photos r "
+            "JOIN products p ON p.id = r.product_id WHERE r.model = ? ORDER BY r.id",
+            (model,),
+        )
+
+    # ---- analytics -----------------------------------------------------------------------
+
+    async def scan_events(
+        self, *, since: float | None = None, until: float | None = None
+    ) -> list[sqlite3.Row]:
+        return await self.fetchall(
+            "SELECT e.time, e.gtin, e.device_id, e.source, e.site, e.lat, e.lon, e.batch, "
+            "e.serial, e.expiry, c.public_id FROM scan_events e "
+            "JOIN captures c ON c.id = e.capture_id WHERE e.time >= ? AND e.time < ? "
+            "ORDER BY e.id",
+            (since if since is not None else 0, until if until is not None else 1e12),
+        )
+
+    async def status_counts(self) -> dict[str, int]:
+        rows = await self.fetchall("SELECT status, COUNT(*) FROM captures GROUP BY status")
+        return {r[0]: r[1] for r in rows}

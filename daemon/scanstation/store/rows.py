@@ -1,0 +1,292 @@
+"""Rows and domain objects: column lists, row -> dataclass converters, the records writes carry."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+
+from scanstation.model import (
+    Capture,
+    CaptureMode,
+    CaptureStatus,
+    CaptureType,
+    Product,
+    Proposal,
+    ProposalStatus,
+    Session,
+    SessionStatus,
+)
+
+MQTT_DESTINATION = "mqtt"
+
+
+CAPTURE_COLUMNS = """
+    c.id, c.public_id, s.public_id AS session_public_id, c.status, c.capture_type, c.raw_value,
+    c.gtin, c.symbology, c.symbology_identifier, c.source, c.error_message, c.created,
+    c.processed_at, c.gs1_dl_data, COALESCE(p.public_id, '') AS product_public_id,
+    COALESCE(p.name, '') AS product_name, c.uploaded_image_key, c.qr_analysis, c.metadata,
+    c.checks, c.revision
+"""
+
+
+CAPTURE_FROM = """
+    captures c JOIN sessions s ON s.id = c.session_id LEFT JOIN products p ON p.id = c.product_id
+"""
+
+
+PRODUCT_FIELDS = (
+    "name",
+    "brand",
+    "net_content",
+    "ingredients",
+    "nutrition",
+    "certifications",
+    "country_of_origin",
+    "category",
+    "images",
+)
+
+
+_JSON_PRODUCT_FIELDS = {"nutrition": "{}", "certifications": "[]", "images": "[]"}
+
+
+async def _fetchall(
+    db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
+) -> list[sqlite3.Row]:
+    return list(await db.execute_fetchall(sql, params))
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    return json.loads(text) if text else default
+
+
+def row_to_capture(row: sqlite3.Row | tuple[Any, ...]) -> Capture:
+    return Capture(
+        id=row[0],
+        public_id=row[1],
+        session_public_id=row[2],
+        status=CaptureStatus(row[3]),
+        capture_type=CaptureType(row[4]),
+        raw_value=row[5],
+        gtin=row[6],
+        symbology=row[7],
+        symbology_identifier=row[8],
+        source=row[9],
+        error_message=row[10],
+        created=row[11],
+        processed_at=row[12],
+        gs1_dl_data=_loads(row[13], {}),
+        product_public_id=row[14],
+        product_name=row[15],
+        uploaded_image_key=row[16],
+        qr_analysis=_loads(row[17], None),
+        metadata=_loads(row[18], {}),
+        checks=_loads(row[19], {}),
+        revision=row[20],
+    )
+
+
+SESSION_COLUMNS = (
+    "id, public_id, status, capture_mode, created, modified, metadata, capture_count, "
+    "photo_count, source"
+)
+
+
+def row_to_session(row: sqlite3.Row | tuple[Any, ...]) -> Session:
+    return Session(
+        id=row[0],
+        public_id=row[1],
+        status=SessionStatus(row[2]),
+        capture_mode=CaptureMode(row[3]),
+        created=row[4],
+        modified=row[5],
+        metadata=_loads(row[6], {}),
+        capture_count=row[7],
+        photo_count=row[8],
+        source=row[9],
+    )
+
+
+PRODUCT_COLUMNS = (
+    "id, public_id, gtin, name, brand, net_content, ingredients, nutrition, certifications, "
+    "country_of_origin, category, images, completeness, created, modified"
+)
+
+
+def row_to_product(row: sqlite3.Row | tuple[Any, ...]) -> Product:
+    return Product(
+        id=row[0],
+        public_id=row[1],
+        gtin=row[2],
+        name=row[3],
+        brand=row[4],
+        net_content=row[5],
+        ingredients=row[6],
+        nutrition=_loads(row[7], {}),
+        certifications=_loads(row[8], []),
+        country_of_origin=row[9],
+        category=row[10],
+        images=_loads(row[11], []),
+        completeness=row[12],
+        created=row[13],
+        modified=row[14],
+    )
+
+
+PROPOSAL_COLUMNS = """
+    pr.id, pr.public_id, c.public_id, pr.field_name, pr.current_value, pr.proposed_value,
+    pr.confidence, pr.reasoning, pr.source, pr.status, pr.created, pr.reviewed_at
+"""
+
+
+def row_to_proposal(row: sqlite3.Row | tuple[Any, ...]) -> Proposal:
+    return Proposal(
+        id=row[0],
+        public_id=row[1],
+        capture_public_id=row[2],
+        field_name=row[3],
+        current_value=row[4],
+        proposed_value=row[5],
+        confidence=row[6],
+        reasoning=row[7],
+        source=row[8],
+        status=ProposalStatus(row[9]),
+        created=row[10],
+        reviewed_at=row[11],
+    )
+
+
+def product_completeness(fields: dict[str, Any]) -> int:
+    """Share (0–100) of the catalog fields a product has filled in, name counting double."""
+    weights = dict.fromkeys(PRODUCT_FIELDS, 1) | {"name": 2}
+    filled = sum(w for name, w in weights.items() if fields.get(name) not in (None, "", [], {}))
+    return round(100 * filled / sum(weights.values()))
+
+
+@dataclass(frozen=True, slots=True)
+class NewCapture:
+    """What a caller knows of a capture before it is stored."""
+
+    capture_type: CaptureType
+    raw_value: str = ""
+    gtin: str = ""
+    symbology: str = ""
+    symbology_identifier: str = ""
+    source: str = ""
+    gs1_dl_data: dict[str, str] | None = None
+    metadata: dict[str, Any] | None = None
+    uploaded_image_key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureOutcome:
+    """A capture's terminal state, written with its events in one transaction."""
+
+    capture_id: int
+    status: CaptureStatus
+    gtin: str = ""
+    gs1_dl_data: dict[str, str] | None = None
+    product_id: int | None = None
+    error_message: str = ""
+    checks: dict[str, Any] | None = None
+    qr_analysis: dict[str, Any] | None = None
+    scan_event: dict[str, Any] | None = None
+    """Analytics row (gtin, batch, serial, expiry, …) or None when there is no GTIN."""
+    alert: dict[str, Any] | None = None
+    """Payload of an ``alerts`` event (expired or recalled item), or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """A row of the outbox: one MQTT message waiting for its PUBACK."""
+
+    id: int
+    topic: str
+    """Topic suffix under the device prefix: captures, alerts, noreads."""
+    event_id: str
+    seq: int | None
+    payload: str
+    created: float
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class _CaptureInsert:
+    session_public_id: str
+    now: float
+    idle_timeout: float
+    is_photo: bool
+    row: tuple[Any, ...]
+    """public_id, capture_type, raw_value, gtin, symbology, symbology_identifier, source,
+    created, modified, gs1_dl_data, uploaded_image_key, metadata"""
+
+
+async def _insert_captures(
+    db: aiosqlite.Connection, items: list[_CaptureInsert]
+) -> list[int | str]:
+    """Insert captures into ACTIVE sessions: a few statements for the whole group.
+
+    Returns each capture's row id, or for a refused one its session's status ("" when the
+    session does not exist). A session idle past its timeout is marked EXPIRED here.
+    """
+    wanted = sorted({item.session_public_id for item in items})
+    marks = ",".join("?" * len(wanted))
+    sessions: dict[str, list[Any]] = {
+        r[0]: [r[1], r[2], r[3]]
+        for r in await _fetchall(
+            db,
+            f"SELECT public_id, id, status, modified FROM sessions WHERE public_id IN ({marks})",
+            wanted,
+        )
+    }
+    # The single writer holds the write lock: ids can be assigned here, in order.
+    next_id = int((await _fetchall(db, "SELECT COALESCE(MAX(id), 0) FROM captures"))[0][0]) + 1
+    results: list[int | str] = []
+    rows: list[tuple[Any, ...]] = []
+    touched: dict[str, list[Any]] = {}  # session public id -> [id, modified, captures, photos]
+    expired: list[tuple[float, str]] = []
+    for item in items:
+        session = sessions.get(item.session_public_id)
+        if session is None:
+            results.append("")
+            continue
+        session_id, status, modified = session
+        if status == "ACTIVE" and modified < item.now - item.idle_timeout:
+            status = session[1] = "EXPIRED"
+            expired.append((item.now, item.session_public_id))
+        if status != "ACTIVE":
+            results.append(status)
+            continue
+        session[2] = item.now
+        count = touched.setdefault(item.session_public_id, [session_id, item.now, 0, 0])
+        count[1] = item.now
+        count[2] += 1
+        count[3] += int(item.is_photo)
+        rows.append((next_id, session_id, *item.row))
+        results.append(next_id)
+        next_id += 1
+    if rows:
+        await db.executemany(
+            "INSERT INTO captures (id, session_id, public_id, status, capture_type, raw_value, "
+            "gtin, symbology, symbology_identifier, source, created, modified, gs1_dl_data, "
+            "uploaded_image_key, metadata) "
+            "VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        await db.executemany(
+            "UPDATE sessions SET modified = ?, capture_count = capture_count + ?, "
+            "photo_count = photo_count + ? WHERE id = ?",
+            [(m, n, p, sid) for sid, m, n, p in touched.values()],
+        )
+    if expired:
+        await db.executemany(
+            "UPDATE sessions SET status = 'EXPIRED', ended = ? "
+            "WHERE public_id = ? AND status = 'ACTIVE'",
+            expired,
+        )
+    return results

@@ -1,0 +1,161 @@
+"""The SQLite schema: versioned migrations, applied in order at open; never edit a shipped one."""
+
+from __future__ import annotations
+
+# Each entry upgrades the schema by one version; never edit a shipped entry, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY,
+        public_id TEXT NOT NULL UNIQUE,
+        status TEXT NOT NULL,
+        capture_mode TEXT NOT NULL,
+        source TEXT NOT NULL DEFAULT '',
+        metadata TEXT NOT NULL DEFAULT '{}',
+        capture_count INTEGER NOT NULL DEFAULT 0,
+        photo_count INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        modified REAL NOT NULL,
+        ended REAL
+    );
+    CREATE INDEX sessions_status_source ON sessions(status, source);
+    CREATE TABLE products (
+        id INTEGER PRIMARY KEY,
+        public_id TEXT NOT NULL UNIQUE,
+        gtin TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL DEFAULT '',
+        brand TEXT NOT NULL DEFAULT '',
+        net_content TEXT NOT NULL DEFAULT '',
+        ingredients TEXT NOT NULL DEFAULT '',
+        nutrition TEXT NOT NULL DEFAULT '{}',
+        certifications TEXT NOT NULL DEFAULT '[]',
+        country_of_origin TEXT NOT NULL DEFAULT '',
+        category TEXT NOT NULL DEFAULT '',
+        images TEXT NOT NULL DEFAULT '[]',
+        completeness INTEGER NOT NULL DEFAULT 0,
+        created REAL NOT NULL,
+        modified REAL NOT NULL
+    );
+    CREATE INDEX products_completeness ON products(completeness);
+    CREATE TABLE captures (
+        id INTEGER PRIMARY KEY,
+        public_id TEXT NOT NULL UNIQUE,
+        session_id INTEGER NOT NULL REFERENCES sessions(id),
+        status TEXT NOT NULL,
+        capture_type TEXT NOT NULL,
+        raw_value TEXT NOT NULL DEFAULT '',
+        gtin TEXT NOT NULL DEFAULT '',
+        symbology TEXT NOT NULL DEFAULT '',
+        symbology_identifier TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT '',
+        error_message TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL,
+        modified REAL NOT NULL,
+        processed_at REAL,
+        gs1_dl_data TEXT NOT NULL DEFAULT '{}',
+        product_id INTEGER REFERENCES products(id),
+        uploaded_image_key TEXT NOT NULL DEFAULT '',
+        qr_analysis TEXT,
+        metadata TEXT NOT NULL DEFAULT '{}',
+        checks TEXT NOT NULL DEFAULT '{}',
+        revision INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX captures_session ON captures(session_id, id);
+    CREATE INDEX captures_status ON captures(status);
+    CREATE INDEX captures_created ON captures(created);
+    CREATE INDEX captures_gtin ON captures(gtin);
+    CREATE TABLE proposals (
+        id INTEGER PRIMARY KEY,
+        public_id TEXT NOT NULL UNIQUE,
+        capture_id INTEGER NOT NULL REFERENCES captures(id),
+        field_name TEXT NOT NULL,
+        current_value TEXT NOT NULL DEFAULT '',
+        proposed_value TEXT NOT NULL,
+        confidence REAL NOT NULL,
+        reasoning TEXT NOT NULL DEFAULT '',
+        source TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'PENDING',
+        created REAL NOT NULL,
+        reviewed_at REAL
+    );
+    CREATE INDEX proposals_capture ON proposals(capture_id);
+    CREATE TABLE scan_events (
+        id INTEGER PRIMARY KEY,
+        capture_id INTEGER NOT NULL UNIQUE REFERENCES captures(id),
+        gtin TEXT NOT NULL,
+        time REAL NOT NULL,
+        device_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        site TEXT NOT NULL DEFAULT '',
+        lat REAL,
+        lon REAL,
+        batch TEXT NOT NULL DEFAULT '',
+        serial TEXT NOT NULL DEFAULT '',
+        expiry TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX scan_events_time ON scan_events(time);
+    CREATE INDEX scan_events_gtin_time ON scan_events(gtin, time);
+    -- One row per event and destination: 'mqtt', or 'webhook:<name>' for a webhook output.
+    CREATE TABLE outbox (
+        -- AUTOINCREMENT: an id is never reused after its row is delivered and deleted,
+        -- so a drainer's "after id N" cursor never skips a new event.
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        destination TEXT NOT NULL DEFAULT 'mqtt',
+        topic TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        seq INTEGER,
+        payload TEXT NOT NULL,
+        created REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        UNIQUE (destination, event_id)
+    );
+    CREATE INDEX outbox_destination ON outbox(destination, id);
+    CREATE TABLE outbox_dead (
+        id INTEGER PRIMARY KEY,
+        destination TEXT NOT NULL DEFAULT 'mqtt',
+        topic TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        seq INTEGER,
+        payload TEXT NOT NULL,
+        created REAL NOT NULL,
+        attempts INTEGER NOT NULL,
+        last_error TEXT NOT NULL,
+        died REAL NOT NULL,
+        UNIQUE (destination, event_id)
+    );
+    -- Image embeddings from the classifier, by capture; a capture applied to a product
+    -- becomes one of the product's reference photos for visual resolving.
+    CREATE TABLE embeddings (
+        capture_id INTEGER PRIMARY KEY REFERENCES captures(id),
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL
+    );
+    CREATE TABLE reference_photos (
+        id INTEGER PRIMARY KEY,
+        product_id INTEGER NOT NULL REFERENCES products(id),
+        capture_id INTEGER NOT NULL UNIQUE REFERENCES captures(id),
+        model TEXT NOT NULL,
+        vector BLOB NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE INDEX reference_photos_model ON reference_photos(model);
+    -- Logged-in web UI sessions (only digests of the cookies are kept).
+    CREATE TABLE ui_sessions (
+        token_sha256 TEXT PRIMARY KEY,
+        csrf_token TEXT NOT NULL,
+        password_tag TEXT NOT NULL,
+        created REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        remote TEXT NOT NULL DEFAULT '',
+        user_agent TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE counters (
+        name TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    """,
+)
+
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,42 @@
+"""What the HTTP layer needs of the running daemon, kept on the app under one typed key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from scanstation.bus import EventBus
+from scanstation.config import Config
+from scanstation.pipeline import Pipeline
+from scanstation.sources.base import SourceHealth
+from scanstation.store import Store
+
+API_BASE = "/scanner/api/v1"
+
+
+@dataclass
+class Services:
+    """What the HTTP layer needs of the running daemon."""
+
+    config: Config
+    store: Store
+    pipeline: Pipeline
+    bus: EventBus
+    sources: dict[str, SourceHealth] = field(default_factory=dict)
+    """Health of every running source, by name."""
+    triggers: dict[str, Callable[[], None]] = field(default_factory=dict)
+    """Software triggers of the sources that have one (cameras in trigger mode), by name."""
+    camera_stats: dict[str, Callable[[], Any]] = field(default_factory=dict)
+    """Counters of the camera sources (frames, decodes, no-reads, fps, decode ms), by name."""
+    mqtt: Any = None
+    """The MQTT link (its ``state`` feeds /stats and /metrics); None in tests without one."""
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]

@@ -1,0 +1,28 @@
+"""``GET /healthz``: the unauthenticated liveness answer for probes and the watchdog."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from scanstation import __version__
+from scanstation.web.context import services
+
+
+async def healthz(request: web.Request) -> web.Response:
+    svc = services(request)
+    try:
+        await svc.store.fetchone("SELECT 1")
+        db = "ok"
+    except Exception as exc:  # the health check reports, it does not raise
+        db = f"error: {exc}"
+    sources = {name: h.state for name, h in svc.sources.items()}
+    healthy = db == "ok"
+    return web.json_response(
+        {
+            "status": "ok" if healthy else "degraded",
+            "version": __version__,
+            "db": db,
+            "sources": sources,
+        },
+        status=200 if healthy else 503,
+    )

@@ -1,0 +1,142 @@
+"""The local product catalog: search, read, edit, import."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from pydantic import StringConstraints
+
+from scanstation.payloads import product_json
+from scanstation.services.catalog import CatalogError, gtin14, parse_products
+from scanstation.store import NotFound
+from scanstation.store import review as queries
+from scanstation.web.context import API_BASE, services
+from scanstation.web.errors import ApiError, read_json
+from scanstation.web.params import Body, int_param, page_json
+
+routes = web.RouteTableDef()
+
+
+_TEXT_MAX = 5000
+
+
+# ---- products -----------------------------------------------------------------------------
+
+_Text = Annotated[str, StringConstraints(max_length=_TEXT_MAX)]
+
+
+class ProductBody(Body):
+    gtin: str | None = None
+    name: _Text | None = None
+    brand: _Text | None = None
+    net_content: _Text | None = None
+    ingredients: _Text | None = None
+    nutrition: dict[str, Any] | None = None
+    certifications: list[Annotated[str, StringConstraints(max_length=200)]] | None = None
+    country_of_origin: _Text | None = None
+    category: _Text | None = None
+    images: list[Annotated[str, StringConstraints(max_length=500)]] | None = None
+
+
+def _gtin_param(request: web.Request) -> str:
+    try:
+        return gtin14(request.match_info["gtin"])
+    except CatalogError as exc:
+        raise ApiError(422, str(exc), field="gtin") from None
+
+
+@routes.get(API_BASE + "/products")
+async def list_products(request: web.Request) -> web.Response:
+    limit = int_param(request, "limit", 50, 1, 500)
+    offset = int_param(request, "offset", 0, 0, 10**9)
+    order = request.query.get("order", "gtin")
+    if order not in ("gtin", "name", "completeness", "-completeness", "-modified"):
+        raise ApiError(
+            400,
+            f"order must be gtin, name, completeness, -completeness or -modified, got {order!r}",
+            field="order",
+        )
+    max_completeness = (
+        int_param(request, "max_completeness", 100, 0, 100)
+        if "max_completeness" in request.query
+        else None
+    )
+    products, total = await queries.search_products(
+        services(request).store,
+        query=request.query.get("q", "")[:100],
+        max_completeness=max_completeness,
+        order=order,
+        limit=limit,
+        offset=offset,
+    )
+    return page_json(request, [product_json(p) for p in products], total, limit, offset)
+
+
+@routes.get(API_BASE + "/products/{gtin}")
+async def get_product(request: web.Request) -> web.Response:
+    product = await services(request).store.get_product(_gtin_param(request))
+    return web.json_response(product_json(product))
+
+
+@routes.put(API_BASE + "/products/{gtin}")
+async def put_product(request: web.Request) -> web.Response:
+    """Create or update one product; fields left out keep their stored values."""
+    svc = services(request)
+    gtin = _gtin_param(request)
+    body = ProductBody.model_validate(await read_json(request) or {})
+    fields = body.model_dump(exclude_unset=True, exclude_none=True)
+    if "gtin" in fields:
+        try:
+            same = gtin14(fields.pop("gtin")) == gtin
+        except CatalogError as exc:
+            raise ApiError(422, str(exc), field="gtin") from None
+        if not same:
+            raise ApiError(422, f"the body's gtin differs from the path's {gtin}", field="gtin")
+    try:
+        await svc.store.get_product(gtin)
+        created = False
+    except NotFound:
+        created = True
+    await svc.store.upsert_products([{"gtin": gtin, **fields}])
+    product = await svc.store.get_product(gtin)
+    svc.bus.publish("product", product_json(product))
+    return web.json_response(product_json(product), status=201 if created else 200)
+
+
+@routes.post(API_BASE + "/products/import")
+async def import_products(request: web.Request) -> web.Response:
+    """A CSV or JSON catalog as the body (or as the ``file`` part of a multipart form)."""
+    svc = services(request)
+    content_type = request.content_type
+    if content_type.startswith("multipart/"):
+        text, filename = None, "upload"
+        try:
+            reader = await request.multipart()
+            async for part in reader:
+                if isinstance(part, BodyPartReader) and part.name == "file":
+                    filename = part.filename or "upload"
+                    text = (await part.read()).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ApiError(400, "the catalog must be UTF-8 text", field="file") from None
+        except (ValueError, AssertionError, RuntimeError, HttpProcessingError) as exc:
+            # aiohttp's multipart reader reports a malformed body this way.
+            raise ApiError(400, f"the multipart body is malformed: {exc}") from None
+        if text is None:
+            raise ApiError(422, "the form needs a file part with the catalog", field="file")
+    elif content_type in ("text/csv", "application/json", "text/plain"):
+        try:
+            text = (await request.read()).decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise ApiError(400, "the catalog must be UTF-8 text") from None
+        filename = "upload.json" if content_type == "application/json" else "upload.csv"
+    else:
+        raise ApiError(415, f"send the catalog as text/csv or application/json, got {content_type}")
+    try:
+        products = parse_products(text, filename)
+    except CatalogError as exc:
+        raise ApiError(422, str(exc)) from None
+    count = await svc.store.upsert_products(products)
+    svc.bus.publish("catalog", {"imported": count})
+    return web.json_response({"imported": count}, status=200)

@@ -1,0 +1,154 @@
+"""Enrichment proposals: list per capture, accept or reject, apply to the product."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from aiohttp import web
+
+from scanstation.model import CaptureStatus, ProposalStatus
+from scanstation.payloads import capture_json, product_json, proposal_json
+from scanstation.services.catalog import LIST_FIELDS, CatalogError, gtin14
+from scanstation.store import NotFound
+from scanstation.store import review as queries
+from scanstation.store.rows import PRODUCT_FIELDS
+from scanstation.web.context import API_BASE, services
+from scanstation.web.errors import ApiError, read_json
+from scanstation.web.params import Body
+
+routes = web.RouteTableDef()
+
+
+class ProposalReview(Body):
+    status: Literal["ACCEPTED", "REJECTED", "PENDING"]
+
+
+@routes.get(API_BASE + "/captures/{id}/proposals")
+async def capture_proposals(request: web.Request) -> web.Response:
+    store = services(request).store
+    public_id = request.match_info["id"]
+    await queries.capture_ids(store, public_id)  # 404 for an unknown capture
+    proposals = await store.list_proposals(public_id)
+    return web.json_response(
+        {"count": len(proposals), "results": [proposal_json(p) for p in proposals]}
+    )
+
+
+@routes.patch(API_BASE + "/proposals/{id}")
+async def patch_proposal(request: web.Request) -> web.Response:
+    svc = services(request)
+    body = ProposalReview.model_validate(await read_json(request) or {})
+    proposal = await queries.review_proposal(
+        svc.store, request.match_info["id"], ProposalStatus(body.status)
+    )
+    svc.bus.publish("proposal", proposal_json(proposal))
+    return web.json_response(proposal_json(proposal))
+
+
+def _proposed_value(field_name: str, text: str, current: Any) -> Any:
+    """A proposal's text as the value of a product field (lists gain an item)."""
+    if field_name in LIST_FIELDS:
+        items = list(current or [])
+        new = [v.strip() for v in text.split("|") if v.strip()]
+        return items + [v for v in new if v not in items]
+    if field_name == "nutrition":
+        value = json.loads(text)
+        if not isinstance(value, dict):
+            raise ValueError("nutrition must be a JSON object")
+        return {**(current or {}), **value}
+    return text
+
+
+async def _apply_target(request: web.Request) -> str:
+    """The optional body ``{"gtin": "…"}``: the product to apply an image-only capture to."""
+    if not request.can_read_body:
+        return ""
+    body = await read_json(request)
+    if not isinstance(body, dict) or set(body) - {"gtin"}:
+        raise ApiError(422, 'the body must be {"gtin": "<GTIN>"} or empty', field="gtin")
+    if not body.get("gtin"):
+        return ""
+    try:
+        return gtin14(str(body["gtin"]))
+    except CatalogError as exc:
+        raise ApiError(422, str(exc), field="gtin") from None
+
+
+@routes.post(API_BASE + "/captures/{id}/apply")
+async def apply_proposals(request: web.Request) -> web.Response:
+    """Write the capture's ACCEPTED proposals into its product (created for its GTIN if
+    missing). A NOT_FOUND capture is then walked again, so it can resolve to the product."""
+    svc = services(request)
+    store = svc.store
+    public_id = request.match_info["id"]
+    capture_row, gtin, product_row, _ = await queries.capture_ids(store, public_id)
+    accepted = [
+        p for p in await store.list_proposals(public_id) if p.status is ProposalStatus.ACCEPTED
+    ]
+    if not accepted:
+        raise ApiError(409, f"capture {public_id!r} has no ACCEPTED proposals to apply")
+    # An image-only capture gets its product's GTIN from an accepted barcode proposal.
+    gtin_proposal = next((p for p in accepted if p.field_name == "gtin"), None)
+    applied: list[str] = []
+    chosen = await _apply_target(request)
+    if chosen and product_row is None:
+        gtin = chosen  # the operator names the product an image-only capture shows
+    elif not gtin and product_row is None and gtin_proposal is not None:
+        try:
+            gtin = gtin14(gtin_proposal.proposed_value)
+        except CatalogError as exc:
+            raise ApiError(422, f"the accepted gtin proposal: {exc}", field="gtin") from None
+        applied.append(gtin_proposal.public_id)
+    if product_row is not None:
+        product = await queries.product_by_row_id(store, product_row)
+        gtin, existing = product.gtin, product
+    elif gtin:
+        try:
+            existing = await store.get_product(gtin)
+        except NotFound:
+            existing = None
+    else:
+        raise ApiError(
+            409,
+            f"capture {public_id!r} has no GTIN and no product, so there is no product record "
+            "to apply proposals to; create the product with PUT /products/{gtin} first",
+        )
+    fields: dict[str, Any] = {}
+    skipped: list[dict[str, str]] = []
+    for proposal in accepted:
+        name = proposal.field_name
+        if proposal.public_id in applied:
+            continue
+        if name not in PRODUCT_FIELDS:
+            skipped.append(
+                {"public_id": proposal.public_id, "reason": f"{name!r} is not a product field"}
+            )
+            continue
+        current = fields.get(name, getattr(existing, name) if existing else None)
+        try:
+            fields[name] = _proposed_value(name, proposal.proposed_value, current)
+        except ValueError as exc:
+            skipped.append({"public_id": proposal.public_id, "reason": str(exc)})
+            continue
+        applied.append(proposal.public_id)
+    if fields:
+        await store.upsert_products([{"gtin": gtin, **fields}])
+    product = await store.get_product(gtin) if (fields or existing) else None
+    if product is not None:
+        # The photo becomes a reference of the product, for resolving later photos.
+        await store.add_reference_photo(product.id, capture_row)
+    capture = await store.get_capture(public_id)
+    if fields and capture.status is CaptureStatus.NOT_FOUND:
+        capture = await svc.pipeline.retry(public_id)
+    if product is not None:
+        svc.bus.publish("product", product_json(product))
+    return web.json_response(
+        {
+            "product": product_json(product) if product else None,
+            "created": existing is None and bool(fields),
+            "applied": applied,
+            "skipped": skipped,
+            "capture": capture_json(capture),
+        }
+    )
