@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 
 from conftest import SCANSTATION
+from scanstation.commands.report import parse_time, report_main
 from scanstation.config import Config
 from scanstation.model import Scan
 from scanstation.pipeline import Pipeline
-from scanstation.services.analytics import (
+from scanstation.store import Store
+from scanstation.store.analytics import (
     BatchCount,
     GtinCount,
     ProductCompleteness,
@@ -25,11 +27,8 @@ from scanstation.services.analytics import (
     batch_counts,
     completeness_report,
     gtin_counts,
-    parse_time,
     recall_report,
-    report_main,
 )
-from scanstation.store import Store
 
 GS = "\x1d"
 DEMO = "09506000134352"  # GS1's example GTIN
@@ -266,9 +265,9 @@ def test_parse_time_names_what_it_expected() -> None:
 def test_analytics_doctests_pass() -> None:
     import doctest
 
-    import scanstation.services.analytics
+    import scanstation.store.analytics
 
-    result = doctest.testmod(scanstation.services.analytics)
+    result = doctest.testmod(scanstation.store.analytics)
     assert (result.failed, result.attempted > 0) == (0, True)
 
 

@@ -34,8 +34,8 @@ def fuzz(examples: int) -> settings:
 
 def check_outcomes(outcomes: list[object]) -> None:
     for outcome in outcomes:
-        assert isinstance(outcome, hid.DecodedScan | hid.DroppedScan)
-        if isinstance(outcome, hid.DecodedScan):
+        assert isinstance(outcome, hid.ScanText | hid.DroppedScan)
+        if isinstance(outcome, hid.ScanText):
             assert isinstance(outcome.raw_value, str)
             # No ended_at >= started_at here: evdev stamps events with CLOCK_REALTIME, which
             # an NTP step can move backwards, and the decoder reports the times it was given.
@@ -117,7 +117,7 @@ def test_fuzz_hid_decoder_reads_back_what_a_scanner_types(
         events = [(0.0, keymaps.EV_KEY, caps, 1), (0.0, keymaps.EV_KEY, caps, 0), *events]
     decoder = hid.KeystrokeDecoder(hid.DecoderSettings(layout=layout, aim_identifier=False))
     outcomes = decoder.feed_all(events)
-    assert [o.raw_value for o in outcomes if isinstance(o, hid.DecodedScan)] == [text]
+    assert [o.raw_value for o in outcomes if isinstance(o, hid.ScanText)] == [text]
 
 
 json_values = (

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from scanstation.barcode.scantext import ScanText
 from scanstation.config import HidSourceConfig
 from scanstation.hw import keymaps
 from scanstation.sources.hid import (
-    DecodedScan,
     DecoderSettings,
     DroppedScan,
     HidError,
@@ -19,7 +19,7 @@ from test_hid_recordings import GS, hand_typed
 
 
 def scans(outcomes: list[Outcome]) -> list[tuple[str, str]]:
-    return [(o.symbology_identifier, o.raw_value) for o in outcomes if isinstance(o, DecodedScan)]
+    return [(o.symbology_identifier, o.raw_value) for o in outcomes if isinstance(o, ScanText)]
 
 
 def drops(outcomes: list[Outcome]) -> list[tuple[str, str]]:
@@ -29,7 +29,7 @@ def drops(outcomes: list[Outcome]) -> list[tuple[str, str]]:
 def test_hid_decoder_whole_scan_value() -> None:
     events = keymaps.keystrokes("us", "]E09506000134352", start=100.0, key_interval=0.002)
     assert decode_recording(events, DecoderSettings()) == [
-        DecodedScan(
+        ScanText(
             raw_value="9506000134352",
             symbology_identifier="]E0",
             started_at=100.0,
@@ -41,7 +41,7 @@ def test_hid_decoder_whole_scan_value() -> None:
 
 def test_hid_decoder_symbology_name_from_aim_identifier() -> None:
     (scan,) = decode_recording(keymaps.keystrokes("us", "]d2010950600013435"), DecoderSettings())
-    assert isinstance(scan, DecodedScan)
+    assert isinstance(scan, ScanText)
     assert scan.symbology == "DataMatrix"
 
 
@@ -125,7 +125,7 @@ def test_hid_decoder_reset_drops_partial_scan() -> None:
         DroppedScan(reason="the device went away mid-scan", text="400", at=1.0)
     ]
     assert decode_recording(keymaps.keystrokes("us", "123", start=2.0), decoder.settings) == [
-        DecodedScan("123", "", 2.0, 2.006, 4)
+        ScanText("123", "", 2.0, 2.006, 4)
     ]
 
 

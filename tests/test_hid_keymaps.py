@@ -6,15 +6,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scanstation.barcode.scantext import ScanText
 from scanstation.hw import keymaps
-from scanstation.sources.hid import DecodedScan, DecoderSettings, KeystrokeDecoder, decode_recording
+from scanstation.sources.hid import DecoderSettings, KeystrokeDecoder, decode_recording
 from test_hid_recordings import GS, hand_typed
 
 
 def decode(layout: str, *chords: str, **options: object) -> list[tuple[str, str]]:
     events = hand_typed(*chords)
     outcomes = decode_recording(events, DecoderSettings(layout=layout, **options))  # type: ignore[arg-type]
-    return [(o.symbology_identifier, o.raw_value) for o in outcomes if isinstance(o, DecodedScan)]
+    return [(o.symbology_identifier, o.raw_value) for o in outcomes if isinstance(o, ScanText)]
 
 
 # Written by hand from the layouts' published key positions (Windows kbdgr, kbdfr, kbdsp,
@@ -182,7 +183,7 @@ def test_keymaps_ctrl_alt_is_altgr() -> None:
         events.append((t, 1, code, value))
         t += 0.001
     (scan,) = decode_recording(events, DecoderSettings(layout="de"))
-    assert isinstance(scan, DecodedScan)
+    assert isinstance(scan, ScanText)
     assert scan.raw_value == "]"
 
 
@@ -215,4 +216,4 @@ def test_keymaps_encoder_and_decoder_are_inverse(
     decoder = KeystrokeDecoder(DecoderSettings(layout=layout))
     decoder.caps_lock = caps_lock
     outcomes = decoder.feed_all(events)
-    assert [o.raw_value for o in outcomes if isinstance(o, DecodedScan)] == [text]
+    assert [o.raw_value for o in outcomes if isinstance(o, ScanText)] == [text]

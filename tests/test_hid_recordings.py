@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from scanstation.barcode.scantext import ScanText
 from scanstation.commands.devices import hid_replay_main
 from scanstation.hw import keymaps
 from scanstation.hw.keymaps import EV_KEY, EV_SYN, KeyEvent
-from scanstation.sources.hid import DecodedScan, DecoderSettings, decode_recording
+from scanstation.sources.hid import DecoderSettings, decode_recording
 
 DATA = Path(__file__).resolve().parent / "data" / "hid"
 
@@ -127,9 +128,9 @@ def test_hid_recording_decodes_to_the_scanned_text(name: str) -> None:
     layout, text, _ = CASES[name]
     settings = DecoderSettings(layout=layout, gs_substitutes=("<GS>",))
     outcomes = decode_recording(read_jsonl(DATA / name), settings)
-    assert [
-        (o.raw_value, o.symbology_identifier) for o in outcomes if isinstance(o, DecodedScan)
-    ] == [(text[3:], text[:3])]
+    assert [(o.raw_value, o.symbology_identifier) for o in outcomes if isinstance(o, ScanText)] == [
+        (text[3:], text[:3])
+    ]
     assert len(outcomes) == 1
 
 
@@ -145,8 +146,8 @@ def test_hid_recording_gs_sent_as_ctrl_is_gs_not_text(layout: str) -> None:
     settings = DecoderSettings(layout=layout)
     ctrl = decode_recording(read_jsonl(DATA / f"{layout}-gs1-ctrl.jsonl"), settings)
     visible = decode_recording(read_jsonl(DATA / f"{layout}-gs1-substitute.jsonl"), settings)
-    assert [o.raw_value for o in ctrl if isinstance(o, DecodedScan)] == [GS1_DATAMATRIX_VALUE]
-    assert [o.raw_value for o in visible if isinstance(o, DecodedScan)] == [
+    assert [o.raw_value for o in ctrl if isinstance(o, ScanText)] == [GS1_DATAMATRIX_VALUE]
+    assert [o.raw_value for o in visible if isinstance(o, ScanText)] == [
         GS1_DATAMATRIX_VALUE.replace(GS, "<GS>")
     ]
 
@@ -162,7 +163,7 @@ def test_hid_recording_gs1_data_comes_out_right(layout: str) -> None:
         read_jsonl(DATA / f"{layout}-gs1-substitute.jsonl"),
         DecoderSettings(layout=layout, gs_substitutes=("<GS>",)),
     )
-    assert isinstance(scan, DecodedScan)
+    assert isinstance(scan, ScanText)
     result = interpret_module.interpret(
         scan.raw_value, symbology_identifier=scan.symbology_identifier
     )

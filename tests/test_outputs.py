@@ -21,12 +21,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from scanstation.barcode.scantext import ScanText
 from scanstation.config import ConfigError, MatchRules, load_config, parse_config
 from scanstation.model import Capture, CaptureType
 from scanstation.outputs import Outputs
 from scanstation.outputs.gadget import reports_to_events, split_reports
 from scanstation.pipeline import Pipeline
-from scanstation.sources.hid import DecodedScan, DecoderSettings, KeystrokeDecoder
+from scanstation.sources.hid import DecoderSettings, KeystrokeDecoder
 from scanstation.store import NewCapture, Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,8 +134,8 @@ def typed_text(data: bytes, layout: str) -> list[str]:
     """What a host set to ``layout`` reads from the reports: one text per Enter."""
     decoder = KeystrokeDecoder(DecoderSettings(layout=layout, aim_identifier=False))
     outcomes = decoder.feed_all(reports_to_events(split_reports(data)))
-    assert all(isinstance(o, DecodedScan) for o in outcomes), outcomes
-    return [o.raw_value for o in outcomes if isinstance(o, DecodedScan)]
+    assert all(isinstance(o, ScanText) for o in outcomes), outcomes
+    return [o.raw_value for o in outcomes if isinstance(o, ScanText)]
 
 
 # ---- keyboard gadget ---------------------------------------------------------------------
@@ -166,7 +167,7 @@ async def test_outputs_gadget_writes_reports_to_a_file(tmp_path: Path) -> None:
         await lane.scan("4006381333931", DATAMATRIX)
     decoder = KeystrokeDecoder(DecoderSettings(layout="de", terminator="tab"))
     outcomes = decoder.feed_all(reports_to_events(split_reports(device.read_bytes())))
-    assert [o.raw_value for o in outcomes if isinstance(o, DecodedScan)] == [
+    assert [o.raw_value for o in outcomes if isinstance(o, ScanText)] == [
         "4006381333931",
         "9506000134352",
     ]
@@ -183,7 +184,7 @@ async def test_outputs_gadget_follows_the_hosts_caps_lock(
     decoder = KeystrokeDecoder(DecoderSettings(layout="us"))
     decoder.caps_lock = True
     outcomes = decoder.feed_all(reports_to_events(split_reports(read_all(master))))
-    assert [o.raw_value for o in outcomes if isinstance(o, DecodedScan)] == ["Lot abc-XYZ"]
+    assert [o.raw_value for o in outcomes if isinstance(o, ScanText)] == ["Lot abc-XYZ"]
 
 
 async def test_outputs_gadget_missing_device_is_reported_not_fatal(tmp_path: Path) -> None:

@@ -12,10 +12,11 @@ from hypothesis import strategies as st
 
 from scanstation.barcode.format import FormatError, FormatFields, Formatter, compile_template
 from scanstation.barcode.match import MatchError, compile_rules
+from scanstation.barcode.scantext import ScanText
 from scanstation.config import ConfigError, MatchRules, parse_config
 from scanstation.hw.keymaps import LAYOUT_NAMES
 from scanstation.outputs.gadget import encode, reports_to_events
-from scanstation.sources.hid import DecodedScan, DecoderSettings, KeystrokeDecoder
+from scanstation.sources.hid import DecoderSettings, KeystrokeDecoder
 
 GS = "\x1d"
 DATAMATRIX = FormatFields(
@@ -186,8 +187,8 @@ def _type_back(layout: str, reports: list[bytes], caps_lock: bool = False) -> li
     decoder = KeystrokeDecoder(DecoderSettings(layout=layout, aim_identifier=False))
     decoder.caps_lock = caps_lock
     out = decoder.feed_all(reports_to_events(reports))
-    assert all(isinstance(o, DecodedScan) for o in out), out
-    return [o.raw_value for o in out if isinstance(o, DecodedScan)]
+    assert all(isinstance(o, ScanText) for o in out), out
+    return [o.raw_value for o in out if isinstance(o, ScanText)]
 
 
 TEXTS = [

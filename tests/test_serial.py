@@ -11,16 +11,17 @@ from typing import Any
 
 import pytest
 
+from scanstation.barcode.scantext import ScanText
 from scanstation.config import SerialSourceConfig
 from scanstation.model import Scan
-from scanstation.sources.serial import SerialFrame, SerialFramer, SerialSource
+from scanstation.sources.serial import SerialFramer, SerialSource
 
 GS = "\x1d"
 GS1 = "]C1" + "0109506000134352" + "10ABC123" + GS + "17270101"
 
 
 def frames(framer: SerialFramer, *chunks: bytes) -> list[tuple[str, str]]:
-    out: list[SerialFrame] = []
+    out: list[ScanText] = []
     for i, chunk in enumerate(chunks):
         out += framer.feed(chunk, float(i))
     return [(f.symbology_identifier, f.raw_value) for f in out]
@@ -59,9 +60,9 @@ def test_serial_framer_pause_ends_frame_without_terminator() -> None:
     assert framer.feed(b"33931", 10.02) == []
     assert framer.deadline == pytest.approx(10.12)
     assert framer.poll(10.05) == []
-    assert framer.poll(10.2) == [SerialFrame("4006381333931", "", 10.2)]
+    assert framer.poll(10.2) == [ScanText("4006381333931", "", 10.2)]
     assert framer.feed(b"A", 11.0) == []
-    assert framer.feed(b"B", 12.0) == [SerialFrame("A", "", 12.0)]  # a late byte starts anew
+    assert framer.feed(b"B", 12.0) == [ScanText("A", "", 12.0)]  # a late byte starts anew
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient
 from PIL import Image
 
 from conftest import wait_for_status
+from scanstation.bus import EventKind
 from scanstation.config import Config
 from scanstation.pipeline import Pipeline
 from scanstation.sources.base import SourceHealth
@@ -601,7 +602,7 @@ async def test_events_tell_a_slow_reader_what_it_missed(
     resp = await api.get(f"{API}/events")
     await read_event(resp, "hello")
     for n in range(10):  # published faster than the stream is read
-        bus.publish("session", {"public_id": f"s{n}", "status": "ACTIVE"})
+        bus.publish(EventKind.SESSION, {"public_id": f"s{n}", "status": "ACTIVE"})
     dropped = await read_event(resp, "dropped")
     assert dropped["count"] >= 1
     resp.close()

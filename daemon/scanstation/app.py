@@ -155,8 +155,7 @@ async def expire_sessions(store: Store, pipeline: Pipeline, idle_timeout: float)
     """Mark idle ACTIVE sessions EXPIRED, checking a few times per timeout."""
     while True:
         await asyncio.sleep(min(max(idle_timeout / 4, 0.05), 30))
-        for public_id in await store.expire_idle_sessions(idle_timeout):
-            pipeline.bus.publish("session", {"public_id": public_id, "status": "EXPIRED"})
+        await pipeline.sessions.expire_idle(idle_timeout)
 
 
 @asynccontextmanager

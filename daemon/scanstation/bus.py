@@ -7,16 +7,37 @@ how many) instead of making memory grow. Durable delivery is the outbox's job, n
 from __future__ import annotations
 
 import asyncio
+import enum
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 
+class EventKind(enum.StrEnum):
+    """The named events of the bus; the value is the SSE event name the UI listens for."""
+
+    CAPTURE = "capture"
+    """A capture was created or changed status (data: the capture's JSON view)."""
+    SESSION = "session"
+    """A session started, ended or expired (data: the session's JSON view)."""
+    NOREAD = "noread"
+    """A camera's read window closed without a code (data: the noreads event)."""
+    ALERT = "alert"
+    """A capture's checks found it expired or recalled (data: capture id and checks)."""
+    PRODUCT = "product"
+    """A catalog product was created or changed (data: the product's JSON view)."""
+    CATALOG = "catalog"
+    """Products were imported in bulk (data: {"imported": count})."""
+    PROPOSAL = "proposal"
+    """An enrichment proposal was reviewed (data: the proposal's JSON view)."""
+    SHUTDOWN = "shutdown"
+    """The daemon is stopping: live streams end."""
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
-    kind: str
-    """capture | session | noread | alert | source"""
+    kind: EventKind
     data: dict[str, Any]
 
 
@@ -34,7 +55,7 @@ class EventBus:
     maxsize: int = 256
     _subscribers: set[Subscription] = field(default_factory=set)
 
-    def publish(self, kind: str, data: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
+    def publish(self, kind: EventKind, data: dict[str, Any] | Callable[[], dict[str, Any]]) -> None:
         """Send an event to every subscriber; ``data`` may be a function that builds it,
         called only when someone listens (the hot path has no subscriber most of the time)."""
         if not self._subscribers:

@@ -44,7 +44,7 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
     ),
     "fleet": ("scanstation.commands.fleet", "fleet_main", "live table of every device on a broker"),
     "report": (
-        "scanstation.services.analytics",
+        "scanstation.commands.report",
         "report_main",
         "analytics: scans per GTIN and batch, recalled batches scanned, catalog completeness",
     ),

@@ -30,7 +30,7 @@ from scanstation.barcode.interpret import (
     interpret,
     without_symbology_identifier,
 )
-from scanstation.bus import EventBus
+from scanstation.bus import EventBus, EventKind
 from scanstation.config import Config
 from scanstation.model import (
     Capture,
@@ -41,8 +41,9 @@ from scanstation.model import (
     Scan,
     Session,
 )
-from scanstation.payloads import capture_json, iso, session_json
+from scanstation.payloads import capture_json, iso
 from scanstation.qr.analysis import QrAnalyzer
+from scanstation.services.sessions import Sessions
 from scanstation.store import CaptureOutcome, Conflict, NewCapture, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ class Pipeline:
         self.store = store
         self.config = config
         self.bus = bus or EventBus()
+        self.sessions = Sessions(store, self.bus)
         self.enrichers = list(enrichers)
         self.qr = qr_analyzer or (
             QrAnalyzer(config.qr_analysis) if config.qr_analysis.enabled else None
@@ -156,7 +158,7 @@ class Pipeline:
             session_public_id, new, idle_timeout=self.config.session.idle_timeout
         )
         self.counters.created += 1
-        self.bus.publish("capture", lambda: capture_json(capture))
+        self.bus.publish(EventKind.CAPTURE, lambda: capture_json(capture))
         self._idle.clear()
         self._queued[capture.id] = capture
         await self.queue.put(capture.id)
@@ -199,11 +201,11 @@ class Pipeline:
             "metadata": dict(scan.metadata),
         }
         await self.store.add_outbox_event("noreads", event)
-        self.bus.publish("noread", event)
+        self.bus.publish(EventKind.NOREAD, event)
 
     async def retry(self, public_id: str) -> Capture:
         capture = await self.store.retry_capture(public_id)
-        self.bus.publish("capture", lambda: capture_json(capture))
+        self.bus.publish(EventKind.CAPTURE, lambda: capture_json(capture))
         self._idle.clear()
         await self.queue.put(capture.id)
         return capture
@@ -213,21 +215,18 @@ class Pipeline:
     async def start_session(self, started_by: str) -> Session:
         """End the newest ACTIVE session (if any) and start a new one."""
         await self.end_session()
-        session = await self.store.create_session(
+        return await self.sessions.start(
             capture_mode=CaptureMode(self.config.session.capture_mode),
             metadata={"started_by": started_by},
         )
-        self.bus.publish("session", session_json(session))
-        return session
 
     async def end_session(self) -> Session | None:
         """End the newest ACTIVE session; None when there was none."""
         active = await self.store.latest_active_session(None)
         if active is None:
             return None
-        ended = await self.store.end_session(active.public_id)
+        ended = await self.sessions.end(active.public_id)
         self._rolling = {k: v for k, v in self._rolling.items() if v != active.public_id}
-        self.bus.publish("session", session_json(ended))
         return ended
 
     async def toggle_session(self, started_by: str) -> None:
@@ -259,12 +258,11 @@ class Pipeline:
             session = await self.store.latest_active_session(want_source)
             idle = self.config.session.idle_timeout
             if session is None or session.modified < time.time() - idle:
-                session = await self.store.create_session(
+                session = await self.sessions.start(
                     capture_mode=CaptureMode(self.config.session.capture_mode),
                     source=source if self.config.session.auto else "",
                     metadata={"started_by": source},
                 )
-                self.bus.publish("session", {"public_id": session.public_id, "status": "ACTIVE"})
             self._rolling[source] = session.public_id
             return session.public_id
 
@@ -332,9 +330,9 @@ class Pipeline:
         for capture in finished:
             status = capture.status.value
             self.counters.finished[status] = self.counters.finished.get(status, 0) + 1
-            self.bus.publish("capture", functools.partial(capture_json, capture))
+            self.bus.publish(EventKind.CAPTURE, functools.partial(capture_json, capture))
             if capture.checks.get("not_for_sale"):
-                self.bus.publish("alert", {"capture": capture.public_id, **capture.checks})
+                self.bus.publish(EventKind.ALERT, {"capture": capture.public_id, **capture.checks})
             for hook in self.on_finished:
                 result = hook(capture)
                 if inspect.isawaitable(result):

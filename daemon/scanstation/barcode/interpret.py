@@ -33,6 +33,7 @@ from scanstation.barcode.gs1.engine import (
     parse_element_string,
 )
 from scanstation.barcode.gs1.linters import check_digit_ok, is_digits
+from scanstation.barcode.scantext import AIM_IDENTIFIER
 
 __all__ = ["GS1Issue", "InterpretError", "Interpretation", "RecallList", "interpret"]
 
@@ -157,7 +158,6 @@ def _gtin14_or_none(value: str) -> str | None:
 # ISO/IEC 15424 symbology characters ("X", other/unknown, is not accepted: GS1's engine
 # rejects it and it tells nothing about the data).
 _AIM_CODES = frozenset("ABCDEFGHIJKLMNOPQRSTUdeghopsz")
-_AIM = re.compile(r"^\][A-Za-z][0-9A-Za-z]")
 _AI_MODE = frozenset({"C1", "e0", "d2", "Q3", "J1", "z1"})
 _URL_SCHEME = re.compile(r"^https?://", re.IGNORECASE)
 _BRACKETED = re.compile(r"^\(\d")
@@ -326,7 +326,7 @@ def _no_symbology(raw: str, data: str, gs_substitutes: tuple[str, ...]) -> Inter
 
 def without_symbology_identifier(raw: str) -> str:
     """The value with its leading AIM symbology identifier (``]Q1`` …) removed, if any."""
-    return raw[3:] if _AIM.match(raw) else raw
+    return raw[3:] if AIM_IDENTIFIER.match(raw) else raw
 
 
 def interpret_value(
@@ -339,12 +339,12 @@ def interpret_value(
         )
     value = raw.strip("\r\n")
     if value.startswith("]"):
-        if not _AIM.match(value):
+        if not AIM_IDENTIFIER.match(value):
             return _invalid(
                 raw, "", "text", f"Missing or broken symbology identifier in {value[:3]!r}"
             )
         sym, data = value[:3], value[3:]
-    elif _AIM.match(symbology_identifier) and len(symbology_identifier) == 3:
+    elif AIM_IDENTIFIER.match(symbology_identifier) and len(symbology_identifier) == 3:
         sym, data = symbology_identifier, value
     else:
         return _no_symbology(raw, value, gs_substitutes)

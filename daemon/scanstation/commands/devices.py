@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from scanstation.barcode.scantext import ScanText
 from scanstation.hw import keymaps
 from scanstation.hw.keymaps import EV_KEY, KeyEvent
 from scanstation.sources.hid import (
-    DecodedScan,
     DecoderSettings,
     DeviceFactory,
     HidError,
@@ -417,7 +417,7 @@ def _settings_from_args(args: argparse.Namespace) -> DecoderSettings:
     )
 
 
-def scan_json(scan: DecodedScan, interpret: Callable[..., Any] | None = None) -> dict[str, Any]:
+def scan_json(scan: ScanText, interpret: Callable[..., Any] | None = None) -> dict[str, Any]:
     """The JSON object hid-replay prints for one scan."""
     row: dict[str, Any] = {
         "raw_value": scan.raw_value,
@@ -495,7 +495,7 @@ def hid_replay_main(argv: list[str]) -> int:
         interpret = interpret_module.interpret
     scans = dropped = 0
     for outcome in decode_recording(events, settings):
-        if isinstance(outcome, DecodedScan):
+        if isinstance(outcome, ScanText):
             scans += 1
             print(json.dumps(scan_json(outcome, interpret), ensure_ascii=False))
         else:

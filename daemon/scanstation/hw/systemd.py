@@ -238,14 +238,7 @@ def store_check(store: Store) -> Check:
     """Healthy while the writer task commits and the reader answers (a wedged or dead
     database stops the pings). The probe is an empty transaction: nothing reaches the SD card."""
 
-    async def select_one(db: Any) -> None:
-        await db.execute("SELECT 1")
-
-    async def database() -> bool:
-        await store.write(select_one)
-        return await store.fetchone("SELECT 1") is not None
-
-    return database
+    return store.ping_writer
 
 
 __all__ = [

@@ -227,31 +227,12 @@ class WebhookSink(Sink):
     async def _failed(self, event: OutboxEvent, reason: str) -> None:
         self.failures += 1
         self.fail(reason)
-
-        async def op(db: Any) -> None:
-            await db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-                (reason, event.id),
-            )
-
-        await self.store.write(op)
+        await self.store.outbox_refused(event.id, reason)
 
     async def _dead_letter(self, event: OutboxEvent, reason: str) -> None:
         self.counters.dead_lettered += 1
         self.fail(f"event {event.event_id} moved to the dead-letter table: {reason}")
-        now = time.time()
-
-        async def op(db: Any) -> None:
-            await db.execute(
-                "INSERT OR REPLACE INTO outbox_dead (destination, topic, event_id, seq, payload, "
-                "created, attempts, last_error, died) "
-                "SELECT destination, topic, event_id, seq, payload, created, attempts + 1, ?, ? "
-                "FROM outbox WHERE id = ?",
-                (reason, now, event.id),
-            )
-            await db.execute("DELETE FROM outbox WHERE id = ?", (event.id,))
-
-        await self.store.write(op)
+        await self.store.outbox_dead_letter(event.id, reason)
 
     async def depth(self) -> tuple[int, float | None]:
         """(events waiting, created time of the oldest) for this webhook."""

@@ -55,7 +55,7 @@ from scanstation.publish.connection import (
 )
 from scanstation.publish.discovery import discovery_messages
 from scanstation.publish.topics import client_id_for, status_payload, topics_for
-from scanstation.store import MQTT_DESTINATION, NotFound, OutboxEvent, Store, StoreError
+from scanstation.store import NotFound, OutboxEvent, Store, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -237,11 +237,8 @@ class MqttLink:
 
     async def refresh_stats(self) -> None:
         depth, oldest = await self.store.outbox_stats()
-        row = await self.store.fetchone(
-            "SELECT COUNT(*) FROM outbox_dead WHERE destination = ?", (MQTT_DESTINATION,)
-        )
         self._c.outbox_depth, self._c.outbox_oldest = depth, oldest
-        self._c.dead_letters = int(row[0]) if row else 0
+        self._c.dead_letters = await self.store.outbox_dead_count()
 
     # -- the main loop --
 
@@ -563,29 +560,11 @@ class MqttLink:
         task.add_done_callback(self._tasks.discard)
 
     async def _note_refusal(self, row_id: int, error: str) -> None:
-        async def op(db: Any) -> None:
-            await db.execute(
-                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
-                (error, row_id),
-            )
-
-        await self.store.write(op)
+        await self.store.outbox_refused(row_id, error)
 
     async def _move_to_dead(self, row_id: int, error: str) -> None:
-        now = time.time()
-
-        async def op(db: Any) -> None:
-            await db.execute(
-                "INSERT OR REPLACE INTO outbox_dead (id, destination, topic, event_id, seq, "
-                "payload, created, attempts, last_error, died) "
-                "SELECT id, destination, topic, event_id, seq, payload, created, attempts + 1, "
-                "?, ? FROM outbox WHERE id = ?",
-                (error, now, row_id),
-            )
-            await db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
-
         try:
-            await self.store.write(op)
+            await self.store.outbox_dead_letter(row_id, error)
         finally:
             self._dead_ids.discard(row_id)
             self._just_deleted.add(row_id)
@@ -759,16 +738,14 @@ class MqttLink:
         body = command.body
         match command.name:
             case "session.start":
-                session = await self.store.create_session(
+                session = await self.pipeline.sessions.start(
                     capture_mode=CaptureMode(body.capture_mode),
                     metadata=body.metadata,
                     source=body.source,
                 )
-                self.pipeline.bus.publish("session", session_json(session))
                 return session_json(session)
             case "session.end":
-                session = await self.store.end_session(body.session_public_id)
-                self.pipeline.bus.publish("session", session_json(session))
+                session = await self.pipeline.sessions.end(body.session_public_id)
                 return session_json(session)
             case "trigger":
                 return self._trigger(body.source)

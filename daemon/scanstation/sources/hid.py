@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
+from scanstation.barcode.scantext import ScanText, split_scan
 from scanstation.hw import keymaps
 from scanstation.hw.keymaps import (
     CTRL_KEYS,
     EV_KEY,
     FUNCTION_KEYS,
-    GS,
     KEY_BACKSPACE,
     KEY_CAPSLOCK,
     KEY_ENTER,
@@ -63,52 +63,10 @@ log = logging.getLogger(__name__)
 
 Terminator = Literal["enter", "tab", "none"]
 
-# An AIM symbology identifier: "]", a symbology letter, a modifier character (ISO 15424).
-AIM_IDENTIFIER = re.compile(r"\][A-Za-z][0-9A-Za-z]")
-
-# The symbology letters of ISO/IEC 15424 that scanners send, to fill Scan.symbology.
-AIM_SYMBOLOGIES = {
-    "A": "Code39",
-    "C": "Code128",
-    "d": "DataMatrix",
-    "E": "EAN/UPC",
-    "e": "DataBar",
-    "F": "Codabar",
-    "G": "Code93",
-    "I": "ITF",
-    "J": "DotCode",
-    "L": "PDF417",
-    "M": "MSI",
-    "Q": "QRCode",
-    "U": "MaxiCode",
-    "X": "Other",
-    "z": "Aztec",
-}
-
 _MODIFIER_KEYS = frozenset(
     {*SHIFT_KEYS, *CTRL_KEYS, KEY_LEFTALT, KEY_RIGHTALT, KEY_LEFTMETA, KEY_RIGHTMETA}
 )
 _FUNCTION_KEY_NAMES = {code: name for name, code in FUNCTION_KEYS.items()}
-
-
-def split_scan(
-    text: str, aim_identifier: bool = True, gs_substitutes: Iterable[str] = ()
-) -> tuple[str, str]:
-    """Split a scanner's text into (AIM symbology identifier, value with GS substitutes as GS).
-
-    Longer substitutes are replaced first, so ``<GS>`` wins over ``GS``.
-
-    >>> split_scan("]C1010950600013435210ABC<GS>17270101", gs_substitutes=["<GS>"])
-    (']C1', '010950600013435210ABC\\x1d17270101')
-    >>> split_scan("]C1...", aim_identifier=False)
-    ('', ']C1...')
-    """
-    identifier = ""
-    if aim_identifier and AIM_IDENTIFIER.match(text):
-        identifier, text = text[:3], text[3:]
-    for substitute in sorted(gs_substitutes, key=len, reverse=True):
-        text = text.replace(substitute, GS)
-    return identifier, text
 
 
 class HidError(ValueError):
@@ -167,27 +125,6 @@ class DecoderSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class DecodedScan:
-    """One complete scan read from the keystrokes."""
-
-    raw_value: str
-    """The scanned text, framing removed, GS as ASCII 29, AIM identifier split off."""
-    symbology_identifier: str
-    """The AIM identifier the scanner sent first (``]d2``), or ``""``."""
-    started_at: float
-    """Event time of the scan's first key press (seconds)."""
-    ended_at: float
-    """Event time of the key press that ended it (terminator, suffix or last key)."""
-    keystrokes: int
-    """Key presses in the scan, modifiers included."""
-
-    @property
-    def symbology(self) -> str:
-        """Human name of the symbology from the AIM identifier (``DataMatrix``), or ``""``."""
-        return AIM_SYMBOLOGIES.get(self.symbology_identifier[1:2], "")
-
-
-@dataclass(frozen=True, slots=True)
 class DroppedScan:
     """Keystrokes that did not make a scan, and why (they are logged, never emitted)."""
 
@@ -199,7 +136,7 @@ class DroppedScan:
     """Event time at which it was dropped."""
 
 
-Outcome = DecodedScan | DroppedScan
+Outcome = ScanText | DroppedScan
 
 
 class KeystrokeDecoder:
@@ -469,7 +406,7 @@ class KeystrokeDecoder:
         if ignored:
             log.debug("scan %r: ignored %s", text, ", ".join(ignored))
         return [
-            DecodedScan(
+            ScanText(
                 raw_value=text,
                 symbology_identifier=identifier,
                 started_at=started,

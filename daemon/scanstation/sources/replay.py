@@ -7,10 +7,10 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from scanstation.barcode.scantext import restore_gs
 from scanstation.config import ReplaySourceConfig
 from scanstation.model import Emit, Scan
 from scanstation.sources.base import SourceHealth
-from scanstation.sources.stdin import restore_gs
 
 BUNDLED_SAMPLES = "sample_scans.txt"
 

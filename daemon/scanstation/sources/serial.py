@@ -2,7 +2,7 @@
 
 A serial scanner sends each scan as bytes followed by a terminator (CR, LF or both). GS
 arrives as a real 0x1D byte, unless the scanner is programmed to send a visible substitute.
-The pure :class:`SerialFramer` cuts the byte stream into scans; :class:`SerialSource`
+The pure :class:`ScanTextr` cuts the byte stream into scans; :class:`SerialSource`
 opens the port, reads, reopens it when the scanner is unplugged and plugged back, and hands
 every scan to the pipeline in order.
 """
@@ -13,13 +13,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from scanstation.barcode.scantext import ScanText, split_scan
 from scanstation.hw.serialport import OpenConnection, open_serial_port
 from scanstation.model import Emit, Scan
 from scanstation.sources.base import SourceHealth
-from scanstation.sources.hid import AIM_SYMBOLOGIES, split_scan
 
 if TYPE_CHECKING:
     from scanstation.config import SerialSourceConfig
@@ -28,22 +27,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class SerialFrame:
-    """One scan cut out of the serial byte stream."""
-
-    raw_value: str
-    """The scanned text, terminator removed, GS as ASCII 29, AIM identifier split off."""
-    symbology_identifier: str
-    """The AIM identifier the scanner sent first (``]C1``), or ``""``."""
-    received_at: float
-    """Time the frame's last byte arrived (the clock the caller passes in)."""
-
-
-class SerialFramer:
+class ScanTextr:
     """Cuts bytes into frames at any terminator byte, or after a pause when there is none.
 
-    >>> framer = SerialFramer("\\r\\n")
+    >>> framer = ScanTextr("\\r\\n")
     >>> [f.raw_value for f in framer.feed(b"]C1010950600013435210AB\\x1d17270101\\r\\n", 0.0)]
     ['010950600013435210AB\\x1d17270101']
     """
@@ -72,9 +59,9 @@ class SerialFramer:
             return None
         return self._last_byte_at + self.frame_timeout
 
-    def feed(self, data: bytes, now: float) -> list[SerialFrame]:
+    def feed(self, data: bytes, now: float) -> list[ScanText]:
         """Take bytes received at ``now``; return the frames they complete."""
-        frames: list[SerialFrame] = []
+        frames: list[ScanText] = []
         if not self.terminators:
             last = self._last_byte_at
             if self._buffer and last is not None and now - last > self.frame_timeout:
@@ -90,7 +77,7 @@ class SerialFramer:
             self._last_byte_at = now
         return frames
 
-    def poll(self, now: float) -> list[SerialFrame]:
+    def poll(self, now: float) -> list[ScanText]:
         """End the pending frame after a pause (terminator ``""`` only)."""
         deadline = self.deadline
         if deadline is None or now < deadline:
@@ -104,7 +91,7 @@ class SerialFramer:
         self._last_byte_at = None
         return partial
 
-    def _take(self, now: float) -> list[SerialFrame]:
+    def _take(self, now: float) -> list[ScanText]:
         if not self._buffer:
             return []
         text = bytes(self._buffer).decode(self.encoding, errors="replace")
@@ -112,7 +99,7 @@ class SerialFramer:
         identifier, value = split_scan(text, self.aim_identifier, self.gs_substitutes)
         if not value:
             return []
-        return [SerialFrame(value, identifier, now)]
+        return [ScanText(value, identifier, now)]
 
 
 def _describe(port: str, exc: BaseException) -> str:
@@ -146,9 +133,9 @@ class SerialSource:
         self._backoff = (backoff_initial, backoff_max)
         self._scans: asyncio.Queue[Scan] = asyncio.Queue()
 
-    def _framer(self) -> SerialFramer:
+    def _framer(self) -> ScanTextr:
         config = self.config
-        return SerialFramer(
+        return ScanTextr(
             config.terminator,
             frame_timeout=config.frame_timeout_ms / 1000,
             encoding=config.encoding,
@@ -199,7 +186,7 @@ class SerialSource:
                     writer.close()
             await asyncio.sleep(delay)
 
-    async def _read(self, reader: asyncio.StreamReader, framer: SerialFramer) -> None:
+    async def _read(self, reader: asyncio.StreamReader, framer: ScanTextr) -> None:
         loop = asyncio.get_running_loop()
         while True:
             deadline = framer.deadline
@@ -213,14 +200,14 @@ class SerialSource:
                 raise ConnectionError("the port was closed (device disconnected)")
             self._deliver(framer.feed(data, loop.time()))
 
-    def _deliver(self, frames: list[SerialFrame]) -> None:
+    def _deliver(self, frames: list[ScanText]) -> None:
         for frame in frames:
             self._scans.put_nowait(
                 Scan(
                     source=self.name,
                     raw_value=frame.raw_value,
                     symbology_identifier=frame.symbology_identifier,
-                    symbology=AIM_SYMBOLOGIES.get(frame.symbology_identifier[1:2], ""),
+                    symbology=frame.symbology,
                     metadata={"port": self.config.port},
                 )
             )

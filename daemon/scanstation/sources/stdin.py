@@ -7,24 +7,14 @@ import contextlib
 import logging
 import sys
 import threading
-from collections.abc import Sequence
 from typing import TextIO
 
+from scanstation.barcode.scantext import restore_gs
 from scanstation.config import StdinSourceConfig
 from scanstation.model import RAW_VALUE_MAX_LENGTH, Emit, Scan
 from scanstation.sources.base import SourceHealth
 
 log = logging.getLogger(__name__)
-
-GS = "\x1d"
-
-
-def restore_gs(line: str, substitutes: Sequence[str]) -> str:
-    """Replace the typed stand-ins for GS (e.g. the four characters ``\\x1d``) with GS."""
-    for substitute in substitutes:
-        if substitute:
-            line = line.replace(substitute, GS)
-    return line
 
 
 class StdinSource:

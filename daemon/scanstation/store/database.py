@@ -649,6 +649,64 @@ class Store:
         )
         return (int(row[0]), row[1]) if row else (0, None)
 
+    async def ping(self) -> bool:
+        """True when the reader answers (an empty query: nothing reaches the SD card)."""
+        return await self.fetchone("SELECT 1") is not None
+
+    async def ping_writer(self) -> bool:
+        """True when the writer task commits and the reader answers; an empty transaction."""
+
+        async def select_one(db: aiosqlite.Connection) -> None:
+            await db.execute("SELECT 1")
+
+        await self.write(select_one)
+        return await self.ping()
+
+    async def session_capture_counts(self, session_id: int) -> dict[str, int]:
+        """Status name → number of captures of one session (row id), statuses present only."""
+        rows = await self.fetchall(
+            "SELECT status, COUNT(*) FROM captures WHERE session_id = ? GROUP BY status",
+            (session_id,),
+        )
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    async def outbox_refused(self, row_id: int, error: str) -> None:
+        """Count one refused delivery of an outbox event, and keep why."""
+
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?",
+                (error, row_id),
+            )
+
+        await self.write(op)
+
+    async def outbox_dead_letter(self, row_id: int, error: str) -> None:
+        """Move an event its destination will never take to outbox_dead (kept for inspection).
+
+        The dead row gets its own id: outbox ids can be reused once deleted, dead rows stay.
+        """
+        now = time.time()
+
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT OR REPLACE INTO outbox_dead (destination, topic, event_id, seq, payload, "
+                "created, attempts, last_error, died) "
+                "SELECT destination, topic, event_id, seq, payload, created, attempts + 1, ?, ? "
+                "FROM outbox WHERE id = ?",
+                (error, now, row_id),
+            )
+            await db.execute("DELETE FROM outbox WHERE id = ?", (row_id,))
+
+        await self.write(op)
+
+    async def outbox_dead_count(self, destination: str = MQTT_DESTINATION) -> int:
+        """Events of one destination in outbox_dead."""
+        row = await self.fetchone(
+            "SELECT COUNT(*) FROM outbox_dead WHERE destination = ?", (destination,)
+        )
+        return int(row[0]) if row else 0
+
     # ---- products ------------------------------------------------------------------------
 
     async def products_by_gtin(self, gtins: Iterable[str]) -> dict[str, tuple[int, str]]:

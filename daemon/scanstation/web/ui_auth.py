@@ -19,10 +19,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import aiosqlite
 from aiohttp import web
 
-from scanstation.store import Store
+from scanstation.store import Store, ui_sessions
 from scanstation.web.auth import ApiKeyStore
 from scanstation.web.errors import ApiError, Handler, error_response, read_json
 from scanstation.web.passwords import MAX_LENGTH, PasswordStore
@@ -87,17 +86,8 @@ class UiSessionTable:
 
     async def open(self) -> None:
         now = self.clock()
-
-        async def create(db: aiosqlite.Connection) -> None:
-            await db.execute(
-                "DELETE FROM ui_sessions WHERE last_seen < ? OR created < ?",
-                (now - IDLE_TTL_S, now - ABSOLUTE_TTL_S),
-            )
-
-        await self.store.write(create)
-        rows = await self.store.fetchall(
-            "SELECT token_sha256, csrf_token, password_tag, created, last_seen, remote, "
-            "user_agent FROM ui_sessions"
+        rows = await ui_sessions.load(
+            self.store, idle_before=now - IDLE_TTL_S, created_before=now - ABSOLUTE_TTL_S
         )
         self._sessions = {r[0]: UiSession(*r) for r in rows}
         self._touched = {s.token_sha256: s.last_seen for s in self._sessions.values()}
@@ -125,22 +115,18 @@ class UiSessionTable:
             user_agent[:200],
         )
 
-        async def insert(db: aiosqlite.Connection) -> None:
-            await db.execute(
-                "INSERT INTO ui_sessions (token_sha256, csrf_token, password_tag, created, "
-                "last_seen, remote, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    session.token_sha256,
-                    session.csrf_token,
-                    session.password_tag,
-                    session.created,
-                    session.last_seen,
-                    session.remote,
-                    session.user_agent,
-                ),
-            )
-
-        await self.store.write(insert)
+        await ui_sessions.insert(
+            self.store,
+            (
+                session.token_sha256,
+                session.csrf_token,
+                session.password_tag,
+                session.created,
+                session.last_seen,
+                session.remote,
+                session.user_agent,
+            ),
+        )
         self._sessions[session.token_sha256] = session
         self._touched[session.token_sha256] = now
         return token, session
@@ -187,24 +173,14 @@ class UiSessionTable:
         task.add_done_callback(self._pending.discard)
 
     async def _write_last_seen(self, digest: str, now: float) -> None:
-        async def op(db: aiosqlite.Connection) -> None:
-            await db.execute(
-                "UPDATE ui_sessions SET last_seen = ? WHERE token_sha256 = ?", (now, digest)
-            )
-
         try:
-            await self.store.write(op)
+            await ui_sessions.touch(self.store, digest, now)
         except Exception:  # losing a last-seen update only shortens the session
             log.warning("could not record a UI session's last use", exc_info=True)
 
     async def _delete_rows(self, digests: list[str]) -> None:
-        params = [(d,) for d in digests]
-
-        async def op(db: aiosqlite.Connection) -> None:
-            await db.executemany("DELETE FROM ui_sessions WHERE token_sha256 = ?", params)
-
         try:
-            await self.store.write(op)
+            await ui_sessions.delete(self.store, digests)
         except Exception:
             log.warning("could not delete an ended UI session", exc_info=True)
 

@@ -177,14 +177,15 @@ async def direct_run(
 
 def decoder_rate(count: int) -> float:
     """Scans/s through the pure keystroke decoder alone (no I/O, no event loop)."""
-    from scanstation.sources.hid import DecodedScan, DecoderSettings, KeystrokeDecoder
+    from scanstation.barcode.scantext import ScanText
+    from scanstation.sources.hid import DecoderSettings, KeystrokeDecoder
 
     events = [e for i in range(count) for e in keymaps.keystrokes(LAYOUT, scan_text(i), start=i)]
     decoder = KeystrokeDecoder(DecoderSettings(layout=LAYOUT))
     started = time.perf_counter()
     decoded = [o for event in events for o in decoder.feed(*event)]
     elapsed = time.perf_counter() - started
-    if [type(o) for o in decoded] != [DecodedScan] * count:
+    if [type(o) for o in decoded] != [ScanText] * count:
         raise RuntimeError("the decoder did not return every scan")
     return count / elapsed
 

@@ -11,8 +11,7 @@ from scanstation.web.context import services
 async def healthz(request: web.Request) -> web.Response:
     svc = services(request)
     try:
-        await svc.store.fetchone("SELECT 1")
-        db = "ok"
+        db = "ok" if await svc.store.ping() else "error: no answer"
     except Exception as exc:  # the health check reports, it does not raise
         db = f"error: {exc}"
     sources = {name: h.state for name, h in svc.sources.items()}

@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from scanstation import __version__
-from scanstation.bus import Event, Subscription
+from scanstation.bus import Event, EventKind, Subscription
 from scanstation.payloads import iso
 from scanstation.web.context import API_BASE, services
 
@@ -37,7 +37,7 @@ class LiveStreams:
 LIVE = web.AppKey("live_streams", LiveStreams)
 
 
-_SHUTDOWN = Event("shutdown", {})
+_SHUTDOWN = Event(EventKind.SHUTDOWN, {})
 
 
 # ---- live events --------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import StringConstraints
 
+from scanstation.bus import EventKind
 from scanstation.payloads import product_json
 from scanstation.services.catalog import CatalogError, gtin14, parse_products
 from scanstation.store import NotFound
@@ -101,7 +102,7 @@ async def put_product(request: web.Request) -> web.Response:
         created = True
     await svc.store.upsert_products([{"gtin": gtin, **fields}])
     product = await svc.store.get_product(gtin)
-    svc.bus.publish("product", product_json(product))
+    svc.bus.publish(EventKind.PRODUCT, product_json(product))
     return web.json_response(product_json(product), status=201 if created else 200)
 
 
@@ -138,5 +139,5 @@ async def import_products(request: web.Request) -> web.Response:
     except CatalogError as exc:
         raise ApiError(422, str(exc)) from None
     count = await svc.store.upsert_products(products)
-    svc.bus.publish("catalog", {"imported": count})
+    svc.bus.publish(EventKind.CATALOG, {"imported": count})
     return web.json_response({"imported": count}, status=200)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
+from scanstation.bus import EventKind
 from scanstation.model import CaptureStatus, ProposalStatus
 from scanstation.payloads import capture_json, product_json, proposal_json
 from scanstation.services.catalog import LIST_FIELDS, CatalogError, gtin14
@@ -42,7 +43,7 @@ async def patch_proposal(request: web.Request) -> web.Response:
     proposal = await queries.review_proposal(
         svc.store, request.match_info["id"], ProposalStatus(body.status)
     )
-    svc.bus.publish("proposal", proposal_json(proposal))
+    svc.bus.publish(EventKind.PROPOSAL, proposal_json(proposal))
     return web.json_response(proposal_json(proposal))
 
 
@@ -142,7 +143,7 @@ async def apply_proposals(request: web.Request) -> web.Response:
     if fields and capture.status is CaptureStatus.NOT_FOUND:
         capture = await svc.pipeline.retry(public_id)
     if product is not None:
-        svc.bus.publish("product", product_json(product))
+        svc.bus.publish(EventKind.PRODUCT, product_json(product))
     return web.json_response(
         {
             "product": product_json(product) if product else None,

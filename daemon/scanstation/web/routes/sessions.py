@@ -31,12 +31,11 @@ class SessionCreate(Body):
 @routes.post(f"{API_BASE}/sessions")
 async def create_session(request: web.Request) -> web.Response:
     body = SessionCreate.model_validate(await read_json(request) or {})
-    session = await services(request).store.create_session(
+    session = await services(request).pipeline.sessions.start(
         capture_mode=CaptureMode(body.capture_mode),
         metadata=validate_metadata(body.metadata),
         source=body.source,
     )
-    services(request).bus.publish("session", session_json(session))
     return web.json_response(session_json(session), status=201)
 
 
@@ -61,11 +60,7 @@ async def get_session(request: web.Request) -> web.Response:
 async def session_status(request: web.Request) -> web.Response:
     store = services(request).store
     session = await store.get_session(request.match_info["id"])
-    rows = await store.fetchall(
-        "SELECT status, COUNT(*) FROM captures WHERE session_id = ? GROUP BY status",
-        (session.id,),
-    )
-    by_status = {r[0]: r[1] for r in rows}
+    by_status = await store.session_capture_counts(session.id)
     in_progress = sum(n for s, n in by_status.items() if not CaptureStatus(s).terminal)
     return web.json_response(
         {
@@ -82,6 +77,5 @@ async def session_status(request: web.Request) -> web.Response:
 
 @routes.post(API_BASE + "/sessions/{id}/end")
 async def end_session(request: web.Request) -> web.Response:
-    session = await services(request).store.end_session(request.match_info["id"])
-    services(request).bus.publish("session", session_json(session))
+    session = await services(request).pipeline.sessions.end(request.match_info["id"])
     return web.json_response(session_json(session))
