@@ -252,8 +252,17 @@ def test_gadget_reports_type_back_any_text(layout: str, text: str) -> None:
     assert _type_back(layout, encode(layout, text)) == [text]
 
 
-@pytest.mark.parametrize("module", ["format", "match", "gadget", "serial_out", "webhook"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "barcode.format",
+        "barcode.match",
+        "outputs.gadget",
+        "outputs.serial_out",
+        "outputs.webhook",
+    ],
+)
 def test_outputs_docstring_examples_hold(module: str) -> None:
-    found = doctest.testmod(importlib.import_module(f"scanstation.outputs.{module}"))
+    found = doctest.testmod(importlib.import_module(f"scanstation.{module}"))
     assert found.failed == 0
     assert found.attempted > 0

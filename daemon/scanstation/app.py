@@ -187,7 +187,7 @@ def software_triggers(sources: list[Source]) -> dict[str, Callable[[], None]]:
     return {c.name: c.trigger for c in cameras(sources) if c.config.trigger != "continuous"}
 
 
-def init_gpio(config: Config, pipeline: Pipeline, sources: list[Source]) -> GpioIO | None:
+def init_gpio(config: Config, sessions: SessionButton, sources: list[Source]) -> GpioIO | None:
     """Feedback once a scan is durable, rejects when a capture finishes, the photo-eye
     opening read windows, the session button — when any pin is configured."""
     if not config.gpio.in_use:
@@ -196,15 +196,14 @@ def init_gpio(config: Config, pipeline: Pipeline, sources: list[Source]) -> Gpio
 
     gpio = GpioIO(
         config.gpio,
-        toggle_session=lambda: pipeline.toggle_session("button"),
-        new_session=lambda: pipeline.start_session("button"),
+        toggle_session=lambda: sessions.toggle_session("button"),
+        new_session=lambda: sessions.start_session("button"),
     )
     gpio.trigger_listeners.extend(c.trigger for c in cameras(sources) if c.config.trigger == "gpio")
-    pipeline.on_finished.append(gpio.on_capture)
     return gpio
 
 
-def init_outputs(config: Config, store: Store, pipeline: Pipeline, gpio: GpioIO | None) -> Outputs:
+def init_outputs(config: Config, store: Store, gpio: GpioIO | None) -> Outputs:
     """Hand finished captures to the POS, WMS or PLC: keyboard gadget and serial at once,
     webhooks through their own rows of the durable outbox."""
     from scanstation.outputs import Outputs
@@ -213,10 +212,23 @@ def init_outputs(config: Config, store: Store, pipeline: Pipeline, gpio: GpioIO 
         if gpio is not None:
             gpio.schedule_reject(capture, [why])
 
-    outputs = Outputs(config, store, reject=reject if gpio else None)
-    pipeline.destinations = outputs.destinations
-    pipeline.on_finished.append(outputs.on_capture)
-    return outputs
+    return Outputs(config, store, reject=reject if gpio else None)
+
+
+@dataclass
+class SessionButton:
+    """The session button's two actions, bound to the pipeline once it exists (the button's
+    pins are set up before the pipeline, whose hooks include the GPIO's reject output)."""
+
+    pipeline: Pipeline | None = None
+
+    async def toggle_session(self, started_by: str) -> None:
+        assert self.pipeline is not None, "bound before the sources run"
+        await self.pipeline.toggle_session(started_by)
+
+    async def start_session(self, started_by: str) -> None:
+        assert self.pipeline is not None, "bound before the sources run"
+        await self.pipeline.start_session(started_by)
 
 
 def station_telemetry(sources: list[Source]) -> Callable[[], dict[str, Any]]:
@@ -255,10 +267,20 @@ async def run(
     ) as store:
         bus = EventBus()
         enrichers = await init_classifier(config, store)
-        pipeline = Pipeline(store, config, bus=bus, enrichers=enrichers)
         sources = init_sources(config, extra_sources)
-        gpio = init_gpio(config, pipeline, sources)
-        outputs = init_outputs(config, store, pipeline, gpio)
+        button = SessionButton()
+        gpio = init_gpio(config, button, sources)
+        outputs = init_outputs(config, store, gpio)
+        pipeline = Pipeline(
+            store,
+            config,
+            bus=bus,
+            enrichers=enrichers,
+            # GPIO first: the reject output fires before the outputs write.
+            on_finished=[*([gpio.on_capture] if gpio else []), outputs.on_capture],
+            destinations=outputs.destinations,
+        )
+        button.pipeline = pipeline
         triggers = software_triggers(sources)
         # Always started: with no [mqtt] host it idles and the outbox keeps every event.
         mqtt = MqttLink(

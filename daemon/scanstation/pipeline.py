@@ -118,7 +118,11 @@ class Pipeline:
         enrichers: Sequence[Enricher] = (),
         queue_size: int = 8192,
         qr_analyzer: QrAnalyzer | None = None,
+        on_finished: Sequence[Callable[[Capture], Awaitable[None] | None]] = (),
+        destinations: Callable[[Capture], Sequence[str]] | None = None,
     ) -> None:
+        """``on_finished``: hooks run right after a capture's terminal commit (outputs, GPIO);
+        ``destinations``: extra outbox destinations of a finished capture (webhooks)."""
         self.store = store
         self.config = config
         self.bus = bus or EventBus()
@@ -141,9 +145,9 @@ class Pipeline:
         self.disk = DiskGuard(config.storage.path, config.storage.disk_floor_mb)
         self._idle = asyncio.Event()
         self._idle.set()
-        self.destinations: Callable[[Capture], Sequence[str]] | None = None
+        self.destinations = destinations
         """Extra outbox destinations of a finished capture (webhook outputs), besides MQTT."""
-        self.on_finished: list[Callable[[Capture], Awaitable[None] | None]] = []
+        self.on_finished: list[Callable[[Capture], Awaitable[None] | None]] = list(on_finished)
 
     # ---- entry points --------------------------------------------------------------------
 
