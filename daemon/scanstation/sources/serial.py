@@ -2,7 +2,7 @@
 
 A serial scanner sends each scan as bytes followed by a terminator (CR, LF or both). GS
 arrives as a real 0x1D byte, unless the scanner is programmed to send a visible substitute.
-The pure :class:`ScanTextr` cuts the byte stream into scans; :class:`SerialSource`
+The pure :class:`SerialFramer` cuts the byte stream into scans; :class:`SerialSource`
 opens the port, reads, reopens it when the scanner is unplugged and plugged back, and hands
 every scan to the pipeline in order.
 """
@@ -27,10 +27,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class ScanTextr:
+class SerialFramer:
     """Cuts bytes into frames at any terminator byte, or after a pause when there is none.
 
-    >>> framer = ScanTextr("\\r\\n")
+    >>> framer = SerialFramer("\\r\\n")
     >>> [f.raw_value for f in framer.feed(b"]C1010950600013435210AB\\x1d17270101\\r\\n", 0.0)]
     ['010950600013435210AB\\x1d17270101']
     """
@@ -133,9 +133,9 @@ class SerialSource:
         self._backoff = (backoff_initial, backoff_max)
         self._scans: asyncio.Queue[Scan] = asyncio.Queue()
 
-    def _framer(self) -> ScanTextr:
+    def _framer(self) -> SerialFramer:
         config = self.config
-        return ScanTextr(
+        return SerialFramer(
             config.terminator,
             frame_timeout=config.frame_timeout_ms / 1000,
             encoding=config.encoding,
@@ -186,7 +186,7 @@ class SerialSource:
                     writer.close()
             await asyncio.sleep(delay)
 
-    async def _read(self, reader: asyncio.StreamReader, framer: ScanTextr) -> None:
+    async def _read(self, reader: asyncio.StreamReader, framer: SerialFramer) -> None:
         loop = asyncio.get_running_loop()
         while True:
             deadline = framer.deadline

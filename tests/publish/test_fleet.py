@@ -13,7 +13,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mosquitto import Broker, broker_fixture  # noqa: F401 (the broker fixture)
 from scanstation.commands.fleet import FleetTable, fleet_main, render_table

@@ -26,7 +26,7 @@ from scanstation.web.routes.live import LIVE, end_streams
 from scanstation.web.server import make_app
 
 API = "/scanner/api/v1"
-IMAGES = Path(__file__).resolve().parent / "data" / "images"
+IMAGES = Path(__file__).resolve().parents[1] / "data" / "images"
 GTIN = "09506000134352"  # GS1's example GTIN (valid check digit)
 TERMINAL = {"COMPLETED", "NOT_FOUND", "FAILED"}
 

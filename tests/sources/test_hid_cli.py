@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
+from test_hid_recordings import DATA, GS1_DATAMATRIX_VALUE, write_jsonl
 
 from scanstation.commands.devices import (
     CameraInfo,
@@ -25,7 +26,6 @@ from scanstation.commands.devices import (
 )
 from scanstation.hw import keymaps
 from scanstation.sources.hid import FakeInputBus
-from test_hid_recordings import DATA, GS1_DATAMATRIX_VALUE, write_jsonl
 
 # A keyboard's key bitmap as sysfs shows it (letters, digits, Enter and more are set).
 KEYBOARD_KEYS = "1000000000007 ff9f207ac14057ff febeffdfffefffff fffffffffffffffe"

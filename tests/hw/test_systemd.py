@@ -20,7 +20,7 @@ from scanstation.config import Config
 from scanstation.hw import systemd
 from scanstation.store import Store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "scanstation.service"
 
 

@@ -18,7 +18,7 @@ from scanstation.pipeline import Pipeline
 from scanstation.store import NewCapture, Store
 from scanstation.web.context import Services
 
-IMAGES = Path(__file__).parent / "data" / "images"
+IMAGES = Path(__file__).parents[1] / "data" / "images"
 
 
 def reframed(name: str) -> bytes:

@@ -40,7 +40,7 @@ from scanstation.web.context import API_BASE, Services
 from scanstation.web.server import make_app
 
 SCALE = float(os.environ.get("SCANSTATION_FUZZ_SCALE", "1"))
-IMAGES = Path(__file__).parent / "data" / "images"
+IMAGES = Path(__file__).parents[1] / "data" / "images"
 GTIN = "09506000134352"
 STREAMING = ("text/event-stream", "multipart/x-mixed-replace")
 REQUEST_TIMEOUT = 10.0

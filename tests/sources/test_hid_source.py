@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_hid_recordings import GS1_DATAMATRIX, GS1_DATAMATRIX_VALUE
 
 from scanstation.config import HidSourceConfig
 from scanstation.hw import keymaps
 from scanstation.model import Scan
 from scanstation.sources.hid import FakeInputBus, HidSource, discover_scanners
-from test_hid_recordings import GS1_DATAMATRIX, GS1_DATAMATRIX_VALUE
 
 GUN1 = "/dev/input/by-id/usb-Honeywell_Imaging___Mobility_1900-event-kbd"
 GUN2 = "/dev/input/by-id/usb-Zebra_Technologies_Symbol_Bar_Code_Scanner-event-kbd"

@@ -30,7 +30,7 @@ from scanstation.pipeline import Pipeline
 from scanstation.sources.hid import DecoderSettings, KeystrokeDecoder
 from scanstation.store import NewCapture, Store
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GS = "\x1d"
 DATAMATRIX = f"]d2010950600013435217270101{GS}10ABC123{GS}21S0001"
 VALUES = [

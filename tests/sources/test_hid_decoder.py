@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from test_hid_recordings import GS, hand_typed
 
 from scanstation.barcode.scantext import ScanText
 from scanstation.config import HidSourceConfig
@@ -15,7 +16,6 @@ from scanstation.sources.hid import (
     Outcome,
     decode_recording,
 )
-from test_hid_recordings import GS, hand_typed
 
 
 def scans(outcomes: list[Outcome]) -> list[tuple[str, str]]:

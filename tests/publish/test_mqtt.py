@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mosquitto import Broker, Subscriber, broker_fixture  # noqa: F401 (the broker fixture)
 from mqtt_station import outbox_drained, running_station, station_config, stop_link, wait_until

@@ -29,7 +29,7 @@ from scanstation.vision.classify import (
     to_tensor,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "tests" / "data" / "images"
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import scanstation.app
 from mosquitto import Broker, Received, Subscriber, free_port

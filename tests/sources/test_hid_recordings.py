@@ -2,7 +2,7 @@
 
 Also the helpers the other HID tests import: chords written by hand from the published
 layouts, and the recorded-stream fixtures in tests/data/hid (regenerate them with
-`python tests/test_hid_recordings.py`).
+`python tests/sources/test_hid_recordings.py`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from scanstation.hw import keymaps
 from scanstation.hw.keymaps import EV_KEY, EV_SYN, KeyEvent
 from scanstation.sources.hid import DecoderSettings, decode_recording
 
-DATA = Path(__file__).resolve().parent / "data" / "hid"
+DATA = Path(__file__).resolve().parents[1] / "data" / "hid"
 
 GS = "\x1d"
 # A GS1 DataMatrix: GTIN, expiry, batch (variable length, so GS follows), serial.

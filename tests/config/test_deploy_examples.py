@@ -16,7 +16,7 @@ import pytest
 
 from scanstation.config import load_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "docs" / "examples"
 FIRMWARE = REPO / "firmware-config"
 PROVISION = FIRMWARE / "provision.sh"

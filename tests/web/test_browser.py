@@ -57,8 +57,8 @@ CHROMIUM_ARGS = [
 ]
 API = "/scanner/api/v1"
 PASSWORD = "kiosk password 1"
-IMAGES = Path(__file__).resolve().parent / "data" / "images"
-REPO = Path(__file__).resolve().parents[1]
+IMAGES = Path(__file__).resolve().parents[1] / "data" / "images"
+REPO = Path(__file__).resolve().parents[2]
 VIEWPORTS = [(1280, 800), (800, 480), (390, 844)]  # desktop, 7" kiosk, phone
 
 

@@ -35,7 +35,7 @@ from scanstation.vision.enrich import (
 )
 from scanstation.web.context import Services
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "tests" / "data" / "images"
 MODEL = "efficientnet_lite0.tflite"
 LABELS = read_labels(REPO / "models" / "imagenet_labels.txt")

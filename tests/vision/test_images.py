@@ -13,7 +13,7 @@ from PIL import Image, ImageChops, ImageStat, PngImagePlugin
 
 from scanstation.vision.images import UploadError, sanitize_upload, sniff_format
 
-IMAGES = Path(__file__).parent / "data" / "images"
+IMAGES = Path(__file__).parents[1] / "data" / "images"
 MAX_PIXELS = 40_000_000
 SECRET = b"GPS 52.3676N 4.9041E serial 0xC0FFEE"
 

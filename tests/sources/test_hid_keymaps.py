@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_hid_recordings import GS, hand_typed
 
 from scanstation.barcode.scantext import ScanText
 from scanstation.hw import keymaps
 from scanstation.sources.hid import DecoderSettings, KeystrokeDecoder, decode_recording
-from test_hid_recordings import GS, hand_typed
 
 
 def decode(layout: str, *chords: str, **options: object) -> list[tuple[str, str]]:
