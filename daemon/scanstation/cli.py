@@ -23,6 +23,7 @@ from typing import Any, TextIO
 
 from scanstation import __version__
 from scanstation.barcode.interpret import InterpretError
+from scanstation.commands import CommandLineError
 from scanstation.config import Config, ConfigError, load_config, parse_config
 
 log = logging.getLogger("scanstation")
@@ -57,7 +58,7 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
 BENCHMARKS = ("ingest", "pipeline", "parse", "decode", "classify", "hid", "pages", "outputs")
 
 
-class UsageError(Exception):
+class UsageError(CommandLineError):
     """Bad arguments or a bad input file (exit 2)."""
 
 

@@ -28,6 +28,8 @@ import numpy as np
 import numpy.typing as npt
 import zxingcpp
 
+from scanstation.barcode import BarcodeError
+
 Frame = npt.NDArray[np.uint8]
 """A camera frame: H×W grayscale or H×W×3 BGR, uint8."""
 
@@ -45,7 +47,7 @@ _FORMAT_ALIASES = {"gs1-128": "Code128", "gs1128": "Code128", "ean-upc": "EANUPC
 _LINEAR = frozenset(zxingcpp.barcode_formats_list(zxingcpp.BarcodeFormats(zxingcpp.AllLinear)))
 
 
-class DecodeError(ValueError):
+class DecodeError(BarcodeError, ValueError):
     """A frame, file or option the decoder cannot use; says which and what was expected."""
 
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from scanstation.barcode import BarcodeError
 from scanstation.model import Capture
 
 FIELDS: dict[str, str] = {
@@ -40,7 +41,7 @@ FIELDS: dict[str, str] = {
 Mode = Literal["template", "gtin", "hri"]
 
 
-class FormatError(ValueError):
+class FormatError(BarcodeError, ValueError):
     """A template that cannot be used; the message names the template, the spot and the fix."""
 
 

@@ -24,6 +24,7 @@ from biip.gtin import Gtin
 from biip.rcn import Rcn
 from biip.upc import Upc
 
+from scanstation.barcode import BarcodeError
 from scanstation.barcode.gs1.engine import (
     GS,
     GS1Issue,
@@ -40,7 +41,7 @@ __all__ = ["GS1Issue", "InterpretError", "Interpretation", "RecallList", "interp
 Kind = Literal["gtin", "gs1", "digital_link", "url", "text"]
 
 
-class InterpretError(Exception):
+class InterpretError(BarcodeError):
     """A recall list could not be read."""
 
 

@@ -15,17 +15,31 @@ format (``kinds``).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from scanstation.barcode import BarcodeError
 from scanstation.barcode.format import FormatFields
 from scanstation.barcode.interpret import interpret
 
-if TYPE_CHECKING:
-    from scanstation.config import MatchRules
+
+class RuleSettings(Protocol):
+    """The match rules as configured (``[[outputs]] match``, config.MatchRules)."""
+
+    @property
+    def symbologies(self) -> Sequence[str]: ...
+    @property
+    def kinds(self) -> Sequence[str]: ...
+    @property
+    def gtin_prefixes(self) -> Sequence[str]: ...
+    @property
+    def pattern(self) -> str: ...
+    @property
+    def require_ais(self) -> Sequence[str]: ...
 
 
-class MatchError(ValueError):
+class MatchError(BarcodeError, ValueError):
     """A rule that cannot be used; the message names it and what was expected."""
 
 
@@ -90,7 +104,7 @@ class CompiledRules:
         return ""
 
 
-def compile_rules(rules: MatchRules) -> CompiledRules:
+def compile_rules(rules: RuleSettings) -> CompiledRules:
     """Check and compile ``rules``; raises MatchError naming the rule that cannot be used."""
     names: set[str] = set()
     aims: list[str] = []

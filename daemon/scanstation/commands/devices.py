@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from scanstation.barcode.scantext import ScanText
+from scanstation.commands import CommandLineError
 from scanstation.hw import keymaps
 from scanstation.hw.keymaps import EV_KEY, KeyEvent
 from scanstation.sources.hid import (
@@ -35,7 +36,7 @@ from scanstation.sources.hid import (
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
-class RecordingError(ValueError):
+class RecordingError(CommandLineError, ValueError):
     """A recording line that is not an event; the message names the line and what was expected."""
 
 

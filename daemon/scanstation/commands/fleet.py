@@ -16,13 +16,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from scanstation.commands import CommandLineError
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 STALE_FACTOR = 2.5
 """An online station silent for this many telemetry intervals is shown as stale."""
 DEFAULT_INTERVAL_S = 30.0
 
 
-class FleetError(Exception):
+class FleetError(CommandLineError):
     """A broker that cannot be reached or arguments that cannot work; the message says why."""
 
 

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from scanstation.config import BeepPattern, GpioConfig, RejectReason
+from scanstation.hw import HardwareError
 from scanstation.model import Capture, CaptureStatus, Emit, Scan
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ STALE_FEEDBACK_S = 30.0
 no LED, buzzer or reject: nobody is standing at the lane waiting for it any more."""
 
 
-class GpioError(Exception):
+class GpioError(HardwareError):
     """A pin that cannot be used; the message names the pin, its function and what to check."""
 
 

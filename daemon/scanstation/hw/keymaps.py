@@ -28,6 +28,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from scanstation.hw import HardwareError
+
 # evdev key codes (linux/input-event-codes.h); repeated here so this module needs no evdev.
 EV_SYN = 0
 EV_KEY = 1
@@ -153,7 +155,7 @@ _QWERTY_ROWS = {
 }
 
 
-class KeymapError(ValueError):
+class KeymapError(HardwareError, ValueError):
     """A layout name or a character a layout cannot type; the message says which and why."""
 
 

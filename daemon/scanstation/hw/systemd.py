@@ -18,10 +18,16 @@ import os
 import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from scanstation.store import Store
+from scanstation.hw import HardwareError
+
+
+class Pingable(Protocol):
+    """What the store check needs of the store: a round trip through its writer."""
+
+    async def ping_writer(self) -> bool: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +42,7 @@ Check = Callable[[], Awaitable[bool]]
 """A health check: True while its part works. A raised exception or a timeout counts as False."""
 
 
-class NotifyError(Exception):
+class NotifyError(HardwareError):
     """A malformed notify socket address or watchdog setting (names the value and the fix)."""
 
 
@@ -234,7 +240,7 @@ def task_alive(name: str, task: asyncio.Task[Any]) -> Check:
     return check
 
 
-def store_check(store: Store) -> Check:
+def store_check(store: Pingable) -> Check:
     """Healthy while the writer task commits and the reader answers (a wedged or dead
     database stops the pings). The probe is an empty transaction: nothing reaches the SD card."""
 

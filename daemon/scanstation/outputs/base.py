@@ -27,6 +27,11 @@ from scanstation.config import (
 )
 from scanstation.model import Capture
 
+
+class OutputError(Exception):
+    """The root of the outputs' errors: an output that cannot deliver or is badly configured."""
+
+
 log = logging.getLogger(__name__)
 
 AnyOutputConfig = KeyboardGadgetOutputConfig | SerialOutputConfig | WebhookOutputConfig

@@ -30,7 +30,7 @@ from typing import Literal, NoReturn
 from scanstation.config import KeyboardGadgetOutputConfig
 from scanstation.hw import keymaps
 from scanstation.hw.keymaps import GS, KeyEvent, Stroke
-from scanstation.outputs.base import LiveRead, LiveSink
+from scanstation.outputs.base import LiveRead, LiveSink, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ GsMode = Literal["ctrl", "alt", "text", "drop"]
 Terminator = Literal["enter", "tab", "none"]
 
 
-class GadgetError(Exception):
+class GadgetError(OutputError):
     """The gadget cannot be written; the message names the device and what to check."""
 
 

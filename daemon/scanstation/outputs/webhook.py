@@ -32,7 +32,7 @@ import aiohttp
 from scanstation import __version__
 from scanstation.barcode.format import FormatFields
 from scanstation.config import WebhookOutputConfig
-from scanstation.outputs.base import Sink
+from scanstation.outputs.base import OutputError, Sink
 from scanstation.store import OutboxEvent, Store
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ EVENT_ID_HEADER = "X-Scanstation-Event-Id"
 SECRET_RETRY_S = 30.0
 
 
-class WebhookError(Exception):
+class WebhookError(OutputError):
     """A webhook that cannot run (unreadable secret); the message names the file."""
 
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from scanstation.model import MetadataError, validate_metadata
+from scanstation.publish import PublishError
 
 COMMANDS = (
     "session.start",
@@ -31,7 +32,7 @@ CORRELATION_MEMORY = 1024
 # ---- commands ----------------------------------------------------------------------------
 
 
-class CommandError(Exception):
+class CommandError(PublishError):
     """A command that cannot run: ``code`` is the reply's error code, ``field`` the culprit."""
 
     def __init__(self, code: str, message: str, field: str = "") -> None:

@@ -19,6 +19,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from scanstation.config import MqttConfig
+from scanstation.publish import PublishError
 
 PERMANENT_REFUSALS = {
     0x90: "topic name invalid",
@@ -39,7 +40,7 @@ QUICKACK: int | None = getattr(socket, "TCP_QUICKACK", None)
 CONNECT_TIMEOUT_S = 10.0
 
 
-class MqttError(Exception):
+class MqttError(PublishError):
     """An MQTT connection or protocol failure; the message names the broker and the cause."""
 
 

@@ -31,6 +31,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
+from scanstation.qr import QrError
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 ALLOWED_SCHEMES = frozenset({"http", "https"})
@@ -48,7 +50,7 @@ _SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")  # CGNAT (RFC 659
 _METADATA = ipaddress.IPv4Address("169.254.169.254")
 
 
-class NetGuardError(OSError):
+class NetGuardError(QrError, OSError):
     """A URL or address QR analysis refuses to connect to; the message says which and why.
 
     An ``OSError`` so that aiohttp's connector carries it (as ``os_error``) unchanged from the

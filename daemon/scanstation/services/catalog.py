@@ -11,12 +11,13 @@ from typing import Any
 from biip import ParseError
 from biip.gtin import Gtin
 
+from scanstation.services import ServiceError
 from scanstation.store.rows import PRODUCT_FIELDS
 
 LIST_FIELDS = ("certifications", "images")
 
 
-class CatalogError(ValueError):
+class CatalogError(ServiceError, ValueError):
     """A product file that cannot be imported; the message names the row and the value."""
 
 

@@ -27,9 +27,10 @@ from scanstation.barcode.decode import (
     load_image,
 )
 from scanstation.config import CameraSourceConfig
+from scanstation.sources import SourceError
 
 
-class CameraError(Exception):
+class CameraError(SourceError):
     """The camera cannot be opened or stopped delivering frames; the message says which and why."""
 
 

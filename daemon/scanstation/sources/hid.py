@@ -54,6 +54,7 @@ from scanstation.hw.keymaps import (
     KeyEvent,
 )
 from scanstation.model import Emit, Scan
+from scanstation.sources import SourceError
 from scanstation.sources.base import SourceHealth
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ _MODIFIER_KEYS = frozenset(
 _FUNCTION_KEY_NAMES = {code: name for name, code in FUNCTION_KEYS.items()}
 
 
-class HidError(ValueError):
+class HidError(SourceError, ValueError):
     """A bad HID setting or recording; the message names the value and what was expected."""
 
 

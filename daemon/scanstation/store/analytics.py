@@ -12,13 +12,17 @@ from typing import Any
 
 from scanstation.barcode.interpret import InterpretError, RecallList
 from scanstation.store import Store
+from scanstation.store.errors import StoreError
 from scanstation.store.rows import PRODUCT_COLUMNS, PRODUCT_FIELDS, row_to_product
 
 COMPLETENESS_BUCKETS = ((0, 24), (25, 49), (50, 74), (75, 99), (100, 100))
 
 
-class ReportError(Exception):
+class ReportError(StoreError):
     """A report that cannot be made; the message names the input and what was expected."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("bad_report", message)
 
 
 @dataclass(frozen=True, slots=True)

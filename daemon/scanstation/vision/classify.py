@@ -27,6 +27,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps
 
+from scanstation.vision import VisionError
+
 if TYPE_CHECKING:
     from scanstation.config import ClassifierConfig
 
@@ -51,7 +53,7 @@ Pixels = npt.NDArray[np.uint8]
 ImageInput = npt.NDArray[Any] | bytes | bytearray | memoryview
 
 
-class ClassifierError(Exception):
+class ClassifierError(VisionError):
     """A model, labels file or image the classifier cannot use; the message says what and why."""
 
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from scanstation.vision import VisionError
 from scanstation.vision.classify import Classification, Classifier
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ DEFAULT_MIN_CONFIDENCE = 0.2
 DEFAULT_RESOLVE_THRESHOLD = 0.6
 
 
-class EnrichError(ValueError):
+class EnrichError(VisionError, ValueError):
     """An input the enrichment functions cannot use; the message names it and what was expected."""
 
 

@@ -19,6 +19,8 @@ from typing import Literal
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from scanstation.vision import VisionError
+
 UploadFormat = Literal["JPEG", "PNG", "WEBP"]
 
 EXTENSIONS: dict[UploadFormat, str] = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp"}
@@ -38,7 +40,7 @@ _OTHER_SIGNATURES = (
 )
 
 
-class UploadError(Exception):
+class UploadError(VisionError):
     """An upload the API refuses; ``status`` is the HTTP status to answer with (413 or 415)."""
 
     def __init__(self, status: int, message: str) -> None:

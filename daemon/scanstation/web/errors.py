@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from scanstation.model import MetadataError
 from scanstation.store import StoreError
+from scanstation.web import WebError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ _STATUS_CODES = {
 }
 
 
-class ApiError(Exception):
+class ApiError(WebError):
     """An error the API answers with; ``field`` names the offending input when there is one."""
 
     def __init__(self, status: int, message: str, field: str = "", code: str = "") -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from scanstation.config import Config, ConfigError, load_config
+from scanstation.web import WebError
 
 PASSWORD_FILE = "ui-password"  # noqa: S105 (a file name, not a password)
 INITIAL_PASSWORD_NOTE = "initial-ui-password.txt"  # noqa: S105 (a file name)
@@ -29,7 +30,7 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SCRYPT_MAXMEM = 64 * 1024 * 1024
 
 
-class PasswordError(ValueError):
+class PasswordError(WebError, ValueError):
     """A password that cannot be set or a password file that cannot be read."""
 
 

@@ -1,4 +1,8 @@
-"""Benchmarks: `scanstation bench NAME`; each module has main(argv) -> exit code."""
+"""Benchmarks: `scanstation bench NAME`; each module has main(argv) -> exit code.
+
+Each measures the product beside the best use of the bare library, interleaved, and prints a
+table or one JSON object (``--json``); docs/benchmarks.md quotes them with their commands.
+"""
 
 from __future__ import annotations
 
