@@ -23,12 +23,11 @@ from aiohttp import web
 
 from scanstation.barcode.scantext import ScanText
 from scanstation.config import ConfigError, MatchRules, load_config, parse_config
-from scanstation.model import Capture, CaptureType
-from scanstation.outputs import Outputs
+from scanstation.model import CaptureType
 from scanstation.outputs.gadget import reports_to_events, split_reports
-from scanstation.pipeline import Pipeline
 from scanstation.sources.hid import DecoderSettings, KeystrokeDecoder
-from scanstation.store import NewCapture, Store
+from scanstation.store import NewCapture
+from station import Station, running_station
 
 REPO = Path(__file__).resolve().parents[2]
 GS = "\x1d"
@@ -39,32 +38,6 @@ VALUES = [
     "https://id.gs1.org/01/09506000134352/10/ABC1?17=270101",
     "Lot yz-ÄÖÜ #1 @home",
 ]
-
-
-@dataclass
-class Station:
-    store: Store
-    pipeline: Pipeline
-    outputs: Outputs
-    session: str
-    rejected: list[tuple[str, str]] = field(default_factory=list)
-
-    async def scan(self, *values: str, symbology_identifier: str = "") -> list[Capture]:
-        created = [
-            await self.pipeline.create_capture(
-                self.session,
-                NewCapture(
-                    CaptureType.BARCODE,
-                    raw_value=v,
-                    symbology_identifier=symbology_identifier,
-                    source="gun1",
-                ),
-            )
-            for v in values
-        ]
-        await self.pipeline.idle()
-        await self.outputs.idle()
-        return created
 
 
 @contextlib.asynccontextmanager
@@ -83,25 +56,13 @@ async def station(
         },
         environ={},
     )
-    rejected: list[tuple[str, str]] = []
-    async with Store(config.db_path) as store:
-        pipeline = Pipeline(store, config)
-        outs = Outputs(
-            config,
-            store,
-            reject=lambda c, why: rejected.append((c.public_id, why)),
-            match=MatchRules(**match) if match is not None else None,
-        )
-        pipeline.destinations = outs.destinations
-        pipeline.on_finished.append(outs.on_capture)
-        tasks = [asyncio.create_task(pipeline.run()), asyncio.create_task(outs.run())]
-        session = (await store.create_session()).public_id
-        try:
-            yield Station(store, pipeline, outs, session, rejected)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    async with running_station(
+        config,
+        mqtt=False,
+        outputs=True,
+        match=MatchRules(**match) if match is not None else None,
+    ) as running:
+        yield running
 
 
 @pytest.fixture
@@ -275,7 +236,7 @@ async def test_outputs_global_match_rejects_before_any_output(
     async with station(tmp_path, outputs, match={"kinds": ["gtin", "gs1"]}) as lane:
         url, gtin = await lane.scan("https://example.com/promo", "4006381333931")
         # A product photo has no code to match: never rejected by match rules.
-        await lane.pipeline.create_capture(lane.session, NewCapture(CaptureType.IMAGE))
+        await lane.pipeline.create_capture(lane.session_id, NewCapture(CaptureType.IMAGE))
         await lane.pipeline.idle()
         rows = await lane.store.fetchall(
             "SELECT destination, topic, payload FROM outbox WHERE destination != 'mqtt' "

@@ -16,11 +16,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mosquitto import Broker, Subscriber, broker_fixture  # noqa: F401 (the broker fixture)
-from mqtt_station import outbox_drained, running_station, station_config, stop_link, wait_until
 from scanstation.publish.commands import COMMANDS, CommandError, parse_command
 from scanstation.publish.connection import backoff_delay, refusal_kind
 from scanstation.publish.discovery import discovery_messages
 from scanstation.publish.topics import Topics
+from station import outbox_drained, running_station, station_config, stop_link, wait_until
 
 BASE = "scanstation/lane-01"
 

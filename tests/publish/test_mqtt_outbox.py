@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import scanstation.app
 from mosquitto import Broker, Received, Subscriber, free_port
-from mqtt_station import outbox_drained, running_station, station_config
+from station import outbox_drained, running_station, station_config
 
 BASE = "scanstation/lane-01"
 pytestmark = pytest.mark.slow

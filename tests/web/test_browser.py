@@ -11,16 +11,13 @@ import asyncio
 import csv
 import io
 import os
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from aiohttp import web
 from PIL import Image
 
 from scanstation.config import Config
@@ -30,9 +27,7 @@ from scanstation.services.catalog import parse_products
 from scanstation.sources.base import SourceHealth
 from scanstation.store import NewCapture, Store
 from scanstation.web import passwords
-from scanstation.web.auth import ApiKeyStore
-from scanstation.web.context import Services
-from scanstation.web.server import make_app
+from station import Station, running_station
 
 pytestmark = pytest.mark.browser
 
@@ -82,51 +77,24 @@ class FakeCamera:
         return self.frame
 
 
-@dataclass
-class Station:
-    url: str
-    store: Store
-    pipeline: Pipeline
-    config: Config
-    api_key: str
-
-    async def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        async with (
-            aiohttp.ClientSession(headers={"X-API-Key": self.api_key}) as http,
-            http.request(method, self.url + API + path, **kwargs) as resp,
-        ):
-            assert resp.status < 400, await resp.text()
-            if resp.content_type == "application/json":
-                return await resp.json()
-            return await resp.text()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 async def station(config: Config, store: Store, pipeline: Pipeline) -> AsyncIterator[Station]:
     passwords.set_password(config, PASSWORD)
-    key = ApiKeyStore(config.api_keys_path).create("browser test")
     camera = FakeCamera("cam0")
     sources = {
         "cam0": camera.health,
         "gun": SourceHealth("gun", "hid", state="running", scans=31),
     }
-    app = make_app(
-        Services(config, store, pipeline, pipeline.bus, sources), previews={"cam0": camera}
-    )
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
-    await runner.setup()
-    port = _free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield Station(f"http://127.0.0.1:{port}", store, pipeline, config, key)
-    finally:
-        await runner.cleanup()
+    async with running_station(
+        config,
+        mqtt=False,
+        http="tcp",
+        store=store,
+        pipeline=pipeline,
+        sources=sources,
+        previews={"cam0": camera},
+    ) as station:
+        yield station
 
 
 @pytest.fixture

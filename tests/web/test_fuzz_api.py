@@ -12,6 +12,7 @@ request. After the run the daemon must still be healthy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -26,18 +27,15 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from scanstation.bus import EventBus
 from scanstation.config import Config, parse_config
 from scanstation.pipeline import Pipeline
-from scanstation.store import Store
-from scanstation.web.auth import ApiKeyStore
-from scanstation.web.context import API_BASE, Services
-from scanstation.web.server import make_app
+from scanstation.web.context import API_BASE
+from station import running_station
 
 SCALE = float(os.environ.get("SCANSTATION_FUZZ_SCALE", "1"))
 IMAGES = Path(__file__).parents[1] / "data" / "images"
@@ -69,15 +67,10 @@ class FakePreview:
 
 
 @dataclass
-class Station:
-    """The daemon's HTTP side on a temporary directory, driven from one event loop."""
+class FuzzTarget:
+    """The station under fuzz (the tests' one Station harness) and what the fuzzer knows of it."""
 
-    config: Config
-    store: Store
-    pipeline: Pipeline
-    client: TestClient[Any, Any]
-    api_key: str
-    pipeline_task: asyncio.Task[None]
+    station: FuzzTarget
     ids: dict[str, list[str]] = field(default_factory=dict)
     """Known-valid values for path parameters, by parameter name."""
     routes: list[tuple[str, str]] = field(default_factory=list)
@@ -85,9 +78,26 @@ class Station:
     statuses: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     """How many requests got which status, per route."""
 
+    @property
+    def client(self) -> TestClient[Any, Any]:
+        assert self.station.client is not None
+        return self.station.client
 
-async def start_station(root: Path) -> Station:
-    config = parse_config(
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.station.pipeline
+
+    @property
+    def pipeline_task(self) -> asyncio.Task[None]:
+        return self.station.tasks[0]
+
+    @property
+    def api_key(self) -> str:
+        return self.station.api_key
+
+
+def fuzz_config(root: Path) -> Config:
+    return parse_config(
         {
             "device": {"id": "fuzz-01"},
             "storage": {"path": str(root / "var")},
@@ -98,29 +108,27 @@ async def start_station(root: Path) -> Station:
         "<fuzz>",
         environ={},
     )
-    store = Store(config.db_path)
-    await store.open()
-    pipeline = Pipeline(store, config, bus=EventBus())
-    task = asyncio.create_task(pipeline.run())
-    api_key = ApiKeyStore(config.api_keys_path).create(label="fuzz")
-    app = make_app(
-        Services(config, store, pipeline, pipeline.bus), previews={"cam0": FakePreview()}
+
+
+async def start_station(root: Path, stack: contextlib.AsyncExitStack) -> FuzzTarget:
+    station = await stack.enter_async_context(
+        running_station(
+            fuzz_config(root), mqtt=False, http="client", previews={"cam0": FakePreview()}
+        )
     )
-    client: TestClient[Any, Any] = TestClient(TestServer(app))
-    await client.start_server()
-    station = Station(config, store, pipeline, client, api_key, task)
-    station.routes = sorted(
+    target = FuzzTarget(station)
+    target.routes = sorted(
         {
             (route.method, route.resource.canonical)
-            for route in app.router.routes()
+            for route in target.client.app.router.routes()
             if route.resource is not None and route.method != "*"
         }
     )
-    await seed(station)
-    return station
+    await seed(target)
+    return target
 
 
-async def seed(station: Station) -> None:
+async def seed(station: FuzzTarget) -> None:
     """Sessions, captures (one with an image) and a product, so valid ids exist."""
     headers = {"X-API-Key": station.api_key}
     client = station.client
@@ -154,21 +162,14 @@ async def seed(station: Station) -> None:
     }
 
 
-async def stop_station(station: Station) -> None:
-    await station.client.close()
-    station.pipeline_task.cancel()
-    await asyncio.gather(station.pipeline_task, return_exceptions=True)
-    await station.store.close()
-
-
 @pytest.fixture(scope="module")
-def station() -> Iterator[tuple[asyncio.Runner, Station]]:
+def station() -> Iterator[tuple[asyncio.Runner, FuzzTarget]]:
     with tempfile.TemporaryDirectory() as tmp, asyncio.Runner() as runner:
-        station = runner.run(start_station(Path(tmp)))
+        stack = contextlib.AsyncExitStack()
         try:
-            yield runner, station
+            yield runner, runner.run(start_station(Path(tmp), stack))
         finally:
-            runner.run(stop_station(station))
+            runner.run(stack.aclose())
 
 
 # ---- what a request is made of ----------------------------------------------------------
@@ -249,7 +250,7 @@ def image_bytes() -> st.SearchStrategy[bytes]:
 
 
 @st.composite
-def broken_multipart(draw: st.DrawFn, station: Station) -> bytes:
+def broken_multipart(draw: st.DrawFn, station: FuzzTarget) -> bytes:
     """A well-formed multipart body, then cut short or spliced with junk."""
     parts = [
         (b'name="session_public_id"', station.ids["id"][0].encode()),
@@ -283,7 +284,7 @@ class FuzzRequest:
 
 
 @st.composite
-def requests(draw: st.DrawFn, station: Station) -> FuzzRequest:
+def requests(draw: st.DrawFn, station: FuzzTarget) -> FuzzRequest:
     method, template = draw(st.sampled_from(station.routes))
     path = template
     while "{" in path:
@@ -341,7 +342,7 @@ def requests(draw: st.DrawFn, station: Station) -> FuzzRequest:
     return FuzzRequest(method, template, path, query, headers, body, form)
 
 
-async def send(station: Station, request: FuzzRequest) -> tuple[int, str, bytes]:
+async def send(station: FuzzTarget, request: FuzzRequest) -> tuple[int, str, bytes]:
     data: Any = request.body
     if request.form is not None:
         form = aiohttp.FormData()
@@ -383,7 +384,7 @@ def check_response(request: FuzzRequest, status: int, content_type: str, body: b
         assert "Traceback" not in error["message"]
 
 
-def test_fuzz_api_every_endpoint(station: tuple[asyncio.Runner, Station]) -> None:
+def test_fuzz_api_every_endpoint(station: tuple[asyncio.Runner, FuzzTarget]) -> None:
     runner, st_ = station
 
     @given(requests(st_))
@@ -424,7 +425,7 @@ def _by_route(statuses: Counter[tuple[str, str, int]]) -> dict[tuple[str, str], 
     return dict(totals)
 
 
-def test_fuzz_api_upload_image_never_500(station: tuple[asyncio.Runner, Station]) -> None:
+def test_fuzz_api_upload_image_never_500(station: tuple[asyncio.Runner, FuzzTarget]) -> None:
     """The upload route alone, with images, near-images and junk."""
     runner, st_ = station
 
@@ -460,7 +461,7 @@ def test_fuzz_api_upload_image_never_500(station: tuple[asyncio.Runner, Station]
     one_upload()
 
 
-def test_fuzz_api_harness_sees_every_route(station: tuple[asyncio.Runner, Station]) -> None:
+def test_fuzz_api_harness_sees_every_route(station: tuple[asyncio.Runner, FuzzTarget]) -> None:
     """The harness itself: the real app is up and its routes were all found."""
     _, st_ = station
     templates = {template for _, template in st_.routes}
@@ -472,7 +473,7 @@ def test_fuzz_api_harness_sees_every_route(station: tuple[asyncio.Runner, Statio
 
 @pytest.mark.parametrize("path", [f"{API_BASE}/events", f"{API_BASE}/sources/cam0/stream.mjpg"])
 def test_api_head_on_a_live_stream_sends_no_body(
-    station: tuple[asyncio.Runner, Station], path: str
+    station: tuple[asyncio.Runner, FuzzTarget], path: str
 ) -> None:
     """HEAD on a live stream used to write the stream after the headers and never end."""
     runner, st_ = station
@@ -525,7 +526,7 @@ def _multipart(*parts: tuple[str, bytes]) -> bytes:
     ],
 )
 def test_api_broken_multipart_is_a_client_error(
-    station: tuple[asyncio.Runner, Station], path: str, body: bytes
+    station: tuple[asyncio.Runner, FuzzTarget], path: str, body: bytes
 ) -> None:
     """A non-UTF-8 text part or a malformed multipart body used to be a 500."""
     runner, st_ = station
