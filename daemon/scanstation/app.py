@@ -22,6 +22,7 @@ from aiohttp import web
 
 from scanstation.bus import EventBus
 from scanstation.config import Config, SourceConfig
+from scanstation.health import camera_rate, source_report
 from scanstation.hw import systemd
 from scanstation.model import Capture, Enricher, Scan
 from scanstation.pipeline import Pipeline
@@ -235,18 +236,9 @@ def station_telemetry(sources: list[Source]) -> Callable[[], dict[str, Any]]:
     """What the MQTT telemetry message says of the sources (camera fps and decode time)."""
 
     def telemetry() -> dict[str, Any]:
-        counters = [c.stats() for c in cameras(sources)]
         return {
-            "fps": round(sum(c.fps for c in counters), 1) if counters else None,
-            "decode_ms": round(max(c.decode_ms for c in counters), 1) if counters else None,
-            "sources": {
-                s.name: {
-                    "state": s.health.state,
-                    "scans": s.health.scans,
-                    "errors": s.health.errors,
-                }
-                for s in sources
-            },
+            **camera_rate(c.stats() for c in cameras(sources)),
+            "sources": {s.name: source_report(s.health) for s in sources},
         }
 
     return telemetry

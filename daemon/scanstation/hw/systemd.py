@@ -244,7 +244,10 @@ def store_check(store: Pingable) -> Check:
     """Healthy while the writer task commits and the reader answers (a wedged or dead
     database stops the pings). The probe is an empty transaction: nothing reaches the SD card."""
 
-    return store.ping_writer
+    async def database() -> bool:
+        return await store.ping_writer()
+
+    return database
 
 
 __all__ = [

@@ -29,7 +29,7 @@ from paho.mqtt.properties import Properties
 
 from scanstation import __version__
 from scanstation.config import Config
-from scanstation.health import cpu_temperature, disk_free_mb
+from scanstation.health import outbox_report, vitals
 from scanstation.model import CaptureMode
 from scanstation.payloads import capture_json, iso, session_json
 from scanstation.pipeline import Pipeline
@@ -631,8 +631,7 @@ class MqttLink:
             "captures": counts,
             "captures_total": sum(counts.values()),
             "outbox": {
-                "depth": state.outbox_depth,
-                "oldest_age_s": state.outbox_oldest_age_s,
+                **outbox_report(self._c.outbox_depth, self._c.outbox_oldest, time.time()),
                 "dead": state.dead_letters,
                 "in_flight": state.in_flight,
             },
@@ -642,8 +641,7 @@ class MqttLink:
                 "refused": state.refused,
                 "protocol": state.protocol,
             },
-            "cpu_temp_c": cpu_temperature(),
-            "disk_free_mb": disk_free_mb(self.config.storage.path),
+            **vitals(self.config.storage.path),
         }
         return {**extra, **body}
 

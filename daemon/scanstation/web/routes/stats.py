@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from scanstation import __version__
+from scanstation.health import outbox_report, source_report
 from scanstation.payloads import iso
 from scanstation.store import review as queries
 from scanstation.web.context import API_BASE, Services, services
@@ -59,13 +60,7 @@ def _sources_json(svc: Services, app: web.Application) -> list[dict[str, Any]]:
     return [
         {
             "name": name,
-            "kind": h.kind,
-            "state": h.state,
-            "detail": h.detail,
-            "scans": h.scans,
-            "errors": h.errors,
-            "last_scan_at": iso(h.last_scan_at),
-            "since": iso(h.since),
+            **source_report(h),
             "preview": preview_source(app, name) is not None,
         }
         for name, h in svc.sources.items()
@@ -101,10 +96,7 @@ async def _stats(request: web.Request) -> dict[str, Any]:
             "device_id": svc.config.device.id,
             "site": svc.config.device.site,
             "version": __version__,
-            "outbox": {
-                "depth": depth,
-                "oldest_age_s": round(now - oldest, 1) if oldest is not None else None,
-            },
+            "outbox": outbox_report(depth, oldest, now),
             "mqtt": mqtt_state(svc),
             "sources": _sources_json(svc, request.app),
             "pipeline": {
