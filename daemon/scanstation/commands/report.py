@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
-from scanstation import payloads as views
+from scanstation import payloads
 from scanstation.payloads import iso
 from scanstation.store import Store
 from scanstation.store.analytics import (
@@ -33,9 +33,9 @@ from scanstation.store.analytics import (
 
 
 def parse_time(text: str, now: float | None = None) -> float:
-    """`views.parse_time`, with a bad value as a ReportError (exit 2)."""
+    """`payloads.parse_time`, with a bad value as a ReportError (exit 2)."""
     try:
-        return views.parse_time(text, now)
+        return payloads.parse_time(text, now)
     except ValueError as exc:
         raise ReportError(str(exc)) from None
 

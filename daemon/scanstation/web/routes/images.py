@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 from PIL import Image
 
-from scanstation.store import review as queries
+from scanstation.store import review
 from scanstation.web.context import API_BASE, services
 from scanstation.web.errors import ApiError
 from scanstation.web.params import int_param
@@ -41,7 +41,7 @@ async def capture_image(request: web.Request) -> web.StreamResponse:
     """The capture's stored image; ``?width=N`` gives a JPEG thumbnail N pixels wide."""
     svc = services(request)
     public_id = request.match_info["id"]
-    _, _, _, key = await queries.capture_ids(svc.store, public_id)
+    _, _, _, key = await review.capture_ids(svc.store, public_id)
     if not key:
         raise ApiError(404, f"capture {public_id!r} has no stored image")
     root = svc.config.images_path.resolve()

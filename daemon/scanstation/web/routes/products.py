@@ -11,8 +11,7 @@ from pydantic import StringConstraints
 from scanstation.bus import EventKind
 from scanstation.payloads import product_json
 from scanstation.services.catalog import CatalogError, gtin14, parse_products
-from scanstation.store import NotFound
-from scanstation.store import review as queries
+from scanstation.store import NotFound, review
 from scanstation.web.context import API_BASE, services
 from scanstation.web.errors import ApiError, read_json
 from scanstation.web.params import Body, int_param, page_json
@@ -64,7 +63,7 @@ async def list_products(request: web.Request) -> web.Response:
         if "max_completeness" in request.query
         else None
     )
-    products, total = await queries.search_products(
+    products, total = await review.search_products(
         services(request).store,
         query=request.query.get("q", "")[:100],
         max_completeness=max_completeness,

@@ -11,8 +11,7 @@ from scanstation.bus import EventKind
 from scanstation.model import CaptureStatus, ProposalStatus
 from scanstation.payloads import capture_json, product_json, proposal_json
 from scanstation.services.catalog import LIST_FIELDS, CatalogError, gtin14
-from scanstation.store import NotFound
-from scanstation.store import review as queries
+from scanstation.store import NotFound, review
 from scanstation.store.rows import PRODUCT_FIELDS
 from scanstation.web.context import API_BASE, services
 from scanstation.web.errors import ApiError, read_json
@@ -29,7 +28,7 @@ class ProposalReview(Body):
 async def capture_proposals(request: web.Request) -> web.Response:
     store = services(request).store
     public_id = request.match_info["id"]
-    await queries.capture_ids(store, public_id)  # 404 for an unknown capture
+    await review.capture_ids(store, public_id)  # 404 for an unknown capture
     proposals = await store.list_proposals(public_id)
     return web.json_response(
         {"count": len(proposals), "results": [proposal_json(p) for p in proposals]}
@@ -40,7 +39,7 @@ async def capture_proposals(request: web.Request) -> web.Response:
 async def patch_proposal(request: web.Request) -> web.Response:
     svc = services(request)
     body = ProposalReview.model_validate(await read_json(request) or {})
-    proposal = await queries.review_proposal(
+    proposal = await review.review_proposal(
         svc.store, request.match_info["id"], ProposalStatus(body.status)
     )
     svc.bus.publish(EventKind.PROPOSAL, proposal_json(proposal))
@@ -83,7 +82,7 @@ async def apply_proposals(request: web.Request) -> web.Response:
     svc = services(request)
     store = svc.store
     public_id = request.match_info["id"]
-    capture_row, gtin, product_row, _ = await queries.capture_ids(store, public_id)
+    capture_row, gtin, product_row, _ = await review.capture_ids(store, public_id)
     accepted = [
         p for p in await store.list_proposals(public_id) if p.status is ProposalStatus.ACCEPTED
     ]
@@ -102,7 +101,7 @@ async def apply_proposals(request: web.Request) -> web.Response:
             raise ApiError(422, f"the accepted gtin proposal: {exc}", field="gtin") from None
         applied.append(gtin_proposal.public_id)
     if product_row is not None:
-        product = await queries.product_by_row_id(store, product_row)
+        product = await review.product_by_row_id(store, product_row)
         gtin, existing = product.gtin, product
     elif gtin:
         try:

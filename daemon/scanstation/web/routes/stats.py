@@ -13,7 +13,7 @@ from aiohttp import web
 from scanstation import __version__
 from scanstation.health import outbox_report, source_report
 from scanstation.payloads import iso
-from scanstation.store import review as queries
+from scanstation.store import review
 from scanstation.web.context import API_BASE, Services, services
 from scanstation.web.routes.live import LIVE
 from scanstation.web.routes.previews import preview_source
@@ -84,7 +84,7 @@ async def stats(request: web.Request) -> web.Response:
 async def _stats(request: web.Request) -> dict[str, Any]:
     svc = services(request)
     now = time.time()
-    figures = await queries.dashboard(
+    figures = await review.dashboard(
         svc.store, midnight=_midnight(svc.config.device.timezone, now), now=now
     )
     depth, oldest = await svc.store.outbox_stats()
