@@ -195,13 +195,12 @@ def init_gpio(config: Config, sessions: SessionButton, sources: list[Source]) ->
         return None
     from scanstation.hw.gpio import GpioIO
 
-    gpio = GpioIO(
+    return GpioIO(
         config.gpio,
+        trigger_listeners=tuple(c.trigger for c in cameras(sources) if c.config.trigger == "gpio"),
         toggle_session=lambda: sessions.toggle_session("button"),
         new_session=lambda: sessions.start_session("button"),
     )
-    gpio.trigger_listeners.extend(c.trigger for c in cameras(sources) if c.config.trigger == "gpio")
-    return gpio
 
 
 def init_outputs(config: Config, store: Store, gpio: GpioIO | None) -> Outputs:
