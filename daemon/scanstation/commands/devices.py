@@ -441,7 +441,9 @@ def hid_replay_main(argv: list[str]) -> int:
         "scans, one JSON line each; dropped keystrokes are explained on stderr.",
     )
     parser.add_argument("file", metavar="FILE", help="the recording (JSON lines), or - for stdin")
-    parser.add_argument("--layout", choices=keymaps.LAYOUT_NAMES, help="default: us")
+    parser.add_argument(
+        "--layout", help="keyboard layout as xkb spells it: de, ch(fr), us(intl) (default: us)"
+    )
     parser.add_argument("--terminator", choices=["enter", "tab", "none"])
     parser.add_argument("--prefix", help="text every scan starts with")
     parser.add_argument("--suffix", help="text every scan ends with")
