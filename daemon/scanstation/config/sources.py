@@ -105,8 +105,9 @@ class HidSourceConfig(_SourceBase):
         "looks like a barcode scanner",
     )
     layout: KeyboardLayout = Field(
-        "us", description="Keyboard country the scanner is programmed for (not the console's), as xkb "
-        "spells it: us, de, fr, ch(fr), us(intl), latam …"
+        "us",
+        description="Keyboard country the scanner is programmed for (not the console's), as xkb "
+        "spells it: us, de, fr, ch(fr), us(intl), latam …",
     )
     grab: bool = Field(True, description="Grab the device so keystrokes never reach the console")
     gs_substitutes: list[str] = Field(
