@@ -208,3 +208,21 @@ def test_xkb_accented_letters_replay(layout: str, text: str) -> None:
 def test_xkb_layouts_cover_at_least_fifteen_beyond_the_six() -> None:
     assert len(set(LAYOUTS) - {"us", "gb", "de", "fr", "es", "it"}) >= 15
     assert os.path.exists(XKB_RULES)
+
+
+@pytest.mark.parametrize(
+    ("layout", "setting"),
+    [("de", "de"), ("fr", "fr"), ("cz", "cz"), ("be", "be"), ("ch(fr)", "ch"), ("tr", "tr")],
+)
+def test_xkb_calibration_scan_names_the_layout(layout: str, setting: str) -> None:
+    """A scan of the calibration barcode, typed on ``layout``, gives its layout setting.
+
+    ch(fr) and ch type every ASCII character on the same keys, so both decode it exactly
+    and the shorter name is offered first.
+    """
+    from scanstation.commands.devices import CALIBRATION_TEXT, calibrate_layouts
+
+    result = calibrate_layouts(XkbTypist(layout).events(CALIBRATION_TEXT))
+    assert result.exact[0] == setting
+    assert layout in result.exact
+    assert "us" not in result.exact or layout == "us"
