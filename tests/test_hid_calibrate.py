@@ -33,7 +33,7 @@ async def test_calibrate_reads_one_scan_and_prints_the_layout_setting() -> None:
     path = "/dev/input/by-id/usb-Fake-event-kbd"
     bus.plug(path)
     log = io.StringIO()
-    reading = asyncio.create_task(read_one_scan(path, timeout=5, open_device=bus.open, log=log))
+    reading = asyncio.create_task(read_one_scan(path, seconds=5, open_device=bus.open, log=log))
     await bus.wait_grabbed(path)
     bus.type(path, keymaps.keystrokes("fr", CALIBRATION_TEXT), start=1_700_000_000.0)
     events = await reading

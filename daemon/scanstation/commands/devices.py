@@ -327,7 +327,7 @@ def calibrate_layouts(events: list[KeyEvent]) -> Calibration:
 async def read_one_scan(
     path: str,
     *,
-    timeout: float = 60.0,
+    seconds: float = 60.0,
     open_device: DeviceFactory = open_evdev,
     log: TextIO = sys.stderr,
 ) -> list[KeyEvent]:
@@ -338,11 +338,11 @@ async def read_one_scan(
         device.grab()
         log.write(
             f"Scan the calibration barcode (docs/calibration-barcode.pdf) with {device.name!r}"
-            f" ({path}) within {timeout:.0f} s.\n"
+            f" ({path}) within {seconds:.0f} s.\n"
         )
         log.flush()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 async for event in device.async_read_loop():
                     if event.type != EV_KEY:
                         continue
@@ -377,7 +377,7 @@ def print_calibration(result: Calibration, out: TextIO) -> int:
 
 def _calibrate_main(args: argparse.Namespace) -> int:
     try:
-        events = asyncio.run(read_one_scan(args.calibrate, timeout=args.duration or 60.0))
+        events = asyncio.run(read_one_scan(args.calibrate, seconds=args.duration or 60.0))
     except OSError as exc:
         print(
             f"scanstation devices: cannot read {args.calibrate!r}: {exc.strerror or exc}; "
