@@ -140,7 +140,9 @@ class KeyboardGadgetOutputConfig(_OutputBase):
     device: str = Field(
         "/dev/hidg0", description="HID gadget device (firmware-config/usb-gadget.sh)"
     )
-    layout: KeyboardLayout = Field("us", description="Keyboard layout the host (the POS) is set to")
+    layout: KeyboardLayout = Field(
+        "us", description="Keyboard layout the host (the POS) is set to, as xkb spells it"
+    )
     gs: Literal["ctrl", "alt", "text", "drop"] = Field(
         "ctrl",
         description="How GS (ASCII 29) is typed: ctrl = Ctrl+] (the key right of P), alt = "

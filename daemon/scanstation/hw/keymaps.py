@@ -146,6 +146,8 @@ class Layout:
     """What the keypad's decimal key types with Num Lock on (de: ',')."""
     control: Mapping[int, str] = field(default_factory=dict)
     """Ctrl + key -> control character, besides the letters (GS is Ctrl + KEY_RIGHTBRACE)."""
+    lookup: Mapping[tuple[int, int, bool], tuple[str, bool]] = field(default_factory=dict)
+    """(code, level, caps lock) -> what :meth:`char` returns, filled by :func:`get_layout`."""
 
     def char(self, code: int, level: int, caps_lock: bool = False) -> tuple[str, bool]:
         """The text ``code`` types at ``level`` and whether it is a dead key.
@@ -162,6 +164,9 @@ class Layout:
         >>> get_layout("fr").char(KEY_Q, BASE, caps_lock=True)
         ('A', False)
         """
+        found = self.lookup.get((code, level, caps_lock))
+        if found is not None:
+            return found
         chars = (self.caps_keys.get(code) if caps_lock else None) or self.keys.get(code)
         if chars is None:
             return "", False
@@ -247,12 +252,20 @@ def get_layout(name: str) -> Layout:
         }
 
     keys = levels(entry["keys"])
+    caps_keys = levels(entry["caps"])
+    lookup: dict[tuple[int, int, bool], tuple[str, bool]] = {}
+    for caps_lock, table in ((False, keys), (True, {**keys, **caps_keys})):
+        for code, chars in table.items():
+            for level, text in enumerate(chars):
+                dead = text.startswith(_DEAD)
+                lookup[code, level, caps_lock] = (text[1:] if dead else text, dead)
     return Layout(
         name=key,
         keys=keys,
-        caps_keys=levels(entry["caps"]),
+        caps_keys=caps_keys,
         keypad_decimal=entry["keypad_decimal"],
         control=_control(keys),
+        lookup=lookup,
     )
 
 
