@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import shared_path
 
 from scanstation.barcode import dlcompress
 from scanstation.barcode.gs1.engine import parse_digital_link
@@ -64,6 +65,21 @@ def test_dl_toolkit_strings_decompress_to_the_original_ais(vector: dict[str, Any
     toolkit = vector["toolkit_decompressed_ais"]
     differs = {ai for ai in original if toolkit.get(ai) != original[ai]}
     assert all(toolkit[ai].lstrip("0") == original[ai].lstrip("0") for ai in differs)
+
+
+def test_dl_conformance_vectors_of_compressed_links_decode() -> None:
+    """The compressed Digital Link cases of ../shared/conformance/gs1-vectors.json."""
+    data = json.loads(shared_path("conformance", "gs1-vectors.json").read_text("utf-8"))
+    cases = [c for c in data["vectors"] if c["kind"] == "compressed_digital_link"]
+    assert len(cases) >= 2
+    for case in cases:
+        result = interpret(case["input"])
+        assert (case["id"], result.kind, result.valid, result.ais) == (
+            case["id"],
+            "digital_link",
+            case["valid"],
+            case["expected"],
+        )
 
 
 def test_dl_gs1_documentation_example() -> None:
