@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import shared_path
 
+from conftest import shared_path
 from scanstation.barcode import dlcompress
 from scanstation.barcode.gs1.engine import parse_digital_link
 from scanstation.barcode.interpret import interpret
