@@ -230,3 +230,15 @@ def test_keymaps_encoder_and_decoder_are_inverse(
     decoder.caps_lock = caps_lock
     outcomes = decoder.feed_all(events)
     assert [o.raw_value for o in outcomes if isinstance(o, ScanText)] == [text]
+
+
+def test_keymaps_unknown_layout_in_config_is_a_config_error_naming_the_closest() -> None:
+    from scanstation.config import ConfigError, parse_config
+
+    sources = [{"type": "hid", "name": "gun1", "device": "auto", "layout": "ch(fra)"}]
+    with pytest.raises(
+        ConfigError, match=r"sources.*unknown keyboard layout 'ch\(fra\)'.*ch\(fr\)"
+    ):
+        parse_config({"sources": sources}, environ={})
+    config = parse_config({"sources": [{**sources[0], "layout": "latam"}]}, environ={})
+    assert config.sources[0].layout == "latam"  # type: ignore[union-attr]
