@@ -102,11 +102,23 @@ def test_dl_custom_path_prefix_is_kept() -> None:
     assert dlcompress.uncompress(compressed) == uri
 
 
-def test_dl_bad_check_digit_in_compressed_form_is_reported() -> None:
+def test_dl_bad_check_digit_in_compressed_form_is_a_plain_url_but_uncompress_says_why() -> None:
+    """A Base64 path that decodes to broken AIs is more likely a short link than a DL."""
     binary = dlcompress.ais_to_binary([("01", "09506000134353")])  # check digit should be 2
-    result = interpret("https://id.gs1.org/" + dlcompress.to_base64(binary))
-    assert (result.kind, result.valid) == ("digital_link", False)
-    assert "check digit" in result.error_message.lower()
+    uri = "https://id.gs1.org/" + dlcompress.to_base64(binary)
+    assert interpret(uri).kind == "url"
+    result = run_parse("--uncompress", uri)
+    assert result.returncode == 1
+    assert "check digit" in result.stderr.lower()
+
+
+def test_dl_random_short_link_paths_stay_plain_urls() -> None:
+    import random
+
+    rng = random.Random(19)
+    paths = ["".join(rng.choice(dlcompress.BASE64) for _ in range(7)) for _ in range(3000)]
+    kinds = {interpret(f"https://sho.rt/{path}").kind for path in paths}
+    assert kinds == {"url"}
 
 
 @pytest.mark.parametrize(
