@@ -254,8 +254,8 @@ def get_layout(name: str) -> Layout:
     keys = levels(entry["keys"])
     caps_keys = levels(entry["caps"])
     lookup: dict[tuple[int, int, bool], tuple[str, bool]] = {}
-    for caps_lock, table in ((False, keys), (True, {**keys, **caps_keys})):
-        for code, chars in table.items():
+    for caps_lock, typed in ((False, keys), (True, {**keys, **caps_keys})):
+        for code, chars in typed.items():
             for level, text in enumerate(chars):
                 dead = text.startswith(_DEAD)
                 lookup[code, level, caps_lock] = (text[1:] if dead else text, dead)
