@@ -207,8 +207,8 @@ def layout_names() -> list[str]:
 def _control(keys: Mapping[int, tuple[str, str, str, str]]) -> dict[int, str]:
     """Windows' fixed Ctrl positions, which scanners follow on every layout.
 
-    ESC is Ctrl + the key right of P's neighbour, GS Ctrl + the key right of P, FS Ctrl +
-    the backslash key, RS Ctrl + 6, US Ctrl + the key that types _ (or - ) unshifted.
+    GS is Ctrl + KEY_RIGHTBRACE (``]`` on us), ESC Ctrl + the key left of it, FS Ctrl + the
+    backslash key, RS Ctrl + 6, US Ctrl + the key that types ``_`` (else ``-``) unshifted.
     """
     control = {
         KEY_LEFTBRACE: "\x1b",
