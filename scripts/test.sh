@@ -7,6 +7,14 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# xkb-data and the Compose table for the keyboard-layout tests; headers and a compiler so pip
+# can build the xkbcommon binding.
+[ -f /usr/share/X11/xkb/rules/evdev.xml ] || need_apt+=(xkb-data)
+[ -f /usr/share/X11/locale/en_US.UTF-8/Compose ] || need_apt+=(libx11-data)
+[ -f /usr/include/xkbcommon/xkbcommon.h ] || need_apt+=(libxkbcommon-dev)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
+[ -f "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] ||
+  need_apt+=(python3-dev)
 command -v socat >/dev/null 2>&1 || true
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi

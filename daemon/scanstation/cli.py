@@ -95,6 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("values", nargs="*", metavar="VALUE")
     p.add_argument("--stdin", action="store_true", help="read one value per line from stdin")
     p.add_argument("--today", help="judge expiry against this date (YYYY-MM-DD)")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument(
+        "--compress",
+        action="store_true",
+        help="print each Digital Link URI in GS1's compressed form instead of interpreting it",
+    )
+    form.add_argument(
+        "--uncompress",
+        action="store_true",
+        help="print each compressed Digital Link URI uncompressed instead of interpreting it",
+    )
     _config_arg(p)
 
     p = sub.add_parser("catalog", help="the local product catalog")
@@ -294,6 +305,8 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
     if not args.values and not args.stdin:
         raise UsageError("give one or more VALUEs, or --stdin")
+    if args.compress or args.uncompress:
+        return _convert_digital_links(args)
     config = _load(args)
     try:
         today = date.fromisoformat(args.today) if args.today else None
@@ -311,6 +324,33 @@ def cmd_parse(args: argparse.Namespace) -> int:
         )
         print(json.dumps(result.to_json(), ensure_ascii=False), flush=True)
     return EXIT_OK
+
+
+def _convert_digital_links(args: argparse.Namespace) -> int:
+    """`parse --compress` / `--uncompress`: one converted URI a line; failures on stderr."""
+    from scanstation.barcode import dlcompress
+    from scanstation.barcode.gs1.engine import parse_digital_link
+    from scanstation.barcode.scantext import split_scan
+
+    failed = False
+    for value in _parse_values(args):
+        uri = split_scan(value)[1]  # a leading AIM identifier (]Q1) is not part of the URI
+        try:
+            if args.compress:
+                print(dlcompress.compress(uri), flush=True)
+            else:
+                plain = dlcompress.uncompress(uri)
+                parsed = parse_digital_link(plain)
+                if parsed.errors:
+                    raise dlcompress.CompressionError(
+                        f"it decompresses to {plain}, which breaks a GS1 rule: "
+                        f"{parsed.errors[0].message}"
+                    )
+                print(plain, flush=True)
+        except dlcompress.CompressionError as exc:
+            print(f"scanstation parse: {value!r}: {exc}", file=sys.stderr)
+            failed = True
+    return EXIT_FAILURE if failed else EXIT_OK
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:

@@ -14,10 +14,11 @@ from scanstation.barcode.format import FormatError, FormatFields, Formatter, com
 from scanstation.barcode.match import MatchError, compile_rules
 from scanstation.barcode.scantext import ScanText
 from scanstation.config import ConfigError, MatchRules, parse_config
-from scanstation.hw.keymaps import LAYOUT_NAMES
+
 from scanstation.outputs.gadget import encode, reports_to_events
 from scanstation.sources.hid import DecoderSettings, KeystrokeDecoder
 
+LAYOUT_NAMES = ("us", "uk", "de", "fr", "es", "it")  # the six layouts the gadget always knew
 GS = "\x1d"
 DATAMATRIX = FormatFields(
     raw=f"010950600013435217270101{GS}10ABC123",

@@ -216,7 +216,7 @@ def test_hid_cli_replay_settings_from_config(
         (["BAD"], 2, "BAD, line 2: 'not json' is not an event; expected"),
         (["GOOD", "--function-key", "F8"], 2, "--function-key 'F8': expected NAME=TEXT"),
         (["GOOD", "--function-key", "F30=x"], 2, "unknown function key 'F30'"),
-        (["GOOD", "--layout", "cz"], 2, ""),
+        (["GOOD", "--layout", "ch(fra)"], 2, "unknown keyboard layout 'ch(fra)'"),
     ],
 )
 def test_hid_cli_replay_errors_name_the_problem(

@@ -18,8 +18,9 @@ def decode(layout: str, *chords: str, **options: object) -> list[tuple[str, str]
     return [(o.symbology_identifier, o.raw_value) for o in outcomes if isinstance(o, ScanText)]
 
 
-# Written by hand from the layouts' published key positions (Windows kbdgr, kbdfr, kbdsp,
-# kbdit, kbduk), not from keymaps.py: each line is what a user would press on that keyboard.
+# Written by hand from the layouts' published key positions (xkb-data's symbols/de, fr, es,
+# it, gb; the same keys as Windows' kbdgr, kbdfr, kbdsp, kbdit, kbduk for everything here
+# but fr's ~), not from keymaps.py: each line is what a user would press on that keyboard.
 HAND_TYPED = [
     # de QWERTZ: Y and Z swapped, ] is AltGr+9, - right of the dot key, / is Shift+7,
     # GS is Ctrl + the "+" key (right of Ü), which Windows' kbdgr maps to 0x1D.
@@ -46,7 +47,8 @@ HAND_TYPED = [
     # de dead keys: ^ then space types ^, ´ then e types é, Shift+´ (`) then a types à.
     ("de", ["GRAVE", "SPACE", "EQUAL", "E", "Shift+EQUAL", "A", "Enter"], ("", "^éà")),
     # fr AZERTY: digits need Shift, A is the key labelled Q in qwerty, M is right of L,
-    # ] is AltGr + the ")" key, / is Shift + ":", - is the 6 key, ~ is AltGr+2 then space.
+    # ] is AltGr + the ")" key, / is Shift + ":", - is the 6 key, ~ is Shift + the ² key
+    # (xkb; Windows has a dead ~ on AltGr+2, which xkb types as ~ at once).
     (
         "fr",
         [
@@ -59,8 +61,7 @@ HAND_TYPED = [
             "SEMICOLON",
             "Shift+DOT",
             "6",
-            "AltGr+2",
-            "SPACE",
+            "Shift+GRAVE",
             "W",
             "Enter",
         ],
@@ -152,8 +153,14 @@ def test_keymaps_caps_lock_inverts_shift_on_letters_only() -> None:
     assert decode("us", "CAPSLOCK", "A", "Shift+B", "1", "Shift+1", "Enter") == [("", "Ab1!")]
 
 
-def test_keymaps_caps_lock_on_french_digits_row_types_digits() -> None:
-    assert decode("fr", "CAPSLOCK", "1", "2", "Q", "Enter") == [("", "12A")]
+def test_keymaps_caps_lock_on_french_digits_row_follows_xkb() -> None:
+    """xkb's fr: Caps Lock capitalises é and à on the digit row and leaves & alone."""
+    assert decode("fr", "CAPSLOCK", "1", "2", "Q", "Enter") == [("", "&ÉA")]
+
+
+def test_keymaps_windows_dead_tilde_on_french_still_decodes() -> None:
+    """A scanner following Windows' fr sends AltGr+2 then space for ~; xkb types ~ at once."""
+    assert decode("fr", "AltGr+2", "Q", "Enter") == [("", "~a")]
 
 
 @pytest.mark.parametrize(("layout", "expected"), [("us", "12.9-+*/"), ("de", "12,9-+*/")])
@@ -187,12 +194,18 @@ def test_keymaps_ctrl_alt_is_altgr() -> None:
     assert scan.raw_value == "]"
 
 
-def test_keymaps_unknown_layout_names_the_known_ones() -> None:
-    with pytest.raises(
-        keymaps.KeymapError,
-        match="unknown keyboard layout 'cz'; expected one of us, uk, de, fr, es, it",
-    ):
-        keymaps.get_layout("cz")
+def test_keymaps_unknown_layout_names_the_closest_ones() -> None:
+    with pytest.raises(keymaps.KeymapError, match=r"unknown keyboard layout 'ch\(fra\)'.*ch\(fr\)"):
+        keymaps.get_layout("ch(fra)")
+    with pytest.raises(keymaps.KeymapError, match=r"'cz\(qwerty\)x'.*closest: cz\(qwerty\)"):
+        keymaps.get_layout("cz(qwerty)x")
+
+
+@pytest.mark.parametrize(
+    ("name", "xkb"), [("uk", "gb"), ("ch(de)", "ch"), ("de", "de"), ("ch(fr)", "ch(fr)")]
+)
+def test_keymaps_old_names_and_common_spellings_are_aliases(name: str, xkb: str) -> None:
+    assert keymaps.get_layout(name).name == xkb
 
 
 # Text a scanner may send: printable ASCII, GS, RS/EOT of ISO 15434, some accented letters.
@@ -205,7 +218,7 @@ SCANNED_TEXT = st.text(
 ).filter(lambda s: not s.startswith("]") and s.strip() != "")
 
 
-@pytest.mark.parametrize("layout", keymaps.LAYOUT_NAMES)
+@pytest.mark.parametrize("layout", keymaps.CLASSIC_LAYOUTS)
 @pytest.mark.parametrize("gs", ["ctrl", "alt"])
 @settings(max_examples=60, deadline=None)
 @given(text=SCANNED_TEXT, caps_lock=st.booleans())
@@ -217,3 +230,15 @@ def test_keymaps_encoder_and_decoder_are_inverse(
     decoder.caps_lock = caps_lock
     outcomes = decoder.feed_all(events)
     assert [o.raw_value for o in outcomes if isinstance(o, ScanText)] == [text]
+
+
+def test_keymaps_unknown_layout_in_config_is_a_config_error_naming_the_closest() -> None:
+    from scanstation.config import ConfigError, parse_config
+
+    sources = [{"type": "hid", "name": "gun1", "device": "auto", "layout": "ch(fra)"}]
+    with pytest.raises(
+        ConfigError, match=r"sources.*unknown keyboard layout 'ch\(fra\)'.*ch\(fr\)"
+    ):
+        parse_config({"sources": sources}, environ={})
+    config = parse_config({"sources": [{**sources[0], "layout": "latam"}]}, environ={})
+    assert config.sources[0].layout == "latam"  # type: ignore[union-attr]

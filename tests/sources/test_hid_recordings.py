@@ -76,7 +76,7 @@ def recording_cases() -> dict[str, tuple[str, str, list[KeyEvent]]]:
     encoder against the published layouts, so these files are not circular.
     """
     cases: dict[str, tuple[str, str, list[KeyEvent]]] = {}
-    for layout in keymaps.LAYOUT_NAMES:
+    for layout in keymaps.CLASSIC_LAYOUTS:
         cases[f"{layout}-gs1-ctrl.jsonl"] = (
             layout,
             GS1_DATAMATRIX,
@@ -140,7 +140,7 @@ def test_hid_recording_file_matches_the_encoder(name: str) -> None:
     assert read_jsonl(DATA / name) == [tuple(e) for e in CASES[name][2]]
 
 
-@pytest.mark.parametrize("layout", keymaps.LAYOUT_NAMES)
+@pytest.mark.parametrize("layout", keymaps.CLASSIC_LAYOUTS)
 def test_hid_recording_gs_sent_as_ctrl_is_gs_not_text(layout: str) -> None:
     """Without a substitute configured, '<GS>' stays text and Ctrl+] is the real GS."""
     settings = DecoderSettings(layout=layout)
@@ -152,7 +152,7 @@ def test_hid_recording_gs_sent_as_ctrl_is_gs_not_text(layout: str) -> None:
     ]
 
 
-@pytest.mark.parametrize("layout", keymaps.LAYOUT_NAMES)
+@pytest.mark.parametrize("layout", keymaps.CLASSIC_LAYOUTS)
 def test_hid_recording_gs1_data_comes_out_right(layout: str) -> None:
     """The decoded scan, handed to the GS1 interpreter, gives the AIs that were encoded."""
     interpret_module = pytest.importorskip(
@@ -178,7 +178,7 @@ def test_hid_recording_through_hid_replay_and_scanstation_parse(
 ) -> None:
     """The user's path: `hid-replay` each recording, pipe the scans into `scanstation parse`."""
     values = []
-    for layout in keymaps.LAYOUT_NAMES:
+    for layout in keymaps.CLASSIC_LAYOUTS:
         for gs in ("ctrl", "substitute"):
             argv = [str(DATA / f"{layout}-gs1-{gs}.jsonl"), "--layout", layout]
             assert hid_replay_main([*argv, "--gs-substitute", "<GS>"]) == 0

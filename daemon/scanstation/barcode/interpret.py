@@ -25,6 +25,7 @@ from biip.rcn import Rcn
 from biip.upc import Upc
 
 from scanstation.barcode import BarcodeError
+from scanstation.barcode.dlcompress import parse_compressed
 from scanstation.barcode.gs1.engine import (
     GS,
     GS1Issue,
@@ -279,13 +280,16 @@ def _ean_upc(raw: str, sym: str, data: str) -> Interpretation:
 
 
 def _url(raw: str, sym: str, url: str) -> Interpretation:
-    """A Digital Link when its path holds a GS1 key; else a plain URL for QR analysis."""
+    """A Digital Link (uncompressed or compressed) when it holds a GS1 key; else a plain URL."""
     if not url.startswith(("https://", "HTTPS://", "http://", "HTTP://")):
         # GS1 only accepts all-lower or all-upper schemes; other spellings are plain URLs.
         return _result(raw, sym, "url")
     parsed = parse_digital_link(url)
     if not parsed.keyed:
-        return _result(raw, sym, "url")
+        compressed = parse_compressed(url)  # GS1's compressed form: /ARHKVAdpQg
+        if compressed is None:
+            return _result(raw, sym, "url")
+        parsed = compressed
     return _gs1(raw, sym, "digital_link", parsed.ais, parsed.errors)
 
 

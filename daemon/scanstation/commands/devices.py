@@ -5,6 +5,8 @@ devices (marking the ones that look like barcode scanners), cameras and serial p
 ``devices --record DEVICE`` writes a scanner's raw key events as JSON lines, and
 ``hid-replay FILE --layout de`` decodes such a recording into the scans it contains, so a
 scanner set-up (layout, GS, prefix/suffix, terminator) can be debugged without the daemon.
+``devices --calibrate DEVICE`` reads one scan of the printed calibration barcode
+(docs/calibration-barcode.pdf) and prints the ``layout`` setting that decodes it exactly.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import difflib
 import json
 import re
 import sys
@@ -276,6 +279,122 @@ async def record(
     return written
 
 
+# --- Calibrating the layout ----------------------------------------------------------------
+
+CALIBRATION_TEXT = "QWYZAMqwyzam1290-=[];'\\,./`~!@#$%^&*()_+{}:\"|<>?"
+"""What the calibration barcode (Code 128, docs/calibration-barcode.pdf) holds: the letters
+that QWERTY, QWERTZ and AZERTY put elsewhere, digits (Shift on AZERTY) and every ASCII
+punctuation mark, which layouts scatter over Shift, AltGr and dead keys."""
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """Which layouts decode a calibration scan exactly, best first, or the nearest ones."""
+
+    exact: list[str]
+    """Layouts (as xkb spells them) that decode the scan to CALIBRATION_TEXT."""
+    nearest: list[tuple[str, str]]
+    """When none does: (layout, what it decodes) for the closest few."""
+
+
+def _preference(name: str) -> tuple[int, int, str]:
+    classic = name in keymaps.CLASSIC_LAYOUTS or name == "gb"
+    return (0 if classic else 1, name.count("("), name)
+
+
+def calibrate_layouts(events: list[KeyEvent]) -> Calibration:
+    """Decode a scan of the calibration barcode on every known layout."""
+    decoded: dict[str, str] = {}
+    aliases = set(keymaps.ALIASES)
+    for name in keymaps.layout_names():
+        if name in aliases:
+            continue
+        settings = DecoderSettings(layout=name, inter_key_timeout=10.0)
+        scans = [o for o in decode_recording(events, settings) if isinstance(o, ScanText)]
+        decoded[name] = scans[0].raw_value if scans else ""
+    exact = sorted((n for n, text in decoded.items() if text == CALIBRATION_TEXT), key=_preference)
+    if exact:
+        return Calibration(exact=exact, nearest=[])
+    ranked = sorted(
+        decoded.items(),
+        key=lambda item: (
+            -difflib.SequenceMatcher(None, item[1], CALIBRATION_TEXT).ratio(),
+            _preference(item[0]),
+        ),
+    )
+    return Calibration(exact=[], nearest=ranked[:5])
+
+
+async def read_one_scan(
+    path: str,
+    *,
+    seconds: float = 60.0,
+    open_device: DeviceFactory = open_evdev,
+    log: TextIO = sys.stderr,
+) -> list[KeyEvent]:
+    """The key events of ``path`` up to the first Enter (grabbed, so they reach nothing else)."""
+    device = open_device(path)
+    events: list[KeyEvent] = []
+    try:
+        device.grab()
+        log.write(
+            f"Scan the calibration barcode (docs/calibration-barcode.pdf) with {device.name!r}"
+            f" ({path}) within {seconds:.0f} s.\n"
+        )
+        log.flush()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                async for event in device.async_read_loop():
+                    if event.type != EV_KEY:
+                        continue
+                    events.append((event.timestamp(), event.type, event.code, event.value))
+                    if event.code == keymaps.KEY_ENTER and event.value == 1:
+                        break
+    finally:
+        with contextlib.suppress(OSError):
+            device.ungrab()
+        with contextlib.suppress(OSError):
+            device.close()
+    return events
+
+
+def print_calibration(result: Calibration, out: TextIO) -> int:
+    """Tell the user which layout setting to use; EXIT_FAILURE when none decodes exactly."""
+    if result.exact:
+        best, others = result.exact[0], result.exact[1:]
+        out.write(f'layout = "{best}"\n')
+        if others:
+            shown = ", ".join(others[:12]) + (" …" if len(others) > 12 else "")
+            out.write(f"# these decode it exactly too: {shown}\n")
+        return EXIT_OK
+    out.write(
+        "No layout decodes the calibration barcode exactly; the closest are:\n"
+        + "".join(f"  {name}: {text!r}\n" for name, text in result.nearest)
+        + f"expected {CALIBRATION_TEXT!r}; check that the scanner sends Enter after a scan "
+        "and that it is the calibration barcode\n"
+    )
+    return EXIT_FAILURE
+
+
+def _calibrate_main(args: argparse.Namespace) -> int:
+    try:
+        events = asyncio.run(read_one_scan(args.calibrate, seconds=args.duration or 60.0))
+    except OSError as exc:
+        print(
+            f"scanstation devices: cannot read {args.calibrate!r}: {exc.strerror or exc}; "
+            "expected a readable /dev/input/event* or /dev/input/by-id/… device "
+            "(run as a member of the 'input' group)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    if not events:
+        print("scanstation devices: no scan arrived; nothing to calibrate", file=sys.stderr)
+        return EXIT_FAILURE
+    return print_calibration(calibrate_layouts(events), sys.stdout)
+
+
 def devices_main(argv: list[str]) -> int:
     """`scanstation devices [--record DEVICE] [--json]`."""
     parser = argparse.ArgumentParser(
@@ -286,6 +405,11 @@ def devices_main(argv: list[str]) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--all", action="store_true", help="list every input device")
     parser.add_argument("--record", metavar="DEVICE", help="record this input device")
+    parser.add_argument(
+        "--calibrate",
+        metavar="DEVICE",
+        help="scan docs/calibration-barcode.pdf with this scanner; prints its layout setting",
+    )
     parser.add_argument(
         "--duration", type=float, metavar="SECONDS", help="stop recording after this long"
     )
@@ -299,6 +423,8 @@ def devices_main(argv: list[str]) -> int:
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
     if args.record:
         return _record_main(args)
+    if args.calibrate:
+        return _calibrate_main(args)
     inputs, cameras, ports = list_input_devices(), list_cameras(), list_serial_ports()
     if args.json:
         shown = [d for d in inputs if args.all or d.keyboard or d.scanner]
@@ -442,7 +568,9 @@ def hid_replay_main(argv: list[str]) -> int:
         "scans, one JSON line each; dropped keystrokes are explained on stderr.",
     )
     parser.add_argument("file", metavar="FILE", help="the recording (JSON lines), or - for stdin")
-    parser.add_argument("--layout", choices=keymaps.LAYOUT_NAMES, help="default: us")
+    parser.add_argument(
+        "--layout", help="keyboard layout as xkb spells it: de, ch(fr), us(intl) (default: us)"
+    )
     parser.add_argument("--terminator", choices=["enter", "tab", "none"])
     parser.add_argument("--prefix", help="text every scan starts with")
     parser.add_argument("--suffix", help="text every scan ends with")

@@ -11,7 +11,7 @@ from pydantic import (
     model_validator,
 )
 
-from scanstation.config.base import Section
+from scanstation.config.base import KeyboardLayout, Section
 
 CaptureTypeName = Literal["BARCODE", "IMAGE", "MANUAL"]
 
@@ -140,8 +140,8 @@ class KeyboardGadgetOutputConfig(_OutputBase):
     device: str = Field(
         "/dev/hidg0", description="HID gadget device (firmware-config/usb-gadget.sh)"
     )
-    layout: Literal["us", "uk", "de", "fr", "es", "it"] = Field(
-        "us", description="Keyboard layout the host (the POS) is set to"
+    layout: KeyboardLayout = Field(
+        "us", description="Keyboard layout the host (the POS) is set to, as xkb spells it"
     )
     gs: Literal["ctrl", "alt", "text", "drop"] = Field(
         "ctrl",

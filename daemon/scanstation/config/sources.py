@@ -10,7 +10,7 @@ from pydantic import (
     field_validator,
 )
 
-from scanstation.config.base import Section
+from scanstation.config.base import KeyboardLayout, Section
 
 
 class _SourceBase(Section):
@@ -104,8 +104,10 @@ class HidSourceConfig(_SourceBase):
         description="/dev/input/by-id/…-event-kbd path, or auto: every device whose name "
         "looks like a barcode scanner",
     )
-    layout: Literal["us", "uk", "de", "fr", "es", "it"] = Field(
-        "us", description="Keyboard country the scanner is programmed for (not the console's)"
+    layout: KeyboardLayout = Field(
+        "us",
+        description="Keyboard country the scanner is programmed for (not the console's), as xkb "
+        "spells it: us, de, fr, ch(fr), us(intl), latam …",
     )
     grab: bool = Field(True, description="Grab the device so keystrokes never reach the console")
     gs_substitutes: list[str] = Field(

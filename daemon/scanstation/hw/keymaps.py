@@ -5,28 +5,37 @@ that type that character *on the keyboard layout it was programmed for* (its "ke
 country"). We read the key presses ourselves (the device is grabbed), so the station's own
 console layout plays no part: what matters is that ``layout`` here matches the scanner's.
 
-The tables follow the Windows layouts of each country (kbdus, kbduk, kbdgr, kbdfr, kbdsp,
-kbdit), because that is what scanner manufacturers design their keyboard-country tables
-against: the dead keys, the AltGr level and the Ctrl rows are those of Windows.
+Every layout comes from xkb-data, the keyboard definitions Linux ships: a table generated
+from it at build time by scripts/gen_keyboard_layouts.py (libxkbcommon compiles each layout
+and variant and says what every key types at each level, with Caps Lock off and on, and
+which keys are dead; the dead-key sequences are the X11 Compose table's) ships in
+scanstation/data/keyboard_layouts.json.gz. Names are xkb's: ``de``, ``ch(fr)``,
+``us(intl)``; ``uk`` stays an alias of ``gb``. docs/scanners.md says why it is a shipped
+table rather than a run-time read of /usr/share/X11/xkb.
 
 Control characters (the GS that separates GS1 fields, RS and EOT of ISO 15434 envelopes) are
-typed as Ctrl + a key. Windows puts them at fixed physical positions, whatever the
-layout: GS (0x1D) is Ctrl + the key right of P (evdev ``KEY_RIGHTBRACE``: ``]`` on us/uk, ``+``
-on de/es/it, ``$`` on fr), ESC Ctrl + the key left of it, FS Ctrl + the ``\\``/``#`` key, RS
-Ctrl + Shift + 6; letters give 0x01..0x1A by the letter the key types on the layout (on fr
-Ctrl + the key labelled A, physical Q, is 0x01). See docs/scanners.md.
+typed as Ctrl + a key. Scanners follow Windows there, which puts them at fixed physical
+positions whatever the layout: GS (0x1D) is Ctrl + the key right of P (evdev
+``KEY_RIGHTBRACE``: ``]`` on us/gb, ``+`` on de/es/it, ``$`` on fr), ESC Ctrl + the key
+left of it, FS Ctrl + the ``\\``/``#`` key, RS Ctrl + 6; letters give 0x01..0x1A by the
+letter the key types on the layout (on fr Ctrl + the key labelled A, physical Q, is 0x01).
+See docs/scanners.md.
 
 Two pure functions are the whole interface: :func:`get_layout` gives a :class:`Layout` whose
 :meth:`Layout.char` the decoder asks, and :func:`keystrokes` types a text the way a scanner
-would (the inverse, used to build test recordings and benchmarks).
+would (the inverse, used by the keyboard-gadget output, benchmarks and test recordings).
 """
 
 from __future__ import annotations
 
-import unicodedata
+import difflib
+import gzip
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from functools import cache
+from importlib.resources import files
+from typing import Any, Literal
 
 from scanstation.hw import HardwareError
 
@@ -108,92 +117,65 @@ SHIFT_KEYS = frozenset({KEY_LEFTSHIFT, KEY_RIGHTSHIFT})
 CTRL_KEYS = frozenset({KEY_LEFTCTRL, KEY_RIGHTCTRL})
 
 GS = "\x1d"
-LayoutName = Literal["us", "uk", "de", "fr", "es", "it"]
-LAYOUT_NAMES: tuple[LayoutName, ...] = ("us", "uk", "de", "fr", "es", "it")
+ALIASES: dict[str, str] = {"uk": "gb", "ch(de)": "ch"}
+"""Names the project used before it read xkb (uk), and spellings people use that xkb lacks."""
+CLASSIC_LAYOUTS: tuple[str, ...] = ("us", "uk", "de", "fr", "es", "it")
+"""The six names the hand-written tables had; they keep working (uk is xkb's gb)."""
 
 # Levels of a key: what it types alone, with Shift, with AltGr, with AltGr + Shift.
 BASE, SHIFT, ALTGR, ALTGR_SHIFT = 0, 1, 2, 3
-_NONE = "\0"  # a level that types nothing
-
-# Dead keys compose with the next letter (Windows DEADTRANS tables); followed by a space
-# they type themselves. These are the accents the layouts below use.
-_COMBINING = {
-    "^": "\u0302",
-    "`": "\u0300",
-    "´": "\u0301",
-    "¨": "\u0308",
-    "~": "\u0303",
-}
-
-_QWERTY_ROWS = {
-    KEY_Q: "q",
-    KEY_W: "w",
-    KEY_E: "e",
-    KEY_R: "r",
-    KEY_T: "t",
-    KEY_Y: "y",
-    KEY_U: "u",
-    KEY_I: "i",
-    KEY_O: "o",
-    KEY_P: "p",
-    KEY_A: "a",
-    KEY_S: "s",
-    KEY_D: "d",
-    KEY_F: "f",
-    KEY_G: "g",
-    KEY_H: "h",
-    KEY_J: "j",
-    KEY_K: "k",
-    KEY_L: "l",
-    KEY_Z: "z",
-    KEY_X: "x",
-    KEY_C: "c",
-    KEY_V: "v",
-    KEY_B: "b",
-    KEY_N: "n",
-    KEY_M: "m",
-}
+_DEAD = "\0"  # in the table, a dead key is this prefix + its keysym name (dead_acute)
+_TABLE = files("scanstation.data").joinpath("keyboard_layouts.json.gz")
+_TEXT_KEYS_ORDER = (*range(2, 14), *range(16, 28), *range(30, 42), *range(43, 54), 57, 86)
 
 
 class KeymapError(HardwareError, ValueError):
     """A layout name or a character a layout cannot type; the message says which and why."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Layout:
-    """One keyboard layout: which character each key types at each level."""
+    """One keyboard layout: which character each key types at each level, from xkb-data."""
 
     name: str
-    """Short name: us, uk, de, fr, es or it."""
+    """The name as xkb spells it: de, ch(fr), us(intl)."""
     keys: Mapping[int, tuple[str, str, str, str]]
-    """evdev key code -> characters at (base, shift, altgr, altgr+shift); "" types nothing."""
-    dead: frozenset[tuple[int, int]]
-    """(key code, level) pairs that are dead keys: they wait for the next key."""
-    caps: frozenset[int]
-    """Keys that Caps Lock affects (it swaps their base and shift levels)."""
+    """evdev key code -> text at (base, shift, altgr, altgr+shift); "" types nothing; a
+    dead key is "\\0" + its keysym name."""
+    caps_keys: Mapping[int, tuple[str, str, str, str]] = field(default_factory=dict)
+    """The same for the keys that type otherwise with Caps Lock on (xkb's key types)."""
     keypad_decimal: str = "."
     """What the keypad's decimal key types with Num Lock on (de: ',')."""
     control: Mapping[int, str] = field(default_factory=dict)
     """Ctrl + key -> control character, besides the letters (GS is Ctrl + KEY_RIGHTBRACE)."""
+    lookup: Mapping[tuple[int, int, bool], tuple[str, bool]] = field(default_factory=dict)
+    """(code, level, caps lock) -> what :meth:`char` returns, filled by :func:`get_layout`."""
 
     def char(self, code: int, level: int, caps_lock: bool = False) -> tuple[str, bool]:
-        """The character ``code`` types at ``level`` and whether it is a dead key.
+        """The text ``code`` types at ``level`` and whether it is a dead key.
 
-        Caps Lock swaps base and shift on the keys it affects; ``""`` means nothing is typed.
+        For a dead key the text is its keysym name (``dead_acute``), for :func:`compose`;
+        ``""`` means nothing is typed.
 
         >>> get_layout("de").char(KEY_Y, BASE)
         ('z', False)
         >>> get_layout("de").char(KEY_9, ALTGR)
         (']', False)
-        >>> get_layout("fr").char(KEY_1, BASE, caps_lock=True)
-        ('1', False)
+        >>> get_layout("ch(fr)").char(KEY_EQUAL, BASE)
+        ('dead_circumflex', True)
+        >>> get_layout("fr").char(KEY_Q, BASE, caps_lock=True)
+        ('A', False)
         """
-        chars = self.keys.get(code)
+        found = self.lookup.get((code, level, caps_lock))
+        if found is not None:
+            return found
+        chars = (self.caps_keys.get(code) if caps_lock else None) or self.keys.get(code)
         if chars is None:
             return "", False
-        if caps_lock and code in self.caps and level in (BASE, SHIFT):
-            level = SHIFT if level == BASE else BASE
-        return chars[level], (code, level) in self.dead
+        text = chars[level]
+        if text.startswith(_DEAD):
+            return text[1:], True
+        return text, False
 
     def control_char(self, code: int) -> str:
         """The control character Ctrl + ``code`` types, or ``""`` when it types none.
@@ -211,283 +193,105 @@ class Layout:
         return ""
 
 
-def _layout(
-    name: str,
-    letters: Mapping[int, str],
-    rows: Mapping[int, str],
-    *,
-    dead: Mapping[int, str] | None = None,
-    extra_caps: frozenset[int] = frozenset(),
-    keypad_decimal: str = ".",
-    control: Mapping[int, str] | None = None,
-) -> Layout:
-    """Build a Layout from compact rows: each value lists base, shift, altgr, altgr+shift.
+@cache
+def _table() -> dict[str, Any]:
+    """The shipped table generated from xkb-data (scripts/gen_keyboard_layouts.py)."""
+    data: dict[str, Any] = json.loads(gzip.decompress(_TABLE.read_bytes()))
+    return data
 
-    ``dead`` maps a key to the levels (digits "0123") at which it is a dead key.
+
+def layout_names() -> list[str]:
+    """Every layout the table knows, as xkb spells it, then the aliases."""
+    table = _table()
+    return sorted(table["layouts"]) + sorted(table["aliases"])
+
+
+def _control(keys: Mapping[int, tuple[str, str, str, str]]) -> dict[int, str]:
+    """Windows' fixed Ctrl positions, which scanners follow on every layout.
+
+    GS is Ctrl + KEY_RIGHTBRACE (``]`` on us), ESC Ctrl + the key left of it, FS Ctrl + the
+    backslash key, RS Ctrl + 6, US Ctrl + the key that types ``_`` (else ``-``) unshifted.
     """
-    keys: dict[int, tuple[str, str, str, str]] = {}
-    for code, letter in letters.items():
-        keys[code] = (letter, letter.upper(), "", "")
-    for code, spec in rows.items():
-        levels = [("" if c == _NONE else c) for c in spec.ljust(4, _NONE)]
-        keys[code] = (levels[0], levels[1], levels[2], levels[3])
-    keys[KEY_SPACE] = (" ", " ", " ", " ")
-    caps = {
-        code
-        for code, (base, shift, _, _) in keys.items()
-        if base.isalpha() and len(base) == 1 and shift == base.upper() and base != shift
-    }
-    default_control = {
+    control = {
         KEY_LEFTBRACE: "\x1b",
         KEY_BACKSLASH: "\x1c",
         KEY_RIGHTBRACE: GS,
         KEY_6: "\x1e",
-        KEY_MINUS: "\x1f",
     }
+    bases = {chars[BASE]: code for code, chars in reversed(list(keys.items()))}
+    unit = bases.get("_", bases.get("-", KEY_MINUS))
+    if unit not in control:
+        control[unit] = "\x1f"
+    return control
+
+
+@cache
+def get_layout(name: str) -> Layout:
+    """The layout called ``name`` as xkb spells it (``de``, ``ch(fr)``, ``us(intl)``).
+
+    Raises KeymapError naming the closest known names.
+
+    >>> get_layout("uk").name
+    'gb'
+    """
+    table = _table()
+    key = table["aliases"].get(name, name)
+    entry = table["layouts"].get(key)
+    if entry is None:
+        close = difflib.get_close_matches(name, layout_names(), n=5, cutoff=0.5)
+        hint = f"closest: {', '.join(close)}" if close else "e.g. us, de, fr, ch(fr), us(intl)"
+        raise KeymapError(
+            f"unknown keyboard layout {name!r}; expected an xkb layout name as in "
+            f"docs/scanners.md ({hint})"
+        )
+
+    def levels(raw: Mapping[str, list[str]]) -> dict[int, tuple[str, str, str, str]]:
+        by_code = {int(code): chars for code, chars in raw.items()}
+        return {
+            code: (chars[0], chars[1], chars[2], chars[3])
+            for code in sorted(by_code, key=_key_order)
+            for chars in (by_code[code],)
+        }
+
+    keys = levels(entry["keys"])
+    caps_keys = levels(entry["caps"])
+    lookup: dict[tuple[int, int, bool], tuple[str, bool]] = {}
+    for caps_lock, typed in ((False, keys), (True, {**keys, **caps_keys})):
+        for code, chars in typed.items():
+            for level, text in enumerate(chars):
+                dead = text.startswith(_DEAD)
+                lookup[code, level, caps_lock] = (text[1:] if dead else text, dead)
     return Layout(
-        name=name,
+        name=key,
         keys=keys,
-        dead=frozenset(
-            (code, int(level)) for code, levels in (dead or {}).items() for level in levels
-        ),
-        caps=frozenset(caps | extra_caps),
-        keypad_decimal=keypad_decimal,
-        control={**default_control, **(control or {})},
+        caps_keys=caps_keys,
+        keypad_decimal=entry["keypad_decimal"],
+        control=_control(keys),
+        lookup=lookup,
     )
 
 
-_US = _layout(
-    "us",
-    _QWERTY_ROWS,
-    {
-        KEY_GRAVE: "`~",
-        KEY_1: "1!",
-        KEY_2: "2@",
-        KEY_3: "3#",
-        KEY_4: "4$",
-        KEY_5: "5%",
-        KEY_6: "6^",
-        KEY_7: "7&",
-        KEY_8: "8*",
-        KEY_9: "9(",
-        KEY_0: "0)",
-        KEY_MINUS: "-_",
-        KEY_EQUAL: "=+",
-        KEY_LEFTBRACE: "[{",
-        KEY_RIGHTBRACE: "]}",
-        KEY_SEMICOLON: ";:",
-        KEY_APOSTROPHE: "'\"",
-        KEY_BACKSLASH: "\\|",
-        KEY_102ND: "\\|",
-        KEY_COMMA: ",<",
-        KEY_DOT: ".>",
-        KEY_SLASH: "/?",
-    },
-)
-
-_UK = _layout(
-    "uk",
-    _QWERTY_ROWS,
-    {
-        KEY_GRAVE: "`¬¦",
-        KEY_1: "1!",
-        KEY_2: '2"',
-        KEY_3: "3£",
-        KEY_4: "4$€",
-        KEY_5: "5%",
-        KEY_6: "6^",
-        KEY_7: "7&",
-        KEY_8: "8*",
-        KEY_9: "9(",
-        KEY_0: "0)",
-        KEY_MINUS: "-_",
-        KEY_EQUAL: "=+",
-        KEY_LEFTBRACE: "[{",
-        KEY_RIGHTBRACE: "]}",
-        KEY_SEMICOLON: ";:",
-        KEY_APOSTROPHE: "'@",
-        KEY_BACKSLASH: "#~",
-        KEY_102ND: "\\|",
-        KEY_COMMA: ",<",
-        KEY_DOT: ".>",
-        KEY_SLASH: "/?",
-    },
-    control={KEY_102ND: "\x1c"},
-)
-
-# German QWERTZ: Y and Z swapped; ] { } [ \ @ ~ | € on AltGr; ^ ´ ` are dead keys.
-_DE = _layout(
-    "de",
-    {**_QWERTY_ROWS, KEY_Y: "z", KEY_Z: "y", KEY_SEMICOLON: "ö", KEY_APOSTROPHE: "ä"},
-    {
-        KEY_GRAVE: "^°",
-        KEY_1: "1!",
-        KEY_2: '2"²',
-        KEY_3: "3§³",
-        KEY_4: "4$",
-        KEY_5: "5%",
-        KEY_6: "6&",
-        KEY_7: "7/{",
-        KEY_8: "8([",
-        KEY_9: "9)]",
-        KEY_0: "0=}",
-        KEY_MINUS: "ß?\\",
-        KEY_EQUAL: "´`",
-        KEY_Q: "qQ@",
-        KEY_E: "eE€",
-        KEY_M: "mMµ",
-        KEY_LEFTBRACE: "üÜ",
-        KEY_RIGHTBRACE: "+*~",
-        KEY_BACKSLASH: "#'",
-        KEY_102ND: "<>|",
-        KEY_COMMA: ",;",
-        KEY_DOT: ".:",
-        KEY_SLASH: "-_",
-    },
-    dead={KEY_GRAVE: "0", KEY_EQUAL: "01"},
-    keypad_decimal=",",
-    control={KEY_MINUS: "", KEY_SLASH: "\x1f"},
-)
-
-# French AZERTY: A/Q and Z/W swapped, M right of L; digits need Shift (Caps Lock too);
-# ~ and ` (AltGr+2, AltGr+7), ^ and ¨ are dead keys.
-_FR = _layout(
-    "fr",
-    {
-        **_QWERTY_ROWS,
-        KEY_Q: "a",
-        KEY_W: "z",
-        KEY_A: "q",
-        KEY_Z: "w",
-        KEY_SEMICOLON: "m",
-    },
-    {
-        KEY_GRAVE: "²",
-        KEY_1: "&1",
-        KEY_2: "é2~",
-        KEY_3: '"3#',
-        KEY_4: "'4{",
-        KEY_5: "(5[",
-        KEY_6: "-6|",
-        KEY_7: "è7`",
-        KEY_8: "_8\\",
-        KEY_9: "ç9^",
-        KEY_0: "à0@",
-        KEY_MINUS: ")°]",
-        KEY_EQUAL: "=+}",
-        KEY_E: "eE€",
-        KEY_LEFTBRACE: "^¨",
-        KEY_RIGHTBRACE: "$£¤",
-        KEY_APOSTROPHE: "ù%",
-        KEY_BACKSLASH: "*µ",
-        KEY_102ND: "<>",
-        KEY_M: ",?",
-        KEY_COMMA: ";.",
-        KEY_DOT: ":/",
-        KEY_SLASH: "!§",
-    },
-    dead={KEY_2: "2", KEY_7: "2", KEY_LEFTBRACE: "01"},
-    extra_caps=frozenset({KEY_1, KEY_2, KEY_3, KEY_4, KEY_5, KEY_6, KEY_7, KEY_8, KEY_9, KEY_0}),
-    control={KEY_MINUS: "", KEY_8: "\x1f"},
-)
-
-# Spanish: ñ right of L; [ ] { } on AltGr of the keys right of P and Ñ; ` ^ ´ ¨ ~ dead.
-_ES = _layout(
-    "es",
-    {**_QWERTY_ROWS, KEY_SEMICOLON: "ñ"},
-    {
-        KEY_GRAVE: "ºª\\",
-        KEY_1: "1!|",
-        KEY_2: '2"@',
-        KEY_3: "3·#",
-        KEY_4: "4$~",
-        KEY_5: "5%",
-        KEY_6: "6&¬",
-        KEY_7: "7/",
-        KEY_8: "8(",
-        KEY_9: "9)",
-        KEY_0: "0=",
-        KEY_MINUS: "'?",
-        KEY_EQUAL: "¡¿",
-        KEY_E: "eE€",
-        KEY_LEFTBRACE: "`^[",
-        KEY_RIGHTBRACE: "+*]",
-        KEY_APOSTROPHE: "´¨{",
-        KEY_BACKSLASH: "çÇ}",
-        KEY_102ND: "<>",
-        KEY_COMMA: ",;",
-        KEY_DOT: ".:",
-        KEY_SLASH: "-_",
-    },
-    dead={KEY_4: "2", KEY_LEFTBRACE: "01", KEY_APOSTROPHE: "01"},
-    control={KEY_MINUS: "", KEY_SLASH: "\x1f"},
-)
-
-# Italian: no dead keys, and no ~ or ` at all (scanners send those as Alt+numpad codes).
-_IT = _layout(
-    "it",
-    _QWERTY_ROWS,
-    {
-        KEY_GRAVE: "\\|",
-        KEY_1: "1!",
-        KEY_2: '2"',
-        KEY_3: "3£",
-        KEY_4: "4$",
-        KEY_5: "5%",
-        KEY_6: "6&",
-        KEY_7: "7/",
-        KEY_8: "8(",
-        KEY_9: "9)",
-        KEY_0: "0=",
-        KEY_MINUS: "'?",
-        KEY_EQUAL: "ì^",
-        KEY_E: "eE€",
-        KEY_LEFTBRACE: "èé[{",
-        KEY_RIGHTBRACE: "+*]}",
-        KEY_SEMICOLON: "òç@",
-        KEY_APOSTROPHE: "à°#",
-        KEY_BACKSLASH: "ù§",
-        KEY_102ND: "<>",
-        KEY_COMMA: ",;",
-        KEY_DOT: ".:",
-        KEY_SLASH: "-_",
-    },
-    control={KEY_MINUS: "", KEY_SLASH: "\x1f"},
-)
-
-LAYOUTS: dict[str, Layout] = {layout.name: layout for layout in (_US, _UK, _DE, _FR, _ES, _IT)}
+def _key_order(code: int) -> int:
+    return _TEXT_KEYS_ORDER.index(code) if code in _TEXT_KEYS_ORDER else len(_TEXT_KEYS_ORDER)
 
 
-def get_layout(name: str) -> Layout:
-    """The layout called ``name``; raises KeymapError naming the known ones.
+def compose(dead: str, following: str) -> str | None:
+    """What dead key ``dead`` (a keysym name) then ``following`` types, None if nothing.
 
-    >>> get_layout("fr").name
-    'fr'
+    ``following`` is the text the next key types, or a dead key's keysym name; the
+    sequences are the X11 Compose table's (en_US.UTF-8), as xkb-data's layouts expect. A
+    space gives the accent on its own.
+
+    >>> compose("dead_circumflex", "e"), compose("dead_acute", " "), compose("dead_tilde", "x")
+    ('ê', "'", None)
     """
-    try:
-        return LAYOUTS[name]
-    except KeyError:
-        raise KeymapError(
-            f"unknown keyboard layout {name!r}; expected one of {', '.join(LAYOUT_NAMES)}"
-        ) from None
+    result: str | None = _table()["compose"].get(f"{dead} {following}")
+    return result
 
 
-def compose(accent: str, following: str) -> str | None:
-    """The character a dead ``accent`` followed by ``following`` types, None if none.
-
-    A space gives the accent itself; a letter the precomposed accented letter when Unicode
-    has one (as Windows' DEADTRANS tables do).
-
-    >>> compose("^", "e"), compose("´", " "), compose("~", "x")
-    ('ê', '´', None)
-    """
-    if following == " ":
-        return accent
-    combining = _COMBINING.get(accent)
-    if combining is None or not following.isalpha():
-        return None
-    composed = unicodedata.normalize("NFC", following + combining)
-    return composed if len(composed) == 1 else None
+def dead_key_text(dead: str) -> str:
+    """What a dead key types on its own (when the next key does not compose with it)."""
+    return compose(dead, " ") or ""
 
 
 def alt_code_char(digits: str) -> str:
@@ -537,41 +341,84 @@ class Stroke:
     """Further keys pressed while the modifiers stay down (the digits of an Alt code)."""
 
 
-def _strokes_for_char(layout: Layout, ch: str) -> list[Stroke]:
-    """The key strokes that type ``ch`` on ``layout`` (plain, Shift, AltGr, dead + space).
+_MODIFIERS_FOR_LEVEL = {
+    BASE: (),
+    SHIFT: (KEY_LEFTSHIFT,),
+    ALTGR: (KEY_RIGHTALT,),
+    ALTGR_SHIFT: (KEY_RIGHTALT, KEY_LEFTSHIFT),
+}
 
-    Falls back to Alt + keypad (Windows-1252 code with a leading 0), as scanners do for
-    characters the layout lacks.
+
+_PUNCTUATION_KEYS = frozenset(
+    {
+        KEY_MINUS,
+        KEY_EQUAL,
+        KEY_LEFTBRACE,
+        KEY_RIGHTBRACE,
+        KEY_SEMICOLON,
+        KEY_APOSTROPHE,
+        KEY_GRAVE,
+        KEY_BACKSLASH,
+        KEY_COMMA,
+        KEY_DOT,
+        KEY_SLASH,
+    }
+)
+
+
+def _stroke_preference(key: tuple[int, int]) -> tuple[bool, int]:
+    """Which key types a character first when several do: the one printed on keyboards.
+
+    Base and Shift levels before AltGr; the ISO key left of Z after the others of its
+    group (an ANSI keyboard, a US scanner's, has none); on the AltGr levels the punctuation
+    keys before the number row and the letters (es: ] is AltGr + the + key, not AltGr+9).
+    """
+    code, level = key
+    if level < ALTGR:
+        return False, code == KEY_102ND
+    rank = 0 if code in _PUNCTUATION_KEYS else 1 if code < KEY_Q else 2
+    return True, rank if code != KEY_102ND else 3
+
+
+@cache
+def _strokes_for_char(layout: Layout, ch: str, caps_lock: bool) -> tuple[Stroke, ...]:
+    """The key strokes that type ``ch`` on ``layout`` (plain, Shift, AltGr, dead keys).
+
+    The first level that types it wins (base, Shift, AltGr, AltGr + Shift; the ISO key
+    left of Z after the other keys of its level group), then a dead key and space, then a
+    dead key and a key. Falls back to Alt + keypad (Windows-1252 code
+    with a leading 0), as scanners do for characters the layout lacks.
     """
     if ch == "\t":
-        return [Stroke(KEY_TAB)]
+        return (Stroke(KEY_TAB),)
     if ch in ("\r", "\n"):
-        return [Stroke(KEY_ENTER)]
-    modifiers_for = {
-        BASE: (),
-        SHIFT: (KEY_LEFTSHIFT,),
-        ALTGR: (KEY_RIGHTALT,),
-        ALTGR_SHIFT: (KEY_RIGHTALT, KEY_LEFTSHIFT),
-    }
-    for level in (BASE, SHIFT, ALTGR, ALTGR_SHIFT):
-        for code, chars in layout.keys.items():
-            if chars[level] == ch:
-                stroke = Stroke(code, modifiers_for[level])
-                if (code, level) in layout.dead:
-                    return [stroke, Stroke(KEY_SPACE)]  # dead key + space types the accent
-                return [stroke]
-    for code, level in sorted(layout.dead, key=lambda d: (d[1], d[0])):
-        accent = layout.keys[code][level]
-        for letter_code, chars in layout.keys.items():
-            for letter_level in (BASE, SHIFT):
-                letter = chars[letter_level]
-                dead_letter = (letter_code, letter_level) in layout.dead
-                if letter and not dead_letter and compose(accent, letter) == ch:
-                    return [
-                        Stroke(code, modifiers_for[level]),
-                        Stroke(letter_code, modifiers_for[letter_level]),
-                    ]
-    return alt_code_strokes(ch)
+        return (Stroke(KEY_ENTER),)
+    dead_keys: list[tuple[str, Stroke]] = []
+    plain: list[tuple[str, Stroke]] = []
+    order = sorted(
+        ((code, level) for level in (BASE, SHIFT, ALTGR, ALTGR_SHIFT) for code in layout.keys),
+        key=_stroke_preference,
+    )
+    for code, level in order:
+        text, dead = layout.char(code, level, caps_lock)
+        if not text:
+            continue
+        stroke = Stroke(code, _MODIFIERS_FOR_LEVEL[level])
+        if dead:
+            dead_keys.append((text, stroke))
+            continue
+        if text == ch:
+            return (stroke,)
+        if level in (BASE, SHIFT):
+            plain.append((text, stroke))
+    for accent, stroke in dead_keys:
+        if compose(accent, " ") == ch:
+            return (stroke, Stroke(KEY_SPACE))
+    for accent, stroke in dead_keys:
+        for text, letter in plain:
+            if compose(accent, text) == ch:
+                return (stroke, letter)
+    return tuple(alt_code_strokes(ch))
 
 
 def alt_code_strokes(ch: str) -> list[Stroke]:
@@ -597,7 +444,7 @@ def strokes(
 
     GS is sent as Ctrl + KEY_RIGHTBRACE (``gs="ctrl"``), Alt+0029 (``"alt"``) or as the
     visible substitute ``gs_text`` (``"text"``). With ``caps_lock`` the scanner knows Caps
-    Lock is on and inverts Shift on the keys Caps Lock affects, as scanners do.
+    Lock is on and picks the keys that type ``text`` with it on, as scanners do.
     """
     layout = get_layout(layout) if isinstance(layout, str) else layout
     out: list[Stroke] = []
@@ -619,13 +466,7 @@ def strokes(
             else:
                 out.extend(alt_code_strokes(ch))
             continue
-        for stroke in _strokes_for_char(layout, ch):
-            if caps_lock and stroke.code in layout.caps and KEY_RIGHTALT not in stroke.modifiers:
-                mods = tuple(m for m in stroke.modifiers if m not in SHIFT_KEYS)
-                if KEY_LEFTSHIFT not in stroke.modifiers:
-                    mods = (KEY_LEFTSHIFT, *mods)
-                stroke = Stroke(stroke.code, mods)
-            out.append(stroke)
+        out.extend(_strokes_for_char(layout, ch, caps_lock))
     return out
 
 

@@ -3,9 +3,10 @@
 A Pi in USB device mode (firmware-config/usb-gadget.sh) shows the host a boot keyboard; each
 8-byte write to /dev/hidg0 is one input report: modifier bits, a reserved byte, up to six
 key usages. The text is turned into key presses with the same layout tables the HID
-*source* uses to read guns (hw/keymaps.py), for the layout the *host* is set to, so a
-German POS gets ``z`` from the key labelled Z on its keyboard. GS (ASCII 29) is Ctrl + the
-key right of P, as GS1-aware POS software expects, or Alt+0029 or a visible substitute.
+*source* uses to read guns (hw/keymaps.py, from xkb-data), for the layout the *host* is
+set to, so a German POS gets ``z`` from the key labelled Z on its keyboard. GS (ASCII 29) is
+Ctrl + the key right of P, as GS1-aware POS software expects, or Alt+0029 or a visible
+substitute.
 
 Writes are non-blocking: the gadget takes one report per host poll (1 ms at high speed),
 and the writer waits for POLLOUT on the event loop, never in a thread. The host's LED

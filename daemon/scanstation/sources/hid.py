@@ -79,7 +79,7 @@ class DecoderSettings:
     """How one scanner frames its scans (built from a HidSourceConfig or CLI options)."""
 
     layout: str = "us"
-    """Keyboard layout the scanner is programmed for: us, uk, de, fr, es or it."""
+    """Keyboard layout the scanner is programmed for, as xkb spells it: de, ch(fr), us(intl)."""
     prefix: str = ""
     """Text every scan starts with (stripped); a scan without it is dropped."""
     suffix: str = ""
@@ -305,7 +305,7 @@ class KeystrokeDecoder:
             composed = keymaps.compose(accent, char)
             if composed is not None:
                 return self._append(t, composed)
-            out = self._append(t, accent)
+            out = self._append(t, keymaps.dead_key_text(accent))
             if dead:
                 self._dead = char
                 return out
@@ -358,7 +358,7 @@ class KeystrokeDecoder:
     def _take(self) -> tuple[str, float, int]:
         """Clear the scan state; return what was typed, when it started and how many keys."""
         if self._dead:
-            self._text.append(self._dead)  # a dead key at the end types itself
+            self._text.append(keymaps.dead_key_text(self._dead))  # a dead key at the end
         text = "".join(self._text)
         started = self._started_at if self._started_at is not None else 0.0
         presses = self._presses
