@@ -14,7 +14,6 @@ from scanstation.barcode.format import FormatError, FormatFields, Formatter, com
 from scanstation.barcode.match import MatchError, compile_rules
 from scanstation.barcode.scantext import ScanText
 from scanstation.config import ConfigError, MatchRules, parse_config
-
 from scanstation.outputs.gadget import encode, reports_to_events
 from scanstation.sources.hid import DecoderSettings, KeystrokeDecoder
 
