@@ -16,9 +16,19 @@ from scanstation.model import Capture, CaptureType
 from scanstation.pipeline import Pipeline
 from scanstation.publish.mqtt import MqttLink
 from scanstation.store import NewCapture, Store
+from scanstation.web.auth import ApiKeyStore
+
+COMMAND_TOKEN = "test-command-token-0123456789"
+"""The secret in every test station's ``[mqtt] command_token_file``."""
+
+BEARER = f"Bearer {COMMAND_TOKEN}"
 
 
 def station_config(storage: Path, port: int, device_id: str = "lane-01", **mqtt: Any) -> Config:
+    token_file = storage.parent / f"{storage.name}-command-token"
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_text(COMMAND_TOKEN + "\n")
+    mqtt.setdefault("command_token_file", str(token_file))
     return parse_config(
         {
             "device": {"id": device_id, "site": "store-7"},
@@ -74,6 +84,7 @@ async def running_station(
     async with Store(config.db_path) as store:
         pipeline = Pipeline(store, config)
         station = Station(config, store, pipeline, None)  # type: ignore[arg-type]
+        api_keys = ApiKeyStore(config.api_keys_path)
         default_triggers = {"cam0": lambda: station.triggered.append("cam0")}
         station.link = MqttLink(
             config,
@@ -81,6 +92,8 @@ async def running_station(
             pipeline,
             triggers=default_triggers if triggers is None else triggers,
             telemetry=telemetry,
+            # As app.py wires it: the station's API keys authorise commands too.
+            api_key_valid=lambda token: api_keys.verify(token) is not None,
         )
         station.tasks = [
             asyncio.create_task(pipeline.run()),

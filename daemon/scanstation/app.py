@@ -29,6 +29,7 @@ from scanstation.publish.mqtt import MqttLink
 from scanstation.services.retention import retention_loop
 from scanstation.sources.base import Camera, Source
 from scanstation.store import NotFound, Store
+from scanstation.web.auth import ApiKeyStore
 from scanstation.web.context import Services
 from scanstation.web.server import make_app
 
@@ -283,8 +284,14 @@ async def run(
         button.pipeline = pipeline
         triggers = software_triggers(sources)
         # Always started: with no [mqtt] host it idles and the outbox keeps every event.
+        api_keys = ApiKeyStore(config.api_keys_path)
         mqtt = MqttLink(
-            config, store, pipeline, triggers=triggers, telemetry=station_telemetry(sources)
+            config,
+            store,
+            pipeline,
+            triggers=triggers,
+            telemetry=station_telemetry(sources),
+            api_key_valid=lambda token: api_keys.verify(token) is not None,
         )
         services = Services(
             config,
