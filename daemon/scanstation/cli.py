@@ -350,6 +350,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_api_key(args: argparse.Namespace) -> int:
+    from scanstation.services.exports import safe_row
     from scanstation.web.auth import ApiKeyStore
 
     config = _load(args)
@@ -358,7 +359,7 @@ def cmd_api_key(args: argparse.Namespace) -> int:
         writer = csv.writer(sys.stdout)
         writer.writerow(["key_id", "label", "created"])
         for record in keys.records():
-            writer.writerow([record.key_id, record.label, record.created])
+            writer.writerow(safe_row([record.key_id, record.label, record.created]))
         return EXIT_OK
     key = keys.create(label=args.label)
     print(f"Created an API key (stored hashed in {config.api_keys_path}); it is shown only now:")
