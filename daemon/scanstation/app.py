@@ -29,6 +29,7 @@ from scanstation.publish.mqtt import MqttLink
 from scanstation.services.retention import retention_loop
 from scanstation.sources.base import Camera, Source
 from scanstation.store import NotFound, Store
+from scanstation.store.files import private_dir
 from scanstation.web.auth import ApiKeyStore
 from scanstation.web.context import Services
 from scanstation.web.server import make_app
@@ -261,6 +262,7 @@ async def run(
     extra_sources: list[Source] | None = None,
 ) -> None:
     """Run the daemon until ``stop`` is set."""
+    private_dir(config.storage.path)  # 0700 whatever the umask: captures are private
     async with Store(
         config.db_path,
         synchronous=config.storage.synchronous,

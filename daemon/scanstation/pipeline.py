@@ -243,9 +243,9 @@ class Pipeline:
         day = dt.datetime.now(dt.UTC).strftime("%Y/%m/%d")
         key = f"{day}/{uuid.uuid4().hex}.{ext}"
         path = self.config.images_path / key
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(".part")
-        with tmp.open("wb") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(data)
             f.flush()
             # The capture row that names this image is committed durably after this returns.

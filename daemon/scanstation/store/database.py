@@ -32,7 +32,8 @@ from scanstation.model import (
     SessionStatus,
     new_public_id,
 )
-from scanstation.store.errors import Conflict, NotFound
+from scanstation.store.errors import Conflict, DatabaseDamaged, NotFound
+from scanstation.store.files import private_files
 from scanstation.store.rows import (
     _JSON_PRODUCT_FIELDS,
     CAPTURE_COLUMNS,
@@ -89,25 +90,42 @@ class Store:
     # ---- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0700 (an existing folder is the daemon's to tighten: store.files.private_dir).
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._writer = await self._connect()
         try:
             await self._migrate(self._writer)
+            # The schema is read in full here, so a damaged file is found at start.
+            await self._writer.execute("SELECT count(*) FROM sqlite_master")
+        except sqlite3.DatabaseError as exc:
+            await self._writer.close()
+            self._writer = None
+            raise DatabaseDamaged(self.path, str(exc)) from None
         except BaseException:
             await self._writer.close()
             self._writer = None
             raise
         self._reader = await self._connect()
         self._reader.row_factory = sqlite3.Row  # rows index by position and by column name
+        private_files(self.path)
         self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
 
     async def _connect(self) -> aiosqlite.Connection:
         # isolation_level=None: the writer issues BEGIN IMMEDIATE / COMMIT itself.
+        private_files(self.path)
         db = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute(f"PRAGMA synchronous={self.synchronous}")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=30000")
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute(f"PRAGMA synchronous={self.synchronous}")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.DatabaseError as exc:
+            # Closed here, or aiosqlite's thread would keep the process alive after the error.
+            await db.close()
+            raise DatabaseDamaged(self.path, str(exc)) from None
+        except BaseException:
+            await db.close()
+            raise
         return db
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:

@@ -20,3 +20,26 @@ class NotFound(StoreError):
 class Conflict(StoreError):
     def __init__(self, message: str, field: str = "") -> None:
         super().__init__("conflict", message, field)
+
+
+class DatabaseDamaged(StoreError):
+    """The database file cannot be read as SQLite (garbage, truncated, malformed)."""
+
+    def __init__(self, path: object, detail: str) -> None:
+        super().__init__(
+            "damaged",
+            f"the database {path} is damaged ({detail}); check it with `scanstation db check` "
+            "and salvage it with `scanstation db recover` (see docs/security.md)",
+        )
+        self.path = path
+
+
+class StorageFull(StoreError):
+    """A write failed because the disk (or the database's file system) is full."""
+
+    def __init__(self, path: object, detail: str = "database or disk is full") -> None:
+        super().__init__(
+            "disk_full",
+            f"the storage at {path} is full ({detail}): new captures are refused until "
+            "space is freed; they resume by themselves then",
+        )
