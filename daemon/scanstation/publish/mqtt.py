@@ -653,6 +653,7 @@ class MqttLink:
             },
             "cpu_temp_c": cpu_temperature(),
             "disk_free_mb": disk_free_mb(self.config.storage.path),
+            "storage": "full" if self.store.full_since is not None else "ok",
         }
         return {**extra, **body}
 

@@ -32,7 +32,13 @@ from scanstation.model import (
     SessionStatus,
     new_public_id,
 )
-from scanstation.store.errors import Conflict, DatabaseDamaged, NotFound
+from scanstation.store.errors import (
+    Conflict,
+    DatabaseDamaged,
+    NotFound,
+    StorageFull,
+    is_disk_full,
+)
 from scanstation.store.files import private_files
 from scanstation.store.rows import (
     _JSON_PRODUCT_FIELDS,
@@ -86,6 +92,8 @@ class Store:
         self.outbox_changed = asyncio.Event()
         self._outbox_signals: dict[str, asyncio.Event] = {}
         """Set after a commit that added outbox rows; the publisher clears it and drains."""
+        self.full_since: float | None = None
+        """Epoch seconds of the first write refused for a full disk; None once one succeeds."""
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -217,6 +225,16 @@ class Store:
         except Exception as exc:  # any op failing rolls the whole group back
             with contextlib.suppress(sqlite3.Error):
                 await db.execute("ROLLBACK")
+            if is_disk_full(exc):
+                # Every op of the group would fail the same way: refuse them all at once.
+                if self.full_since is None:
+                    self.full_since = time.time()
+                    log.error("storage full: writes to %s are refused (%s)", self.path, exc)
+                full = StorageFull(self.path.parent, str(exc))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(full)
+                return
             if len(batch) == 1:
                 if not batch[0][1].done():
                     batch[0][1].set_exception(exc)
@@ -225,6 +243,9 @@ class Store:
             for item in batch:
                 await self._commit_batch([item])
             return
+        if self.full_since is not None:
+            log.warning("storage writable again after %.0f s", time.time() - self.full_since)
+            self.full_since = None
         self.commits += 1
         self.writes += len(batch)
         for (_, future), result in zip(batch, results, strict=True):

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
+
+SQLITE_FULL = 13
+
 
 class StoreError(Exception):
     """A storage-level refusal; ``code`` is the HTTP-ish reason (not_found, conflict)."""
@@ -43,3 +48,13 @@ class StorageFull(StoreError):
             f"the storage at {path} is full ({detail}): new captures are refused until "
             "space is freed; they resume by themselves then",
         )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk is full: SQLITE_FULL, or ENOSPC/EDQUOT from a file write."""
+    if isinstance(exc, StorageFull):
+        return True
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        return (code is not None and code & 0xFF == SQLITE_FULL) or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)

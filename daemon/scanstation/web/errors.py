@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from scanstation.jsonlimits import MAX_BYTES, JsonLimitError, loads_limited
 from scanstation.model import MetadataError
-from scanstation.store import StoreError
-from scanstation.web.context import SERVICES
+from scanstation.store import StorageFull, StoreError, is_disk_full
+from scanstation.web.context import SERVICES, services
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # The exception's own Content-Type (text/plain) must not override the JSON one.
         headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
         return error_response(exc.status, exc.reason, headers=headers)
-    except Exception:
+    except Exception as exc:
+        if is_disk_full(exc):  # an image or file write on a full disk
+            path = services(request).config.storage.path
+            full = StorageFull(path, getattr(exc, "strerror", None) or str(exc))
+            return error_response(503, str(full), code="disk_full")
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_response(500, "internal error; see the daemon's log", code="internal")
