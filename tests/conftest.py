@@ -126,7 +126,7 @@ class DaemonProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             env={k: v for k, v in os.environ.items() if not k.startswith("SCANSTATION_")},
-            preexec_fn=preexec,  # noqa: PLW1509 (only umask and setrlimit, no threads)
+            preexec_fn=preexec,  # only umask and setrlimit: safe before exec
         )
         import urllib.request
 

@@ -407,7 +407,8 @@ def test_check_config_warns_of_risky_settings_and_refuses_a_backtracking_pattern
     assert "0.0.0.0/0" in warnings[3]
     config.write_text(
         f'[storage]\npath = "{tmp_path}"\n'
-        '[[outputs]]\ntype = "serial"\nport = "/dev/null"\n[outputs.match]\npattern = "(\\\\w+\\\\s?)*$"\n'
+        '[[outputs]]\ntype = "serial"\nport = "/dev/null"\n'
+        '[outputs.match]\npattern = "(\\\\w+\\\\s?)*$"\n'
     )
     done = subprocess.run(
         [*SCANSTATION, "run", "--check-config", "--config", str(config)],
