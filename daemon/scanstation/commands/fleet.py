@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from scanstation.jsonlimits import JsonLimitError, loads_limited
+
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 STALE_FACTOR = 2.5
 """An online station silent for this many telemetry intervals is shown as stale."""
@@ -118,8 +120,8 @@ class FleetTable:
                     self.devices.pop(device_id, None)
             return True
         try:
-            body = json.loads(payload)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = loads_limited(payload)
+        except JsonLimitError:
             self.ignored += 1
             return False
         if not isinstance(body, dict):
