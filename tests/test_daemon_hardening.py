@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -419,3 +420,22 @@ def test_check_config_warns_of_risky_settings_and_refuses_a_backtracking_pattern
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
     assert "exponential time" in done.stderr
+
+
+def test_a_low_open_file_limit_is_raised_or_warned_of_at_start(tmp_path: Path) -> None:
+    def hard_limit_300() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 300))
+
+    probe = (
+        "import resource; from scanstation.web.limits import raise_fd_limit as r; "
+        "print(repr(r(64))); print(resource.getrlimit(resource.RLIMIT_NOFILE)[0]); "
+        "print(r(256))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], preexec_fn=hard_limit_300,
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    first, soft, warning = done.stdout.splitlines()
+    assert (first, soft) == ("''", "300")  # lifted to the hard limit: enough for 64 + 128
+    assert warning.startswith("the open-file limit is 300 (hard 300), below the 384 that")
+    assert "LimitNOFILE" in warning
