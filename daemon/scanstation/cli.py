@@ -59,7 +59,17 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         "set the web UI password",
     ),
 }
-BENCHMARKS = ("ingest", "pipeline", "parse", "decode", "classify", "hid", "pages", "outputs")
+BENCHMARKS = (
+    "ingest",
+    "pipeline",
+    "parse",
+    "decode",
+    "classify",
+    "hid",
+    "pages",
+    "outputs",
+    "jsonlimits",
+)
 
 
 class UsageError(Exception):

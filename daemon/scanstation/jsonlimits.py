@@ -52,7 +52,10 @@ def loads_limited(
     data: str | bytes, *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH
 ) -> Any:
     """``json.loads`` that raises JsonLimitError for a too-large, too-deep or invalid text."""
-    size = len(data) if isinstance(data, bytes) else len(data.encode("utf-8", "surrogatepass"))
+    if isinstance(data, bytes) or len(data) * 4 <= max_bytes:
+        size = len(data)  # a str of n characters is at most 4n bytes: below the limit anyway
+    else:
+        size = len(data.encode("utf-8", "surrogatepass"))
     if size > max_bytes:
         raise JsonLimitError(
             "too_large", f"JSON of {size} bytes; at most {max_bytes} bytes are accepted"
@@ -64,14 +67,49 @@ def loads_limited(
             raise JsonLimitError("invalid", f"JSON is not UTF-8: {exc}") from None
     else:
         text = data
-    depth = nesting_depth(text)
-    if depth > max_depth:
-        raise JsonLimitError(
-            "too_deep", f"JSON nested {depth} levels deep; at most {max_depth} are accepted"
-        )
+    # Fewer brackets than the limit cannot nest deeper than it: no need to measure.
+    shallow = text.count("[") + text.count("{") <= max_depth
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
+        if not shallow and nesting_depth(text) > max_depth:
+            raise _too_deep(nesting_depth(text), max_depth) from None
         raise JsonLimitError("invalid", f"not valid JSON: {exc}") from None
-    except RecursionError:  # cannot happen below max_depth; kept so no caller ever sees it
-        raise JsonLimitError("too_deep", "JSON nested too deeply") from None
+    except RecursionError:
+        # The C decoder checks its own recursion, so this is clean; the depth is measured
+        # without recursion for the message.
+        raise _too_deep(nesting_depth(text), max_depth) from None
+    if not shallow and (depth := value_depth(value, max_depth)) > max_depth:
+        raise _too_deep(max(depth, nesting_depth(text)), max_depth)
+    return value
+
+
+def _too_deep(depth: int, max_depth: int) -> JsonLimitError:
+    return JsonLimitError(
+        "too_deep", f"JSON nested {depth} levels deep; at most {max_depth} are accepted"
+    )
+
+
+def value_depth(value: Any, limit: int) -> int:
+    """The nesting depth of a parsed value (0 for a scalar), counted up to ``limit`` + 1.
+
+    Level by level, without recursion: ``extend`` does the copying in C.
+    """
+    depth = 0
+    level: list[Any] = [value]
+    while depth <= limit:
+        below: list[Any] = []
+        found = False
+        for item in level:
+            kind = type(item)
+            if kind is dict:
+                below.extend(item.values())
+                found = True
+            elif kind is list:
+                below.extend(item)
+                found = True
+        if not found:
+            break
+        depth += 1
+        level = below
+    return depth
