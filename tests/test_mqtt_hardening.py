@@ -162,3 +162,14 @@ async def test_the_documented_acl_stops_another_station_spoofing_status_or_sendi
         assert commands_seen == []  # lane-02 may not even read lane-01's commands
     finally:
         broker.stop()
+
+
+def test_commands_without_token_accepts_exactly_the_command_names() -> None:
+    from typing import get_args
+
+    from scanstation.config import MqttConfig
+    from scanstation.publish.commands import COMMANDS
+
+    annotation = MqttConfig.model_fields["commands_without_token"].annotation
+    (literal,) = get_args(annotation)
+    assert set(get_args(literal)) == set(COMMANDS)
