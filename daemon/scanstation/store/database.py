@@ -37,6 +37,7 @@ from scanstation.store.errors import (
     DatabaseDamaged,
     NotFound,
     StorageFull,
+    is_damage,
     is_disk_full,
 )
 from scanstation.store.files import private_files
@@ -108,7 +109,9 @@ class Store:
         except sqlite3.DatabaseError as exc:
             await self._writer.close()
             self._writer = None
-            raise DatabaseDamaged(self.path, str(exc)) from None
+            if is_damage(exc):
+                raise DatabaseDamaged(self.path, str(exc)) from None
+            raise
         except BaseException:
             await self._writer.close()
             self._writer = None
@@ -130,7 +133,9 @@ class Store:
         except sqlite3.DatabaseError as exc:
             # Closed here, or aiosqlite's thread would keep the process alive after the error.
             await db.close()
-            raise DatabaseDamaged(self.path, str(exc)) from None
+            if is_damage(exc):
+                raise DatabaseDamaged(self.path, str(exc)) from None
+            raise
         except BaseException:
             await db.close()
             raise

@@ -86,8 +86,8 @@ async def read_body(request: web.Request, max_bytes: int, what: str = "body") ->
         raise ApiError(
             413, f"the {what} is {request.content_length} bytes; at most {max_bytes} are accepted"
         )
-    services = request.app.get(SERVICES)
-    timeout = services.config.http.body_timeout_s if services is not None else 30.0
+    svc = request.app.get(SERVICES)
+    timeout = svc.config.http.body_timeout_s if svc is not None else 30.0
     body = bytearray()
     try:
         async with asyncio.timeout(timeout):
@@ -113,8 +113,8 @@ async def read_json(request: web.Request, max_bytes: int | None = None) -> Any:
     if request.content_type not in ("application/json", ""):
         raise ApiError(415, f"expected a JSON body (application/json), got {request.content_type}")
     if max_bytes is None:
-        services = request.app.get(SERVICES)
-        max_bytes = services.config.http.max_json_bytes if services is not None else MAX_BYTES
+        svc = request.app.get(SERVICES)
+        max_bytes = svc.config.http.max_json_bytes if svc is not None else MAX_BYTES
     body = await read_body(request, max_bytes, "JSON body")
     try:
         return loads_limited(body, max_bytes=max_bytes)
