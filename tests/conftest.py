@@ -117,7 +117,8 @@ class DaemonProcess:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
-    def start(self, timeout: float = 15.0) -> None:
+    def start(self, timeout: float = 15.0, preexec: Callable[[], None] | None = None) -> None:
+        """``preexec``: run in the child before the daemon starts (umask, resource limits)."""
         assert self.log_path is not None
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
@@ -125,6 +126,7 @@ class DaemonProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             env={k: v for k, v in os.environ.items() if not k.startswith("SCANSTATION_")},
+            preexec_fn=preexec,  # only umask and setrlimit: safe before exec
         )
         import urllib.request
 

@@ -134,9 +134,17 @@ class Subscriber:
     """A paho client in its own thread that records every message it receives."""
 
     def __init__(
-        self, port: int, topics: list[str], *, protocol: int = 5, session: str | None = None
+        self,
+        port: int,
+        topics: list[str],
+        *,
+        protocol: int = 5,
+        session: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
     ) -> None:
-        """``session``: a client id whose session (and queued messages) outlive a disconnect."""
+        """``session``: a client id whose session (and queued messages) outlive a disconnect;
+        ``username``/``password``: credentials for a broker with a password file."""
         self.port = port
         self.topics = topics
         self.messages: list[Received] = []
@@ -152,6 +160,8 @@ class Subscriber:
             clean_session=None if protocol == 5 else session is None,
         )
         self.client.reconnect_delay_set(0.05, 0.5)
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
 
@@ -232,14 +242,18 @@ class Subscriber:
         retain: bool = False,
         correlation: bytes | None = None,
         response_topic: str | None = None,
+        authorization: str | None = None,
     ) -> None:
+        """``authorization``: sent as the MQTT 5 ``authorization`` user property."""
         properties = None
-        if correlation is not None or response_topic is not None:
+        if correlation is not None or response_topic is not None or authorization is not None:
             properties = Properties(PacketTypes.PUBLISH)
             if correlation is not None:
                 properties.CorrelationData = correlation
             if response_topic is not None:
                 properties.ResponseTopic = response_topic
+            if authorization is not None:
+                properties.UserProperty = ("authorization", authorization)
         self.client.publish(
             topic, payload, qos=1, retain=retain, properties=properties
         ).wait_for_publish(5)

@@ -34,8 +34,17 @@ from scanstation.web.auth import ApiKeyStore
 from scanstation.web.context import API_BASE, Services
 from scanstation.web.server import make_app
 
+COMMAND_TOKEN = "test-command-token-0123456789"
+"""The secret in every test station's ``[mqtt] command_token_file``."""
+
+BEARER = f"Bearer {COMMAND_TOKEN}"
+
 
 def station_config(storage: Path, port: int, device_id: str = "lane-01", **mqtt: Any) -> Config:
+    token_file = storage.parent / f"{storage.name}-command-token"
+    token_file.parent.mkdir(parents=True, exist_ok=True)
+    token_file.write_text(COMMAND_TOKEN + "\n")
+    mqtt.setdefault("command_token_file", str(token_file))
     return parse_config(
         {
             "device": {"id": device_id, "site": "store-7"},
@@ -177,12 +186,15 @@ async def running_station(
             station.tasks.append(asyncio.create_task(outs.run()))
         if mqtt:
             default_triggers = {"cam0": lambda: station.triggered.append("cam0")}
+            api_keys = ApiKeyStore(config.api_keys_path)
             station.link = MqttLink(
                 config,
                 store,
                 pipeline,
                 triggers=default_triggers if triggers is None else triggers,
                 telemetry=telemetry,
+                # As app.py wires it: the station's API keys authorise commands too.
+                api_key_valid=lambda token: api_keys.verify(token) is not None,
             )
             station.tasks.append(asyncio.create_task(station.link.run()))
         try:

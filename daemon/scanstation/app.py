@@ -30,7 +30,10 @@ from scanstation.publish.mqtt import MqttLink
 from scanstation.services.retention import retention_loop
 from scanstation.sources.base import Camera, Source
 from scanstation.store import NotFound, Store
+from scanstation.store.files import private_dir
+from scanstation.web.auth import ApiKeyStore
 from scanstation.web.context import Services
+from scanstation.web.limits import QuietAcceptErrors, limit_connections, raise_fd_limit
 from scanstation.web.server import make_app
 
 if TYPE_CHECKING:
@@ -160,10 +163,25 @@ async def expire_sessions(store: Store, pipeline: Pipeline, idle_timeout: float)
 
 
 @asynccontextmanager
-async def http_server(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, shutdown_timeout=1.0, access_log=None)
+async def http_server(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    max_connections: int = 256,
+    header_timeout_s: float = 10.0,
+) -> AsyncIterator[str]:
+    # keepalive_timeout runs from the connection's start: it is also the header timeout.
+    runner = web.AppRunner(
+        app, shutdown_timeout=1.0, access_log=None, keepalive_timeout=header_timeout_s
+    )
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    assert runner.server is not None
+    limit_connections(runner.server, max_connections)
+    loop = asyncio.get_running_loop()
+    if not isinstance(loop.get_exception_handler(), QuietAcceptErrors):
+        loop.set_exception_handler(QuietAcceptErrors())
+    site = web.TCPSite(runner, host, port, backlog=min(max_connections, 1024))
     try:
         await site.start()
     except OSError as exc:
@@ -251,6 +269,9 @@ async def run(
     extra_sources: list[Source] | None = None,
 ) -> None:
     """Run the daemon until ``stop`` is set."""
+    private_dir(config.storage.path)  # 0700 whatever the umask: captures are private
+    if warning := raise_fd_limit(config.http.max_connections):
+        log.warning("%s", warning)
     async with Store(
         config.db_path,
         synchronous=config.storage.synchronous,
@@ -274,8 +295,14 @@ async def run(
         button.pipeline = pipeline
         triggers = software_triggers(sources)
         # Always started: with no [mqtt] host it idles and the outbox keeps every event.
+        api_keys = ApiKeyStore(config.api_keys_path)
         mqtt = MqttLink(
-            config, store, pipeline, triggers=triggers, telemetry=station_telemetry(sources)
+            config,
+            store,
+            pipeline,
+            triggers=triggers,
+            telemetry=station_telemetry(sources),
+            api_key_valid=lambda token: api_keys.verify(token) is not None,
         )
         services = Services(
             config,
@@ -292,7 +319,13 @@ async def run(
         app = make_app(services, previews={s.name: s for s in sources})
         try:
             async with (
-                http_server(app, config.http.host, config.http.port) as url,
+                http_server(
+                    app,
+                    config.http.host,
+                    config.http.port,
+                    max_connections=config.http.max_connections,
+                    header_timeout_s=config.http.header_timeout_s,
+                ) as url,
                 asyncio.TaskGroup() as tg,
             ):
                 daemon.url = url

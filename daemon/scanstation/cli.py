@@ -49,13 +49,28 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         "report_main",
         "analytics: scans per GTIN and batch, recalled batches scanned, catalog completeness",
     ),
+    "db": (
+        "scanstation.commands.db",
+        "db_main",
+        "database integrity check, salvage of a damaged file, backup and restore",
+    ),
     "set-password": (
         "scanstation.web.passwords",
         "set_password_main",
         "set the web UI password",
     ),
 }
-BENCHMARKS = ("ingest", "pipeline", "parse", "decode", "classify", "hid", "pages", "outputs")
+BENCHMARKS = (
+    "ingest",
+    "pipeline",
+    "parse",
+    "decode",
+    "classify",
+    "hid",
+    "pages",
+    "outputs",
+    "jsonlimits",
+)
 
 
 class UsageError(CommandLineError):
@@ -196,7 +211,13 @@ def _run_until_signalled(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from scanstation.config.risks import risky_settings
+
     config = _load(args)
+    risks = risky_settings(config)
+    for risk in risks:
+        # Valid, so the daemon runs; said on every start, where the journal keeps it.
+        print(f"warning: {risk}", file=sys.stderr)
     if args.check_config:
         names = ", ".join(f"{s.type}:{s.name}" for s in config.sources) or "none"
         outputs = ", ".join(f"{o.type}:{o.name or o.type}" for o in config.outputs) or "none"
@@ -208,6 +229,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_OK
     from scanstation.web.passwords import ensure_ui_password
 
+    # Everything the daemon writes (database, images, keys) is its own: 0600 files, 0700
+    # folders, whatever umask the shell or service manager gave it.
+    os.umask(0o077)
     ensure_api_key(config, sys.stderr)
     ensure_ui_password(config, sys.stderr)
     _run_until_signalled(config)
@@ -391,6 +415,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_api_key(args: argparse.Namespace) -> int:
+    from scanstation.services.exports import safe_row
     from scanstation.web.auth import ApiKeyStore
 
     config = _load(args)
@@ -399,7 +424,7 @@ def cmd_api_key(args: argparse.Namespace) -> int:
         writer = csv.writer(sys.stdout)
         writer.writerow(["key_id", "label", "created"])
         for record in keys.records():
-            writer.writerow([record.key_id, record.label, record.created])
+            writer.writerow(safe_row([record.key_id, record.label, record.created]))
         return EXIT_OK
     key = keys.create(label=args.label)
     print(f"Created an API key (stored hashed in {config.api_keys_path}); it is shown only now:")

@@ -44,12 +44,22 @@ from scanstation.model import (
 from scanstation.payloads import capture_json, iso
 from scanstation.qr.analysis import QrAnalyzer
 from scanstation.services.sessions import Sessions
-from scanstation.store import CaptureOutcome, Conflict, NewCapture, Store, StoreError
+from scanstation.store import (
+    CaptureOutcome,
+    Conflict,
+    NewCapture,
+    Store,
+    StoreError,
+    is_disk_full,
+)
 
 log = logging.getLogger(__name__)
 
 CAPTURE_EVENT_SCHEMA = "scanstation.capture/1"
 BATCH_SIZE = 512
+
+WALK_RETRIES = 3
+"""Retries of a batch that failed for a reason other than a full disk."""
 QR_CONCURRENCY = 8
 """URL chains followed at once within one batch."""
 
@@ -243,9 +253,9 @@ class Pipeline:
         day = dt.datetime.now(dt.UTC).strftime("%Y/%m/%d")
         key = f"{day}/{uuid.uuid4().hex}.{ext}"
         path = self.config.images_path / key
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(".part")
-        with tmp.open("wb") as f:
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(data)
             f.flush()
             # The capture row that names this image is committed durably after this returns.
@@ -292,14 +302,34 @@ class Pipeline:
             ids = [await self.queue.get()]
             while len(ids) < BATCH_SIZE and not self.queue.empty():
                 ids.append(self.queue.get_nowait())
-            try:
-                await self.process(ids)
-            except Exception:
-                # A storage failure: the captures stay in progress and resume on restart.
-                log.exception("walking %d captures failed; they resume on the next start", len(ids))
-                await asyncio.sleep(1)
+            await self._process_until_done(ids)
             if self.queue.empty():
                 self._idle.set()
+
+    async def _process_until_done(self, ids: list[int]) -> None:
+        """Walk a batch; a full disk is waited out (retried every second, so the walk resumes
+        by itself once space is freed), other failures are retried a few times."""
+        failures = 0
+        while True:
+            try:
+                await self.process(ids)
+                return
+            except Exception as exc:
+                if is_disk_full(exc):
+                    if failures == 0:
+                        log.warning("walking %d captures waits for free disk space", len(ids))
+                    failures = 1
+                else:
+                    failures += 1
+                    if failures > WALK_RETRIES:
+                        log.exception(
+                            "walking %d captures failed %d times; they resume on the next start",
+                            len(ids),
+                            failures,
+                        )
+                        return
+                    log.warning("walking %d captures failed (%s); retrying", len(ids), exc)
+                await asyncio.sleep(1)
 
     async def idle(self) -> None:
         """Wait until every queued capture has been walked (for shutdown, tests, benchmarks)."""

@@ -16,13 +16,22 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mosquitto import Broker, Subscriber, broker_fixture  # noqa: F401 (the broker fixture)
-from scanstation.publish.commands import COMMANDS, CommandError, parse_command
+from scanstation.publish.commands import COMMANDS, CommandAuth, CommandError, parse_command
 from scanstation.publish.connection import backoff_delay, refusal_kind
 from scanstation.publish.discovery import discovery_messages
 from scanstation.publish.topics import Topics
-from station import outbox_drained, running_station, station_config, stop_link, wait_until
+from station import (
+    BEARER,
+    outbox_drained,
+    running_station,
+    station_config,
+    stop_link,
+    wait_until,
+)
 
 BASE = "scanstation/lane-01"
+OPEN = CommandAuth(exempt=frozenset(COMMANDS))
+"""Every command allowed without a token: for the tests of parsing alone."""
 
 # ---- pure parts ------------------------------------------------------------------------
 
@@ -98,14 +107,18 @@ def test_parse_command_rejects_bad_payloads_naming_the_problem(
     name: str, payload: bytes, code: str, field: str, message: str
 ) -> None:
     with pytest.raises(CommandError) as caught:
-        parse_command(name, payload, None, None)
+        parse_command(name, payload, None, None, auth=OPEN)
     assert (caught.value.code, caught.value.field) == (code, field)
     assert message in str(caught.value)
 
 
 def test_parse_command_reads_bodies_and_payload_correlation_ids() -> None:
     start = parse_command(
-        "session.start", b'{"metadata": {"lane": 3}, "correlation_id": "abc"}', None, None
+        "session.start",
+        b'{"metadata": {"lane": 3}, "correlation_id": "abc"}',
+        None,
+        None,
+        auth=OPEN,
     )
     assert (start.body.capture_mode, start.body.metadata, start.correlation) == (
         "both",
@@ -113,11 +126,15 @@ def test_parse_command_reads_bodies_and_payload_correlation_ids() -> None:
         b"abc",
     )
     upsert = parse_command(
-        "catalog.upsert", b'{"products": [{"gtin": "4006381333931", "name": "Pen"}]}', b"x", "r/1"
+        "catalog.upsert",
+        b'{"products": [{"gtin": "4006381333931", "name": "Pen"}]}',
+        b"x",
+        "r/1",
+        auth=OPEN,
     )
     assert upsert.body == [{"gtin": "04006381333931", "name": "Pen"}]
     assert (upsert.correlation, upsert.response_topic) == (b"x", "r/1")
-    assert parse_command("telemetry.now", b"", None, None).body is not None
+    assert parse_command("telemetry.now", b"", None, None, auth=OPEN).body is not None
 
 
 def test_topics_name_commands_and_replies() -> None:
@@ -282,6 +299,7 @@ async def test_commands_reply_on_the_response_topic_and_a_repeated_correlation_r
                     json.dumps({"metadata": {"operator": "ana"}}),
                     correlation=b"req-1",
                     response_topic="replies/ops",
+                    authorization=BEARER,
                 )
             replies = await sub.until(lambda ms: len(ms) >= 2, what="two replies")
             await asyncio.sleep(0.2)
@@ -307,7 +325,10 @@ async def test_commands_run_end_to_end_and_report_errors_clearly(
 
             def ask(name: str, body: dict[str, Any]) -> dict[str, Any]:
                 cid = f"{name}-{len(sub.messages)}"
-                sub.publish(f"{BASE}/cmd/{name}", json.dumps({**body, "correlation_id": cid}))
+                sub.publish(
+                    f"{BASE}/cmd/{name}",
+                    json.dumps({**body, "correlation_id": cid, "authorization": BEARER}),
+                )
                 reply = sub.wait_for(
                     lambda ms: any(
                         m.topic.endswith("/reply") and m.json()["correlation_id"] == cid for m in ms
@@ -382,7 +403,10 @@ async def test_mqtt_311_replies_on_the_reply_topic(broker: Broker, tmp_path: Pat
         async with running_station(config) as station:
             await wait_until(lambda: station.link.state.connected)
             assert station.link.state.protocol == "3.1.1"
-            sub.publish(f"{BASE}/cmd/trigger", '{"correlation_id": 42}')
+            sub.publish(
+                f"{BASE}/cmd/trigger",
+                json.dumps({"correlation_id": 42, "authorization": BEARER}),
+            )
             reply = (await sub.until(lambda ms: len(ms) >= 1, what="reply"))[0]
     assert reply.topic == f"{BASE}/cmd/trigger/reply"
     assert reply.json() == {

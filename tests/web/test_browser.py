@@ -215,6 +215,30 @@ async def test_browser_login_needs_the_right_password(browser: Any, station: Sta
     assert p.errors == []
 
 
+@pytest.mark.parametrize(
+    "next_param",
+    ["/%5Cexample.org/", "/%09/example.org/", "//example.org/", "https://example.org/", "/\\x"],
+)
+async def test_browser_login_never_redirects_to_another_origin(
+    browser: Any, station: Station, next_param: str
+) -> None:
+    p = await open_page(browser)
+    await p.page.goto(f"{station.url}/login?next={next_param}")
+    await p.page.get_by_label("Password").fill(PASSWORD)
+    await p.page.get_by_role("button", name="Log in").click()
+    await p.page.wait_for_url(lambda url: "/login" not in url, timeout=5000)
+    assert p.page.url.startswith(station.url + "/")
+    await p.page.get_by_role("heading").first.wait_for()
+
+
+async def test_browser_login_returns_to_the_page_asked_for(browser: Any, station: Station) -> None:
+    p = await open_page(browser)
+    await p.page.goto(f"{station.url}/login?next=/%23/products")
+    await p.page.get_by_label("Password").fill(PASSWORD)
+    await p.page.get_by_role("button", name="Log in").click()
+    await p.page.wait_for_url(f"{station.url}/#/products")
+
+
 async def test_browser_live_feed_updates_when_a_capture_is_posted(
     browser: Any, station: Station
 ) -> None:

@@ -14,10 +14,11 @@ format (``kinds``).
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from scanstation.barcode import BarcodeError
 from scanstation.barcode.format import FormatFields
@@ -104,6 +105,72 @@ class CompiledRules:
         return ""
 
 
+_REPEATS = ("MAX_REPEAT", "MIN_REPEAT")
+
+
+def backtracking_risk(pattern: str) -> str:
+    r"""Why ``pattern`` can backtrack catastrophically, or "" when it cannot in this way.
+
+    Python's ``re`` backtracks and cannot be interrupted, so a pattern such as ``(a+)+$``
+    takes seconds on 30 characters, with the pipeline waiting. Flagged: a repeat (with more
+    than one iteration) around a repeat that is unbounded, and a repeat around alternatives
+    that can match the same text. Possessive repeats and atomic groups are safe.
+
+    >>> backtracking_risk(r"(a+)+$"), backtracking_risk(r"(\d{2})+"), backtracking_risk(r"(a|a)*b")
+    ('a repeat inside a repeat', '', 'a repeat of alternatives that overlap')
+    >>> backtracking_risk(r"^01\d{14}(10[A-Z0-9]{1,20})?$"), backtracking_risk(r"(?>a+)+")
+    ('', '')
+    """
+    try:
+        tree = _sre_parse(pattern)
+    except re.error:
+        return ""
+    return _risk(list(tree), inside_repeat=False)
+
+
+def _sre_parse(pattern: str) -> Any:
+    # The parser behind re.compile (Python 3.11+; private, but stable within a version).
+    return importlib.import_module("re._parser").parse(pattern)
+
+
+def _risk(items: list[Any], inside_repeat: bool) -> str:
+    maxrepeat = importlib.import_module("re._constants").MAXREPEAT
+    for op, arg in items:
+        name = str(op)
+        if name in _REPEATS:
+            _low, high, body = arg
+            unbounded = high == maxrepeat or high > 16
+            if inside_repeat and unbounded:
+                return "a repeat inside a repeat"
+            repeats = high == maxrepeat or high > 1
+            if repeats and _overlapping_branches(list(body)):
+                return "a repeat of alternatives that overlap"
+            if found := _risk(list(body), inside_repeat or repeats):
+                return found
+        elif name == "SUBPATTERN":
+            if found := _risk(list(arg[-1]), inside_repeat):
+                return found
+        elif name == "BRANCH":
+            for branch in arg[1]:
+                if found := _risk(list(branch), inside_repeat):
+                    return found
+        # POSSESSIVE_REPEAT and ATOMIC_GROUP never backtrack into: not walked.
+    return ""
+
+
+def _overlapping_branches(body: list[Any]) -> bool:
+    r"""A group whose alternatives start alike (``a|a``, ``\d|1``): a repeat of it is risky."""
+    for op, arg in body:
+        if str(op) == "SUBPATTERN":
+            return _overlapping_branches(list(arg[-1]))
+        if str(op) == "BRANCH":
+            firsts = [str(list(b)[:1]) for b in arg[1]]
+            return len(firsts) != len(set(firsts))
+        if str(op) == "IN":
+            return False
+    return False
+
+
 def compile_rules(rules: RuleSettings) -> CompiledRules:
     """Check and compile ``rules``; raises MatchError naming the rule that cannot be used."""
     names: set[str] = set()
@@ -139,6 +206,12 @@ def compile_rules(rules: RuleSettings) -> CompiledRules:
             raise MatchError(
                 f"match pattern {rules.pattern!r} is not a regular expression: {exc}"
             ) from None
+        if risk := backtracking_risk(rules.pattern):
+            raise MatchError(
+                f"match pattern {rules.pattern!r} can take exponential time on a long value "
+                f"({risk}); make the inner repeat possessive (a++) or atomic ((?>…)), or drop "
+                "the outer one"
+            )
     return CompiledRules(
         symbology_names=frozenset(names),
         aim_identifiers=tuple(aims),

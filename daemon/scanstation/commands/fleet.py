@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from scanstation.commands import CommandLineError
+from scanstation.jsonlimits import JsonLimitError, loads_limited
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 STALE_FACTOR = 2.5
@@ -120,8 +121,8 @@ class FleetTable:
                     self.devices.pop(device_id, None)
             return True
         try:
-            body = json.loads(payload)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = loads_limited(payload)
+        except JsonLimitError:
             self.ignored += 1
             return False
         if not isinstance(body, dict):

@@ -65,6 +65,26 @@ class MqttConfig(Section):
     publish_rate_limit: float = Field(
         0, ge=0, description="Most outbox events published per second; 0: no limit (AWS IoT: 100)"
     )
+    command_token_file: Path | None = Field(
+        None,
+        description=(
+            "File holding a secret that authorises remote commands (`authorization: Bearer "
+            "<secret>`) besides the station's API keys"
+        ),
+    )
+    commands_without_token: list[
+        Literal[
+            "session.start",
+            "session.end",
+            "trigger",
+            "capture.retry",
+            "catalog.upsert",
+            "telemetry.now",
+        ]
+    ] = Field(
+        default_factory=list,
+        description='Commands run without a token, e.g. ["telemetry.now"]; default: none',
+    )
 
 
 class HttpConfig(Section):
@@ -78,6 +98,20 @@ class HttpConfig(Section):
     )
     max_upload_bytes: int = Field(10 * 1024 * 1024, gt=0)
     max_upload_pixels: int = Field(40_000_000, gt=0)
+    max_json_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest JSON body accepted (chunked bodies too)"
+    )
+    max_connections: int = Field(
+        256,
+        ge=4,
+        description="Open connections at most; beyond it the longest-idle one is closed",
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="Seconds a connection may sit without a request in progress"
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Seconds a client may take to send a JSON body (then 408)"
+    )
 
     @field_validator("bind")
     @classmethod

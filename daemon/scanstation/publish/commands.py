@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hmac
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from scanstation.jsonlimits import JsonLimitError, loads_limited
 from scanstation.model import MetadataError, validate_metadata
 from scanstation.publish import PublishError
 
@@ -23,6 +26,10 @@ COMMANDS = (
 
 
 COMMAND_QUEUE = 256
+
+
+MAX_COMMAND_BYTES = 1024 * 1024
+"""A command payload's size limit (catalog.upsert's 1000 products fit well within it)."""
 
 
 CORRELATION_MEMORY = 1024
@@ -99,10 +106,63 @@ class Command:
     """MQTT 5 Response Topic, None for 3.1.1 (the reply goes to ``…/cmd/{name}/reply``)."""
 
 
+@dataclass(frozen=True, slots=True)
+class CommandAuth:
+    """Who may run commands: holders of a station API key or of the command token."""
+
+    token: str | None = None
+    """The secret read from ``[mqtt] command_token_file`` (None: API keys only)."""
+    api_key_valid: Callable[[str], bool] | None = None
+    """Whether a string is one of the station's API keys (None: no API keys accepted)."""
+    exempt: frozenset[str] = frozenset()
+    """Commands run without a token (``[mqtt] commands_without_token``)."""
+
+
+def authorize_command(name: str, authorization: str | None, auth: CommandAuth) -> None:
+    """The one authorisation check of remote commands; CommandError "unauthorized" if refused.
+
+    ``authorization`` is the MQTT 5 user property or the payload's top-level field, and must
+    be ``Bearer <token>`` with the command token or a station API key.
+    """
+    if name in auth.exempt:
+        return
+    if not authorization:
+        raise CommandError(
+            "unauthorized",
+            f"{name}: the command needs an 'authorization: Bearer <token>' user property "
+            '(MQTT 5) or an "authorization" field, with a station API key or the command token',
+            "authorization",
+        )
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise CommandError(
+            "unauthorized",
+            f"{name}: authorization must be 'Bearer <token>'",
+            "authorization",
+        )
+    if auth.token and hmac.compare_digest(token.encode(), auth.token.encode()):
+        return
+    if auth.api_key_valid is not None and auth.api_key_valid(token):
+        return
+    raise CommandError(
+        "unauthorized", f"{name}: the authorization token is not valid", "authorization"
+    )
+
+
 def parse_command(
-    name: str, payload: bytes, correlation: bytes | None, response_topic: str | None
+    name: str,
+    payload: bytes,
+    correlation: bytes | None,
+    response_topic: str | None,
+    *,
+    auth: CommandAuth,
+    authorization: str | None = None,
 ) -> Command:
-    """Validate a command message; CommandError names what is wrong."""
+    """Validate and authorise a command message; CommandError names what is wrong.
+
+    ``authorization``: the MQTT 5 ``authorization`` user property, when the message had one.
+    """
     if name not in COMMANDS:
         raise CommandError(
             "unknown_command",
@@ -110,9 +170,12 @@ def parse_command(
         )
     text = payload.decode("utf-8", errors="replace").strip()
     try:
-        data = json.loads(text) if text else {}
-    except json.JSONDecodeError as exc:
-        raise CommandError("bad_request", f"{name}: payload is not valid JSON: {exc}") from None
+        data = loads_limited(text, max_bytes=MAX_COMMAND_BYTES) if text else {}
+    except JsonLimitError as exc:
+        if exc.kind == "invalid":
+            raise CommandError("bad_request", f"{name}: payload is {exc}") from None
+        code = "payload_too_large" if exc.kind == "too_large" else "bad_request"
+        raise CommandError(code, f"{name}: payload: {exc}") from None
     if not isinstance(data, dict):
         raise CommandError(
             "bad_request", f"{name}: payload must be a JSON object, got {type(data).__name__}"
@@ -126,7 +189,15 @@ def parse_command(
                 "correlation_id",
             )
         correlation = correlation or str(cid).encode()
+    field = data.pop("authorization", None)
     try:
+        if authorization is None and field is not None:
+            if not isinstance(field, str):
+                raise CommandError(
+                    "unauthorized", f"{name}: authorization must be a string", "authorization"
+                )
+            authorization = field
+        authorize_command(name, authorization, auth)
         return Command(name, _command_body(name, data), correlation, response_topic)
     except CommandError as exc:
         exc.correlation = correlation

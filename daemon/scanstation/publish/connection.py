@@ -86,6 +86,8 @@ class Incoming:
     retain: bool
     correlation: bytes | None
     response_topic: str | None
+    authorization: str | None = None
+    """The MQTT 5 ``authorization`` user property (the first one), None without one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,8 +357,19 @@ class Connection:
         props = message.properties
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
         response = getattr(props, "ResponseTopic", None) if props is not None else None
+        user = getattr(props, "UserProperty", None) if props is not None else None
+        authorization = next(
+            (str(v) for k, v in (user or ()) if str(k).lower() == "authorization"), None
+        )
         self._on_message_cb(
-            Incoming(message.topic, bytes(message.payload), message.retain, correlation, response)
+            Incoming(
+                message.topic,
+                bytes(message.payload),
+                message.retain,
+                correlation,
+                response,
+                authorization,
+            )
         )
 
     def _call_on_loop(self, fn: Callable[[], None]) -> None:

@@ -37,6 +37,7 @@ from scanstation.publish.commands import (
     COMMAND_QUEUE,
     CORRELATION_MEMORY,
     Command,
+    CommandAuth,
     CommandError,
     parse_command,
     reply_payload,
@@ -116,6 +117,8 @@ class MqttState:
     """Telemetry messages published since start."""
     commands: int
     """Commands handled (including rejected ones) since start."""
+    commands_unauthorized: int
+    """Commands refused for a missing or wrong authorization token since start."""
 
     def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
@@ -134,6 +137,7 @@ class _Counters:
     refused: int = 0
     telemetry_sent: int = 0
     commands: int = 0
+    commands_unauthorized: int = 0
 
 
 # ---- the link ----------------------------------------------------------------------------
@@ -176,8 +180,11 @@ class MqttLink:
         *,
         triggers: Mapping[str, Callable[[], None]] = {},
         telemetry: Callable[[], dict[str, Any]] | None = None,
+        api_key_valid: Callable[[str], bool] | None = None,
     ) -> None:
+        """``api_key_valid``: whether a token is a station API key (commands accept one)."""
         self.config = config
+        self.api_key_valid = api_key_valid
         self.mqtt = config.mqtt
         self.store = store
         self.pipeline = pipeline
@@ -233,6 +240,7 @@ class MqttLink:
             refused=c.refused,
             telemetry_sent=c.telemetry_sent,
             commands=c.commands,
+            commands_unauthorized=c.commands_unauthorized,
         )
 
     async def refresh_stats(self) -> None:
@@ -640,8 +648,10 @@ class MqttLink:
                 "published": state.published,
                 "refused": state.refused,
                 "protocol": state.protocol,
+                "commands_unauthorized": state.commands_unauthorized,
             },
             **vitals(self.config.storage.path),
+            "storage": "full" if self.store.full_since is not None else "ok",
         }
         return {**extra, **body}
 
@@ -673,7 +683,27 @@ class MqttLink:
     async def _command_loop(self, conn: Connection) -> None:
         while True:
             message = await self._commands.get()
-            await self.handle_command(conn, message)
+            try:
+                await self.handle_command(conn, message)
+            except MqttError:
+                raise
+            except Exception:  # one bad command must never take the link down
+                log.exception("MQTT: handling the command on %s failed", message.topic)
+
+    def command_auth(self) -> CommandAuth:
+        """Who may run commands now (the token file is read each time, so it can rotate)."""
+        token = None
+        path = self.mqtt.command_token_file
+        if path is not None:
+            try:
+                token = path.read_text(encoding="utf-8").strip() or None
+            except OSError as exc:
+                log.warning("MQTT: mqtt.command_token_file %s: cannot read it: %s", path, exc)
+        return CommandAuth(
+            token=token,
+            api_key_valid=self.api_key_valid,
+            exempt=frozenset(self.mqtt.commands_without_token),
+        )
 
     async def handle_command(self, conn: Connection, message: Incoming) -> None:
         name = self.topics.command_name(message.topic) or message.topic
@@ -681,9 +711,20 @@ class MqttLink:
         correlation = message.correlation
         response_topic = message.response_topic
         try:
-            command = parse_command(name, message.payload, correlation, response_topic)
+            command = parse_command(
+                name,
+                message.payload,
+                correlation,
+                response_topic,
+                auth=self.command_auth(),
+                authorization=message.authorization,
+            )
         except CommandError as exc:
-            log.info("MQTT: command %s rejected: %s", name, exc)
+            if exc.code == "unauthorized":
+                self._c.commands_unauthorized += 1
+                log.info("MQTT: command %s refused: %s", name, exc)
+            else:
+                log.info("MQTT: command %s rejected: %s", name, exc)
             correlation = exc.correlation or correlation
             self._reply(
                 conn, name, correlation, response_topic, reply_payload(name, correlation, error=exc)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from biip import ParseError
 from biip.gtin import Gtin
 
+from scanstation.jsonlimits import JsonLimitError, loads_limited
 from scanstation.services import ServiceError
 from scanstation.store.rows import PRODUCT_FIELDS
 
@@ -53,11 +53,15 @@ def _product(raw: dict[str, Any], where: str) -> dict[str, Any]:
             value = [v.strip() for v in value.split("|") if v.strip()]
         elif name == "nutrition" and isinstance(value, str):
             try:
-                value = json.loads(value) if value.strip() else {}
-            except json.JSONDecodeError:
+                value = loads_limited(value) if value.strip() else {}
+            except JsonLimitError:
                 raise CatalogError(f"{where}: nutrition must be a JSON object") from None
         product[name] = value
     return product
+
+
+CATALOG_MAX_BYTES = 256 * 1024 * 1024
+"""The largest catalog file read as JSON (a million products is about 200 MB)."""
 
 
 def parse_products(text: str, filename: str) -> list[dict[str, Any]]:
@@ -65,9 +69,10 @@ def parse_products(text: str, filename: str) -> list[dict[str, Any]]:
     stripped = text.lstrip()
     if filename.lower().endswith(".json") or stripped.startswith(("[", "{")):
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CatalogError(f"{filename}: not valid JSON: {exc}") from None
+            # Its size is the caller's to limit (HTTP bodies, MQTT payloads); depth is checked.
+            data = loads_limited(text, max_bytes=CATALOG_MAX_BYTES)
+        except JsonLimitError as exc:
+            raise CatalogError(f"{filename}: {exc}") from None
         if isinstance(data, dict):
             data = data.get("products", [data])
         if not isinstance(data, list):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from typing import TextIO
 
 from scanstation.payloads import iso
@@ -25,6 +26,27 @@ SCAN_COLUMNS = (
 )
 PRODUCT_COLUMNS = ("gtin", "public_id", *PRODUCT_FIELDS, "completeness")
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet may read as the start of a formula (OWASP's CSV injection list)."""
+
+
+def safe_cell(value: object) -> object:
+    """A text cell a spreadsheet will not run: a leading = + - @ tab or CR gets a ``'``.
+
+    Numbers are left alone (a negative longitude stays a number).
+
+    >>> safe_cell("=1+2"), safe_cell("@SUM(A1)"), safe_cell("-12"), safe_cell(-0.5)
+    ("'=1+2", "'@SUM(A1)", "'-12", -0.5)
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def safe_row(values: Iterable[object]) -> list[object]:
+    """Every cell of a CSV row through ``safe_cell``."""
+    return [safe_cell(v) for v in values]
+
 
 async def write_scans_csv(
     store: Store, out: TextIO, *, since: float | None = None, until: float | None = None
@@ -33,7 +55,7 @@ async def write_scans_csv(
     writer.writerow(SCAN_COLUMNS)
     rows = await store.scan_events(since=since, until=until)
     for row in rows:
-        writer.writerow([iso(row[0]), *row[1:]])
+        writer.writerow(safe_row([iso(row[0]), *row[1:]]))
     return len(rows)
 
 
@@ -46,9 +68,11 @@ async def write_products_csv(store: Store, out: TextIO) -> int:
         for p in products:
             values = [getattr(p, name) for name in PRODUCT_FIELDS]
             writer.writerow(
-                [p.gtin, p.public_id]
-                + [json.dumps(v) if isinstance(v, dict | list) else v for v in values]
-                + [p.completeness]
+                safe_row(
+                    [p.gtin, p.public_id]
+                    + [json.dumps(v) if isinstance(v, dict | list) else v for v in values]
+                    + [p.completeness]
+                )
             )
         count += len(products)
         if len(products) < 500:

@@ -7,7 +7,14 @@ review API and dashboard (review.py). May import: model, payloads, bus. Nothing 
 """
 
 from scanstation.store.database import Store
-from scanstation.store.errors import Conflict, NotFound, StoreError
+from scanstation.store.errors import (
+    Conflict,
+    DatabaseDamaged,
+    NotFound,
+    StorageFull,
+    StoreError,
+    is_disk_full,
+)
 from scanstation.store.rows import MQTT_DESTINATION, CaptureOutcome, NewCapture, OutboxEvent
 from scanstation.store.schema import SCHEMA_VERSION
 
@@ -16,9 +23,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "CaptureOutcome",
     "Conflict",
+    "DatabaseDamaged",
     "NewCapture",
     "NotFound",
     "OutboxEvent",
+    "StorageFull",
     "Store",
     "StoreError",
+    "is_disk_full",
 ]

@@ -32,7 +32,15 @@ from scanstation.model import (
     SessionStatus,
     new_public_id,
 )
-from scanstation.store.errors import Conflict, NotFound
+from scanstation.store.errors import (
+    Conflict,
+    DatabaseDamaged,
+    NotFound,
+    StorageFull,
+    is_damage,
+    is_disk_full,
+)
+from scanstation.store.files import private_files
 from scanstation.store.rows import (
     _JSON_PRODUCT_FIELDS,
     CAPTURE_COLUMNS,
@@ -85,29 +93,52 @@ class Store:
         self.outbox_changed = asyncio.Event()
         self._outbox_signals: dict[str, asyncio.Event] = {}
         """Set after a commit that added outbox rows; the publisher clears it and drains."""
+        self.full_since: float | None = None
+        """Epoch seconds of the first write refused for a full disk; None once one succeeds."""
 
     # ---- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0700 (an existing folder is the daemon's to tighten: store.files.private_dir).
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._writer = await self._connect()
         try:
             await self._migrate(self._writer)
+            # The schema is read in full here, so a damaged file is found at start.
+            await self._writer.execute("SELECT count(*) FROM sqlite_master")
+        except sqlite3.DatabaseError as exc:
+            await self._writer.close()
+            self._writer = None
+            if is_damage(exc):
+                raise DatabaseDamaged(self.path, str(exc)) from None
+            raise
         except BaseException:
             await self._writer.close()
             self._writer = None
             raise
         self._reader = await self._connect()
         self._reader.row_factory = sqlite3.Row  # rows index by position and by column name
+        private_files(self.path)
         self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
 
     async def _connect(self) -> aiosqlite.Connection:
         # isolation_level=None: the writer issues BEGIN IMMEDIATE / COMMIT itself.
+        private_files(self.path)
         db = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute(f"PRAGMA synchronous={self.synchronous}")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=30000")
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute(f"PRAGMA synchronous={self.synchronous}")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA busy_timeout=30000")
+        except sqlite3.DatabaseError as exc:
+            # Closed here, or aiosqlite's thread would keep the process alive after the error.
+            await db.close()
+            if is_damage(exc):
+                raise DatabaseDamaged(self.path, str(exc)) from None
+            raise
+        except BaseException:
+            await db.close()
+            raise
         return db
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
@@ -199,6 +230,16 @@ class Store:
         except Exception as exc:  # any op failing rolls the whole group back
             with contextlib.suppress(sqlite3.Error):
                 await db.execute("ROLLBACK")
+            if is_disk_full(exc):
+                # Every op of the group would fail the same way: refuse them all at once.
+                if self.full_since is None:
+                    self.full_since = time.time()
+                    log.error("storage full: writes to %s are refused (%s)", self.path, exc)
+                full = StorageFull(self.path.parent, str(exc))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(full)
+                return
             if len(batch) == 1:
                 if not batch[0][1].done():
                     batch[0][1].set_exception(exc)
@@ -207,6 +248,9 @@ class Store:
             for item in batch:
                 await self._commit_batch([item])
             return
+        if self.full_since is not None:
+            log.warning("storage writable again after %.0f s", time.time() - self.full_since)
+            self.full_since = None
         self.commits += 1
         self.writes += len(batch)
         for (_, future), result in zip(batch, results, strict=True):

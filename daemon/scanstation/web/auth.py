@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from scanstation.jsonlimits import loads_limited
+
 KEY_PREFIX = "ss_"
 
 
@@ -44,7 +46,7 @@ class ApiKeyStore:
             self._mtime, self._records = None, []
             return []
         if mtime != self._mtime:
-            data = json.loads(self.path.read_text(encoding="utf-8") or "[]")
+            data = loads_limited(self.path.read_text(encoding="utf-8") or "[]")
             self._records = [ApiKeyRecord(**item) for item in data]
             self._mtime = mtime
         return self._records

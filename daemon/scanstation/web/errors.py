@@ -3,7 +3,7 @@ turns every failure into it: bad input never becomes a 500 or a stack trace."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -11,9 +11,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
+from scanstation.jsonlimits import MAX_BYTES, JsonLimitError, loads_limited
 from scanstation.model import MetadataError
-from scanstation.store import StoreError
+from scanstation.store import StorageFull, StoreError, is_disk_full
 from scanstation.web import WebError
+from scanstation.web.context import SERVICES, services
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,7 @@ _STATUS_CODES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
@@ -77,14 +80,49 @@ def validation_error(exc: ValidationError) -> ApiError:
     return ApiError(422, message, field=field)
 
 
-async def read_json(request: web.Request) -> Any:
-    """The request body as JSON, or a 400/415 saying what was wrong with it."""
+async def read_body(request: web.Request, max_bytes: int, what: str = "body") -> bytes:
+    """The request body, read with a size limit that holds for chunked bodies too (413) and
+    within ``[http] body_timeout_s`` (408), so a slow or endless sender is cut off."""
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise ApiError(
+            413, f"the {what} is {request.content_length} bytes; at most {max_bytes} are accepted"
+        )
+    svc = request.app.get(SERVICES)
+    timeout = svc.config.http.body_timeout_s if svc is not None else 30.0
+    body = bytearray()
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_any():
+                body += chunk
+                if len(body) > max_bytes:
+                    raise ApiError(
+                        413,
+                        f"the {what} is over {max_bytes} bytes; at most {max_bytes} are accepted",
+                    )
+    except TimeoutError:
+        raise ApiError(
+            408, f"the {what} did not arrive within {timeout:g} s", code="request_timeout"
+        ) from None
+    return bytes(body)
+
+
+async def read_json(request: web.Request, max_bytes: int | None = None) -> Any:
+    """The request body as JSON, or a 400/408/413/415 saying what was wrong with it.
+
+    At most ``max_bytes`` (default ``[http] max_json_bytes``) and 32 levels of nesting.
+    """
     if request.content_type not in ("application/json", ""):
         raise ApiError(415, f"expected a JSON body (application/json), got {request.content_type}")
+    if max_bytes is None:
+        svc = request.app.get(SERVICES)
+        max_bytes = svc.config.http.max_json_bytes if svc is not None else MAX_BYTES
+    body = await read_body(request, max_bytes, "JSON body")
     try:
-        return await request.json(loads=json.loads)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+        return loads_limited(body, max_bytes=max_bytes)
+    except JsonLimitError as exc:
+        if exc.kind == "invalid":
+            raise ApiError(400, f"the body is {exc}") from None
+        raise ApiError(413 if exc.kind == "too_large" else 400, f"the body: {exc}") from None
 
 
 @web.middleware
@@ -109,6 +147,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         # The exception's own Content-Type (text/plain) must not override the JSON one.
         headers = {k: v for k, v in exc.headers.items() if k.lower() != "content-type"}
         return error_response(exc.status, exc.reason, headers=headers)
-    except Exception:
+    except Exception as exc:
+        if is_disk_full(exc):  # an image or file write on a full disk
+            path = services(request).config.storage.path
+            full = StorageFull(path, getattr(exc, "strerror", None) or str(exc))
+            return error_response(503, str(full), code="disk_full")
         log.exception("unexpected error on %s %s", request.method, request.path)
         return error_response(500, "internal error; see the daemon's log", code="internal")

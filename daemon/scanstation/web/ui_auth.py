@@ -358,7 +358,7 @@ async def login(request: web.Request) -> web.Response:
     # JSON only: a cross-site HTML form cannot send application/json without CORS consent.
     if request.content_type != "application/json":
         raise ApiError(415, f"expected a JSON body (application/json), got {request.content_type}")
-    body = await read_json(request)
+    body = await read_json(request, max_bytes=MAX_LENGTH + 256)
     password = body.get("password") if isinstance(body, dict) else None
     if not isinstance(password, str) or not password:
         raise ApiError(422, "password is required", field="password")

@@ -4,10 +4,21 @@ const form = document.getElementById("login-form");
 const error = document.getElementById("login-error");
 const input = document.getElementById("password");
 
+// The one check of every redirect target: resolve it as the browser will and keep it only
+// if it stays on this origin. A prefix test is not enough: a backslash or a tab after the
+// first slash (next=/%5Chost/, next=/%09/host/) makes the browser read "//host", another origin.
+function sameOriginPath(target) {
+  try {
+    const url = new URL(target, location.origin);
+    if (url.origin === location.origin) return url.pathname + url.search + url.hash;
+  } catch (e) {
+    // not a URL at all
+  }
+  return "/";
+}
+
 function nextPage() {
-  let next = new URLSearchParams(location.search).get("next") || "/";
-  // Only same-site paths: never bounce to another origin.
-  if (!next.startsWith("/") || next.startsWith("//")) next = "/";
+  const next = sameOriginPath(new URLSearchParams(location.search).get("next") || "/");
   // The server never sees the #/page part; the browser kept it across the redirect.
   return next.includes("#") ? next : next + location.hash;
 }

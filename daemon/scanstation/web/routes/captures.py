@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Annotated, Any, Literal
 
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 from pydantic import StringConstraints
 
+from scanstation.jsonlimits import JsonLimitError, loads_limited
 from scanstation.model import (
     RAW_VALUE_MAX_LENGTH,
     CaptureStatus,
@@ -109,8 +109,8 @@ async def upload_image(request: web.Request) -> web.Response:
     if unknown:
         raise ApiError(422, f"unknown field {sorted(unknown)[0]!r}", field=sorted(unknown)[0])
     try:
-        metadata = json.loads(fields["metadata"]) if fields.get("metadata") else None
-    except json.JSONDecodeError:
+        metadata = loads_limited(fields["metadata"]) if fields.get("metadata") else None
+    except JsonLimitError:
         raise ApiError(422, "metadata must be a JSON object", field="metadata") from None
     body = CaptureCreate.model_validate(
         {

@@ -14,6 +14,8 @@ async def healthz(request: web.Request) -> web.Response:
         db = "ok" if await svc.store.ping() else "error: no answer"
     except Exception as exc:  # the health check reports, it does not raise
         db = f"error: {exc}"
+    if db == "ok" and svc.store.full_since is not None:
+        db = "error: the disk is full; writes are refused"
     sources = {name: h.state for name, h in svc.sources.items()}
     healthy = db == "ok"
     return web.json_response(

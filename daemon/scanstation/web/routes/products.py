@@ -13,7 +13,7 @@ from scanstation.payloads import product_json
 from scanstation.services.catalog import CatalogError, gtin14, parse_products
 from scanstation.store import NotFound, review
 from scanstation.web.context import API_BASE, services
-from scanstation.web.errors import ApiError, read_json
+from scanstation.web.errors import ApiError, read_body, read_json
 from scanstation.web.params import Body, int_param, page_json
 
 routes = web.RouteTableDef()
@@ -127,7 +127,10 @@ async def import_products(request: web.Request) -> web.Response:
             raise ApiError(422, "the form needs a file part with the catalog", field="file")
     elif content_type in ("text/csv", "application/json", "text/plain"):
         try:
-            text = (await request.read()).decode("utf-8-sig")
+            body = await read_body(
+                request, services(request).config.http.max_upload_bytes, "catalog"
+            )
+            text = body.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise ApiError(400, "the catalog must be UTF-8 text") from None
         filename = "upload.json" if content_type == "application/json" else "upload.csv"

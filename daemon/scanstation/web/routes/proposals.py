@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from aiohttp import web
 
 from scanstation.bus import EventKind
+from scanstation.jsonlimits import JsonLimitError, loads_limited
 from scanstation.model import CaptureStatus, ProposalStatus
 from scanstation.payloads import capture_json, product_json, proposal_json
 from scanstation.services.catalog import LIST_FIELDS, CatalogError, gtin14
@@ -53,7 +53,10 @@ def _proposed_value(field_name: str, text: str, current: Any) -> Any:
         new = [v.strip() for v in text.split("|") if v.strip()]
         return items + [v for v in new if v not in items]
     if field_name == "nutrition":
-        value = json.loads(text)
+        try:
+            value = loads_limited(text)
+        except JsonLimitError as exc:
+            raise ValueError(f"nutrition: {exc}") from None
         if not isinstance(value, dict):
             raise ValueError("nutrition must be a JSON object")
         return {**(current or {}), **value}
