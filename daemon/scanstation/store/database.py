@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import sqlite3
@@ -59,6 +60,53 @@ from scanstation.store.writer import Batchable, T, WriteOp
 log = logging.getLogger(__name__)
 
 
+def id_ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted, de-duplicated ids as inclusive (low, high) runs of consecutive ids."""
+    ranges: list[tuple[int, int]] = []
+    for i in sorted(set(ids)):
+        if ranges and ranges[-1][1] == i - 1:
+            ranges[-1] = (ranges[-1][0], i)
+        else:
+            ranges.append((i, i))
+    return ranges
+
+
+async def _finished_in_memory(
+    db: aiosqlite.Connection,
+    outcomes: Sequence[CaptureOutcome],
+    held: dict[int, Capture],
+    now: float,
+) -> list[Capture]:
+    """The captures as ``finish_captures`` just wrote them, from what the caller held: only
+    the products they now name are read (public id and name), in one statement."""
+    product_ids = sorted({o.product_id for o in outcomes if o.product_id is not None})
+    products: dict[int, tuple[str, str]] = {}
+    if product_ids:
+        marks = ",".join("?" * len(product_ids))
+        rows = await db.execute_fetchall(
+            f"SELECT id, public_id, name FROM products WHERE id IN ({marks})", product_ids
+        )
+        products = {int(r[0]): (str(r[1]), str(r[2])) for r in rows}
+    captures = []
+    for o in sorted(outcomes, key=lambda o: o.capture_id):
+        product_public_id, product_name = products.get(o.product_id or 0, ("", ""))
+        captures.append(
+            dataclasses.replace(
+                held[o.capture_id],
+                status=o.status,
+                gtin=o.gtin,
+                gs1_dl_data=dict(o.gs1_dl_data or {}),
+                product_public_id=product_public_id,
+                product_name=product_name,
+                error_message=o.error_message,
+                checks=dict(o.checks or {}),
+                qr_analysis=o.qr_analysis,
+                processed_at=now,
+            )
+        )
+    return captures
+
+
 class Store:
     """The database: one writer task with group commit, one reader connection."""
 
@@ -79,6 +127,11 @@ class Store:
         self._queue: asyncio.Queue[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]] = (
             asyncio.Queue(maxsize=8192)
         )
+        self._urgent: asyncio.Queue[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]] = (
+            asyncio.Queue(maxsize=8192)
+        )
+        """Capture inserts: taken into each group before any other write."""
+        self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
         self.commits = 0
         self.writes = 0
@@ -129,6 +182,7 @@ class Store:
     async def close(self) -> None:
         """Finish every queued write, then close both connections."""
         if self._writer_task is not None:
+            await self._urgent.join()
             await self._queue.join()
             self._writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -148,26 +202,39 @@ class Store:
 
     # ---- the writer ----------------------------------------------------------------------
 
-    async def write(self, op: WriteOp[T] | Batchable) -> T:
-        """Run ``op`` inside the next group-committed transaction; return once it is durable."""
+    async def write(self, op: WriteOp[T] | Batchable, *, urgent: bool = False) -> T:
+        """Run ``op`` inside the next group-committed transaction; return once it is durable.
+
+        ``urgent`` (capture inserts, which a source waits on): the op joins the next group
+        ahead of the others, so a walk's large terminal write never keeps it out of a group.
+        """
         if self._writer_task is None:
             raise RuntimeError("the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put((op, future))
+        await (self._urgent if urgent else self._queue).put((op, future))
+        self._wake.set()
         return await future
 
     async def _write_loop(self) -> None:
-        queue = self._queue
+        queue, urgent = self._queue, self._urgent
         while True:
-            batch = [await queue.get()]
-            if self.commit_interval and queue.empty():
-                await asyncio.sleep(self.commit_interval)
+            if queue.empty() and urgent.empty():
+                self._wake.clear()
+                await self._wake.wait()
+                if self.commit_interval:
+                    await asyncio.sleep(self.commit_interval)
+            batch = []
+            while len(batch) < self.max_batch and not urgent.empty():
+                batch.append(urgent.get_nowait())
+            from_urgent = len(batch)
             while len(batch) < self.max_batch and not queue.empty():
                 batch.append(queue.get_nowait())
             try:
                 await self._commit_batch(batch)
             finally:
-                for _ in batch:
+                for _ in range(from_urgent):
+                    urgent.task_done()
+                for _ in range(len(batch) - from_urgent):
                     queue.task_done()
 
     async def _commit_batch(
@@ -352,7 +419,7 @@ class Store:
                 json.dumps(new.metadata or {}),
             ),
         )
-        result: int | str = await self.write(Batchable(_insert_captures, insert))
+        result: int | str = await self.write(Batchable(_insert_captures, insert), urgent=True)
         if isinstance(result, str):
             if not result:
                 raise NotFound("session", session_public_id, field="session_public_id")
@@ -483,14 +550,20 @@ class Store:
         make_event: Callable[[Capture, int], dict[str, Any]],
         scan_event_defaults: dict[str, Any],
         destinations: Callable[[Capture], Sequence[str]] | None = None,
+        *,
+        before: Sequence[Capture] | None = None,
     ) -> list[Capture]:
         """Write terminal states, their capture events (outbox), analytics rows and alerts.
 
         One transaction: the outbox event of a capture exists exactly when its terminal
         status does. ``make_event(capture, seq)`` builds the event payload; it goes to MQTT
         and to each extra destination ``destinations(capture)`` names (webhook outputs).
+        ``before``: the captures as the caller holds them (one per outcome); the finished
+        captures are then built from them in memory instead of being read back.
         """
         now = time.time()
+        held = {c.id: c for c in before} if before is not None else {}
+        in_memory = before is not None and all(o.capture_id in held for o in outcomes)
         updates = [
             (
                 o.status.value,
@@ -516,12 +589,15 @@ class Store:
                 "WHERE id = ?",
                 updates,
             )
-            rows = await db.execute_fetchall(
-                f"SELECT {CAPTURE_COLUMNS} FROM {CAPTURE_FROM} WHERE c.id IN ({marks}) "
-                "ORDER BY c.id",
-                ids,
-            )
-            captures = [row_to_capture(r) for r in rows]
+            if in_memory:
+                captures = await _finished_in_memory(db, outcomes, held, now)
+            else:
+                rows = await db.execute_fetchall(
+                    f"SELECT {CAPTURE_COLUMNS} FROM {CAPTURE_FROM} WHERE c.id IN ({marks}) "
+                    "ORDER BY c.id",
+                    ids,
+                )
+                captures = [row_to_capture(r) for r in rows]
             seq_rows = list(
                 await db.execute_fetchall(
                     "INSERT INTO counters (name, value) VALUES ('capture_seq', ?) "
@@ -634,11 +710,14 @@ class Store:
         )
         return [OutboxEvent(*row) for row in rows]
 
-    async def outbox_delete(self, ids: Sequence[int]) -> None:
-        params = [(i,) for i in ids]
+    async def outbox_delete(self, ids: Sequence[int], destination: str = MQTT_DESTINATION) -> None:
+        """Remove delivered rows of one destination: one ranged DELETE per run of ids."""
+        params = [(destination, low, high) for low, high in id_ranges(ids)]
 
         async def op(db: aiosqlite.Connection) -> None:
-            await db.executemany("DELETE FROM outbox WHERE id = ?", params)
+            await db.executemany(
+                "DELETE FROM outbox WHERE destination = ? AND id BETWEEN ? AND ?", params
+            )
 
         await self.write(op)
 
