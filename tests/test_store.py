@@ -112,8 +112,10 @@ async def test_store_expire_idle_sessions_sweep(tmp_path: Path) -> None:
 
 async def test_store_synchronous_full_by_default(tmp_path: Path) -> None:
     async with Store(tmp_path / "scanstation.db") as store:
-        assert store._writer is not None
-        async with store._writer.execute("PRAGMA synchronous") as cursor:
-            row = await cursor.fetchone()
-        assert row is not None
-        assert row[0] == 2
+
+        async def synchronous(db: aiosqlite.Connection) -> int:
+            # Write ops run on the writer's own connection: this is the setting commits use.
+            rows = list(await db.execute_fetchall("PRAGMA synchronous"))
+            return int(rows[0][0])
+
+        assert await store.write(synchronous) == 2  # FULL

@@ -322,17 +322,18 @@ class Pipeline:
         # Expiry is judged against one date per batch, in the device's timezone.
         today = dt.datetime.now(self.tz).date() if self.config.checks.expiry else None
         lookups = await self._analyze_urls([self._look_up(c, today) for c in captures])
-        products = await self.store.products_by_gtin(lk.gtin for lk in lookups)
-
         enrichments = await self._enrich(lookups)
-
-        outcomes = [self._resolve(lk, products, enrichments.get(lk.capture.id)) for lk in lookups]
+        # The catalog is consulted inside the terminal write (finish_captures(resolve=True)):
+        # no read between the inserts and this write, so under load the terminal states of
+        # one group join the same commit as the next group's inserts.
+        outcomes = [self._resolve(lk, enrichments.get(lk.capture.id)) for lk in lookups]
         finished = await self.store.finish_captures(
             outcomes,
             self._capture_event,
             self._scan_event_defaults(),
             self.destinations,
             before=[lk.capture for lk in lookups],
+            resolve=True,
         )
         self.counters.batches += 1
         self.counters.last_batch_ms = (time.perf_counter() - started) * 1000
@@ -434,9 +435,10 @@ class Pipeline:
     def _resolve(
         self,
         lookup: Lookup,
-        products: dict[str, tuple[int, str]],
         enrichment: Enrichment | None,
     ) -> CaptureOutcome:
+        """The terminal outcome; a catalog product with the GTIN is applied (COMPLETED) by
+        the terminal write itself, so here only an enricher's product counts."""
         capture, result = lookup.capture, lookup.interpretation
         ais = dict(result.ais) if result else {}
         checks = dict(result.checks) if result else {}
@@ -450,8 +452,7 @@ class Pipeline:
                 checks=checks,
                 qr_analysis=lookup.qr_analysis,
             )
-        product = products.get(lookup.gtin)
-        product_id = product[0] if product else (enrichment.product_id if enrichment else None)
+        product_id = enrichment.product_id if enrichment else None
         status = CaptureStatus.COMPLETED if product_id is not None else CaptureStatus.NOT_FOUND
         scan_event = None
         if lookup.gtin:

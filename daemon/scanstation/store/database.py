@@ -10,6 +10,7 @@ writer.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -18,7 +19,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -55,9 +56,13 @@ from scanstation.store.rows import (
     row_to_session,
 )
 from scanstation.store.schema import MIGRATIONS, SCHEMA_VERSION
-from scanstation.store.writer import Batchable, T, WriteOp
+from scanstation.store.writer import Batchable, SyncConnection, T, WriteOp, run_now
 
 log = logging.getLogger(__name__)
+
+
+def _same_handler(op: object, first: Batchable) -> bool:
+    return isinstance(op, Batchable) and op.handler is first.handler
 
 
 def id_ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
@@ -69,6 +74,26 @@ def id_ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
         else:
             ranges.append((i, i))
     return ranges
+
+
+async def _resolve_in_catalog(
+    db: aiosqlite.Connection, outcomes: Sequence[CaptureOutcome]
+) -> list[CaptureOutcome]:
+    """Outcomes whose GTIN is a catalog product: COMPLETED with it (FAILED ones stay)."""
+    wanted = sorted({o.gtin for o in outcomes if o.gtin and o.status is not CaptureStatus.FAILED})
+    if not wanted:
+        return list(outcomes)
+    marks = ",".join("?" * len(wanted))
+    rows = await db.execute_fetchall(
+        f"SELECT gtin, id FROM products WHERE gtin IN ({marks})", wanted
+    )
+    catalog = {str(r[0]): int(r[1]) for r in rows}
+    return [
+        dataclasses.replace(o, status=CaptureStatus.COMPLETED, product_id=catalog[o.gtin])
+        if o.gtin in catalog and o.status is not CaptureStatus.FAILED
+        else o
+        for o in outcomes
+    ]
 
 
 async def _finished_in_memory(
@@ -122,7 +147,8 @@ class Store:
         self.synchronous = synchronous.upper()
         self.commit_interval = commit_interval_ms / 1000
         self.max_batch = max_batch
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "store-writer")
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]] = (
             asyncio.Queue(maxsize=8192)
@@ -143,29 +169,47 @@ class Store:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
+        # The writer is a plain sqlite3 connection used only on its own thread: a group
+        # commit is one hop to that thread (see _transaction), not one per statement.
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "store-writer")
+        loop = asyncio.get_running_loop()
         try:
-            await self._migrate(self._writer)
+            self._writer = await loop.run_in_executor(self._executor, self._open_writer)
         except BaseException:
-            await self._writer.close()
-            self._writer = None
+            self._executor.shutdown(wait=False)
             raise
         self._reader = await self._connect()
         self._reader.row_factory = sqlite3.Row  # rows index by position and by column name
         self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
 
-    async def _connect(self) -> aiosqlite.Connection:
+    def _open_writer(self) -> sqlite3.Connection:
         # isolation_level=None: the writer issues BEGIN IMMEDIATE / COMMIT itself.
-        db = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute(f"PRAGMA synchronous={self.synchronous}")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=30000")
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+        try:
+            for pragma in self._pragmas():
+                db.execute(pragma)
+            self._migrate(db)
+        except BaseException:
+            db.close()
+            raise
         return db
 
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        async with db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
+    def _pragmas(self) -> list[str]:
+        return [
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA synchronous={self.synchronous}",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=30000",
+        ]
+
+    async def _connect(self) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
+        for pragma in self._pragmas():
+            await db.execute(pragma)
+        return db
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        row = db.execute("PRAGMA user_version").fetchone()
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
             raise RuntimeError(
@@ -175,9 +219,7 @@ class Store:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             log.info("migrating %s to schema version %d", self.path, number)
             # executescript commits first, so run the DDL and the version bump as one script.
-            await db.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};COMMIT;"
-            )
+            db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};COMMIT;")
 
     async def close(self) -> None:
         """Finish every queued write, then close both connections."""
@@ -188,9 +230,12 @@ class Store:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer_task
             self._writer_task = None
-        for db in (self._reader, self._writer):
-            if db is not None:
-                await db.close()
+        if self._reader is not None:
+            await self._reader.close()
+        if self._writer is not None:
+            writer = self._writer
+            await asyncio.get_running_loop().run_in_executor(self._executor, writer.close)
+            self._executor.shutdown(wait=False)
         self._reader = self._writer = None
 
     async def __aenter__(self) -> Store:
@@ -223,7 +268,7 @@ class Store:
                 await self._wake.wait()
                 if self.commit_interval:
                     await asyncio.sleep(self.commit_interval)
-            batch = []
+            batch: list[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]] = []
             while len(batch) < self.max_batch and not urgent.empty():
                 batch.append(urgent.get_nowait())
             from_urgent = len(batch)
@@ -240,32 +285,11 @@ class Store:
     async def _commit_batch(
         self, batch: list[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]]
     ) -> None:
-        db = self._writer
-        assert db is not None
-        results: list[Any] = []
+        ops = [op for op, _ in batch]
+        loop = asyncio.get_running_loop()
         try:
-            await db.execute("BEGIN IMMEDIATE")
-            index = 0
-            while index < len(batch):
-                op = batch[index][0]
-                if isinstance(op, Batchable):
-                    end = index + 1
-                    while (
-                        end < len(batch)
-                        and isinstance(batch[end][0], Batchable)
-                        and batch[end][0].handler is op.handler  # type: ignore[union-attr]
-                    ):
-                        end += 1
-                    items = [b[0].item for b in batch[index:end]]  # type: ignore[union-attr]
-                    results.extend(await op.handler(db, items))
-                    index = end
-                else:
-                    results.append(await op(db))
-                    index += 1
-            await db.execute("COMMIT")
+            results = await loop.run_in_executor(self._executor, self._transaction, ops)
         except Exception as exc:  # any op failing rolls the whole group back
-            with contextlib.suppress(sqlite3.Error):
-                await db.execute("ROLLBACK")
             if len(batch) == 1:
                 if not batch[0][1].done():
                     batch[0][1].set_exception(exc)
@@ -279,6 +303,34 @@ class Store:
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+    def _transaction(self, ops: list[WriteOp[Any] | Batchable]) -> list[Any]:
+        """One group on the writer thread: BEGIN IMMEDIATE, every op, COMMIT (or ROLLBACK)."""
+        db = self._writer
+        assert db is not None
+        conn = cast(aiosqlite.Connection, SyncConnection(db))
+        results: list[Any] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            index = 0
+            while index < len(ops):
+                op = ops[index]
+                if isinstance(op, Batchable):
+                    end = index + 1
+                    while end < len(ops) and _same_handler(ops[end], op):
+                        end += 1
+                    items = [cast(Batchable, b).item for b in ops[index:end]]
+                    results.extend(run_now(op.handler(conn, items)))
+                    index = end
+                else:
+                    results.append(run_now(op(conn)))
+                    index += 1
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return results
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -552,6 +604,7 @@ class Store:
         destinations: Callable[[Capture], Sequence[str]] | None = None,
         *,
         before: Sequence[Capture] | None = None,
+        resolve: bool = False,
     ) -> list[Capture]:
         """Write terminal states, their capture events (outbox), analytics rows and alerts.
 
@@ -560,29 +613,35 @@ class Store:
         and to each extra destination ``destinations(capture)`` names (webhook outputs).
         ``before``: the captures as the caller holds them (one per outcome); the finished
         captures are then built from them in memory instead of being read back.
+        ``resolve``: look each GTIN up in the catalog inside the transaction — an outcome
+        that is not FAILED and whose GTIN is a catalog product becomes COMPLETED with that
+        product — so the walk needs no read of its own before this write.
         """
         now = time.time()
         held = {c.id: c for c in before} if before is not None else {}
         in_memory = before is not None and all(o.capture_id in held for o in outcomes)
-        updates = [
-            (
-                o.status.value,
-                o.gtin,
-                json.dumps(o.gs1_dl_data or {}),
-                o.product_id,
-                o.error_message,
-                json.dumps(o.checks or {}),
-                json.dumps(o.qr_analysis) if o.qr_analysis is not None else None,
-                now,
-                now,
-                o.capture_id,
-            )
-            for o in outcomes
-        ]
         ids = [o.capture_id for o in outcomes]
         marks = ",".join("?" * len(ids))
 
         async def op(db: aiosqlite.Connection) -> list[Capture]:
+            nonlocal outcomes
+            if resolve:
+                outcomes = await _resolve_in_catalog(db, outcomes)
+            updates = [
+                (
+                    o.status.value,
+                    o.gtin,
+                    json.dumps(o.gs1_dl_data or {}),
+                    o.product_id,
+                    o.error_message,
+                    json.dumps(o.checks or {}),
+                    json.dumps(o.qr_analysis) if o.qr_analysis is not None else None,
+                    now,
+                    now,
+                    o.capture_id,
+                )
+                for o in outcomes
+            ]
             await db.executemany(
                 "UPDATE captures SET status = ?, gtin = ?, gs1_dl_data = ?, product_id = ?, "
                 "error_message = ?, checks = ?, qr_analysis = ?, processed_at = ?, modified = ? "
