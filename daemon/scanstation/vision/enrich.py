@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from scanstation.vision.classify import Classification, Classifier
+from scanstation.vision.classify import Classification, Classifier, LazyClassifier
 
 if TYPE_CHECKING:
     from scanstation.model import Capture, Enrichment
@@ -394,7 +394,7 @@ class ImageEnricher:
 
     def __init__(
         self,
-        classifier: Classifier,
+        classifier: Classifier | LazyClassifier,
         *,
         references: ReferenceSource | None = None,
         current_values: CurrentValues | None = None,
