@@ -384,12 +384,14 @@ async def test_lazy_classifier_loads_on_first_photo_and_unloads_when_idle() -> N
     assert not lazy.loaded  # nothing resident until a photo comes
     first = await lazy.classify_async(photo_bytes("coffee"))
     assert first.best.label == "espresso"
-    assert lazy.loaded and lazy.loads == 1
+    assert lazy.loaded
+    assert lazy.loads == 1
     for _ in range(200):  # released after the idle time, off the event loop
         if not lazy.loaded:
             break
         await asyncio.sleep(0.02)
-    assert not lazy.loaded and lazy.unloads == 1
+    assert not lazy.loaded
+    assert lazy.unloads == 1
     again = await lazy.classify_async(photo_bytes("coffee"))  # loads again, same answer
     assert again.best == first.best
     assert lazy.loads == 2
@@ -398,5 +400,5 @@ async def test_lazy_classifier_loads_on_first_photo_and_unloads_when_idle() -> N
 
 def test_lazy_classifier_reports_a_missing_model_at_once(tmp_path: Path) -> None:
     missing = tmp_path / "nope.tflite"
-    with pytest.raises(ClassifierError, match="nope.tflite does not exist"):
+    with pytest.raises(ClassifierError, match=r"nope\.tflite does not exist"):
         LazyClassifier(ClassifierConfig(model=missing))

@@ -54,7 +54,18 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         "set the web UI password",
     ),
 }
-BENCHMARKS = ("ingest", "pipeline", "parse", "decode", "classify", "hid", "pages", "outputs")
+BENCHMARKS = (
+    "ingest",
+    "pipeline",
+    "parse",
+    "decode",
+    "classify",
+    "hid",
+    "pages",
+    "outputs",
+    "wear",
+    "memory",
+)
 
 
 class UsageError(Exception):

@@ -60,6 +60,9 @@ from scanstation.store.writer import Batchable, SyncConnection, T, WriteOp, run_
 
 log = logging.getLogger(__name__)
 
+PAGE_SIZE = 1024
+"""Page size of a new database: 1 KiB pages write ~1/3 of the bytes of 4 KiB ones per capture."""
+
 
 def _same_handler(op: object, first: Batchable) -> bool:
     return isinstance(op, Batchable) and op.handler is first.handler
@@ -196,6 +199,10 @@ class Store:
 
     def _pragmas(self) -> list[str]:
         return [
+            # Only a new database takes it (an existing one keeps its page size): a commit
+            # writes every page it touched whole to the WAL, so small pages are what keeps
+            # the bytes per capture — SD card wear — low (docs/benchmarks.md, bench wear).
+            f"PRAGMA page_size={PAGE_SIZE}",
             "PRAGMA journal_mode=WAL",
             f"PRAGMA synchronous={self.synchronous}",
             "PRAGMA foreign_keys=ON",
