@@ -44,6 +44,10 @@ def memory_of(pid: int) -> dict[str, float]:
     return {"rss_mb": round(rss, 1), "pss_mb": round(pss, 1)}
 
 
+DECODE_THREADS = 0
+"""[[sources]] decode_threads of the camera (0: every core; --decode-threads)."""
+
+
 def _toml(root: Path, port: int, *, camera: bool, classifier: bool, mqtt: int) -> str:
     lines = [
         '[device]\nid = "bench-memory"',
@@ -57,7 +61,8 @@ def _toml(root: Path, port: int, *, camera: bool, classifier: bool, mqtt: int) -
     if camera:
         lines.append(
             f'[[sources]]\ntype = "camera"\nname = "cam0"\nbackend = "file"\n'
-            f'device = "{bundled_samples_dir()}"\nfps = 10\nloop = true'
+            f'device = "{bundled_samples_dir()}"\nfps = 10\nloop = true\n'
+            f"decode_threads = {DECODE_THREADS}"
         )
     return "\n".join(lines) + "\n"
 
@@ -173,6 +178,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "web_and_core": bare["idle"],
         },
         "malloc_arena_max": args.arena_max or None,
+        "decode_threads": DECODE_THREADS,
     }
 
 
@@ -182,8 +188,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--arena-max", default="2", help="MALLOC_ARENA_MAX for the daemon ('' for glibc's own)"
     )
+    parser.add_argument(
+        "--decode-threads", type=int, default=0, help="camera decoder threads (0: every core)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    global DECODE_THREADS  # one setting for every daemon of the run
+    DECODE_THREADS = max(args.decode_threads, 0)
     try:
         result = asyncio.run(measure(args))
     except RuntimeError as exc:
