@@ -673,7 +673,11 @@ class Store:
                 )
             )
             first_seq = int(seq_rows[0][0]) - len(captures) + 1
+            # Each capture's rows together, in capture order (its event for every
+            # destination, then its alert): the same order however the walk batched them.
             outbox = []
+            by_id = {o.capture_id: o for o in outcomes}
+            analytics = []
             for offset, capture in enumerate(captures):
                 event = make_event(capture, first_seq + offset)
                 text = json.dumps(event)
@@ -682,9 +686,6 @@ class Store:
                     outbox.append(
                         (destination, "captures", event["event_id"], event["seq"], text, now)
                     )
-            by_id = {o.capture_id: o for o in outcomes}
-            analytics = []
-            for capture in captures:
                 outcome = by_id[capture.id]
                 if outcome.alert is not None:
                     alert = {**outcome.alert, "event_id": new_public_id()}
@@ -739,6 +740,15 @@ class Store:
 
     async def add_outbox_event(self, topic: str, payload: dict[str, Any]) -> str:
         """Queue a non-capture event (noreads, …) for MQTT; returns its event_id."""
+        await self.queue_outbox_event(topic, payload)
+        return str(payload["event_id"])
+
+    def queue_outbox_event(self, topic: str, payload: dict[str, Any]) -> asyncio.Future[None]:
+        """`add_outbox_event` without waiting: the write is queued now, in call order (ahead
+        of whatever is queued after this returns); the future resolves once it is durable.
+        ``payload`` gets its ``event_id`` here."""
+        if self._writer_task is None:
+            raise RuntimeError("the store is not open")
         event_id = str(payload.setdefault("event_id", new_public_id()))
         text = json.dumps(payload)
         now = time.time()
@@ -750,9 +760,16 @@ class Store:
                 (topic, event_id, text, now),
             )
 
-        await self.write(op)
-        self.outbox_changed.set()
-        return event_id
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((op, future))  # QueueFull only with 8,192 writes waiting
+        self._wake.set()
+
+        def written(done: asyncio.Future[None]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                self.outbox_changed.set()
+
+        future.add_done_callback(written)
+        return future
 
     # ---- outbox (drained by the MQTT publisher) -------------------------------------------
 
