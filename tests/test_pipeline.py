@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -184,3 +185,29 @@ async def test_pipeline_noread_frame_becomes_an_image_capture_and_a_noreads_even
         capture.public_id,
         stored.uploaded_image_key,
     )
+
+
+async def test_pipeline_finished_captures_are_what_the_store_holds(pipeline: Pipeline) -> None:
+    """The walk builds finished captures in memory: hooks must see exactly the stored row."""
+    await pipeline.store.upsert_products([{"gtin": "04006381333931", "name": "Highlighter"}])
+    seen: list[Any] = []
+    pipeline.on_finished.append(seen.append)
+    stored = await walk(
+        pipeline, "4006381333931", "]d2010950600013435217270101\x1d10ABC123", "4006381333932"
+    )
+    assert [c.status for c in stored] == [
+        CaptureStatus.COMPLETED,
+        CaptureStatus.NOT_FOUND,
+        CaptureStatus.FAILED,
+    ]
+    assert stored[0].product_name == "Highlighter"
+    by_id = {c.public_id: c for c in seen}
+    for capture in stored:
+        held = by_id[capture.public_id]
+        # processed_at is a float written and read back: equal to the microsecond.
+        assert held.processed_at is not None
+        assert capture.processed_at is not None
+        assert abs(held.processed_at - capture.processed_at) < 1e-6
+        assert dataclasses.replace(held, processed_at=None) == dataclasses.replace(
+            capture, processed_at=None
+        )

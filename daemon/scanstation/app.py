@@ -94,11 +94,12 @@ async def init_classifier(config: Config, store: Store) -> list[Enricher]:
     """
     if not config.classifier.enabled:
         return []
-    from scanstation.vision.classify import Classifier, ClassifierError
+    from scanstation.vision.classify import ClassifierError, LazyClassifier
     from scanstation.vision.enrich import ImageEnricher, ReferencePhoto, unpack_embedding
 
     try:
-        classifier = await asyncio.to_thread(Classifier.from_config, config.classifier)
+        # Loaded on the first photo and released when idle: RSS stays low on a barcode lane.
+        classifier = LazyClassifier(config.classifier)
     except ClassifierError as exc:
         log.error("classifier off: %s", exc)
         return []
@@ -122,7 +123,12 @@ async def init_classifier(config: Config, store: Store) -> list[Enricher]:
     async def keep_embedding(capture: Capture, vector: bytes) -> None:
         await store.keep_embedding(capture.id, model, vector)
 
-    log.info("classifier %s loaded (%d threads)", model, config.classifier.threads)
+    log.info(
+        "classifier %s ready, loaded on first use (%d threads, released after %.0f s idle)",
+        model,
+        config.classifier.threads,
+        config.classifier.idle_unload_s,
+    )
     return [
         ImageEnricher(
             classifier,

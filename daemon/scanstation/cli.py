@@ -70,6 +70,8 @@ BENCHMARKS = (
     "pages",
     "outputs",
     "jsonlimits",
+    "wear",
+    "memory",
 )
 
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import enum
+import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
-
-import shortuuid
 
 # SPEC §5: public ids are 22-character shortuuids over this alphabet (shortuuid's default).
 PUBLIC_ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
@@ -22,8 +21,22 @@ RAW_VALUE_MAX_LENGTH = 500
 
 
 def new_public_id() -> str:
-    """A fresh 22-character shortuuid, as SPEC §5 names them."""
-    return str(shortuuid.uuid())
+    """A fresh 22-character shortuuid, as SPEC §5 names them.
+
+    The same encoding as ``shortuuid.uuid()`` (a random UUID4 in base 57, most significant
+    digit first, padded to 22), without its per-call set-up: a few µs instead of ~33 µs.
+    """
+    number = (int.from_bytes(os.urandom(16)) & _UUID4_MASK) | _UUID4_BITS
+    digits = []
+    for _ in range(PUBLIC_ID_LENGTH):
+        number, digit = divmod(number, 57)
+        digits.append(PUBLIC_ID_ALPHABET[digit])
+    return "".join(reversed(digits))
+
+
+# UUID version 4, RFC 4122 variant: the bits uuid.uuid4() sets in its 128-bit number.
+_UUID4_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_BITS = (0x4000 << 64) | (0x8000 << 48)
 
 
 def is_public_id(value: str) -> bool:

@@ -1,8 +1,9 @@
 """The capture state machine: PENDING → LOOKING_UP → ENRICHING → RESOLVING → terminal.
 
-Captures are walked in batches: each stage is one statement for the whole batch, and the
-terminal states are written with their outbox events in one transaction. A capture left in
-progress by a crash is walked again on the next start (the walk is idempotent).
+Captures are walked in batches. Two writes per capture reach the disk: its PENDING insert
+(acknowledged once committed) and its terminal state, written with its outbox events and
+analytics row in one transaction; the stages between are held in memory. A capture left
+PENDING by a crash is walked again on the next start (the walk is idempotent).
 """
 
 from __future__ import annotations
@@ -338,26 +339,31 @@ class Pipeline:
     async def process(self, ids: Sequence[int]) -> list[Capture]:
         """Walk one batch of captures from PENDING to their terminal status."""
         started = time.perf_counter()
-        known = [self._queued.pop(i) for i in ids if i in self._queued]
-        unknown = [i for i in ids if i not in {c.id for c in known}]
+        queued = self._queued
+        known = [queued.pop(i) for i in ids if i in queued]
+        unknown = [i for i in ids if i not in queued] if len(known) < len(ids) else []
         read = await self.store.get_captures_by_id(unknown) if unknown else []
         captures = [c for c in known + read if not c.status.terminal]
         if not captures:
             return []
-        batch = [c.id for c in captures]
-        await self.store.set_status(batch, CaptureStatus.LOOKING_UP)
+        # LOOKING_UP, ENRICHING and RESOLVING are stages of this walk in memory, not writes:
+        # a crash mid-walk leaves the captures PENDING on disk and the next start walks them
+        # again (the walk is idempotent). The live stream sees PENDING, then terminal.
         # Expiry is judged against one date per batch, in the device's timezone.
         today = dt.datetime.now(self.tz).date() if self.config.checks.expiry else None
         lookups = await self._analyze_urls([self._look_up(c, today) for c in captures])
-        products = await self.store.products_by_gtin(lk.gtin for lk in lookups)
-
-        await self.store.set_status(batch, CaptureStatus.ENRICHING)
         enrichments = await self._enrich(lookups)
-
-        await self.store.set_status(batch, CaptureStatus.RESOLVING)
-        outcomes = [self._resolve(lk, products, enrichments.get(lk.capture.id)) for lk in lookups]
+        # The catalog is consulted inside the terminal write (finish_captures(resolve=True)):
+        # no read between the inserts and this write, so under load the terminal states of
+        # one group join the same commit as the next group's inserts.
+        outcomes = [self._resolve(lk, enrichments.get(lk.capture.id)) for lk in lookups]
         finished = await self.store.finish_captures(
-            outcomes, self._capture_event, self._scan_event_defaults(), self.destinations
+            outcomes,
+            self._capture_event,
+            self._scan_event_defaults(),
+            self.destinations,
+            before=[lk.capture for lk in lookups],
+            resolve=True,
         )
         self.counters.batches += 1
         self.counters.last_batch_ms = (time.perf_counter() - started) * 1000
@@ -459,9 +465,10 @@ class Pipeline:
     def _resolve(
         self,
         lookup: Lookup,
-        products: dict[str, tuple[int, str]],
         enrichment: Enrichment | None,
     ) -> CaptureOutcome:
+        """The terminal outcome; a catalog product with the GTIN is applied (COMPLETED) by
+        the terminal write itself, so here only an enricher's product counts."""
         capture, result = lookup.capture, lookup.interpretation
         ais = dict(result.ais) if result else {}
         checks = dict(result.checks) if result else {}
@@ -475,8 +482,7 @@ class Pipeline:
                 checks=checks,
                 qr_analysis=lookup.qr_analysis,
             )
-        product = products.get(lookup.gtin)
-        product_id = product[0] if product else (enrichment.product_id if enrichment else None)
+        product_id = enrichment.product_id if enrichment else None
         status = CaptureStatus.COMPLETED if product_id is not None else CaptureStatus.NOT_FOUND
         scan_event = None
         if lookup.gtin:

@@ -268,3 +268,16 @@ def test_examples_are_plain_toml() -> None:
     for name in DEPLOYMENTS:
         data: dict[str, Any] = tomllib.loads(example(name).read_text())
         assert "storage" in data
+
+
+def test_pi_zero_profile_passes_check_config_and_its_guide_shows_it() -> None:
+    result = check_config(example("pi-zero"))
+    assert result.returncode == 0, result.stderr
+    config = load_config(example("pi-zero"), environ={})
+    [camera] = config.sources
+    assert camera.decode_threads == 1  # type: ignore[union-attr]
+    assert config.classifier.idle_unload_s > 0
+    guide = (REPO / "docs" / "deploy-pi-zero.md").read_text()
+    marker = "<!-- example: docs/examples/pi-zero.toml -->\n```toml\n"
+    assert marker in guide
+    assert guide.split(marker, 1)[1].split("\n```\n", 1)[0] + "\n" == example("pi-zero").read_text()

@@ -112,8 +112,30 @@ async def test_store_expire_idle_sessions_sweep(tmp_path: Path) -> None:
 
 async def test_store_synchronous_full_by_default(tmp_path: Path) -> None:
     async with Store(tmp_path / "scanstation.db") as store:
-        assert store._writer is not None
-        async with store._writer.execute("PRAGMA synchronous") as cursor:
-            row = await cursor.fetchone()
-        assert row is not None
-        assert row[0] == 2
+
+        async def synchronous(db: aiosqlite.Connection) -> int:
+            # Write ops run on the writer's own connection: this is the setting commits use.
+            rows = list(await db.execute_fetchall("PRAGMA synchronous"))
+            return int(rows[0][0])
+
+        assert await store.write(synchronous) == 2  # FULL
+
+
+async def test_outbox_delete_removes_exactly_the_delivered_rows_by_range(tmp_path: Path) -> None:
+    async with Store(tmp_path / "scanstation.db") as store:
+        for n in range(8):
+            await store.add_outbox_event("noreads", {"n": n})
+        ids = [e.id for e in await store.outbox_batch(0, 100)]
+        delivered = [ids[0], ids[1], ids[2], ids[5], ids[6]]  # two runs: 3 and 2 rows
+        await store.outbox_delete(delivered)
+        left = [e.id for e in await store.outbox_batch(0, 100)]
+        assert left == [ids[3], ids[4], ids[7]]
+        await store.outbox_delete(left, destination="webhook:other")  # another destination's
+        assert [e.id for e in await store.outbox_batch(0, 100)] == left
+
+
+def test_id_ranges_groups_consecutive_ids() -> None:
+    from scanstation.store.database import id_ranges
+
+    assert id_ranges([7, 1, 2, 3, 9, 8, 3]) == [(1, 3), (7, 9)]
+    assert id_ranges([]) == []

@@ -21,6 +21,7 @@ from scanstation.vision.classify import (
     ClassifierError,
     ClassScore,
     InputSpec,
+    LazyClassifier,
     as_probabilities,
     default_model_path,
     fit_square,
@@ -376,3 +377,28 @@ def test_model_card_accuracy_check_command_passes() -> None:
 def test_model_card_quotes_the_accuracy_command() -> None:
     card = (REPO / "models" / "MODEL_CARD.md").read_text(encoding="utf-8")
     assert "python models/check_accuracy.py" in card
+
+
+async def test_lazy_classifier_loads_on_first_photo_and_unloads_when_idle() -> None:
+    lazy = LazyClassifier(ClassifierConfig(threads=1), idle_unload_s=0.3)
+    assert not lazy.loaded  # nothing resident until a photo comes
+    first = await lazy.classify_async(photo_bytes("coffee"))
+    assert first.best.label == "espresso"
+    assert lazy.loaded
+    assert lazy.loads == 1
+    for _ in range(200):  # released after the idle time, off the event loop
+        if not lazy.loaded:
+            break
+        await asyncio.sleep(0.02)
+    assert not lazy.loaded
+    assert lazy.unloads == 1
+    again = await lazy.classify_async(photo_bytes("coffee"))  # loads again, same answer
+    assert again.best == first.best
+    assert lazy.loads == 2
+    lazy.close()
+
+
+def test_lazy_classifier_reports_a_missing_model_at_once(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.tflite"
+    with pytest.raises(ClassifierError, match=r"nope\.tflite does not exist"):
+        LazyClassifier(ClassifierConfig(model=missing))

@@ -40,6 +40,13 @@ class ClassifierConfig(Section):
     center_crop: bool = Field(
         True, description="Crop photos to the model's aspect ratio (centre) before resizing"
     )
+    idle_unload_s: float = Field(
+        600.0,
+        ge=0,
+        le=86400,
+        description="Seconds unused after which the model is released (0: kept once loaded); "
+        "it is loaded on the first photo, never at start-up",
+    )
 
 
 class QrAnalysisConfig(Section):

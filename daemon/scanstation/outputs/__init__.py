@@ -85,7 +85,7 @@ class Outputs:
                 self.webhooks.append(WebhookSink(output, store))
         self.rejected = 0
         """Reads the match rules rejected since start."""
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     @property
     def sinks(self) -> list[Sink]:
@@ -183,12 +183,17 @@ class Outputs:
             "symbology_identifier": capture.symbology_identifier,
             "image_key": capture.uploaded_image_key,
         }
-        # In a task: the pipeline must not wait for this commit before its next batch.
-        task = asyncio.create_task(self.store.add_outbox_event(topic, payload))
-        self._tasks.add(task)
-        task.add_done_callback(self._event_done)
+        # Queued now, not awaited: the pipeline must not wait for this commit before its next
+        # batch, and the event is written ahead of that batch's rows.
+        written: asyncio.Future[Any]
+        try:
+            written = self.store.queue_outbox_event(topic, payload)
+        except asyncio.QueueFull:
+            written = asyncio.ensure_future(self.store.add_outbox_event(topic, payload))
+        self._tasks.add(written)
+        written.add_done_callback(self._event_done)
 
-    def _event_done(self, task: asyncio.Task[Any]) -> None:
+    def _event_done(self, task: asyncio.Future[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("queueing the match event failed: %s", task.exception())

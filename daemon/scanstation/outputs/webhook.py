@@ -170,7 +170,7 @@ class WebhookSink(Sink):
                         break
                 if delivered:
                     # One commit for the batch: a crash before it only resends (at least once).
-                    await self.store.outbox_delete(delivered)
+                    await self.store.outbox_delete(delivered, self.destination)
                 if failed:
                     await asyncio.sleep(
                         backoff(

@@ -10,14 +10,16 @@ writer.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import dataclasses
 import json
 import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiosqlite
 
@@ -62,9 +64,83 @@ from scanstation.store.rows import (
     row_to_session,
 )
 from scanstation.store.schema import MIGRATIONS, SCHEMA_VERSION
-from scanstation.store.writer import Batchable, T, WriteOp
+from scanstation.store.writer import Batchable, SyncConnection, T, WriteOp, run_now
 
 log = logging.getLogger(__name__)
+
+PAGE_SIZE = 1024
+"""Page size of a new database: 1 KiB pages write ~1/3 of the bytes of 4 KiB ones per capture."""
+
+
+def _same_handler(op: object, first: Batchable) -> bool:
+    return isinstance(op, Batchable) and op.handler is first.handler
+
+
+def id_ranges(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted, de-duplicated ids as inclusive (low, high) runs of consecutive ids."""
+    ranges: list[tuple[int, int]] = []
+    for i in sorted(set(ids)):
+        if ranges and ranges[-1][1] == i - 1:
+            ranges[-1] = (ranges[-1][0], i)
+        else:
+            ranges.append((i, i))
+    return ranges
+
+
+async def _resolve_in_catalog(
+    db: aiosqlite.Connection, outcomes: Sequence[CaptureOutcome]
+) -> list[CaptureOutcome]:
+    """Outcomes whose GTIN is a catalog product: COMPLETED with it (FAILED ones stay)."""
+    wanted = sorted({o.gtin for o in outcomes if o.gtin and o.status is not CaptureStatus.FAILED})
+    if not wanted:
+        return list(outcomes)
+    marks = ",".join("?" * len(wanted))
+    rows = await db.execute_fetchall(
+        f"SELECT gtin, id FROM products WHERE gtin IN ({marks})", wanted
+    )
+    catalog = {str(r[0]): int(r[1]) for r in rows}
+    return [
+        dataclasses.replace(o, status=CaptureStatus.COMPLETED, product_id=catalog[o.gtin])
+        if o.gtin in catalog and o.status is not CaptureStatus.FAILED
+        else o
+        for o in outcomes
+    ]
+
+
+async def _finished_in_memory(
+    db: aiosqlite.Connection,
+    outcomes: Sequence[CaptureOutcome],
+    held: dict[int, Capture],
+    now: float,
+) -> list[Capture]:
+    """The captures as ``finish_captures`` just wrote them, from what the caller held: only
+    the products they now name are read (public id and name), in one statement."""
+    product_ids = sorted({o.product_id for o in outcomes if o.product_id is not None})
+    products: dict[int, tuple[str, str]] = {}
+    if product_ids:
+        marks = ",".join("?" * len(product_ids))
+        rows = await db.execute_fetchall(
+            f"SELECT id, public_id, name FROM products WHERE id IN ({marks})", product_ids
+        )
+        products = {int(r[0]): (str(r[1]), str(r[2])) for r in rows}
+    captures = []
+    for o in sorted(outcomes, key=lambda o: o.capture_id):
+        product_public_id, product_name = products.get(o.product_id or 0, ("", ""))
+        captures.append(
+            dataclasses.replace(
+                held[o.capture_id],
+                status=o.status,
+                gtin=o.gtin,
+                gs1_dl_data=dict(o.gs1_dl_data or {}),
+                product_public_id=product_public_id,
+                product_name=product_name,
+                error_message=o.error_message,
+                checks=dict(o.checks or {}),
+                qr_analysis=o.qr_analysis,
+                processed_at=now,
+            )
+        )
+    return captures
 
 
 class Store:
@@ -82,11 +158,17 @@ class Store:
         self.synchronous = synchronous.upper()
         self.commit_interval = commit_interval_ms / 1000
         self.max_batch = max_batch
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "store-writer")
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]] = (
             asyncio.Queue(maxsize=8192)
         )
+        self._urgent: asyncio.Queue[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]] = (
+            asyncio.Queue(maxsize=8192)
+        )
+        """Capture inserts: taken into each group before any other write."""
+        self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
         self.commits = 0
         self.writes = 0
@@ -101,35 +183,57 @@ class Store:
     async def open(self) -> None:
         # Created 0700 (an existing folder is the daemon's to tighten: store.files.private_dir).
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._writer = await self._connect()
+        # The writer is a plain sqlite3 connection used only on its own thread: a group
+        # commit is one hop to that thread (see _transaction), not one per statement.
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "store-writer")
+        loop = asyncio.get_running_loop()
         try:
-            await self._migrate(self._writer)
-            # The schema is read in full here, so a damaged file is found at start.
-            await self._writer.execute("SELECT count(*) FROM sqlite_master")
-        except sqlite3.DatabaseError as exc:
-            await self._writer.close()
-            self._writer = None
-            if is_damage(exc):
-                raise DatabaseDamaged(self.path, str(exc)) from None
-            raise
+            self._writer = await loop.run_in_executor(self._executor, self._open_writer)
         except BaseException:
-            await self._writer.close()
-            self._writer = None
+            self._executor.shutdown(wait=False)
             raise
         self._reader = await self._connect()
         self._reader.row_factory = sqlite3.Row  # rows index by position and by column name
         private_files(self.path)
         self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
 
-    async def _connect(self) -> aiosqlite.Connection:
+    def _open_writer(self) -> sqlite3.Connection:
         # isolation_level=None: the writer issues BEGIN IMMEDIATE / COMMIT itself.
         private_files(self.path)
+        db = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+        try:
+            for pragma in self._pragmas():
+                db.execute(pragma)
+            self._migrate(db)
+            # The schema is read in full here, so a damaged file is found at start.
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            if is_damage(exc):
+                raise DatabaseDamaged(self.path, str(exc)) from None
+            raise
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _pragmas(self) -> list[str]:
+        return [
+            # Only a new database takes it (an existing one keeps its page size): a commit
+            # writes every page it touched whole to the WAL, so small pages are what keeps
+            # the bytes per capture — SD card wear — low (docs/benchmarks.md, bench wear).
+            f"PRAGMA page_size={PAGE_SIZE}",
+            "PRAGMA journal_mode=WAL",
+            f"PRAGMA synchronous={self.synchronous}",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=30000",
+        ]
+
+    async def _connect(self) -> aiosqlite.Connection:
         db = await aiosqlite.connect(self.path, isolation_level=None, timeout=30)
         try:
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute(f"PRAGMA synchronous={self.synchronous}")
-            await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA busy_timeout=30000")
+            for pragma in self._pragmas():
+                await db.execute(pragma)
         except sqlite3.DatabaseError as exc:
             # Closed here, or aiosqlite's thread would keep the process alive after the error.
             await db.close()
@@ -141,9 +245,8 @@ class Store:
             raise
         return db
 
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        async with db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        row = db.execute("PRAGMA user_version").fetchone()
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
             raise RuntimeError(
@@ -153,21 +256,23 @@ class Store:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             log.info("migrating %s to schema version %d", self.path, number)
             # executescript commits first, so run the DDL and the version bump as one script.
-            await db.executescript(
-                f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};COMMIT;"
-            )
+            db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={number};COMMIT;")
 
     async def close(self) -> None:
         """Finish every queued write, then close both connections."""
         if self._writer_task is not None:
+            await self._urgent.join()
             await self._queue.join()
             self._writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer_task
             self._writer_task = None
-        for db in (self._reader, self._writer):
-            if db is not None:
-                await db.close()
+        if self._reader is not None:
+            await self._reader.close()
+        if self._writer is not None:
+            writer = self._writer
+            await asyncio.get_running_loop().run_in_executor(self._executor, writer.close)
+            self._executor.shutdown(wait=False)
         self._reader = self._writer = None
 
     async def __aenter__(self) -> Store:
@@ -179,57 +284,49 @@ class Store:
 
     # ---- the writer ----------------------------------------------------------------------
 
-    async def write(self, op: WriteOp[T] | Batchable) -> T:
-        """Run ``op`` inside the next group-committed transaction; return once it is durable."""
+    async def write(self, op: WriteOp[T] | Batchable, *, urgent: bool = False) -> T:
+        """Run ``op`` inside the next group-committed transaction; return once it is durable.
+
+        ``urgent`` (capture inserts, which a source waits on): the op joins the next group
+        ahead of the others, so a walk's large terminal write never keeps it out of a group.
+        """
         if self._writer_task is None:
             raise RuntimeError("the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put((op, future))
+        await (self._urgent if urgent else self._queue).put((op, future))
+        self._wake.set()
         return await future
 
     async def _write_loop(self) -> None:
-        queue = self._queue
+        queue, urgent = self._queue, self._urgent
         while True:
-            batch = [await queue.get()]
-            if self.commit_interval and queue.empty():
-                await asyncio.sleep(self.commit_interval)
+            if queue.empty() and urgent.empty():
+                self._wake.clear()
+                await self._wake.wait()
+                if self.commit_interval:
+                    await asyncio.sleep(self.commit_interval)
+            batch: list[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]] = []
+            while len(batch) < self.max_batch and not urgent.empty():
+                batch.append(urgent.get_nowait())
+            from_urgent = len(batch)
             while len(batch) < self.max_batch and not queue.empty():
                 batch.append(queue.get_nowait())
             try:
                 await self._commit_batch(batch)
             finally:
-                for _ in batch:
+                for _ in range(from_urgent):
+                    urgent.task_done()
+                for _ in range(len(batch) - from_urgent):
                     queue.task_done()
 
     async def _commit_batch(
         self, batch: list[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]]
     ) -> None:
-        db = self._writer
-        assert db is not None
-        results: list[Any] = []
+        ops = [op for op, _ in batch]
+        loop = asyncio.get_running_loop()
         try:
-            await db.execute("BEGIN IMMEDIATE")
-            index = 0
-            while index < len(batch):
-                op = batch[index][0]
-                if isinstance(op, Batchable):
-                    end = index + 1
-                    while (
-                        end < len(batch)
-                        and isinstance(batch[end][0], Batchable)
-                        and batch[end][0].handler is op.handler  # type: ignore[union-attr]
-                    ):
-                        end += 1
-                    items = [b[0].item for b in batch[index:end]]  # type: ignore[union-attr]
-                    results.extend(await op.handler(db, items))
-                    index = end
-                else:
-                    results.append(await op(db))
-                    index += 1
-            await db.execute("COMMIT")
+            results = await loop.run_in_executor(self._executor, self._transaction, ops)
         except Exception as exc:  # any op failing rolls the whole group back
-            with contextlib.suppress(sqlite3.Error):
-                await db.execute("ROLLBACK")
             if is_disk_full(exc):
                 # Every op of the group would fail the same way: refuse them all at once.
                 if self.full_since is None:
@@ -256,6 +353,34 @@ class Store:
         for (_, future), result in zip(batch, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+    def _transaction(self, ops: list[WriteOp[Any] | Batchable]) -> list[Any]:
+        """One group on the writer thread: BEGIN IMMEDIATE, every op, COMMIT (or ROLLBACK)."""
+        db = self._writer
+        assert db is not None
+        conn = cast(aiosqlite.Connection, SyncConnection(db))
+        results: list[Any] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            index = 0
+            while index < len(ops):
+                op = ops[index]
+                if isinstance(op, Batchable):
+                    end = index + 1
+                    while end < len(ops) and _same_handler(ops[end], op):
+                        end += 1
+                    items = [cast(Batchable, b).item for b in ops[index:end]]
+                    results.extend(run_now(op.handler(conn, items)))
+                    index = end
+                else:
+                    results.append(run_now(op(conn)))
+                    index += 1
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+        return results
 
     # ---- reads ---------------------------------------------------------------------------
 
@@ -396,7 +521,7 @@ class Store:
                 json.dumps(new.metadata or {}),
             ),
         )
-        result: int | str = await self.write(Batchable(_insert_captures, insert))
+        result: int | str = await self.write(Batchable(_insert_captures, insert), urgent=True)
         if isinstance(result, str):
             if not result:
                 raise NotFound("session", session_public_id, field="session_public_id")
@@ -527,45 +652,61 @@ class Store:
         make_event: Callable[[Capture, int], dict[str, Any]],
         scan_event_defaults: dict[str, Any],
         destinations: Callable[[Capture], Sequence[str]] | None = None,
+        *,
+        before: Sequence[Capture] | None = None,
+        resolve: bool = False,
     ) -> list[Capture]:
         """Write terminal states, their capture events (outbox), analytics rows and alerts.
 
         One transaction: the outbox event of a capture exists exactly when its terminal
         status does. ``make_event(capture, seq)`` builds the event payload; it goes to MQTT
         and to each extra destination ``destinations(capture)`` names (webhook outputs).
+        ``before``: the captures as the caller holds them (one per outcome); the finished
+        captures are then built from them in memory instead of being read back.
+        ``resolve``: look each GTIN up in the catalog inside the transaction — an outcome
+        that is not FAILED and whose GTIN is a catalog product becomes COMPLETED with that
+        product — so the walk needs no read of its own before this write.
         """
         now = time.time()
-        updates = [
-            (
-                o.status.value,
-                o.gtin,
-                json.dumps(o.gs1_dl_data or {}),
-                o.product_id,
-                o.error_message,
-                json.dumps(o.checks or {}),
-                json.dumps(o.qr_analysis) if o.qr_analysis is not None else None,
-                now,
-                now,
-                o.capture_id,
-            )
-            for o in outcomes
-        ]
+        held = {c.id: c for c in before} if before is not None else {}
+        in_memory = before is not None and all(o.capture_id in held for o in outcomes)
         ids = [o.capture_id for o in outcomes]
         marks = ",".join("?" * len(ids))
 
         async def op(db: aiosqlite.Connection) -> list[Capture]:
+            nonlocal outcomes
+            if resolve:
+                outcomes = await _resolve_in_catalog(db, outcomes)
+            updates = [
+                (
+                    o.status.value,
+                    o.gtin,
+                    json.dumps(o.gs1_dl_data or {}),
+                    o.product_id,
+                    o.error_message,
+                    json.dumps(o.checks or {}),
+                    json.dumps(o.qr_analysis) if o.qr_analysis is not None else None,
+                    now,
+                    now,
+                    o.capture_id,
+                )
+                for o in outcomes
+            ]
             await db.executemany(
                 "UPDATE captures SET status = ?, gtin = ?, gs1_dl_data = ?, product_id = ?, "
                 "error_message = ?, checks = ?, qr_analysis = ?, processed_at = ?, modified = ? "
                 "WHERE id = ?",
                 updates,
             )
-            rows = await db.execute_fetchall(
-                f"SELECT {CAPTURE_COLUMNS} FROM {CAPTURE_FROM} WHERE c.id IN ({marks}) "
-                "ORDER BY c.id",
-                ids,
-            )
-            captures = [row_to_capture(r) for r in rows]
+            if in_memory:
+                captures = await _finished_in_memory(db, outcomes, held, now)
+            else:
+                rows = await db.execute_fetchall(
+                    f"SELECT {CAPTURE_COLUMNS} FROM {CAPTURE_FROM} WHERE c.id IN ({marks}) "
+                    "ORDER BY c.id",
+                    ids,
+                )
+                captures = [row_to_capture(r) for r in rows]
             seq_rows = list(
                 await db.execute_fetchall(
                     "INSERT INTO counters (name, value) VALUES ('capture_seq', ?) "
@@ -575,7 +716,11 @@ class Store:
                 )
             )
             first_seq = int(seq_rows[0][0]) - len(captures) + 1
+            # Each capture's rows together, in capture order (its event for every
+            # destination, then its alert): the same order however the walk batched them.
             outbox = []
+            by_id = {o.capture_id: o for o in outcomes}
+            analytics = []
             for offset, capture in enumerate(captures):
                 event = make_event(capture, first_seq + offset)
                 text = json.dumps(event)
@@ -584,9 +729,6 @@ class Store:
                     outbox.append(
                         (destination, "captures", event["event_id"], event["seq"], text, now)
                     )
-            by_id = {o.capture_id: o for o in outcomes}
-            analytics = []
-            for capture in captures:
                 outcome = by_id[capture.id]
                 if outcome.alert is not None:
                     alert = {**outcome.alert, "event_id": new_public_id()}
@@ -641,6 +783,15 @@ class Store:
 
     async def add_outbox_event(self, topic: str, payload: dict[str, Any]) -> str:
         """Queue a non-capture event (noreads, …) for MQTT; returns its event_id."""
+        await self.queue_outbox_event(topic, payload)
+        return str(payload["event_id"])
+
+    def queue_outbox_event(self, topic: str, payload: dict[str, Any]) -> asyncio.Future[None]:
+        """`add_outbox_event` without waiting: the write is queued now, in call order (ahead
+        of whatever is queued after this returns); the future resolves once it is durable.
+        ``payload`` gets its ``event_id`` here."""
+        if self._writer_task is None:
+            raise RuntimeError("the store is not open")
         event_id = str(payload.setdefault("event_id", new_public_id()))
         text = json.dumps(payload)
         now = time.time()
@@ -652,9 +803,16 @@ class Store:
                 (topic, event_id, text, now),
             )
 
-        await self.write(op)
-        self.outbox_changed.set()
-        return event_id
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((op, future))  # QueueFull only with 8,192 writes waiting
+        self._wake.set()
+
+        def written(done: asyncio.Future[None]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                self.outbox_changed.set()
+
+        future.add_done_callback(written)
+        return future
 
     # ---- outbox (drained by the MQTT publisher) -------------------------------------------
 
@@ -678,11 +836,14 @@ class Store:
         )
         return [OutboxEvent(*row) for row in rows]
 
-    async def outbox_delete(self, ids: Sequence[int]) -> None:
-        params = [(i,) for i in ids]
+    async def outbox_delete(self, ids: Sequence[int], destination: str = MQTT_DESTINATION) -> None:
+        """Remove delivered rows of one destination: one ranged DELETE per run of ids."""
+        params = [(destination, low, high) for low, high in id_ranges(ids)]
 
         async def op(db: aiosqlite.Connection) -> None:
-            await db.executemany("DELETE FROM outbox WHERE id = ?", params)
+            await db.executemany(
+                "DELETE FROM outbox WHERE destination = ? AND id BETWEEN ? AND ?", params
+            )
 
         await self.write(op)
 

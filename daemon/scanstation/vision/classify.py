@@ -14,7 +14,9 @@ decoding and resizing run outside the lock.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import io
+import logging
 import sys
 import threading
 import time
@@ -31,6 +33,8 @@ from scanstation.vision import VisionError
 
 if TYPE_CHECKING:
     from scanstation.config import ClassifierConfig
+
+log = logging.getLogger(__name__)
 
 # Where the shipped model lives: <repo>/models in a checkout; the package may later carry a
 # copy under scanstation/data/models (looked at first when it exists).
@@ -459,3 +463,109 @@ class Classifier:
 
     def _label(self, index: int) -> str:
         return self.labels[index] if index < len(self.labels) else str(index)
+
+
+class LazyClassifier:
+    """A `Classifier` loaded on first use and released after ``idle_unload_s`` unused.
+
+    The interpreter and its tensors are most of the daemon's memory (~65 MB for the shipped
+    model) and a lane may never take a photo: nothing is loaded until the first image comes,
+    and a classifier left idle is dropped again (0: kept once loaded). The model file is
+    checked at once, so a missing model is still reported at start-up.
+    """
+
+    def __init__(self, config: ClassifierConfig, *, idle_unload_s: float | None = None) -> None:
+        self.config = config
+        self.model_path = config.model if config.model is not None else default_model_path()
+        if not self.model_path.is_file():
+            raise ClassifierError(
+                f"model {self.model_path} does not exist; expected a .tflite file "
+                "(set [classifier] model, or build it with models/build_model.py)"
+            )
+        self.idle_unload_s = config.idle_unload_s if idle_unload_s is None else idle_unload_s
+        self._classifier: Classifier | None = None
+        self._lock = threading.Lock()
+        self._users = 0
+        self._last_used = 0.0
+        self._unload_timer: asyncio.TimerHandle | None = None
+        self.loads = 0
+        self.unloads = 0
+
+    @property
+    def model_name(self) -> str:
+        return self.model_path.name
+
+    @property
+    def loaded(self) -> bool:
+        return self._classifier is not None
+
+    def get(self) -> Classifier:
+        """The loaded classifier (loading it now if need be; call from a worker thread)."""
+        with self._lock:
+            if self._classifier is None:
+                self._classifier = Classifier.from_config(self.config)
+                self.loads += 1
+                log.info(
+                    "classifier %s loaded in %.0f ms", self.model_name, self._classifier.load_ms
+                )
+            return self._classifier
+
+    def unload(self) -> bool:
+        """Drop the interpreter (False when it is in use or not loaded)."""
+        with self._lock:
+            if self._classifier is None or self._users:
+                return False
+            self._classifier = None
+            self.unloads += 1
+        release_memory()
+        log.info("classifier %s unloaded after %.0f s idle", self.model_name, self.idle_unload_s)
+        return True
+
+    def classify(self, image: ImageInput | Image.Image, top_k: int | None = None) -> Classification:
+        with self._lock:
+            self._users += 1
+        try:
+            return self.get().classify(image, top_k)
+        finally:
+            with self._lock:
+                self._users -= 1
+                self._last_used = time.monotonic()
+
+    async def classify_async(
+        self, image: ImageInput | Image.Image, top_k: int | None = None
+    ) -> Classification:
+        """`classify` in a worker thread; (re)arms the idle unload on the event loop."""
+        try:
+            return await asyncio.to_thread(self.classify, image, top_k)
+        finally:
+            self._arm_unload()
+
+    def _arm_unload(self) -> None:
+        if self.idle_unload_s <= 0:
+            return
+        if self._unload_timer is not None:
+            self._unload_timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._unload_timer = loop.call_later(self.idle_unload_s, self._idle_check)
+
+    def _idle_check(self) -> None:
+        self._unload_timer = None
+        if time.monotonic() - self._last_used >= self.idle_unload_s * 0.99:
+            # The interpreter's teardown frees tens of MB: off the event loop.
+            asyncio.get_running_loop().run_in_executor(None, self.unload)
+        else:
+            self._arm_unload()
+
+    def close(self) -> None:
+        if self._unload_timer is not None:
+            self._unload_timer.cancel()
+            self._unload_timer = None
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the system (glibc's malloc_trim; nothing elsewhere)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

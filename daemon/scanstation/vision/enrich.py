@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from scanstation.vision import VisionError
-from scanstation.vision.classify import Classification, Classifier
+from scanstation.vision.classify import Classification, Classifier, LazyClassifier
 
 if TYPE_CHECKING:
     from scanstation.model import Capture, Enrichment
@@ -395,7 +395,7 @@ class ImageEnricher:
 
     def __init__(
         self,
-        classifier: Classifier,
+        classifier: Classifier | LazyClassifier,
         *,
         references: ReferenceSource | None = None,
         current_values: CurrentValues | None = None,

@@ -262,7 +262,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     runs: dict[str, list[float]] = {"paho": [], "scanstation": []}
     with tempfile.TemporaryDirectory(prefix="scanstation-bench-mqtt-") as tmp:
         root = Path(tmp)
-        with mosquitto(root) as port:
+        broker = contextlib.nullcontext(args.broker_port) if args.broker_port else mosquitto(root)
+        with broker as port:
             sample = _sample_payload(root, port, args)
             bare = _Paho(port, args.inflight)
             try:
@@ -275,7 +276,14 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             finally:
                 bare.close()
             steady = asyncio.run(_scanstation(root / "steady", port, args, args.rate))
+    ratios = [s / b for s, b in zip(runs["scanstation"], runs["paho"], strict=True)]
     return {
+        "puback_per_s": round(statistics.median(runs["scanstation"])),
+        "bare_puback_per_s": round(statistics.median(runs["paho"])),
+        "ratio": round(statistics.median(ratios), 3),
+        "ratio_spread": [round(min(ratios), 3), round(max(ratios), 3)],
+        "p99_ms_at_100_per_s": round(1000 * _percentile(steady.latencies, 0.99), 2),
+        "bare_p99_ms_at_100_per_s": round(1000 * _percentile(paho_lat, 0.99), 2),
         "bare_paho": {
             "rate": statistics.median(runs["paho"]),
             "p50_ms": 1000 * _percentile(paho_lat, 0.5),
@@ -344,8 +352,20 @@ def main(argv: list[str]) -> int:
         default=None,
         help="[storage] commit_interval_ms for the station (default: the config default)",
     )
+    parser.add_argument(
+        "--broker",
+        default="",
+        metavar="HOST:PORT",
+        help="a running broker on this machine (loopback only) instead of our own mosquitto",
+    )
     parser.add_argument("--json", action="store_true")
     args, rest = parser.parse_known_args(argv)
+    args.broker_port = 0
+    if args.broker:
+        host, _, port = args.broker.rpartition(":")
+        if host not in ("127.0.0.1", "localhost", "::1", "[::1]") or not port.isdigit():
+            parser.error(f"--broker {args.broker!r}: expected 127.0.0.1:PORT (a local broker)")
+        args.broker_port = int(port)
     if rest:
         print(f"bench ingest --mqtt: ignoring {' '.join(rest)}", file=sys.stderr)
     if min(args.count, args.repeats, args.producers, args.inflight) < 1 or args.rate <= 0:
@@ -362,7 +382,7 @@ def main(argv: list[str]) -> int:
         print(f"bench ingest --mqtt: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json.dumps(result))
         return 0
     rate = f"p50/p99 at {args.rate:.0f}/s"
     print(f"{'path':<46} {'per second':>11}  {rate}")
