@@ -354,8 +354,8 @@ compare() {
   local name="$1"
   shift
   (cd "${REPO_DIR}" && "${HOST_BIN}" "$@") >"${WORK}/${name}.x86" 2>"${WORK}/${name}.x86.err"
+  # shellcheck disable=SC2016 # expanded by the guest's sh
   chroot --userspec=pi:pi "${ROOTFS}" /usr/bin/env -i HOME=/home/pi LANG=C.UTF-8 \
-    # shellcheck disable=SC2016 # expanded by the guest's sh
     PATH="${GUEST_PATH}" sh -c 'cd "$0" && exec scanstation "$@"' "${GUEST_SRC}" "$@" \
     >"${WORK}/${name}.arm64" 2>"${WORK}/${name}.arm64.err" ||
     { cat "${WORK}/${name}.arm64.err"; exit 1; }
