@@ -49,6 +49,11 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         "report_main",
         "analytics: scans per GTIN and batch, recalled batches scanned, catalog completeness",
     ),
+    "doctor": (
+        "scanstation.doctor",
+        "doctor_main",
+        "on-device checks with a verdict and a fix each; --json for fleets",
+    ),
     "set-password": (
         "scanstation.web.passwords",
         "set_password_main",
