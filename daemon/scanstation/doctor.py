@@ -601,12 +601,24 @@ def check_clock(host: Host, setup: Setup) -> Verdict:
             details,
         )
     if synced is False:
+        # A station whose TLS or expiry checks depend on the date fails; one that only scans
+        # offline keeps working, so it is a warning there.
+        config = setup.config
+        needs = [
+            what
+            for what, used in (
+                ("TLS to the broker", config is not None and config.mqtt.tls is not None),
+                ("expiry checks", config is not None and config.checks.expiry),
+            )
+            if used
+        ]
         return Verdict(
             "clock",
-            "warn",
-            f"{shown}, not synchronised by NTP",
-            "check the network and `timedatectl timesync-status`; a Pi without an RTC keeps "
-            "time only while synchronised",
+            "fail" if needs else "warn",
+            f"{shown}, not synchronised by NTP"
+            + (f" ({' and '.join(needs)} depend on it)" if needs else ""),
+            "check the network and `timedatectl timesync-status` (systemd-timesyncd); a Pi "
+            "has no real-time clock and keeps time only while synchronised",
             details,
         )
     if synced is None:
