@@ -286,7 +286,8 @@ source_digest() {
     cd "${SRC}" &&
       find . \( -name .git -o -name .venv -o -name build -o -name '*.egg-info' \
         -o -name __pycache__ -o -name .mypy_cache -o -name .ruff_cache -o -name .pytest_cache \) \
-        -prune -o \( -type f -o -type l \) -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+        -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+    find . -type l -printf '%p -> %l\n' | LC_ALL=C sort
     printf 'spec %s\n' "${PIP_SPEC}"
   ) | sha256sum | cut -d' ' -f1
 }
