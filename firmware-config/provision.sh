@@ -282,12 +282,12 @@ create_user() {
 
 # A digest of the source tree (build leftovers excluded): pip reinstalls only when it changed.
 source_digest() {
+  local prune=(\( -name .git -o -name .venv -o -name build -o -name '*.egg-info' -o -name __pycache__
+    -o -name .mypy_cache -o -name .ruff_cache -o -name .pytest_cache \) -prune)
   (
-    cd "${SRC}" &&
-      find . \( -name .git -o -name .venv -o -name build -o -name '*.egg-info' \
-        -o -name __pycache__ -o -name .mypy_cache -o -name .ruff_cache -o -name .pytest_cache \) \
-        -prune -o -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
-    find . -type l -printf '%p -> %l\n' | LC_ALL=C sort
+    cd "${SRC}" || exit 1
+    find . "${prune[@]}" -o -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum
+    find . "${prune[@]}" -o -type l -printf '%p -> %l\n' | LC_ALL=C sort
     printf 'spec %s\n' "${PIP_SPEC}"
   ) | sha256sum | cut -d' ' -f1
 }
