@@ -456,7 +456,8 @@ main() {
   install_watchdogs
   install_unit
   if [[ ${#SKIPPED[@]} -gt 0 ]]; then
-    log "skipped without a running systemd: ${SKIPPED[*]} (all happen at the first boot)"
+    log "skipped without a running systemd: $(printf '%s, ' "${SKIPPED[@]}" | sed 's/, $//')" \
+      "(the first boot does them)"
   fi
   log "done. The first run writes an API key to ${STATE_DIR}/initial-api-key.txt."
   log "Reboot once if config.txt changed (camera overlays, watchdog)."

@@ -310,14 +310,23 @@ guest "${GUEST_SRC}/firmware-config/provision.sh" --profile kiosk 2>&1 |
   tee "${WORK}/provision-1.log" | sed 's/^/   | /'
 grep -q "systemd is not running" "${WORK}/provision-1.log" ||
   { echo "provision.sh did not say what it skipped without systemd"; exit 1; }
+# Enabled without being started; the udev rules in place; the service user in its groups.
+[[ -L "${ROOTFS}/etc/systemd/system/multi-user.target.wants/scanstation.service" ]] ||
+  { echo "the unit is not enabled"; exit 1; }
+[[ -f "${ROOTFS}/etc/udev/rules.d/99-scanstation.rules" ]] || { echo "no udev rules"; exit 1; }
+groups="$(guest id -nG scanstation)"
+for group in input video gpio dialout; do
+  [[ " ${groups} " == *" ${group} "* ]] || { echo "scanstation is not in ${group}: ${groups}"; exit 1; }
+done
+echo "   unit enabled; udev rules installed; scanstation in: ${groups}"
 pass "$(guest /opt/scanstation/venv/bin/python --version)"
 
 # A listing of everything provision.sh owns, with contents, modes and times.
 snapshot() {
-  guest find /etc /opt/scanstation /usr/local /var/lib/scanstation -xdev \
-    -printf '%p %y %m %u %g %s %T@ %l\n' 2>/dev/null | sort
-  guest find /etc /usr/local /opt/scanstation/installed-source.sha256 -xdev -type f \
-    -exec sha256sum {} + 2>/dev/null | sort
+  { guest find /etc /opt/scanstation /usr/local /var/lib/scanstation -xdev \
+    -printf '%p %y %m %u %g %s %T@ %l\n' 2>/dev/null || true; } | sort
+  { guest find /etc /usr/local /opt/scanstation/installed-source.sha256 -xdev -type f \
+    -exec sha256sum {} + 2>/dev/null || true; } | sort
 }
 
 step "provision.sh, second run changes nothing"
@@ -367,14 +376,16 @@ compare() {
 step "decode the bundled images, compared with x86"
 mapfile -t images < <(cd "${REPO_DIR}" && ls daemon/scanstation/data/samples/*.jpg)
 compare decode decode "${images[@]}"
+sed 's/^/   /' "${WORK}/decode.arm64"
 pass "${#images[@]} images, $(wc -l <"${WORK}/decode.arm64") codes, byte-identical"
 
 step "parse the sample scans, compared with x86"
-# parse --stdin reads the file through the shell on both sides.
-(cd "${REPO_DIR}" && "${HOST_BIN}" parse --stdin --today 2026-06-01 \
+# parse --stdin reads the file through the shell on both sides; the built-in defaults (an
+# empty config) on both, whatever either machine has in /etc/scanstation.
+(cd "${REPO_DIR}" && "${HOST_BIN}" parse --config /dev/null --stdin --today 2026-06-01 \
   <daemon/scanstation/data/sample_scans.txt) >"${WORK}/parse.x86"
 chroot --userspec=pi:pi "${ROOTFS}" /usr/bin/env -i HOME=/home/pi LANG=C.UTF-8 \
-  PATH="${GUEST_PATH}" scanstation parse --stdin --today 2026-06-01 \
+  PATH="${GUEST_PATH}" scanstation parse --config /dev/null --stdin --today 2026-06-01 \
   <"${REPO_DIR}/daemon/scanstation/data/sample_scans.txt" >"${WORK}/parse.arm64"
 cmp "${WORK}/parse.x86" "${WORK}/parse.arm64" ||
   { diff -u "${WORK}/parse.x86" "${WORK}/parse.arm64" | head -n 40; exit 1; }
