@@ -425,6 +425,24 @@ cmp "${WORK}/classify.x86" "${WORK}/classify.arm64" ||
   { diff -u "${WORK}/classify.x86" "${WORK}/classify.arm64"; exit 1; }
 pass "top-1 class identical to x86"
 
+step "scanstation doctor on arm64"
+# Exit 1 is expected here: the kiosk config wants a scanner, and a rootfs has none.
+doctor_rc=0
+guest scanstation doctor >"${WORK}/doctor.txt" || doctor_rc=$?
+sed 's/^/   | /' "${WORK}/doctor.txt"
+guest scanstation doctor --json >"${WORK}/doctor.json" || true
+python3 - "${WORK}/doctor.json" "${doctor_rc}" <<'PY'
+import json, sys
+report, rc = json.load(open(sys.argv[1])), int(sys.argv[2])
+checks = {c["name"]: c for c in report["checks"]}
+assert len(checks) == 10, list(checks)
+assert checks["os"]["details"]["architecture"] == "arm64", checks["os"]
+assert checks["python"]["status"] == "ok", checks["python"]  # every aarch64 wheel imports
+assert checks["config"]["status"] == "ok", checks["config"]
+assert rc == (0 if report["ok"] else 1), (rc, report["ok"])
+PY
+pass "exit ${doctor_rc}; os arm64, python ok, config ok; valid --json"
+
 step "${DEMO_SECONDS} s demo, loopback only, /healthz polled"
 unshare --net -- bash "${SELF}" --demo-in-netns "${ROOTFS}" "${WORK}/demo.json" \
   "${REPO_DIR}/.venv/bin/python" || {
