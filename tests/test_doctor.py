@@ -238,6 +238,18 @@ def test_scanner_grabbed_by_another_program_fails_and_names_it(
     assert "grab = false" in verdict.fix
 
 
+def test_scanner_grabbed_by_the_station_itself_is_fine(machine: Machine, tmp_path: Path) -> None:
+    machine.input_device("event3", "Honeywell Imaging & Mobility 1900")
+    machine.process(311, "scanstation", "/dev/input/event3")
+    host = machine.host(grabbed=lambda path: True)
+    verdict = check_scanner(host, setup_of(HID_SOURCE, tmp_path))
+    assert verdict.status == "ok"
+    assert verdict.summary == (
+        "scanner: /dev/input/event3 (Honeywell Imaging & Mobility 1900), "
+        "grabbed by scanstation itself"
+    )
+
+
 def test_scanner_missing_fails_when_a_hid_source_is_configured(
     machine: Machine, tmp_path: Path
 ) -> None:
@@ -251,9 +263,7 @@ def test_scanner_present_and_free(machine: Machine, tmp_path: Path) -> None:
     machine.input_device("event3", "Honeywell Imaging & Mobility 1900")
     verdict = check_scanner(machine.host(), setup_of(HID_SOURCE, tmp_path))
     assert verdict.status == "ok"
-    assert verdict.summary == (
-        "scanner: /dev/input/event3 (Honeywell Imaging & Mobility 1900); not grabbed"
-    )
+    assert verdict.summary == ("scanner: /dev/input/event3 (Honeywell Imaging & Mobility 1900)")
 
 
 # ---- clock ---------------------------------------------------------------------------

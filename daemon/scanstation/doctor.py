@@ -519,12 +519,18 @@ def check_scanner(host: Host, setup: Setup) -> Verdict:
     named: list[str] = []
     for device in devices:
         node = host.path(device.path)
-        holders = [h for h in _holders(host, node) if not h.startswith(("scanstation", "python"))]
         named.append(f"{device.path} ({device.name})")
-        if host.grabbed(node) and holders:
-            grabbed.append(f"{device.path} by {', '.join(holders)}")
-        elif host.grabbed(node):
-            grabbed.append(f"{device.path} by another program")
+        if not host.grabbed(node):
+            continue
+        holders = _holders(host, node)
+        others = [h for h in holders if not h.startswith("scanstation ")]
+        if holders and not others:
+            named[-1] += ", grabbed by scanstation itself"
+        elif others:
+            grabbed.append(f"{device.path} by {', '.join(others)}")
+        else:
+            # /proc/<pid>/fd of other users' processes is readable by root only.
+            grabbed.append(f"{device.path} by another program (sudo shows which)")
     details["grabbed"] = grabbed
     if grabbed:
         return Verdict(
@@ -535,7 +541,7 @@ def check_scanner(host: Host, setup: Setup) -> Verdict:
             "handler), or set grab = false on the hid source",
             details,
         )
-    return Verdict("scanner", "ok", "scanner: " + ", ".join(named) + "; not grabbed", "", details)
+    return Verdict("scanner", "ok", "scanner: " + "; ".join(named), "", details)
 
 
 def _block_device(host: Host, path: Path) -> str:
