@@ -302,7 +302,8 @@ guest useradd --create-home --shell /bin/bash --groups sudo pi
 mkdir -p "${ROOTFS}${GUEST_SRC}"
 git -C "${REPO_DIR}" ls-files -z --cached --others --exclude-standard |
   (cd "${REPO_DIR}" && tar --null -T - -cf -) | tar -C "${ROOTFS}${GUEST_SRC}" -xf -
-guest chown -R pi:pi "${GUEST_SRC}"
+# chown from this side, by number: the same result, without emulating chown per file.
+chown -R "$(guest id -u pi):$(guest id -g pi)" "${ROOTFS}${GUEST_SRC}"
 pass "/proc (ARM cpuinfo), /sys, /dev; user pi; the checkout in ${GUEST_SRC}"
 
 step "provision.sh, first run"
