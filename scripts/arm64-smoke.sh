@@ -406,7 +406,7 @@ step "classify photos, compared with x86"
 classify_py='
 import json, sys
 from pathlib import Path
-from scanstation.classify import Classifier
+from scanstation.vision.classify import Classifier
 classifier = Classifier()
 for name in sys.argv[1:]:
     answer = classifier.classify(Path(name).read_bytes(), top_k=3)

@@ -50,7 +50,7 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         "analytics: scans per GTIN and batch, recalled batches scanned, catalog completeness",
     ),
     "doctor": (
-        "scanstation.doctor",
+        "scanstation.commands.doctor",
         "doctor_main",
         "on-device checks with a verdict and a fix each; --json for fleets",
     ),

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SCANSTATION
-from scanstation.config import parse_config
-from scanstation.doctor import (
+from scanstation.commands.doctor import (
     CHECKS,
     CommandResult,
     Host,
@@ -44,6 +43,7 @@ from scanstation.doctor import (
     load_setup,
     run_checks,
 )
+from scanstation.config import parse_config
 
 NOW = 1_780_000_000.0  # 2026-05-28
 LIBCAMERA_LIST = """Available cameras

@@ -36,16 +36,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 from scanstation import __version__
+from scanstation.commands.devices import list_cameras, list_input_devices, list_serial_ports
 from scanstation.config import (
     CameraSourceConfig,
     Config,
     ConfigError,
     HidSourceConfig,
     SerialSourceConfig,
-    find_config_file,
     load_config,
 )
-from scanstation.sources.devices import list_cameras, list_input_devices, list_serial_ports
+from scanstation.config.loader import find_config_file
 
 Status = Literal["ok", "warn", "fail", "skip"]
 
@@ -663,7 +663,7 @@ def check_broker(host: Host, setup: Setup) -> Verdict:
             return Verdict(
                 "broker", "ok", f"{target} answers (TCP, {ms:.0f} ms, no TLS)", "", details
             )
-        from scanstation.mqtt import MqttError, tls_context
+        from scanstation.publish.connection import MqttError, tls_context
 
         try:
             context = tls_context(mqtt)
