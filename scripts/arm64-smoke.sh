@@ -343,21 +343,24 @@ pass "$(wc -l <"${WORK}/before.txt") paths identical"
 
 # ---- 4. the checks -------------------------------------------------------------------------
 
+# The x86 side of the comparisons: the venv scripts/test.sh made (else made here).
+HOST_BIN="${REPO_DIR}/.venv/bin/scanstation"
+if [[ ! -x "${HOST_BIN}" ]]; then
+  echo "no ${REPO_DIR}/.venv: installing the project there for the x86 side"
+  python3 -m venv "${REPO_DIR}/.venv"
+  "${REPO_DIR}/.venv/bin/pip" install -q --disable-pip-version-check -e "${REPO_DIR}"
+fi
+
 step "scanstation --version from a login shell's PATH"
 root_version="$(chroot "${ROOTFS}" /usr/bin/env -i TERM=dumb su - -c 'scanstation --version')"
 pi_version="$(chroot "${ROOTFS}" /usr/bin/env -i TERM=dumb su - pi -c 'command -v scanstation; scanstation --version')"
 echo "   root: ${root_version}"
 echo "   pi:   ${pi_version//$'\n'/ }"
-expected="$("${REPO_DIR}/.venv/bin/scanstation" --version 2>/dev/null || echo "scanstation")"
+expected="$("${HOST_BIN}" --version)"
 [[ "${root_version}" == "${expected}" && "${pi_version}" == *"${expected}" ]] ||
   { echo "expected '${expected}'"; exit 1; }
 pass "${root_version}, for root and pi"
 
-HOST_BIN="${REPO_DIR}/.venv/bin/scanstation"
-if [[ ! -x "${HOST_BIN}" ]]; then
-  python3 -m venv "${REPO_DIR}/.venv"
-  "${REPO_DIR}/.venv/bin/pip" install -q -e "${REPO_DIR}"
-fi
 
 # Same command, same relative paths, on both sides: outputs must match byte for byte.
 compare() {
