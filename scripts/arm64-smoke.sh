@@ -294,8 +294,10 @@ cp -L /etc/resolv.conf "${ROOTFS}/etc/resolv.conf"
 # This machine reaches the package mirrors through its own certificate authorities; a Pi
 # does not need this.
 if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  # In the source folder, so a later update-ca-certificates in the guest keeps them; the
+  # host's bundle (the same certificates) is copied as is, faster than rehashing under qemu.
   cp /usr/local/share/ca-certificates/*.crt "${ROOTFS}/usr/local/share/ca-certificates/"
-  guest update-ca-certificates >/dev/null
+  cp /etc/ssl/certs/ca-certificates.crt "${ROOTFS}/etc/ssl/certs/ca-certificates.crt"
 fi
 # Raspberry Pi Imager makes a first user; the guides are followed as that user.
 guest useradd --create-home --shell /bin/bash --groups sudo pi
