@@ -54,6 +54,11 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         "db_main",
         "database integrity check, salvage of a damaged file, backup and restore",
     ),
+    "doctor": (
+        "scanstation.commands.doctor",
+        "doctor_main",
+        "on-device checks with a verdict and a fix each; --json for fleets",
+    ),
     "set-password": (
         "scanstation.web.passwords",
         "set_password_main",

@@ -174,10 +174,21 @@ def test_provision_dry_run_plans_a_station(name: str) -> None:
     result = run_provision("--profile", name, "--dry-run")
     assert result.returncode == 0, result.stderr
     plan = result.stdout
+    # The [pi] extra only where Raspberry Pi OS's python3-picamera2 is installed.
+    on_pi_os = (
+        "install ok installed"
+        in subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", "python3-picamera2"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+    )
     for step in (
         "python3 -m venv --system-site-packages /opt/scanstation/venv",
         "/opt/scanstation/venv/bin/pip install --disable-pip-version-check --upgrade "
-        + f"{REPO}\\[pi\\]",
+        + (f"{REPO}\\[pi\\]" if on_pi_os else f"{REPO}\n"),
+        "+ ln -sfn /opt/scanstation/venv/bin/scanstation /usr/local/bin/scanstation",
         "+ systemctl enable scanstation.service",
         "/etc/systemd/system/scanstation.service",
         "/etc/udev/rules.d/99-scanstation.rules",
