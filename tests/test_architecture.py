@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "payloads": {"model"},
     "bus": {"model", "payloads"},
     "health": {"payloads", "model"},
+    "readstats": {"model"},
     "jsonlimits": set(),
     # Pure code: no I/O, no configuration objects.
     "barcode": {"model"},
@@ -45,13 +46,13 @@ ALLOWED: dict[str, set[str]] = {
     },
     "web": {
         *("bus", "config", "health", "model", "payloads", "pipeline", "services"),
-        *("sources", "store", "vision"),
+        *("readstats", "sources", "store", "vision"),
     },
     # The top: wiring and the command line.
     "app": {
         *("bus", "config", "health", "hw", "model", "outputs", "pipeline", "publish"),
         "services",
-        *("sources", "store", "vision", "web"),
+        *("plc", "readstats", "sources", "store", "vision", "web"),
     },
     "commands": {"*"},
     "cli": {"*"},

@@ -27,6 +27,7 @@ from scanstation.hw import systemd
 from scanstation.model import Capture, Enricher, Scan
 from scanstation.pipeline import Pipeline
 from scanstation.publish.mqtt import MqttLink
+from scanstation.readstats import ReadStats
 from scanstation.services.retention import retention_loop
 from scanstation.sources.base import Camera, Source
 from scanstation.store import NotFound, Store
@@ -227,16 +228,18 @@ def init_gpio(config: Config, sessions: SessionButton, sources: list[Source]) ->
     )
 
 
-def init_outputs(config: Config, store: Store, gpio: GpioIO | None) -> Outputs:
+def init_outputs(
+    config: Config, store: Store, gpio: GpioIO | None, read_stats: ReadStats
+) -> Outputs:
     """Hand finished captures to the POS, WMS or PLC: keyboard gadget and serial at once,
-    webhooks through their own rows of the durable outbox."""
+    webhooks through their own rows of the durable outbox; every verdict to the read rate."""
     from scanstation.outputs import Outputs
 
     def reject(capture: Capture, why: str) -> None:
         if gpio is not None:
             gpio.schedule_reject(capture, [why])
 
-    return Outputs(config, store, reject=reject if gpio else None)
+    return Outputs(config, store, reject=reject if gpio else None, on_verdict=read_stats.on_capture)
 
 
 @dataclass
@@ -255,13 +258,15 @@ class SessionButton:
         await self.pipeline.start_session(started_by)
 
 
-def station_telemetry(sources: list[Source]) -> Callable[[], dict[str, Any]]:
-    """What the MQTT telemetry message says of the sources (camera fps and decode time)."""
+def station_telemetry(sources: list[Source], read_stats: ReadStats) -> Callable[[], dict[str, Any]]:
+    """What the MQTT telemetry message says of the sources (camera fps and decode time) and
+    of their reads (``read_rate``: windows by result, the rate of the last 100, quality)."""
 
     def telemetry() -> dict[str, Any]:
         return {
             **camera_rate(c.stats() for c in cameras(sources)),
             "sources": {s.name: source_report(s.health) for s in sources},
+            "read_rate": read_stats.as_dict(),
         }
 
     return telemetry
@@ -288,7 +293,8 @@ async def run(
         sources = init_sources(config, extra_sources)
         button = SessionButton()
         gpio = init_gpio(config, button, sources)
-        outputs = init_outputs(config, store, gpio)
+        read_stats = ReadStats()
+        outputs = init_outputs(config, store, gpio, read_stats)
         pipeline = Pipeline(
             store,
             config,
@@ -307,7 +313,7 @@ async def run(
             store,
             pipeline,
             triggers=triggers,
-            telemetry=station_telemetry(sources),
+            telemetry=station_telemetry(sources, read_stats),
             api_key_valid=lambda token: api_keys.verify(token) is not None,
         )
         services = Services(
@@ -319,6 +325,7 @@ async def run(
             triggers=triggers,
             camera_stats={c.name: c.stats for c in cameras(sources)},
             mqtt=mqtt,
+            read_stats=read_stats,
         )
         emit = gpio.feedback_emit(pipeline.ingest) if gpio else pipeline.ingest
         daemon = Daemon(config, store, pipeline, bus, sources)

@@ -39,12 +39,15 @@ from scanstation.outputs.webhook import WebhookSink
 from scanstation.payloads import iso
 from scanstation.store import Store
 
-__all__ = ["Outputs", "RejectCallback"]
+__all__ = ["Outputs", "RejectCallback", "VerdictListener"]
 
 log = logging.getLogger(__name__)
 
 RejectCallback = Callable[[Capture, str], Awaitable[None] | None]
 """Called once for a read the match rules reject, with the reason (drives the reject output)."""
+VerdictListener = Callable[[Capture, bool], None]
+"""Told of every fresh finished capture and whether the match rules rejected it (read-rate
+statistics count a rejected code as a rejected window, not a good read)."""
 
 STALE_S = 30.0
 """A capture finished this long after its read (resumed after a restart, retried) is not
@@ -62,10 +65,12 @@ class Outputs:
         reject: RejectCallback | None = None,
         match: MatchRules | None = None,
         clock: Callable[[], float] = time.time,
+        on_verdict: VerdictListener | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.reject = reject
+        self.on_verdict = on_verdict
         self.clock = clock
         # Global rules: passed in, or a [match] table once Config has one.
         rules: MatchRules | None = match if match is not None else getattr(config, "match", None)
@@ -154,6 +159,11 @@ class Outputs:
                         sink.offer(capture, committed_at)
                     else:
                         sink.counters.skipped += 1  # a retry or a resumed capture: too late
+        if fresh and self.on_verdict is not None:
+            try:
+                self.on_verdict(capture, bool(refusals))
+            except Exception:
+                log.exception("the verdict listener failed for %s", capture.public_id)
         if refusals and fresh:
             await self._rejected(capture, refusals)
 

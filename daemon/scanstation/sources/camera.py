@@ -118,6 +118,10 @@ class Read:
     """When the frame it was read in was grabbed (source clock)."""
     trigger: str
     """``continuous``, ``software`` or ``gpio``: what asked for this read."""
+    window: int = 0
+    """The read window it closed (counted from 1 per source); 0 in continuous mode."""
+    window_codes: int = 1
+    """Distinct codes the window read: the read-rate statistics wait for all of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,7 @@ class NoRead:
 class _Window:
     opened_at: float
     closes_at: float
+    number: int = 0
     best: CameraFrame | None = None
     best_sharpness: float = -1.0
 
@@ -189,6 +194,7 @@ class ReaderLogic:
         self.presence = Presence(dedup_window_s)
         self.window: _Window | None = None
         self.triggers = 0
+        self.windows = 0
 
     @property
     def continuous(self) -> bool:
@@ -200,7 +206,8 @@ class ReaderLogic:
         if self.window is not None:
             self.window.closes_at = t + self.read_window_s
         else:
-            self.window = _Window(opened_at=t, closes_at=t + self.read_window_s)
+            self.windows += 1
+            self.window = _Window(t, t + self.read_window_s, self.windows)
 
     def wants(self, t: float) -> bool:
         """Whether a frame grabbed at `t` should be decoded."""
@@ -224,7 +231,13 @@ class ReaderLogic:
             # Good read: the window ends on the first frame with codes; all of them count.
             self.window = None
             unique = {c.key: c for c in codes}
-            return [*events, *(Read(c, frame.t, self.trigger_mode) for c in unique.values())]
+            return [
+                *events,
+                *(
+                    Read(c, frame.t, self.trigger_mode, w.number, len(unique))
+                    for c in unique.values()
+                ),
+            ]
         score = sharpness(frame.gray)
         if score > w.best_sharpness:
             w.best, w.best_sharpness = frame, score
@@ -752,6 +765,8 @@ class CameraSource:
             metadata = {"content_type": code.content_type, "decode": code.method}
             if event.trigger != "continuous":
                 metadata["trigger"] = event.trigger
+                metadata["window"] = str(event.window)
+                metadata["window_codes"] = str(event.window_codes)
             return Scan(
                 source=self.name,
                 raw_value=code.text,

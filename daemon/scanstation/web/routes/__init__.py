@@ -35,6 +35,7 @@ def setup_routes(app: web.Application, camera_previews: Mapping[str, object] | N
     app.router.add_get("/healthz", healthz)
     app[live.LIVE] = live.LiveStreams()
     app[previews.PREVIEWS] = previews.Previews.of(camera_previews or {})
+    metrics.setup(app)
     app.on_shutdown.append(live.end_streams)
     for module in (*RESOURCES, sources, previews, images):
         app.router.add_routes(module.routes)
