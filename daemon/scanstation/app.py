@@ -57,6 +57,7 @@ class Daemon:
     pipeline: Pipeline
     bus: EventBus
     sources: list[Source]
+    read_stats: ReadStats = field(default_factory=ReadStats)
     url: str = ""
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -328,7 +329,7 @@ async def run(
             read_stats=read_stats,
         )
         emit = gpio.feedback_emit(pipeline.ingest) if gpio else pipeline.ingest
-        daemon = Daemon(config, store, pipeline, bus, sources)
+        daemon = Daemon(config, store, pipeline, bus, sources, read_stats)
         app = make_app(services, previews={s.name: s for s in sources})
         try:
             async with (

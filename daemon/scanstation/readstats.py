@@ -207,6 +207,8 @@ class ReadStats:
         """Count one closed window of ``source``."""
         now = self.clock()
         state = self._source(source)
+        if codes:
+            state.last_result, state.last_result_at = codes[-1], now
         state.totals[result] += 1
         state.last.append(result)
         hour = int(now // 3600 * 3600)

@@ -318,6 +318,22 @@ async def test_browser_export_downloads_the_scans_csv(browser: Any, station: Sta
     assert p.errors == []
 
 
+async def test_browser_dashboard_shows_the_read_rate_per_source(
+    browser: Any, station: Station
+) -> None:
+    for result in ("good", "good", "good", "noread"):
+        station.read_stats.record("cam0", result, ["4006381333931"] if result == "good" else [])
+    p = await open_page(browser)
+    await log_in(p, station)
+    await p.page.goto(station.url + "/#/dashboard")
+    row = p.page.locator('#read-rate tr[data-source="cam0"]')
+    await row.wait_for()
+    assert await row.locator('[data-field="rate"]').inner_text() == "75.0 %"
+    assert await row.locator('[data-field="noread"]').inner_text() == "1"
+    assert "4006381333931" in await row.inner_text()
+    assert p.errors == []
+
+
 async def test_browser_logout_returns_to_the_login_page(browser: Any, station: Station) -> None:
     p = await open_page(browser)
     await log_in(p, station)
