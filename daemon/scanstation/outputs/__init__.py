@@ -107,7 +107,7 @@ class Outputs:
         # Only reads are matched: a product photo or a no-read frame has no code to compare.
         if self.rules is None or self.rules.empty or not capture.raw_value:
             return ""
-        return self.rules.reason(FormatFields.from_capture(capture))
+        return self.rules.reason(FormatFields.from_capture(capture), key=capture.id)
 
     # ---- Pipeline.destinations (inside the terminal transaction: pure, quick) -------------
 
