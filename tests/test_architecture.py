@@ -41,6 +41,8 @@ ALLOWED: dict[str, set[str]] = {
     "sources": {"barcode", "config", "hw", "model"},
     # Where finished captures go, and who looks at them.
     "outputs": {"barcode", "config", "hw", "model", "payloads", "store"},
+    # PLC links over the read statistics.
+    "plc": {"config", "model", "readstats"},
     "publish": {
         *("config", "health", "model", "payloads", "pipeline", "services", "store"),
     },

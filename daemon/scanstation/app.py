@@ -59,6 +59,8 @@ class Daemon:
     sources: list[Source]
     read_stats: ReadStats = field(default_factory=ReadStats)
     url: str = ""
+    plc_links: list[Any] = field(default_factory=list)
+    """The Modbus and OPC UA servers that are on ([modbus], [opcua])."""
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
@@ -243,6 +245,27 @@ def init_outputs(
     return Outputs(config, store, reject=reject if gpio else None, on_verdict=read_stats.on_capture)
 
 
+def init_plc_links(
+    config: Config, read_stats: ReadStats, triggers: dict[str, Callable[[], None]]
+) -> list[Any]:
+    """The Modbus TCP and OPC UA servers that are enabled (each library imported only then);
+    their trigger is the first camera's with a software or GPIO trigger."""
+    first = next(iter(triggers.items()), None)
+    links: list[Any] = []
+    if config.modbus.enabled:
+        from scanstation.plc.modbus import ModbusLink
+
+        links.append(
+            ModbusLink(
+                config.modbus,
+                read_stats,
+                first[1] if first else None,
+                trigger_name=first[0] if first else "",
+            )
+        )
+    return links
+
+
 @dataclass
 class SessionButton:
     """The session button's two actions, bound to the pipeline once it exists (the button's
@@ -307,6 +330,7 @@ async def run(
         )
         button.pipeline = pipeline
         triggers = software_triggers(sources)
+        plc_links = init_plc_links(config, read_stats, triggers)
         # Always started: with no [mqtt] host it idles and the outbox keeps every event.
         api_keys = ApiKeyStore(config.api_keys_path)
         mqtt = MqttLink(
@@ -329,7 +353,7 @@ async def run(
             read_stats=read_stats,
         )
         emit = gpio.feedback_emit(pipeline.ingest) if gpio else pipeline.ingest
-        daemon = Daemon(config, store, pipeline, bus, sources, read_stats)
+        daemon = Daemon(config, store, pipeline, bus, sources, read_stats, plc_links=plc_links)
         app = make_app(services, previews={s.name: s for s in sources})
         try:
             async with (
@@ -373,6 +397,8 @@ async def run(
                 ]
                 if gpio is not None:
                     background.append(tg.create_task(gpio.run(), name="gpio"))
+                for link in plc_links:
+                    background.append(tg.create_task(link.run(), name=type(link).__name__))
                 daemon.tasks = [*source_tasks, pipeline_task, outputs_task, mqtt_task, *background]
                 log.info("scanstation %s ready on %s", config.device.id, url)
                 systemd.ready(f"{len(sources)} sources, {url}")

@@ -26,6 +26,7 @@ from scanstation.config.base import (
     Section,
 )
 from scanstation.config.gpio import GpioConfig
+from scanstation.config.industrial import ModbusConfig, OpcUaConfig, QualityConfig
 from scanstation.config.network import HttpConfig, MqttConfig
 from scanstation.config.outputs import (
     MatchRules,
@@ -60,6 +61,9 @@ class Config(Section):
     match: MatchRules = Field(
         default_factory=MatchRules, description="Global match rules for every output"
     )
+    modbus: ModbusConfig = Field(default_factory=ModbusConfig)
+    opcua: OpcUaConfig = Field(default_factory=OpcUaConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
 
     @field_validator("sources")
     @classmethod

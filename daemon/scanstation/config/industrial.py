@@ -1,0 +1,85 @@
+"""What a fixed industrial reader adds: PLC links (Modbus TCP, OPC UA) and read quality."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+
+from scanstation.config.base import Section
+
+
+def _host_port(key: str, value: str, example: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{key} {value!r} must be host:port, e.g. {example}")
+    return value
+
+
+class ModbusConfig(Section):
+    """Modbus TCP server for a PLC: read counters and the last result, write a trigger."""
+
+    enabled: bool = Field(False, description="Serve Modbus TCP (see docs/outputs.md for the map)")
+    listen: str = Field(
+        "127.0.0.1:5020",
+        description="host:port to listen on; Modbus has no authentication: keep it on loopback "
+        "or a PLC-only network",
+    )
+    unit: int = Field(1, ge=1, le=247, description="Unit (device) id the server answers as")
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        return _host_port("modbus.listen", value, "127.0.0.1:5020")
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+class OpcUaConfig(Section):
+    """OPC UA server (OPC 30010 AutoID): the station as a reader device with Scan and ScanResult."""
+
+    enabled: bool = Field(False, description="Serve OPC UA (asyncua, loaded only when enabled)")
+    endpoint: str = Field(
+        "opc.tcp://127.0.0.1:4840/scanstation/",
+        description="Endpoint URL to listen on; no security policy: keep it on loopback or a "
+        "PLC-only network",
+    )
+    device_name: str = Field(
+        "", description="Browse name of the AutoID device object (default: the device id)"
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme != "opc.tcp" or not parts.hostname or parts.port is None:
+            raise ValueError(
+                f"opcua.endpoint {value!r} must be opc.tcp://host:port/path, e.g. "
+                "opc.tcp://127.0.0.1:4840/scanstation/"
+            )
+        return value
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.endpoint).hostname or ""
+
+
+class QualityConfig(Section):
+    """Per-read quality indicators (indicative, not an ISO/IEC 15416/15415 grade)."""
+
+    enabled: bool = Field(
+        True, description="Measure contrast, modulation, quiet zone and module size of each read"
+    )
+    alarm_below: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="Alarm when a source's mean score over its last 50 reads falls below this "
+        "(0: no alarm): labels fading, lens dirt, focus drift",
+    )
