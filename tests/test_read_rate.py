@@ -4,9 +4,11 @@ then say."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from lane import lane_config, running_lane, samples
 from scanstation import app
@@ -29,6 +31,13 @@ async def test_read_rate_counts_a_scripted_sequence_of_windows(tmp_path: Path) -
         assert report.totals == {"good": 2, "noread": 1, "multiple": 1, "rejected": 1}
         assert report.rate == 2 / 5
         assert report.last_result == "4006381333931"
+        # Every read carries its quality indicators; the source's trend is their mean.
+        rows = await lane.daemon.store.fetchall(
+            "SELECT raw_value, metadata FROM captures WHERE raw_value != ''"
+        )
+        scores = [int(json.loads(m)["quality_score"]) for _, m in rows]
+        assert len(scores) == 5 and all(0 < s <= 100 for s in scores)
+        assert report.quality.score == pytest.approx(sum(scores) / len(scores))
         # Telemetry carries the same figures (an additive field).
         telemetry = app.station_telemetry(lane.daemon.sources, stats)()
         assert telemetry["read_rate"]["lane"]["totals"] == report.totals
@@ -44,6 +53,7 @@ async def test_read_rate_counts_a_scripted_sequence_of_windows(tmp_path: Path) -
         assert metrics[("scanstation_reads_total", labels)] == n
     rate = ("scanstation_read_rate_ratio", (("source", "lane"), ("window", "100")))
     assert metrics[rate] == 0.4
+    assert 0 < metrics[("scanstation_read_quality_score", (("source", "lane"),))] <= 100
     assert body["read_rate"]["lane"]["last_100"]["multiple"] == 1
     [hour] = body["read_rate"]["lane"]["per_hour"]
     assert (hour["good"], hour["rate"]) == (2, 0.4)

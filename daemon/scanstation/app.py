@@ -317,7 +317,7 @@ async def run(
         sources = init_sources(config, extra_sources)
         button = SessionButton()
         gpio = init_gpio(config, button, sources)
-        read_stats = ReadStats()
+        read_stats = ReadStats(quality_alarm=config.quality.alarm_below)
         outputs = init_outputs(config, store, gpio, read_stats)
         pipeline = Pipeline(
             store,

@@ -71,11 +71,8 @@ class OpcUaConfig(Section):
 
 
 class QualityConfig(Section):
-    """Per-read quality indicators (indicative, not an ISO/IEC 15416/15415 grade)."""
+    """The quality trend per source (indicative, not an ISO/IEC 15416/15415 grade)."""
 
-    enabled: bool = Field(
-        True, description="Measure contrast, modulation, quiet zone and module size of each read"
-    )
     alarm_below: float = Field(
         0.0,
         ge=0,

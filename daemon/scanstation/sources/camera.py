@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 
 from scanstation.barcode.decode import DecodedCode, DecodeOptions, Frame, decode_frame, to_gray
+from scanstation.barcode.quality import measure as measure_quality
 from scanstation.config import CameraSourceConfig
 from scanstation.model import CaptureType, Emit, Scan
 from scanstation.sources.base import CameraStats, SourceHealth
@@ -122,6 +123,8 @@ class Read:
     """The read window it closed (counted from 1 per source); 0 in continuous mode."""
     window_codes: int = 1
     """Distinct codes the window read: the read-rate statistics wait for all of them."""
+    frame: CameraFrame | None = field(default=None, compare=False, repr=False)
+    """The frame it was read in (its quality indicators are measured on it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +225,7 @@ class ReaderLogic:
         if self.continuous:
             keys = self.presence.observe(frame.t, [c.key for c in codes])
             by_key = {c.key: c for c in codes}
-            return [Read(by_key[k], frame.t, "continuous") for k in keys]
+            return [Read(by_key[k], frame.t, "continuous", frame=frame) for k in keys]
         events: list[Read | NoRead] = list(self.expire(frame.t))
         w = self.window
         if w is None or frame.t < w.opened_at:
@@ -234,7 +237,7 @@ class ReaderLogic:
             return [
                 *events,
                 *(
-                    Read(c, frame.t, self.trigger_mode, w.number, len(unique))
+                    Read(c, frame.t, self.trigger_mode, w.number, len(unique), frame)
                     for c in unique.values()
                 ),
             ]
@@ -767,6 +770,10 @@ class CameraSource:
                 metadata["trigger"] = event.trigger
                 metadata["window"] = str(event.window)
                 metadata["window_codes"] = str(event.window_codes)
+            if self.config.quality and event.frame is not None:
+                quality = await asyncio.to_thread(measure_quality, event.frame.gray, code)
+                if quality is not None:
+                    metadata.update(quality.as_metadata())
             return Scan(
                 source=self.name,
                 raw_value=code.text,
