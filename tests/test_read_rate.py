@@ -36,7 +36,8 @@ async def test_read_rate_counts_a_scripted_sequence_of_windows(tmp_path: Path) -
             "SELECT raw_value, metadata FROM captures WHERE raw_value != ''"
         )
         scores = [int(json.loads(m)["quality_score"]) for _, m in rows]
-        assert len(scores) == 5 and all(0 < s <= 100 for s in scores)
+        assert len(scores) == 5
+        assert all(0 < s <= 100 for s in scores)
         assert report.quality.score == pytest.approx(sum(scores) / len(scores))
         # Telemetry carries the same figures (an additive field).
         telemetry = app.station_telemetry(lane.daemon.sources, stats)()

@@ -40,6 +40,7 @@ from scanstation.web.server import make_app
 if TYPE_CHECKING:
     from scanstation.hw.gpio import GpioIO
     from scanstation.outputs import Outputs
+    from scanstation.sources.objects import ObjectWindow
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +205,30 @@ async def http_server(
 
 
 def init_sources(config: Config, extra: list[Source] | None) -> list[Source]:
-    return [build_source(s) for s in config.sources if s.enabled] + (extra or [])
+    """The configured sources (the object window's cameras grouped into it) and ``extra``."""
+    sources = [build_source(s) for s in config.sources if s.enabled]
+    if config.object_window.enabled:
+        from scanstation.sources.camera import CameraSource
+        from scanstation.sources.objects import ObjectWindow
+
+        members = config.object_window_cameras
+        grouped = [s for s in sources if s.name in members and isinstance(s, CameraSource)]
+        first = sources.index(grouped[0])
+        sources = [s for s in sources if s not in grouped]
+        sources.insert(first, ObjectWindow(config.object_window, grouped))
+    return sources + (extra or [])
+
+
+def object_windows(sources: list[Source]) -> list[ObjectWindow]:
+    from scanstation.sources.objects import ObjectWindow
+
+    return [s for s in sources if isinstance(s, ObjectWindow)]
+
+
+def all_cameras(sources: list[Source]) -> list[Camera]:
+    """Every camera, those inside an object window too (previews, counters)."""
+    inside = [c for w in object_windows(sources) for c in w.cameras]
+    return cameras(sources) + [c for c in inside if isinstance(c, Camera)]
 
 
 def cameras(sources: list[Source]) -> list[Camera]:
@@ -212,8 +236,13 @@ def cameras(sources: list[Source]) -> list[Camera]:
 
 
 def software_triggers(sources: list[Source]) -> dict[str, Callable[[], None]]:
-    """Cameras that open a read window on request (trigger = software or gpio)."""
-    return {c.name: c.trigger for c in cameras(sources) if c.config.trigger != "continuous"}
+    """What opens a read window on request: object windows first, then the cameras whose
+    trigger is software or gpio (the cameras inside an object window are its own)."""
+    triggers: dict[str, Callable[[], None]] = {w.name: w.trigger for w in object_windows(sources)}
+    triggers.update(
+        {c.name: c.trigger for c in cameras(sources) if c.config.trigger != "continuous"}
+    )
+    return triggers
 
 
 def init_gpio(config: Config, sessions: SessionButton, sources: list[Source]) -> GpioIO | None:
@@ -225,7 +254,10 @@ def init_gpio(config: Config, sessions: SessionButton, sources: list[Source]) ->
 
     return GpioIO(
         config.gpio,
-        trigger_listeners=tuple(c.trigger for c in cameras(sources) if c.config.trigger == "gpio"),
+        trigger_listeners=(
+            *(c.trigger for c in cameras(sources) if c.config.trigger == "gpio"),
+            *(w.trigger for w in object_windows(sources) if w.config.trigger == "gpio"),
+        ),
         toggle_session=lambda: sessions.toggle_session("button"),
         new_session=lambda: sessions.start_session("button"),
     )
@@ -288,7 +320,7 @@ def station_telemetry(sources: list[Source], read_stats: ReadStats) -> Callable[
 
     def telemetry() -> dict[str, Any]:
         return {
-            **camera_rate(c.stats() for c in cameras(sources)),
+            **camera_rate(c.stats() for c in all_cameras(sources)),
             "sources": {s.name: source_report(s.health) for s in sources},
             "read_rate": read_stats.as_dict(),
         }
@@ -346,15 +378,20 @@ async def run(
             store,
             pipeline,
             bus,
-            sources={s.name: s.health for s in sources},
+            sources={
+                **{s.name: s.health for s in sources},
+                **{c.name: c.health for c in all_cameras(sources) if c not in sources},
+            },
             triggers=triggers,
-            camera_stats={c.name: c.stats for c in cameras(sources)},
+            camera_stats={c.name: c.stats for c in all_cameras(sources)},
             mqtt=mqtt,
             read_stats=read_stats,
         )
         emit = gpio.feedback_emit(pipeline.ingest) if gpio else pipeline.ingest
         daemon = Daemon(config, store, pipeline, bus, sources, read_stats, plc_links=plc_links)
-        app = make_app(services, previews={s.name: s for s in sources})
+        previews: dict[str, object] = {s.name: s for s in sources}
+        previews.update({c.name: c for c in all_cameras(sources)})
+        app = make_app(services, previews=previews)
         try:
             async with (
                 http_server(

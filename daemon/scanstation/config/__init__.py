@@ -11,7 +11,12 @@ publish or web.
 from scanstation.config.analysis import ClassifierConfig, QrAnalysisConfig
 from scanstation.config.base import ConfigError
 from scanstation.config.gpio import BeepPattern, GpioConfig, RejectReason
-from scanstation.config.industrial import ModbusConfig, OpcUaConfig, QualityConfig
+from scanstation.config.industrial import (
+    ModbusConfig,
+    ObjectWindowConfig,
+    OpcUaConfig,
+    QualityConfig,
+)
 from scanstation.config.loader import Config, load_config, parse_config
 from scanstation.config.network import HttpConfig, MqttConfig, TlsConfig
 from scanstation.config.outputs import (
@@ -45,6 +50,7 @@ __all__ = [
     "MatchRules",
     "ModbusConfig",
     "MqttConfig",
+    "ObjectWindowConfig",
     "OpcUaConfig",
     "OutputFilter",
     "QrAnalysisConfig",

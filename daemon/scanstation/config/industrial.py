@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
@@ -79,4 +80,34 @@ class QualityConfig(Section):
         le=100,
         description="Alarm when a source's mean score over its last 50 reads falls below this "
         "(0: no alarm): labels fading, lens dirt, focus drift",
+    )
+
+
+class ObjectWindowConfig(Section):
+    """One result per object: the cameras of a tunnel read into one window per object."""
+
+    enabled: bool = Field(False, description="Group the cameras below into one object window")
+    name: str = Field(
+        "object",
+        min_length=1,
+        max_length=40,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Source name the object's results carry (its read rate, its trigger)",
+    )
+    cameras: list[str] = Field(
+        default_factory=list,
+        description="Camera sources in the window (each with trigger = software); empty: "
+        "every enabled camera whose trigger is software",
+    )
+    trigger: Literal["software", "gpio"] = Field(
+        "software",
+        description="What opens a window: software (HTTP, MQTT, Modbus coil 0) or gpio (the "
+        "[gpio] trigger_input photo-eye)",
+    )
+    window_ms: int = Field(
+        2000,
+        ge=50,
+        le=60_000,
+        description="The longest an object window stays open; it closes sooner once every "
+        "camera has read a code or closed its own read window",
     )
