@@ -28,6 +28,7 @@ from scanstation.model import Capture, Enricher, Scan
 from scanstation.pipeline import Pipeline
 from scanstation.publish.mqtt import MqttLink
 from scanstation.readstats import ReadStats
+from scanstation.services.noreads import NoReadRing
 from scanstation.services.retention import retention_loop
 from scanstation.sources.base import Camera, Source
 from scanstation.store import NotFound, Store
@@ -298,6 +299,20 @@ def init_plc_links(
     return links
 
 
+def init_noread_ring(config: Config, store: Store) -> tuple[NoReadRing | None, Any]:
+    """The no-read image ring and, with an upload_url, its uploader (a webhook drainer)."""
+    settings = config.noread_images
+    if not settings.enabled:
+        return None, None
+    directory = config.storage.path / "noreads"
+    ring = NoReadRing(settings, directory, config.images_path, store)
+    if not settings.upload_url:
+        return ring, None
+    from scanstation.outputs.noread_upload import NoReadUploader
+
+    return ring, NoReadUploader(settings, directory, store)
+
+
 @dataclass
 class SessionButton:
     """The session button's two actions, bound to the pipeline once it exists (the button's
@@ -351,13 +366,18 @@ async def run(
         gpio = init_gpio(config, button, sources)
         read_stats = ReadStats(quality_alarm=config.quality.alarm_below)
         outputs = init_outputs(config, store, gpio, read_stats)
+        ring, uploader = init_noread_ring(config, store)
         pipeline = Pipeline(
             store,
             config,
             bus=bus,
             enrichers=enrichers,
             # GPIO first: the reject output fires before the outputs write.
-            on_finished=[*([gpio.on_capture] if gpio else []), outputs.on_capture],
+            on_finished=[
+                *([gpio.on_capture] if gpio else []),
+                outputs.on_capture,
+                *([ring.on_capture] if ring else []),
+            ],
             destinations=outputs.destinations,
         )
         button.pipeline = pipeline
@@ -386,6 +406,7 @@ async def run(
             camera_stats={c.name: c.stats for c in all_cameras(sources)},
             mqtt=mqtt,
             read_stats=read_stats,
+            noreads=ring,
         )
         emit = gpio.feedback_emit(pipeline.ingest) if gpio else pipeline.ingest
         daemon = Daemon(config, store, pipeline, bus, sources, read_stats, plc_links=plc_links)
@@ -434,6 +455,8 @@ async def run(
                 ]
                 if gpio is not None:
                     background.append(tg.create_task(gpio.run(), name="gpio"))
+                if uploader is not None:
+                    background.append(tg.create_task(uploader.run(), name="noread-upload"))
                 for link in plc_links:
                     background.append(tg.create_task(link.run(), name=type(link).__name__))
                 daemon.tasks = [*source_tasks, pipeline_task, outputs_task, mqtt_task, *background]

@@ -13,6 +13,7 @@ from scanstation.config.base import ConfigError
 from scanstation.config.gpio import BeepPattern, GpioConfig, RejectReason
 from scanstation.config.industrial import (
     ModbusConfig,
+    NoReadImagesConfig,
     ObjectWindowConfig,
     OpcUaConfig,
     QualityConfig,
@@ -50,6 +51,7 @@ __all__ = [
     "MatchRules",
     "ModbusConfig",
     "MqttConfig",
+    "NoReadImagesConfig",
     "ObjectWindowConfig",
     "OpcUaConfig",
     "OutputFilter",

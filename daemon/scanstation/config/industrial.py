@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -111,3 +112,41 @@ class ObjectWindowConfig(Section):
         description="The longest an object window stays open; it closes sooner once every "
         "camera has read a code or closed its own read window",
     )
+
+
+class NoReadImagesConfig(Section):
+    """The no-read image ring: the last no-read (and optionally low-quality) frames kept."""
+
+    enabled: bool = Field(True, description="Keep the last no-read frames in a ring")
+    max_count: int = Field(200, ge=1, le=100_000, description="Frames kept at most")
+    max_mb: float = Field(100.0, gt=0, description="Megabytes the ring may hold at most")
+    reserve_free_mb: float = Field(
+        500.0,
+        ge=0,
+        description="Free space the disk must keep: the oldest frames go first, and none is "
+        "kept while the disk is below it",
+    )
+    low_quality_below: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="Also keep the frames of reads scoring below this (0: no-reads only)",
+    )
+    upload_url: str = Field(
+        "",
+        description="POST every kept frame (image/jpeg) here through the durable outbox; '' "
+        "= keep them on the station only",
+    )
+    upload_timeout_s: float = Field(10.0, gt=0, description="Seconds per upload attempt")
+    upload_hmac_secret_file: Path | None = Field(
+        None, description="Sign uploads as webhooks are (X-Scanstation-Signature)"
+    )
+
+    @field_validator("upload_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError(
+                f"noread_images.upload_url {value!r} must be an http:// or https:// URL"
+            )
+        return value

@@ -29,6 +29,7 @@ from scanstation.config.base import (
 from scanstation.config.gpio import GpioConfig
 from scanstation.config.industrial import (
     ModbusConfig,
+    NoReadImagesConfig,
     ObjectWindowConfig,
     OpcUaConfig,
     QualityConfig,
@@ -71,6 +72,7 @@ class Config(Section):
     opcua: OpcUaConfig = Field(default_factory=OpcUaConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
     object_window: ObjectWindowConfig = Field(default_factory=ObjectWindowConfig)
+    noread_images: NoReadImagesConfig = Field(default_factory=NoReadImagesConfig)
 
     @model_validator(mode="after")
     def _object_window_cameras(self) -> Config:

@@ -12,6 +12,7 @@ from scanstation.bus import EventBus
 from scanstation.config import Config
 from scanstation.pipeline import Pipeline
 from scanstation.readstats import ReadStats
+from scanstation.services.noreads import NoReadRing
 from scanstation.sources.base import SourceHealth
 from scanstation.store import Store
 
@@ -36,6 +37,8 @@ class Services:
     """The MQTT link (its ``state`` feeds /stats and /metrics); None in tests without one."""
     read_stats: ReadStats = field(default_factory=ReadStats)
     """Read-rate statistics and quality trends per source (/stats, /metrics)."""
+    noreads: NoReadRing | None = None
+    """The no-read image ring (/noreads); None when it is off."""
 
 
 SERVICES = web.AppKey("services", Services)

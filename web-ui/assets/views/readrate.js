@@ -25,5 +25,6 @@ export function readRatePanel(readRate) {
               r.quality.score === null ? "–" : Math.round(r.quality.score),
               r.quality.alarm ? h("div", { class: "error", role: "alert" }, `below ${r.quality.threshold}`) : null),
             h("td", { class: "mono" }, r.last_result)))))
-      : h("p", { class: "muted" }, "No read windows yet."));
+      : h("p", { class: "muted" }, "No read windows yet."),
+    h("p", {}, h("a", { href: "#/noreads", id: "noreads-link" }, "No-read images")));
 }

@@ -17,6 +17,7 @@ from scanstation.web.routes import (
     images,
     live,
     metrics,
+    noreads,
     previews,
     products,
     proposals,
@@ -26,7 +27,7 @@ from scanstation.web.routes import (
 )
 from scanstation.web.routes.health import healthz
 
-RESOURCES = (sessions, captures, proposals, products, exports, live, stats, metrics)
+RESOURCES = (sessions, captures, proposals, products, exports, live, stats, metrics, noreads)
 """Route modules in the order their routes are added (previews and images after them)."""
 
 
