@@ -53,7 +53,8 @@ def test_a_window_with_two_codes_is_decided_when_both_arrived() -> None:
     stats.on_capture(capture("4006381333931", window="3", window_codes="2"), rejected=False)
     assert seen == []  # half a window: not decided yet
     stats.on_capture(capture("5901234123457", window="3", window_codes="2"), rejected=False)
-    assert seen == [WindowResult("cam0", "multiple", ("4006381333931", "5901234123457"), 7200.0)]
+    codes = ("4006381333931", "5901234123457")
+    assert seen == [WindowResult("cam0", "multiple", codes, 7200.0, ("", ""), (None, None))]
     stats.on_capture(capture("", noread="true", window="4"), rejected=False)
     stats.on_capture(capture("SCANSTATION-0001"), rejected=True)  # no window: its own
     report = stats.reports()["cam0"]

@@ -296,6 +296,18 @@ def init_plc_links(
                 trigger_name=first[0] if first else "",
             )
         )
+    if config.opcua.enabled:
+        from scanstation.plc.opcua import OpcUaLink
+
+        links.append(
+            OpcUaLink(
+                config.opcua,
+                read_stats,
+                first[1] if first else None,
+                device_name=config.device.id,
+                trigger_source=first[0] if first else "",
+            )
+        )
     return links
 
 

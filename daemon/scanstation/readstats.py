@@ -59,6 +59,10 @@ class WindowResult:
     """The distinct codes read in the window, in the order they arrived."""
     t: float
     """When it was decided (the clock's seconds since the epoch)."""
+    symbologies: tuple[str, ...] = ()
+    """The symbology of each code (same order; empty when not known)."""
+    scores: tuple[float | None, ...] = ()
+    """The quality score of each code (same order; None when not measured)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +145,8 @@ class _Pending:
     source: str
     expected: int
     codes: list[str] = field(default_factory=list)
+    symbologies: list[str] = field(default_factory=list)
+    scores: list[float | None] = field(default_factory=list)
     rejected: bool = False
 
 
@@ -171,8 +177,9 @@ class ReadStats:
         """A capture finished, with the match verdict: count its window once it is complete."""
         meta = capture.metadata
         code = capture.raw_value
+        score = _score(meta.get("quality_score"))
         if code:
-            self.code_read(capture.source, code, _score(meta.get("quality_score")))
+            self.code_read(capture.source, code, score)
         window = str(meta.get("window") or "")
         expected = _int(meta.get("window_codes"), 1)
         if meta.get("noread") == "true" or not code:
@@ -180,7 +187,8 @@ class ReadStats:
                 self.record(capture.source, "noread", [])
             return
         if not window or expected <= 1:
-            self.record(capture.source, "rejected" if rejected else "good", [code])
+            result: Result = "rejected" if rejected else "good"
+            self.record(capture.source, result, [code], [capture.symbology], [score])
             return
         key = (capture.source, window)
         pending = self._pending.get(key)
@@ -188,12 +196,18 @@ class ReadStats:
             pending = self._pending[key] = _Pending(capture.source, expected)
             while len(self._pending) > PENDING_MAX:
                 _, oldest = self._pending.popitem(last=False)
-                self.record(oldest.source, decide(oldest.codes, oldest.rejected), oldest.codes)
+                self._decide(oldest)
         pending.codes.append(code)
+        pending.symbologies.append(capture.symbology)
+        pending.scores.append(score)
         pending.rejected |= rejected
         if len(pending.codes) >= pending.expected:
             del self._pending[key]
-            self.record(pending.source, decide(pending.codes, pending.rejected), pending.codes)
+            self._decide(pending)
+
+    def _decide(self, pending: _Pending) -> None:
+        result = decide(pending.codes, pending.rejected)
+        self.record(pending.source, result, pending.codes, pending.symbologies, pending.scores)
 
     def code_read(self, source: str, code: str, score: float | None = None) -> None:
         """A code was decoded: it is the last result; its quality score feeds the trend."""
@@ -203,8 +217,16 @@ class ReadStats:
         if score is not None:
             state.scores.append(score)
 
-    def record(self, source: str, result: Result, codes: Sequence[str]) -> None:
-        """Count one closed window of ``source``."""
+    def record(
+        self,
+        source: str,
+        result: Result,
+        codes: Sequence[str],
+        symbologies: Sequence[str] = (),
+        scores: Sequence[float | None] = (),
+    ) -> None:
+        """Count one closed window of ``source`` (its codes' symbologies and scores, if known,
+        go to the listeners)."""
         now = self.clock()
         state = self._source(source)
         if codes:
@@ -218,7 +240,16 @@ class ReadStats:
             while len(state.hours) > HOURS_KEPT:
                 state.hours.popitem(last=False)
         bucket[result] += 1
-        event = WindowResult(source, result, tuple(dict.fromkeys(codes)), now)
+        unique = list(dict.fromkeys(codes))
+        first = {c: i for i, c in reversed(list(enumerate(codes)))}
+        event = WindowResult(
+            source,
+            result,
+            tuple(unique),
+            now,
+            tuple(symbologies[first[c]] for c in unique) if len(symbologies) == len(codes) else (),
+            tuple(scores[first[c]] for c in unique) if len(scores) == len(codes) else (),
+        )
         for listener in list(self.listeners):
             listener(event)
 
