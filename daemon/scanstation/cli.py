@@ -77,6 +77,8 @@ BENCHMARKS = (
     "jsonlimits",
     "wear",
     "memory",
+    "plc",
+    "quality",
 )
 
 
