@@ -55,11 +55,17 @@ def lane_config(tmp_path: Path, **sections: Any) -> Config:
     )
 
 
-def triggered_camera(clock: Clock, name: str = "lane") -> tuple[CameraSource, FakeCamera]:
+def triggered_camera(
+    clock: Clock, name: str = "lane", read_window_ms: int = 1000
+) -> tuple[CameraSource, FakeCamera]:
     cam = FakeCamera(on_frame=clock.set)
     source = CameraSource(
         CameraSourceConfig(
-            type="camera", name=name, trigger="software", read_window_ms=1000, backend="file"
+            type="camera",
+            name=name,
+            trigger="software",
+            read_window_ms=read_window_ms,
+            backend="file",
         ),
         backend=cam,
         clock=clock,

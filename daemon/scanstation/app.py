@@ -259,6 +259,10 @@ def init_gpio(config: Config, sessions: SessionButton, sources: list[Source]) ->
             *(c.trigger for c in cameras(sources) if c.config.trigger == "gpio"),
             *(w.trigger for w in object_windows(sources) if w.config.trigger == "gpio"),
         ),
+        # The photo-eye clearing closes an object window (its cameras keep their own window).
+        release_listeners=tuple(
+            w.release for w in object_windows(sources) if w.config.trigger == "gpio"
+        ),
         toggle_session=lambda: sessions.toggle_session("button"),
         new_session=lambda: sessions.start_session("button"),
     )

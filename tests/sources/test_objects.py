@@ -4,6 +4,7 @@ daemon (pipeline, store, read rate), on sample files pushed at scripted times.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,44 @@ async def test_two_cameras_reading_one_object_give_one_result(tmp_path: Path) ->
     # Both cameras decoded (each in its own threads) and reported every window to the object.
     assert (top.stats().reads, top.stats().no_reads) == (4, 1)
     assert (side.stats().reads, side.stats().no_reads) == (2, 2)
+
+
+async def test_the_photo_eye_clearing_closes_the_object_window_at_once(tmp_path: Path) -> None:
+    clocks = {"top": Clock(), "side": Clock()}
+    # Read windows of a minute: only the release can close them within the test.
+    top, top_cam = triggered_camera(clocks["top"], "top", read_window_ms=60_000)
+    side, side_cam = triggered_camera(clocks["side"], "side", read_window_ms=60_000)
+    tunnel = ObjectWindow(
+        ObjectWindowConfig(enabled=True, name="tunnel", window_ms=60_000), [top, side]
+    )
+    results: list[Any] = []
+
+    async def emit(scan: Any) -> Any:
+        results.append(scan)
+        return scan
+
+    task = asyncio.create_task(tunnel.run(emit))
+    try:
+        await until(lambda: tunnel._loop is not None)
+        for clock in clocks.values():
+            clock.set(1.0)
+        tunnel.trigger()
+        await until(lambda: top.stats().triggers == side.stats().triggers == 1)
+        for cam in (top_cam, side_cam):
+            cam.push(load_image(SAMPLES / "07-empty.jpg"), at=1.2)
+        await until(lambda: top.stats().frames == side.stats().frames == 1)
+        assert results == []  # the object is still in the beam
+        tunnel.release()
+        await until(lambda: len(results) == 1, within=5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    [noread] = results
+    assert (noread.source, noread.metadata["noread"], noread.metadata["cameras"]) == (
+        "tunnel", "true", "top,side",
+    )  # fmt: skip
+    assert noread.image is not None  # the frame a camera saw
 
 
 def test_object_window_cameras_must_be_software_triggered_cameras() -> None:

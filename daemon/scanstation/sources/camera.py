@@ -212,6 +212,12 @@ class ReaderLogic:
             self.windows += 1
             self.window = _Window(t, t + self.read_window_s, self.windows)
 
+    def release(self, t: float) -> None:
+        """End the open window at `t` (the photo-eye cleared): it closes on the next look."""
+        w = self.window
+        if w is not None and t < w.closes_at:
+            w.closes_at = max(t, w.opened_at)
+
     def wants(self, t: float) -> bool:
         """Whether a frame grabbed at `t` should be decoded."""
         if self.continuous:
@@ -413,7 +419,8 @@ class CameraSource:
         )
         self._counters = _Counters()
         self._trigger_lock = threading.Lock()
-        self._pending_triggers: list[float] = []
+        self._pending_triggers: list[tuple[bool, float]] = []
+        """(opens, time): triggers (True) and releases (False), in the order they came."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._latest: CameraFrame | None = None
@@ -435,7 +442,14 @@ class CameraSource:
         """Open a read window now (software trigger or photo-eye); safe from any thread."""
         t = self.clock()
         with self._trigger_lock:
-            self._pending_triggers.append(t)
+            self._pending_triggers.append((True, t))
+        self._notify()
+
+    def release(self) -> None:
+        """End the open read window now (the object has passed); safe from any thread."""
+        t = self.clock()
+        with self._trigger_lock:
+            self._pending_triggers.append((False, t))
         self._notify()
 
     def stats(self) -> CameraStats:
@@ -713,8 +727,11 @@ class CameraSource:
     def _take_triggers(self) -> None:
         with self._trigger_lock:
             triggers, self._pending_triggers = self._pending_triggers, []
-        for t in triggers:
-            self.reader.trigger(t)
+        for opens, t in triggers:
+            if opens:
+                self.reader.trigger(t)
+            else:
+                self.reader.release(t)
 
     def _decode(self, frame: CameraFrame) -> list[DecodedCode]:
         """Decoder thread: one frame through zxing-cpp (the GIL is released while it works)."""

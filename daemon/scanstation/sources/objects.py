@@ -16,6 +16,8 @@ that saw the blank side. ``ObjectWindow`` makes them one reader:
   camera's no-read image (the first camera, in configured order, that has one).
 
 A trigger while a window is open does not open another (the object is still passing).
+``release()`` — the photo-eye clearing — ends every camera's read window at once, so the
+object window closes as soon as the cameras have reported what they have.
 Runs on the event loop; ``trigger`` may be called from any thread.
 """
 
@@ -88,7 +90,22 @@ class ObjectWindow:
         with contextlib.suppress(RuntimeError):  # the loop closed under us at shutdown
             loop.call_soon_threadsafe(self._open)
 
+    def release(self) -> None:
+        """The object has passed (the photo-eye cleared): every camera ends its read window
+        now, so the object window closes as soon as they have reported; any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(self._release)
+
     # -- the event loop --------------------------------------------------------------------
+
+    def _release(self) -> None:
+        if self._object is None:
+            return
+        for camera in self.cameras:
+            camera.release()
 
     def _open(self) -> None:
         if self._object is not None:
