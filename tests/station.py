@@ -29,6 +29,7 @@ from scanstation.outputs import Outputs
 from scanstation.pipeline import Pipeline
 from scanstation.publish.mqtt import MqttLink
 from scanstation.readstats import ReadStats
+from scanstation.services.noreads import NoReadRing
 from scanstation.sources.base import SourceHealth
 from scanstation.store import NewCapture, Store
 from scanstation.web.auth import ApiKeyStore
@@ -159,6 +160,7 @@ async def running_station(
     previews: Mapping[str, object] | None = None,
     outputs: bool = False,
     match: MatchRules | None = None,
+    noreads: NoReadRing | None = None,
 ) -> AsyncIterator[Station]:
     """A running station; what it opens (store, tasks, server) it closes on exit."""
     async with contextlib.AsyncExitStack() as stack:
@@ -209,7 +211,7 @@ async def running_station(
                 station.api_key = ApiKeyStore(config.api_keys_path).create(label="test station")
                 services = Services(
                     config, store, pipeline, pipeline.bus, dict(sources or {}),
-                    read_stats=read_stats,
+                    read_stats=read_stats, noreads=noreads,
                 )  # fmt: skip
                 app = make_app(services, previews=previews)
                 if http == "tcp":
