@@ -63,6 +63,11 @@ async def test_noread_frames_are_kept_listed_served_and_uploaded(tmp_path: Path)
                     image = await resp.read()
                 async with http.get(f"{base}/noreads/..%2Fapi_keys.json") as resp:
                     assert resp.status == 404
+            async with (
+                aiohttp.ClientSession() as anonymous,  # no key: no frames
+                anonymous.get(f"{base}/noreads/{newest['name']}") as resp,
+            ):
+                assert resp.status == 401
     finally:
         await runner.cleanup()
     assert ring["count"] == 2  # max_count: the oldest of the three went

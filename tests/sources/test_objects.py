@@ -133,6 +133,11 @@ def test_object_window_cameras_must_be_software_triggered_cameras() -> None:
             {"sources": cameras, "object_window": {"enabled": True, "cameras": ["belt"]}},
             environ={},
         )
+    with pytest.raises(ConfigError, match=r"needs the photo-eye's pin: set \[gpio\] trigger_input"):
+        parse_config(
+            {"sources": cameras, "object_window": {"enabled": True, "trigger": "gpio"}},
+            environ={},
+        )
     with pytest.raises(ConfigError, match="entry 'nope': no enabled camera source"):
         parse_config(
             {"sources": cameras, "object_window": {"enabled": True, "cameras": ["nope"]}},

@@ -97,6 +97,11 @@ class Config(Section):
                     f"{getattr(camera, 'trigger', '')!r}; cameras in an object window need "
                     "trigger = 'software' (the window triggers them)"
                 )
+        if window.trigger == "gpio" and self.gpio.trigger_input is None:
+            raise ValueError(
+                "object_window.trigger = 'gpio' needs the photo-eye's pin: set [gpio] "
+                "trigger_input (BCM number), or use trigger = 'software'"
+            )
         if not self.object_window_cameras:
             raise ValueError(
                 "object_window is enabled but no camera source has trigger = 'software'"
