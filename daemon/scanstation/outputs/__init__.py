@@ -2,7 +2,7 @@
 
 Wiring (app.py)::
 
-    outputs = Outputs(config, store, reject=gpio_reject)
+    outputs = Outputs(config, store, reject=gpio_reject, on_verdict=read_stats.on_capture)
     pipeline.destinations = outputs.destinations   # webhook rows, in the terminal commit
     pipeline.on_finished.append(outputs.on_capture) # keyboard and serial, right after it
     tasks.create_task(outputs.run())                # writers and webhook drainers
@@ -10,7 +10,10 @@ Wiring (app.py)::
 A finished capture first meets the global match rules (``[match]``), then each output's
 filter and match rules. A read that fails match rules set to ``on_mismatch = "reject"``
 goes to no output: the reject callback fires (the conveyor's reject output) and an
-``alerts`` (or ``noreads``) event is queued for MQTT instead.
+``alerts`` (or ``noreads``) event is queued for MQTT instead. Every fresh capture's verdict
+(rejected or not) goes to ``on_verdict``: the read-rate statistics count a rejected code as a
+rejected window, never as a good read (a capture finished more than ``STALE_S`` after its
+read is neither rejected nor counted).
 """
 
 from __future__ import annotations
