@@ -19,7 +19,9 @@ API = "/scanner/api/v1"
 
 async def test_read_rate_counts_a_scripted_sequence_of_windows(tmp_path: Path) -> None:
     # The Code 128 label is not an accepted symbology: its window is a reject.
-    config = lane_config(tmp_path, match={"symbologies": ["EAN13", "QRCode"]})
+    config = lane_config(
+        tmp_path, match={"symbologies": ["EAN13", "QRCode"]}, quality={"alarm_below": 99}
+    )
     key = ApiKeyStore(config.api_keys_path).create()
     async with running_lane(config) as lane:
         for name in ("01-ean13.jpg", "07-empty.jpg", "06-two-codes.jpg", "05-code128.jpg"):
@@ -39,6 +41,7 @@ async def test_read_rate_counts_a_scripted_sequence_of_windows(tmp_path: Path) -
         assert len(scores) == 5
         assert all(0 < s <= 100 for s in scores)
         assert report.quality.score == pytest.approx(sum(scores) / len(scores))
+        assert report.quality.alarm  # the sample photos score well below 99
         # Telemetry carries the same figures (an additive field).
         telemetry = app.station_telemetry(lane.daemon.sources, stats)()
         assert telemetry["read_rate"]["lane"]["totals"] == report.totals
@@ -55,6 +58,7 @@ async def test_read_rate_counts_a_scripted_sequence_of_windows(tmp_path: Path) -
     rate = ("scanstation_read_rate_ratio", (("source", "lane"), ("window", "100")))
     assert metrics[rate] == 0.4
     assert 0 < metrics[("scanstation_read_quality_score", (("source", "lane"),))] <= 100
+    assert metrics[("scanstation_read_quality_alarm", (("source", "lane"),))] == 1  # below 99
     assert body["read_rate"]["lane"]["last_100"]["multiple"] == 1
     [hour] = body["read_rate"]["lane"]["per_hour"]
     assert (hour["good"], hour["rate"]) == (2, 0.4)

@@ -176,13 +176,19 @@ def read_rate_metrics(svc: Services) -> Iterator[Metric]:
         "Mean quality score (0-100, indicative) of the last good reads.",
         labels=["source"],
     )
+    alarm = GaugeMetricFamily(
+        "scanstation_read_quality_alarm",
+        "1 while the mean quality score is below [quality] alarm_below.",
+        labels=["source"],
+    )
     for source, report in svc.read_stats.reports().items():
         for result in RESULTS:
             reads.add_metric([source, result], report.totals[result])
         rate.add_metric([source, str(WINDOW)], report.rate)
         if report.quality.score is not None:
             quality.add_metric([source], report.quality.score)
-    yield from (reads, rate, quality)
+            alarm.add_metric([source], int(report.quality.alarm))
+    yield from (reads, rate, quality, alarm)
 
 
 class StationCollector:
