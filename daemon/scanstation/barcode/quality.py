@@ -23,9 +23,9 @@ whole symbol. A camera's gray levels depend on exposure and lighting, so the sco
 trends on one station (the same camera, light and label), not for certifying labels.
 
 >>> Quality(0.62, 0.71, 1.2, 3.0, 9.5, True, 0).score
-86
+90
 >>> Quality(0.62, 0.71, 1.2, 3.0, 9.5, False, 1).score  # a cramped quiet zone, one retry
-62
+65
 """
 
 from __future__ import annotations
