@@ -330,6 +330,7 @@ async def test_browser_dashboard_shows_the_read_rate_per_source(
     row = p.page.locator('#read-rate tr[data-source="cam0"]')
     await row.wait_for()
     assert await row.locator('[data-field="rate"]').inner_text() == "75.0 %"
+    assert await row.locator('[data-field="hour"]').inner_text() == "75.0 % of 4"
     assert await row.locator('[data-field="noread"]').inner_text() == "1"
     assert "4006381333931" in await row.inner_text()
     assert p.errors == []
