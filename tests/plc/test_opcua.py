@@ -47,7 +47,9 @@ async def test_opcua_client_browses_the_device_calls_scan_and_gets_scan_results(
             assert {"Scan", "DeviceName", "DeviceStatus", "LastScanData", "GoodReads"} <= names
 
             handler = Events()
-            event_type = await client.nodes.base_event_type.get_child(f"{idx}:OpticalScanEventType")
+            event_type = await client.nodes.base_event_type.get_child(
+                [f"{idx}:AutoIdScanEventType", f"{idx}:OpticalScanEventType"]
+            )
             subscription = await client.create_subscription(50, handler)
             await subscription.subscribe_events(device, event_type)
 

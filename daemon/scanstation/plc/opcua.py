@@ -10,10 +10,11 @@ The address space follows the OPC UA for AutoID companion specification's names:
   ms for that window's result; ``Results`` are the codes read (ScanData as strings) and
   ``Status`` an ``AutoIdOperationStatusEnumeration`` value: 0 SUCCESS, 8 NO_IDENTIFIER,
   9 MULTIPLE_IDENTIFIERS, 12 MATCH_ERROR, 17 DEVICE_NOT_READY;
-- an ``OpticalScanEventType`` event (from the device and the Server object) for every code of
-  every window, carrying ``DeviceName``, ``AutoID`` / ``ScanData`` (the code), ``CodeType``
-  and ``Symbology`` (the symbology, e.g. ``EAN13``), ``Timestamp``, ``Grade`` (the indicative
-  quality score, -1 when not measured) and ``Result`` (good, multiple or rejected).
+- an ``OpticalScanEventType`` event (a subtype of ``AutoIdScanEventType``; from the device and
+  the Server object) for every code of every window, carrying ``DeviceName``, ``AutoID`` /
+  ``ScanData`` (the code), ``CodeType`` and ``Symbology`` (the symbology, e.g. ``EAN13``),
+  ``Timestamp``, ``Grade`` (the indicative quality score, -1 when not measured) and
+  ``Result`` (good, multiple or rejected).
 
 The types are defined in the station's own namespace (``urn:scanstation:autoid``) with the
 standard's browse names; the OPC Foundation's AutoID nodeset itself is not loaded, and
@@ -137,13 +138,19 @@ class OpcUaLink:
         objects = server.nodes.objects
         base_object = server.get_node(ObjectIds.BaseObjectType)
         reader_type = await base_object.add_object_type(idx, "OpticalReaderDeviceType")
+        # OPC 30010: AutoIdScanEventType carries the device and the identifier; the optical
+        # reader's OpticalScanEventType adds what the optical ScanResult holds.
+        scan_event = await server.create_custom_event_type(
+            idx,
+            "AutoIdScanEventType",
+            ObjectIds.BaseEventType,
+            [("DeviceName", ua.VariantType.String), ("AutoID", ua.VariantType.String)],
+        )
         event_type = await server.create_custom_event_type(
             idx,
             "OpticalScanEventType",
-            ObjectIds.BaseEventType,
+            scan_event.nodeid,
             [
-                ("DeviceName", ua.VariantType.String),
-                ("AutoID", ua.VariantType.String),
                 ("ScanData", ua.VariantType.String),
                 ("CodeType", ua.VariantType.String),
                 ("Symbology", ua.VariantType.String),

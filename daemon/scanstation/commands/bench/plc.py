@@ -107,7 +107,9 @@ class OpcUaListener(threading.Thread):
             idx = await client.get_namespace_index(NAMESPACE)
             device_set = await client.nodes.objects.get_child(f"{idx}:DeviceSet")
             [device] = await device_set.get_children()
-            event_type = await client.nodes.base_event_type.get_child(f"{idx}:OpticalScanEventType")
+            event_type = await client.nodes.base_event_type.get_child(
+                [f"{idx}:AutoIdScanEventType", f"{idx}:OpticalScanEventType"]
+            )
             subscription = await client.create_subscription(0, self)
             await subscription.subscribe_events(device, event_type)
             self.ready.set()
