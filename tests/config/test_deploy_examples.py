@@ -133,12 +133,19 @@ def test_provision_script_is_valid_bash() -> None:
     assert os.access(PROVISION, os.X_OK)
 
 
-def test_provision_script_is_shellcheck_clean() -> None:
+SHELL_SCRIPTS = sorted(
+    [*(REPO / "scripts").glob("*.sh"), *FIRMWARE.glob("*.sh"), REPO / ".ci" / "run"]
+)
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_shell_scripts_are_shellcheck_clean(script: Path) -> None:
+    """Every script a user or CI runs (provisioning, the tests, the arm64 smoke)."""
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip("SKIPPED: shellcheck is not installed (apt install shellcheck)")
     result = subprocess.run(
-        [shellcheck, "--severity=style", str(PROVISION)],
+        [shellcheck, "--severity=style", str(script)],
         capture_output=True,
         text=True,
         check=False,
