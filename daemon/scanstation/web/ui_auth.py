@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 
 COOKIE_NAME = "sessionid"
 CSRF_HEADER = "X-CSRF-Token"
+DJANGO_CSRF_HEADER = "X-CSRFToken"
+"""Django's header name: Closient's cookie clients echo the ``csrftoken`` cookie in it."""
+CSRF_COOKIE = "csrftoken"
+"""The session's CSRF token, readable by scripts (not HttpOnly), the way Django sets it."""
 API_KEY_HEADER = "X-API-Key"
 LOGIN_PAGE = "/login"
 LOGIN_PATH = "/auth/login"
@@ -309,11 +313,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         )
         return _unauthenticated(request, message)
     if request.method not in SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not sent or not hmac.compare_digest(sent, session.csrf_token):
+        # Either convention (SPEC §10): X-CSRF-Token, or Django's X-CSRFToken echoing the
+        # csrftoken cookie. Both are compared with this session's own token, so a cookie
+        # planted by another site is worth nothing.
+        sent = request.headers.get(CSRF_HEADER) or request.headers.get(DJANGO_CSRF_HEADER, "")
+        if not sent or not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
             return error_response(
                 403,
-                f"a state change from the UI needs the {CSRF_HEADER} header of this session",
+                f"a state change from the UI needs this session's CSRF token in the "
+                f"{CSRF_HEADER} header (or Django's {DJANGO_CSRF_HEADER}, echoing the "
+                f"{CSRF_COOKIE} cookie)",
                 field=CSRF_HEADER,
             )
         if not _origin_matches(request):
@@ -328,6 +337,18 @@ def _set_cookie(response: web.Response, request: web.Request, token: str) -> Non
         max_age=int(ABSOLUTE_TTL_S),
         path="/",
         httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+    )
+
+
+def _set_csrf_cookie(response: web.Response, request: web.Request, session: UiSession) -> None:
+    response.set_cookie(
+        CSRF_COOKIE,
+        session.csrf_token,
+        max_age=int(ABSOLUTE_TTL_S),
+        path="/",
+        httponly=False,  # Django's way: the page's script reads it into X-CSRFToken
         samesite="Strict",
         secure=request.secure,
     )
@@ -380,6 +401,7 @@ async def login(request: web.Request) -> web.Response:
     token, session = await auth.sessions.create(tag, address, request.headers.get("User-Agent", ""))
     response = web.json_response(_session_body(session))
     _set_cookie(response, request, token)
+    _set_csrf_cookie(response, request, session)
     return response
 
 
@@ -388,6 +410,7 @@ async def logout(request: web.Request) -> web.Response:
     await request.app[UI_AUTH].sessions.delete(request.cookies.get(COOKIE_NAME))
     response = web.json_response({"logged_out": True})
     response.del_cookie(COOKIE_NAME, path="/")
+    response.del_cookie(CSRF_COOKIE, path="/")
     return response
 
 
@@ -397,7 +420,9 @@ async def current_session(request: web.Request) -> web.Response:
     session = auth.sessions.lookup(request.cookies.get(COOKIE_NAME), auth.password_tag())
     if session is None:  # the middleware let an X-API-Key request through
         return web.json_response({"csrf_token": None, "api_key": True})
-    return web.json_response(_session_body(session))
+    response = web.json_response(_session_body(session))
+    _set_csrf_cookie(response, request, session)
+    return response
 
 
 def setup_ui_auth(
