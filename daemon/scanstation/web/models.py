@@ -30,11 +30,12 @@ from scanstation.model import (
     PUBLIC_ID_LENGTH,
     RAW_VALUE_MAX_LENGTH,
 )
+from scanstation.web.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
 
 PUBLIC_ID_PATTERN = f"^[{PUBLIC_ID_ALPHABET}]{{{PUBLIC_ID_LENGTH}}}$"
 """SPEC §10: ``^[23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz]{22}$``."""
 CAPTURE_TYPE_PATTERN = "^(BARCODE|IMAGE|MANUAL)$"
-GTIN_PATTERN = "^[0-9]*$"
+GTIN_PATTERN = "^([0-9]{8}|[0-9]{12,14})?$"
 AI_PATTERN = "^[0-9]{2,4}$"
 AI_VALUE_MAX_LENGTH = 90
 """The longest value any GS1 Application Identifier takes."""
@@ -174,11 +175,12 @@ def _gtin14(value: str) -> str:
 
 Gtin = Annotated[
     str,
-    StringConstraints(max_length=14, pattern=GTIN_PATTERN),
-    AfterValidator(_gtin14),
+    StringConstraints(max_length=14),
+    AfterValidator(_gtin14),  # names the value and what was expected, check digit included
     Field(
         description="A GTIN-8, -12, -13 or -14 with its check digit, stored as GTIN-14; "
-        '"" for none.'
+        '"" for none.',
+        json_schema_extra={"pattern": GTIN_PATTERN},
     ),
 ]
 
@@ -403,6 +405,40 @@ class ApplyResult(Out):
 # ---- the rest -----------------------------------------------------------------------------
 
 
+class TimeRange(Query):
+    since: str | None = Field(
+        None, max_length=40, description="ISO 8601, epoch seconds, or an age such as 7d."
+    )
+    until: str | None = Field(None, max_length=40, description="As since.")
+
+
+class ImageQuery(Query):
+    width: int | None = Field(None, ge=32, le=1024, description="A JPEG thumbnail this wide.")
+
+
+class StreamQuery(Query):
+    fps: int = Field(10, ge=1, le=30, description="Frames a second at most.")
+
+
+class Triggered(Out):
+    source: str
+    triggered: bool
+
+
+class UiSessionOut(Out):
+    """The web UI's login session: its CSRF token (also in the csrftoken cookie)."""
+
+    csrf_token: str | None
+    created: float | None = None
+    idle_timeout_s: float | None = None
+    expires: float | None = None
+    api_key: bool | None = Field(None, description="True when asked with an API key instead.")
+
+
+class LoggedOut(Out):
+    logged_out: bool
+
+
 class HealthOut(Out):
     status: Literal["ok", "degraded"]
     version: str
@@ -411,7 +447,7 @@ class HealthOut(Out):
 
 
 class LoginBody(Body):
-    password: Annotated[str, StringConstraints(max_length=1024)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
 
 
 class AnyObject(BaseModel):

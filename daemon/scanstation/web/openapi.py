@@ -179,9 +179,54 @@ def _error_statuses(path: str, method: str, op: Operation) -> list[int]:
 
 
 def _media(value: type[BaseModel] | str, refs: dict[str, Any]) -> dict[str, Any]:
+    if value == "*/*":
+        return {value: {"schema": {}}}  # a route without @operation: shape not documented
     if isinstance(value, str):
-        return {value: {"schema": {"type": "string"}}}
+        binary = value.startswith(("image/", "multipart/"))
+        return {value: {"schema": {"type": "string", **({"format": "binary"} if binary else {})}}}
     return {"application/json": {"schema": refs[value.__name__]}}
+
+
+def _operation_id(path: str, method: str) -> str:
+    short = path.removeprefix(API_BASE)
+    return method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", short).rstrip("_")
+
+
+_LINKED = {
+    "SessionOut": ("/sessions/{id}", "$response.body#/public_id"),
+    "CaptureOut": ("/captures/{id}", "$response.body#/public_id"),
+    "ProposalList": ("/proposals/{id}", "$response.body#/results/0/public_id"),
+}
+"""Responses that name a resource: links to every operation on it (OpenAPI links, so a
+client, and schemathesis, can follow a created session or capture to what it offers)."""
+
+
+def _add_links(paths: dict[str, dict[str, Any]], ops: Mapping[tuple[str, str], Operation]) -> None:
+    for (path, method), op in ops.items():
+        for status, answer in op.responses.items():
+            name = getattr(answer, "__name__", "")
+            if name not in _LINKED or status >= 300:
+                continue
+            prefix, expression = _LINKED[name]
+            links = {}
+            for (target, target_method), _ in ops.items():
+                if target.startswith(API_BASE + prefix):
+                    target_id = _operation_id(target, target_method)
+                    links[target_id] = {
+                        "operationId": target_id,
+                        "parameters": {"path.id": expression},
+                    }
+            if name == "SessionOut":
+                links["post_captures"] = {
+                    "operationId": "post_captures",
+                    "requestBody": {
+                        "session_public_id": expression,
+                        "capture_type": "BARCODE",
+                        "raw_value": "4006381333931",
+                    },
+                }
+            if links:
+                paths[path][method.lower()]["responses"][str(status)]["links"] = links
 
 
 def build_document(app: web.Application) -> dict[str, Any]:
@@ -195,7 +240,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
             if route.method in ("HEAD", "*"):
                 continue
             routes.append((path, route.method, route.handler))
-    default = Operation("", responses={200: AnyObject})
+    default = Operation("", responses={200: "*/*"})
     ops = {(p, m): OPERATIONS.get(h, default) for p, m, h in routes}
     models = _models(list(ops.values()))
     keyed, defs = models_json_schema(
@@ -205,9 +250,8 @@ def build_document(app: web.Application) -> dict[str, Any]:
     refs = {model.__name__: schema for (model, _), schema in keyed.items()}
     paths: dict[str, dict[str, Any]] = {}
     for (path, method), op in ops.items():
-        short = path.removeprefix(API_BASE)
         item: dict[str, Any] = {
-            "operationId": method.lower() + re.sub(r"[^A-Za-z0-9]+", "_", short).rstrip("_"),
+            "operationId": _operation_id(path, method),
             "summary": op.summary or f"{method} {path}",
             "security": _security(path, method),
             "responses": {},
@@ -246,6 +290,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
                 },
             )
         paths.setdefault(path, {})[method.lower()] = item
+    _add_links(paths, ops)
     return {
         "openapi": "3.1.0",
         "info": {

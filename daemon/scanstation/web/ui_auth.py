@@ -24,6 +24,8 @@ from aiohttp import web
 from scanstation.store import Store, ui_sessions
 from scanstation.web.auth import ApiKeyStore
 from scanstation.web.errors import ApiError, Handler, error_response, read_json
+from scanstation.web.models import LoggedOut, LoginBody, UiSessionOut
+from scanstation.web.openapi import operation
 from scanstation.web.passwords import MAX_LENGTH, PasswordStore
 
 log = logging.getLogger(__name__)
@@ -363,6 +365,12 @@ def _session_body(session: UiSession) -> dict[str, Any]:
     }
 
 
+@operation(
+    "Log in to the web UI: the sessionid and csrftoken cookies",
+    body=LoginBody,
+    responses={200: UiSessionOut},
+    errors=(401, 429),
+)
 async def login(request: web.Request) -> web.Response:
     """POST /auth/login {"password"} → the sessionid cookie and the session's CSRF token."""
     auth = request.app[UI_AUTH]
@@ -380,9 +388,7 @@ async def login(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         raise ApiError(415, f"expected a JSON body (application/json), got {request.content_type}")
     body = await read_json(request, max_bytes=MAX_LENGTH + 256)
-    password = body.get("password") if isinstance(body, dict) else None
-    if not isinstance(password, str) or not password:
-        raise ApiError(422, "password is required", field="password")
+    password = LoginBody.model_validate(body if isinstance(body, dict) else {}).password
     tag = auth.password_tag()
     if tag is None:
         raise ApiError(
@@ -405,6 +411,7 @@ async def login(request: web.Request) -> web.Response:
     return response
 
 
+@operation("Log out of the web UI", responses={200: LoggedOut})
 async def logout(request: web.Request) -> web.Response:
     """POST /auth/logout: ends this browser's session (the middleware checked the CSRF token)."""
     await request.app[UI_AUTH].sessions.delete(request.cookies.get(COOKIE_NAME))
@@ -414,6 +421,7 @@ async def logout(request: web.Request) -> web.Response:
     return response
 
 
+@operation("The web UI session's CSRF token", responses={200: UiSessionOut})
 async def current_session(request: web.Request) -> web.Response:
     """GET /auth/session: the CSRF token of the logged-in browser (401 without a session)."""
     auth = request.app[UI_AUTH]
