@@ -92,9 +92,10 @@ class Query(BaseModel):
 
 
 class Out(BaseModel):
-    """A response body (documentation and response checks; payloads.py renders it)."""
+    """A response body (documentation and response checks; payloads.py renders it). Every
+    field is always present, so the document lists them all as required."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_serialization_defaults_required=True)
 
 
 # ---- errors -------------------------------------------------------------------------------
@@ -425,8 +426,11 @@ class Triggered(Out):
     triggered: bool
 
 
-class UiSessionOut(Out):
-    """The web UI's login session: its CSRF token (also in the csrftoken cookie)."""
+class UiSessionOut(BaseModel):
+    """The web UI's login session: its CSRF token (also in the csrftoken cookie). Asked with
+    an API key instead, only csrf_token (null) and api_key (true) are present."""
+
+    model_config = ConfigDict(extra="forbid")
 
     csrf_token: str | None
     created: float | None = None
