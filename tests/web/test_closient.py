@@ -311,3 +311,28 @@ async def test_cookie_client_without_a_csrf_token_is_refused(
     resp = await http.post("/auth/logout", headers={"X-CSRFToken": cookie})
     assert resp.status == 200
     assert "csrftoken" not in http.session.cookie_jar.filter_cookies(http.make_url("/"))
+
+
+async def test_closient_gtin_in_the_value_decides_and_the_client_gtin_is_recorded(
+    closient: ClosientClient, store: Store
+) -> None:
+    await store.upsert_products(
+        [
+            {"gtin": "04006381333931", "name": "Highlighter"},
+            {"gtin": "09506000134352", "name": "Oat drink"},
+        ]
+    )
+    session = await closient.session()
+    resp = await closient.capture(
+        session_public_id=session,
+        capture_type="BARCODE",
+        raw_value="4006381333931",
+        gtin="09506000134352",
+    )
+    assert (await resp.json())["gtin"] == "09506000134352"  # kept as sent until walked
+    done = await closient.finished((await resp.json())["public_id"])
+    assert (done["gtin"], done["product_name"]) == ("04006381333931", "Highlighter")
+    assert done["checks"]["conflicts"] == {
+        "gtin": {"client": "09506000134352", "station": "04006381333931"}
+    }
+    assert done["gs1_key"] == {"type": "GTIN", "ai": "01", "value": "04006381333931"}
