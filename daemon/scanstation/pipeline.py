@@ -403,9 +403,11 @@ class Pipeline:
             )
         except Exception as exc:  # a bug in interpretation must not stall the batch
             log.exception("interpreting %r failed", raw)
-            return Lookup(capture, None, "", error=f"could not interpret {raw!r}: {exc}")
+            error = f"could not interpret {raw!r}: {exc}"
+            return Lookup(capture, None, client_gtin, error=error, ais=client_ais)
         if not result.valid:
-            return Lookup(capture, result, result.gtin, error=result.error_message)
+            # FAILED, but what the client sent stays on the capture.
+            return Lookup(capture, result, client_gtin, error=result.error_message, ais=client_ais)
         conflicts: dict[str, Any] = {}
         if client_gtin and result.gtin and client_gtin != result.gtin:
             conflicts["gtin"] = {"client": client_gtin, "station": result.gtin}

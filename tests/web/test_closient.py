@@ -336,3 +336,19 @@ async def test_closient_gtin_in_the_value_decides_and_the_client_gtin_is_recorde
         "gtin": {"client": "09506000134352", "station": "04006381333931"}
     }
     assert done["gs1_key"] == {"type": "GTIN", "ai": "01", "value": "04006381333931"}
+
+
+async def test_closient_fields_stay_on_a_failed_capture(closient: ClosientClient) -> None:
+    session = await closient.session()
+    resp = await closient.capture(
+        session_public_id=session,
+        capture_type="BARCODE",
+        raw_value="4006381333932",  # a wrong check digit
+        gtin="4006381333931",
+        gs1_dl_data={"10": "LOT1"},
+    )
+    done = await closient.finished((await resp.json())["public_id"])
+    assert_documented(done)
+    assert done["status"] == "FAILED"
+    assert "check digit" in done["error_message"]
+    assert (done["gtin"], done["gs1_dl_data"]) == ("04006381333931", {"10": "LOT1"})
