@@ -226,6 +226,8 @@ async def test_closient_not_found_capture_has_null_fields_not_empty_strings(
         ({"metadata": {f"k{i}": "v" for i in range(51)}}, "metadata"),
         ({"metadata": {"k" * 41: "v"}}, "metadata." + "k" * 40),
         ({"metadata": {"note": "v" * 501}}, "metadata.note"),
+        ({"gs1_dl_data": {"01": "123"}}, "gs1_dl_data"),
+        ({"gs1_dl_data": {"abc": "1"}}, "gs1_dl_data.abc.[key]"),
     ],
 )
 async def test_closient_capture_edge_cases_are_422_naming_the_field(
@@ -352,3 +354,23 @@ async def test_closient_fields_stay_on_a_failed_capture(closient: ClosientClient
     assert done["status"] == "FAILED"
     assert "check digit" in done["error_message"]
     assert (done["gtin"], done["gs1_dl_data"]) == ("04006381333931", {"10": "LOT1"})
+
+
+async def test_closient_ai_01_in_gs1_dl_data_names_the_product(
+    closient: ClosientClient, store: Store
+) -> None:
+    await store.upsert_products([{"gtin": "09506000134352", "name": "Oat drink"}])
+    session = await closient.session()
+    resp = await closient.capture(
+        session_public_id=session,
+        capture_type="MANUAL",
+        raw_value="typed at the till",
+        gs1_dl_data={"01": "9506000134352"},
+    )
+    done = await closient.finished((await resp.json())["public_id"])
+    assert (done["status"], done["gtin"], done["product_name"]) == (
+        "COMPLETED",
+        "09506000134352",
+        "Oat drink",
+    )
+    assert done["gs1_dl_data"] == {"01": "09506000134352"}

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
 )
 
 from scanstation.model import (
@@ -200,6 +201,18 @@ class CaptureCreate(Body):
     )
     metadata: Metadata = None
     symbology: Annotated[str, StringConstraints(max_length=40)] = ""
+
+    @field_validator("gs1_dl_data")
+    @classmethod
+    def _ai01_is_a_gtin(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        """An AI 01 the client sends is a GTIN like ``gtin``: checked, made GTIN-14."""
+        if value and "01" in value:
+            try:
+                value = {**value, "01": _gtin14(value["01"]) or ""}
+            except ValueError as exc:
+                raise ValueError(f"AI 01: {exc}") from None
+        return value
+
     symbology_identifier: Annotated[str, StringConstraints(max_length=3)] = ""
     source: Annotated[str, StringConstraints(max_length=40)] = "api"
 
