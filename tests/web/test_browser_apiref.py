@@ -72,6 +72,18 @@ async def test_browser_api_reference_shows_every_operation_and_its_rules(
     ).json()
     count = sum(len(item) for item in doc["paths"].values())
     assert await p.page.locator("section.op").count() == count
+    # Nothing sticks out sideways, on a phone either.
+    overflow = await p.page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    wide = await p.page.evaluate(
+        "[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right"
+        " > document.documentElement.clientWidth + 1).slice(0, 5).map(e => e.tagName + '.' +"
+        " e.className + ' ' + (e.textContent || '').slice(0, 40))"
+    )
+    assert overflow <= 0, f"{overflow}px too wide at {size}: {wide}"
+    first = await p.page.locator("section.op").first.get_attribute("id")
+    assert first == "post_captures"  # Closient's resources first
     # The filter narrows the list.
     await p.page.get_by_label("Filter").fill("retry")
     assert await p.page.locator("section.op:not(.hidden)").count() == 1
@@ -79,7 +91,7 @@ async def test_browser_api_reference_shows_every_operation_and_its_rules(
     shots = os.environ.get("SCREENSHOTS_DIR")
     if shots:
         await p.page.get_by_label("Filter").fill("")
-        await p.page.screenshot(path=str(Path(shots) / f"api-reference-{size[0]}.png"))
+        await p.page.screenshot(path=str(Path(shots) / f"api-reference-{size[0]}x{size[1]}.png"))
 
 
 async def test_browser_api_reference_needs_a_login(browser: Any, station: Station) -> None:

@@ -152,9 +152,13 @@ async function main() {
     if (!groups.has(group)) groups.set(group, []);
     for (const [method, op] of Object.entries(item)) groups.get(group).push([path, method, op]);
   }
+  // Closient's resources first, the station's own after them.
+  const order = ["captures", "sessions", "proposals", "products", "exports", "events", "sources"];
+  const rank = (group) => (order.includes(group) ? order.indexOf(group) : order.length);
+  const sorted = [...groups].sort((a, b) => rank(a[0]) - rank(b[0]));
   const sections = [];
   const links = [];
-  for (const [group, ops] of groups) {
+  for (const [group, ops] of sorted) {
     links.push(el("h2", {}, group));
     for (const [path, method, op] of ops) {
       sections.push(operation(doc, path, method, op));
