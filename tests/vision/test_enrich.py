@@ -380,6 +380,28 @@ async def test_image_enricher_a_barcode_in_the_photo_decides_the_gtin(
     ]
 
 
+async def test_image_enricher_two_different_barcodes_decide_nothing(
+    classifier: Classifier, tmp_path: Path
+) -> None:
+    path = photo_with_barcode("coffee", tmp_path)
+    second = zxingcpp.write_barcode_to_image(
+        zxingcpp.create_barcode("4006381333931", zxingcpp.BarcodeFormat.EAN13), scale=2
+    )
+    label = Image.fromarray(np.asarray(second)).convert("RGB")
+    label = label.resize((label.width, 50)).rotate(90, expand=True)
+    with Image.open(path) as image:
+        both = image.convert("RGB")
+    both.paste(label, (both.width - label.width - 8, (both.height - label.height) // 2))
+    both.save(path, quality=92)
+    assert sorted(g for _, g in barcodes_in_photo(path)) == ["04006381333931", "05012345678900"]
+    found = await ImageEnricher(classifier).enrich(make_capture(), path)
+    assert found.gtin == ""
+    assert sorted(p["proposed_value"] for p in found.proposals if p["field_name"] == "gtin") == [
+        "04006381333931",
+        "05012345678900",
+    ]
+
+
 async def test_image_enricher_proposes_a_barcode_that_differs_from_the_captures_gtin(
     classifier: Classifier, tmp_path: Path
 ) -> None:

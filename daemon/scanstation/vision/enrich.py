@@ -432,8 +432,10 @@ class ImageEnricher:
         barcodes = (
             await asyncio.to_thread(barcodes_in_photo, image_path) if self.read_barcodes else []
         )
-        # A barcode in the photo names the product when the capture itself names none.
-        read_gtin = "" if capture.gtin or not barcodes else barcodes[0][1]
+        # A barcode in the photo names the product when the capture itself names none; two
+        # different GTINs in one photo decide nothing (both are proposed, a reviewer picks).
+        distinct = sorted({gtin for _, gtin in barcodes})
+        read_gtin = distinct[0] if not capture.gtin and len(distinct) == 1 else ""
         gtin = capture.gtin or read_gtin
         known = dataclasses.replace(capture, gtin=gtin)
         current = dict(await self.current_values(known)) if self.current_values else {}
