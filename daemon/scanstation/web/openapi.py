@@ -240,7 +240,11 @@ def build_document(app: web.Application) -> dict[str, Any]:
             if route.method in ("HEAD", "*"):
                 continue
             routes.append((path, route.method, route.handler))
-    default = Operation("", responses={200: "*/*"})
+    default = Operation(
+        "",
+        responses={200: "*/*"},
+        description="Its answer is described in docs/api.md (no @operation on its handler yet).",
+    )
     ops = {(p, m): OPERATIONS.get(h, default) for p, m, h in routes}
     models = _models(list(ops.values()))
     keyed, defs = models_json_schema(
