@@ -98,7 +98,12 @@ async def test_daemon_acceptance_flow(
         async with http.post(f"{base}/sessions/{session}/end") as resp:
             assert resp.status == 200
         async with http.post(
-            f"{base}/captures", json={"session_public_id": session, "raw_value": "4006381333931"}
+            f"{base}/captures",
+            json={
+                "session_public_id": session,
+                "capture_type": "BARCODE",
+                "raw_value": "4006381333931",
+            },
         ) as resp:
             assert resp.status == 409
     assert daemon.stop() < 5.0
@@ -122,6 +127,7 @@ async def test_daemon_kill9_during_burst_loses_no_acknowledged_capture(
                     f"{base}/captures",
                     json={
                         "session_public_id": session,
+                        "capture_type": "BARCODE",
                         "raw_value": f"{4006381333931}",
                         "metadata": {"n": str(i)},
                     },

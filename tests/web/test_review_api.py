@@ -81,7 +81,8 @@ async def new_session(api: TestClient[Any, Any]) -> str:
 
 async def scan(api: TestClient[Any, Any], session: str, raw_value: str) -> dict[str, Any]:
     resp = await api.post(
-        f"{API}/captures", json={"session_public_id": session, "raw_value": raw_value}
+        f"{API}/captures",
+        json={"session_public_id": session, "capture_type": "BARCODE", "raw_value": raw_value},
     )
     assert resp.status == 201, await resp.text()
     body: dict[str, Any] = await resp.json()
@@ -343,7 +344,10 @@ async def test_events_stream_capture_changes(api: TestClient[Any, Any]) -> None:
     resp = await api.get(f"{API}/events")
     assert resp.headers["Content-Type"] == "text/event-stream"
     await read_event(resp, "hello")
-    post = await api.post(f"{API}/captures", json={"session_public_id": session, "raw_value": GTIN})
+    post = await api.post(
+        f"{API}/captures",
+        json={"session_public_id": session, "capture_type": "BARCODE", "raw_value": GTIN},
+    )
     public_id = (await post.json())["public_id"]
     seen = []
     while True:

@@ -34,8 +34,8 @@ class ClassifierConfig(Section):
         0.6,
         ge=0,
         le=1,
-        description="RESOLVING: least cosine similarity to a product's reference photo for a "
-        "match; below it the capture is NOT_FOUND",
+        description="Least cosine similarity to a product's reference photo for proposing "
+        "that product (looks only propose; a GTIN read from the capture decides)",
     )
     center_crop: bool = Field(
         True, description="Crop photos to the model's aspect ratio (centre) before resizing"

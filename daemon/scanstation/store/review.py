@@ -56,6 +56,25 @@ async def capture_ids(store: Store, public_id: str) -> tuple[int, str, int | Non
     return int(row[0]), str(row[1]), row[2], str(row[3])
 
 
+async def attach_gtin(store: Store, capture_id: int, gtin: str) -> None:
+    """Give a capture the GTIN of the product it was applied to, so walking it again
+    reaches that product (the value's own GTIN, if it has one, still decides)."""
+
+    async def op(db: aiosqlite.Connection) -> None:
+        await db.execute("UPDATE captures SET gtin = ? WHERE id = ?", (gtin, capture_id))
+
+    await store.write(op)
+
+
+async def product_by_public_id(store: Store, public_id: str) -> Any:
+    row = await store.fetchone(
+        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE public_id = ?", (public_id,)
+    )
+    if row is None:
+        raise NotFound("product", public_id)
+    return row_to_product(row)
+
+
 async def product_by_row_id(store: Store, product_id: int) -> Any:
     row = await store.fetchone(
         f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?", (product_id,)
