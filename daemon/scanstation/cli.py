@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import importlib
 import json
 import logging
 import os
 import signal
-import socket
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,7 +21,7 @@ from typing import Any, TextIO
 from scanstation import __version__
 from scanstation.barcode.interpret import InterpretError
 from scanstation.commands import CommandLineError
-from scanstation.config import Config, ConfigError, load_config, parse_config
+from scanstation.config import Config, ConfigError, load_config
 
 log = logging.getLogger("scanstation")
 
@@ -108,10 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--check-config", action="store_true", help="validate the config and exit")
 
-    p = sub.add_parser("demo", help="run the daemon on embedded defaults with sample scans")
-    p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
-    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--no-stdin", action="store_true", help="do not read scans from stdin")
+    p = sub.add_parser(
+        "demo",
+        help="a self-contained station on loopback that plays a scene of every feature once",
+    )
+    from scanstation.commands.demo import add_arguments as demo_arguments
+
+    demo_arguments(p)
 
     p = sub.add_parser("parse", help="interpret raw barcode values (GS1, GTIN, Digital Link)")
     p.add_argument("values", nargs="*", metavar="VALUE")
@@ -245,79 +245,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _broker_answers(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.3):
-        return True
-    return False
-
-
-def demo_config(storage: Path, port: int, with_stdin: bool) -> Config:
-    from scanstation.sources.camera import bundled_samples_dir
-
-    sources: list[dict[str, Any]] = [
-        # Bundled camera frames (EAN-13, GS1 DataMatrix, Digital Link QR, GS1-128, …) through
-        # the real decoder, and typed-in style values through the replay source.
-        {
-            "type": "camera",
-            "name": "cam0",
-            "backend": "file",
-            "device": str(bundled_samples_dir()),
-            "fps": 0.5,
-            "loop": True,
-        },
-        {"type": "replay", "name": "samples", "interval_s": 2.0},
-    ]
-    if with_stdin:
-        sources.append({"type": "stdin", "name": "stdin"})
-    data: dict[str, Any] = {
-        "device": {"id": "demo", "site": "demo"},
-        "storage": {"path": str(storage)},
-        "http": {"bind": f"127.0.0.1:{port}"},
-        "sources": sources,
-    }
-    if _broker_answers("127.0.0.1", 1883):
-        data["mqtt"] = {"host": "127.0.0.1", "port": 1883}
-    return parse_config(data, "<demo defaults>", environ={})
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from importlib import resources
+    from scanstation.commands.demo import demo_main
 
-    from scanstation.services.catalog import parse_products
-    from scanstation.store import Store
-
-    storage = Path(tempfile.mkdtemp(prefix="scanstation-demo-"))
-    config = demo_config(storage, args.port, with_stdin=not args.no_stdin)
-    catalog_text = resources.files("scanstation.data").joinpath("demo_catalog.csv").read_text()
-
-    async def load_catalog() -> None:
-        async with Store(config.db_path) as store:
-            await store.upsert_products(parse_products(catalog_text, "demo_catalog.csv"))
-
-    asyncio.run(load_catalog())
-    from scanstation.web.passwords import ensure_ui_password
-
-    key = ensure_api_key(config, sys.stderr)
-    password_note = ensure_ui_password(config, sys.stderr)
-    password = password_note.read_text().strip() if password_note else "(already set)"
-
-    mqtt = config.mqtt.host or "off (no broker on 127.0.0.1:1883; the outbox keeps events)"
-
-    def banner(daemon: Any) -> None:
-        print(
-            f"\nscanstation demo is running.\n"
-            f"  UI and API: {daemon.url}  (storage: {storage})\n"
-            f"  UI login:   password {password}\n"
-            f"  API key:    {key}\n"
-            f"  MQTT:       {mqtt}\n"
-            f"  Try:        curl -H 'X-API-Key: {key}' {daemon.url}/scanner/api/v1/captures\n"
-            f"  Type a barcode value and Enter to scan it; Ctrl-C stops.\n",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    _run_until_signalled(config, seconds=args.seconds, on_ready=banner)
-    return EXIT_OK
+    return demo_main(args, _run_until_signalled, ensure_api_key)
 
 
 def _parse_values(args: argparse.Namespace) -> Iterable[str]:
