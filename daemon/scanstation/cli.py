@@ -434,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"scanstation: bad config: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except UsageError as exc:
+    except CommandLineError as exc:  # UsageError and the sub-commands' own (exit 2)
         print(f"scanstation {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except InterpretError as exc:  # a bad recall list named by the config

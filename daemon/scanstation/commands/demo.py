@@ -34,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -128,7 +128,7 @@ def demo_photo() -> bytes:
     return resources.files("scanstation.data").joinpath("demo").joinpath("coffee.jpg").read_bytes()
 
 
-def _jpeg(frame: np.ndarray[Any, Any], codes: list[DecodedCode] = ()) -> bytes:  # type: ignore[assignment]
+def _jpeg(frame: np.ndarray[Any, Any], codes: Sequence[DecodedCode] = ()) -> bytes:
     image = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame.copy()
     for code in codes:
         cv2.polylines(image, [np.array(code.position, dtype=np.int32)], True, (0, 200, 0), 3)
@@ -285,6 +285,14 @@ def _port_open(port: int) -> bool:
     return False
 
 
+def find_mosquitto() -> str | None:
+    """mosquitto on PATH, or in /usr/sbin where Debian puts it (off a user's PATH)."""
+    found = shutil.which("mosquitto")
+    if found is None and os.access("/usr/sbin/mosquitto", os.X_OK):
+        found = "/usr/sbin/mosquitto"
+    return found
+
+
 class DemoBroker:
     """A Mosquitto of the demo's own on a free loopback port, in the demo's folder."""
 
@@ -296,9 +304,7 @@ class DemoBroker:
 
     @classmethod
     def start_if_installed(cls, workdir: Path) -> DemoBroker | None:
-        executable = shutil.which("mosquitto") or (
-            "/usr/sbin/mosquitto" if os.access("/usr/sbin/mosquitto", os.X_OK) else None
-        )
+        executable = find_mosquitto()
         if executable is None:
             return None
         broker = cls(workdir, executable)
@@ -353,6 +359,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--no-stdin", action="store_true", help="do not read scans from stdin")
     p.add_argument("--keep", action="store_true", help="keep the temporary storage folder on exit")
+    p.add_argument(
+        "--step-seconds",
+        type=float,
+        default=STEP_PAUSE_S,
+        help=f"seconds between two steps of the scene (default {STEP_PAUSE_S:.0f})",
+    )
 
 
 def check_port(port: int) -> None:
@@ -455,7 +467,9 @@ def demo_main(
                 else "off: mosquitto is not installed (apt install mosquitto); "
                 "the outbox keeps every event"
             )
-            scene_source = SceneSource(scene(chain.qr_url, dt.date.today()))
+            scene_source = SceneSource(
+                scene(chain.qr_url, dt.date.today()), pause_s=max(0.0, args.step_seconds)
+            )
 
             def banner(daemon: Any) -> None:
                 print(
@@ -469,7 +483,7 @@ def demo_main(
                     f"  Try:        curl -H 'X-API-Key: {key}' "
                     f"{daemon.url}/scanner/api/v1/captures\n"
                     f"  The scene ({len(scene_source.steps)} steps, one every "
-                    f"{STEP_PAUSE_S:.0f} s):",
+                    f"{scene_source.pause_s:g} s):",
                     file=sys.stderr,
                     flush=True,
                 )
