@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=help_text, add_help=False)
 
     sub.add_parser("bench", help="benchmarks: " + " | ".join(BENCHMARKS), add_help=False)
+
+    p = sub.add_parser("completion", help="print a bash or zsh completion script")
+    from scanstation.commands.completion import add_arguments as completion_arguments
+
+    completion_arguments(p)
     return parser
 
 
@@ -376,11 +381,34 @@ def cmd_delegated(args: argparse.Namespace) -> int:
     return int(getattr(module, function)(list(args.args)))
 
 
+def bench_help() -> str:
+    """`scanstation bench --help`: the benchmarks, each with its module's first line."""
+    lines = ["usage: scanstation bench NAME [options]", "", "benchmarks:"]
+    for name in BENCHMARKS:
+        module = importlib.import_module(f"scanstation.commands.bench.{name}")
+        summary = (module.__doc__ or "").strip().splitlines()[0]
+        summary = summary.split(":", 1)[1].strip() if ":" in summary else summary
+        lines.append(f"  {name:<11} {summary}")
+    lines += ["", "`scanstation bench NAME --help` shows the options of one."]
+    return "\n".join(lines)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.name is None and {"-h", "--help"} & set(args.args):
+        print(bench_help())
+        return EXIT_OK
     if args.name is None:
         raise UsageError(f"name a benchmark: {', '.join(BENCHMARKS)}")
     module = importlib.import_module(f"scanstation.commands.bench.{args.name}")
     return int(module.main(list(args.args)))
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from scanstation.commands.completion import completion_script, full_parser
+
+    parser = full_parser(build_parser(), DELEGATED, BENCHMARKS)
+    sys.stdout.write(completion_script(parser, args.shell))
+    return EXIT_OK
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -391,6 +419,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": cmd_export,
     "api-key": cmd_api_key,
     "bench": cmd_bench,
+    "completion": cmd_completion,
     **dict.fromkeys(DELEGATED, cmd_delegated),
 }
 
