@@ -22,6 +22,7 @@ from scanstation import __version__
 from scanstation.barcode.interpret import InterpretError
 from scanstation.commands import CommandLineError
 from scanstation.config import Config, ConfigError, load_config
+from scanstation.config.loader import find_config_file
 
 log = logging.getLogger("scanstation")
 
@@ -222,10 +223,30 @@ def _run_until_signalled(
 # ---- commands ---------------------------------------------------------------------------
 
 
+def referenced_file_problems(config: Config) -> list[str]:
+    """The files the config names that are missing or unusable, each with its key (exit 2)."""
+    from scanstation.config.files import file_problems
+
+    problems = file_problems(config)
+    if not problems and config.mqtt.host and config.mqtt.tls is not None:
+        from scanstation.publish.connection import MqttError, tls_context
+
+        try:
+            tls_context(config.mqtt)
+        except MqttError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from scanstation.config.risks import risky_settings
 
     config = _load(args)
+    problems = referenced_file_problems(config)
+    if problems:
+        origin = find_config_file(getattr(args, "config", None))
+        where = f"{origin}: " if origin else ""
+        raise ConfigError("\n".join(f"{where}{problem}" for problem in problems))
     risks = risky_settings(config)
     for risk in risks:
         # Valid, so the daemon runs; said on every start, where the journal keeps it.
