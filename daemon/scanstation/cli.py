@@ -278,12 +278,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _parse_values(args: argparse.Namespace) -> Iterable[str]:
-    yield from args.values
+    """The values to parse; the four characters \\x1d stand for GS (a shell's single quotes
+    do not expand them), as they do in the replay files."""
+    from scanstation.barcode.scantext import restore_gs
+
+    for value in args.values:
+        yield restore_gs(value, ["\\x1d"])
     if args.stdin:
         for line in sys.stdin:
             value = line.rstrip("\r\n")
             if value:
-                yield value.replace("\\x1d", "\x1d")
+                yield restore_gs(value, ["\\x1d"])
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -366,6 +371,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     config = _load(args)
     since, until = _time_arg(args.since, "since"), _time_arg(args.until, "until")
+    if not config.db_path.is_file():
+        # A read-only command: it never creates a database (nor its folder) to export from.
+        origin = find_config_file(args.config) or "the built-in defaults"
+        raise RuntimeError(
+            f"no database at {config.db_path} (storage.path from {origin}); "
+            "give the station's config with --config FILE (has the daemon run with it?)"
+        )
 
     async def main() -> None:
         async with Store(config.db_path) as store:
