@@ -371,3 +371,48 @@ def test_pi_zero_profile_passes_check_config_and_its_guide_shows_it() -> None:
     marker = "<!-- example: docs/examples/pi-zero.toml -->\n```toml\n"
     assert marker in guide
     assert guide.split(marker, 1)[1].split("\n```\n", 1)[0] + "\n" == example("pi-zero").read_text()
+
+
+def test_fleet_guide_certificates_make_a_broker_the_stations_accept(tmp_path: Path) -> None:
+    """The guide's openssl commands, run as written: the broker's certificate verifies for
+    its name against the fleet CA, and the broker accepts the station's certificate."""
+    import socket
+    import ssl
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from mosquitto import Broker
+
+    guide = (REPO / "docs" / "deploy-fleet.md").read_text()
+    block = guide.split(
+        "<!-- certificates: tests/config/test_deploy_examples.py runs this block -->\n```sh\n", 1
+    )[1]
+    script = block.split("\n```\n", 1)[0]
+    subprocess.run(["sh", "-e", "-c", script], cwd=tmp_path, check=True, capture_output=True)
+    conf = guide.split("# mosquitto.conf\n", 1)[1].split("\n```", 1)[0]
+    tls_lines = [
+        line.replace("/etc/mosquitto/certs", str(tmp_path))
+        for line in conf.splitlines()
+        if line.split(" ", 1)[0] in ("cafile", "certfile", "keyfile", "require_certificate",
+                                       "use_identity_as_username")
+    ]  # fmt: skip
+    assert len(tls_lines) == 5, conf
+    broker = Broker(tmp_path / "broker", extra_conf="\n".join(tls_lines)).start()
+    try:
+        context = ssl.create_default_context(cafile=str(tmp_path / "fleet-ca.pem"))
+        context.load_cert_chain(str(tmp_path / "station.pem"), str(tmp_path / "station.key"))
+        with (
+            socket.create_connection(("127.0.0.1", broker.port), 5) as raw,
+            context.wrap_socket(raw, server_hostname="mqtt.fleet.example.com") as tls,
+        ):
+            client_id = b"lane-03"
+            body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big") + client_id
+            tls.sendall(bytes([0x10, len(body)]) + body)  # CONNECT
+            assert tls.recv(4) == b"\x20\x02\x00\x00"  # CONNACK: accepted
+        wrong_name = ssl.create_default_context(cafile=str(tmp_path / "fleet-ca.pem"))
+        with (
+            pytest.raises(ssl.SSLCertVerificationError),
+            socket.create_connection(("127.0.0.1", broker.port), 5) as raw,
+        ):
+            wrong_name.wrap_socket(raw, server_hostname="other.example.com")
+    finally:
+        broker.stop()
