@@ -4,6 +4,8 @@ Clones this checkout, runs the README's first command as written (the install in
 then `scanstation demo` inside a network namespace that has only loopback, so any connection
 beyond the machine fails), logs in through headless Chromium (entered into the same namespace),
 sees each scene's capture, presses Ctrl-C and checks that nothing is left behind.
+
+``SCREENSHOTS_DIR=docs/screenshots`` also refreshes the README's screenshot of the demo.
 """
 
 from __future__ import annotations
@@ -151,6 +153,9 @@ async def see_the_scene(browser: Any, url: str, password: str) -> None:
     rows = feed.locator("li.capture")
     await page.wait_for_function("document.querySelectorAll('#feed li.capture').length >= 8")
     assert await rows.count() == 8  # each step once: no endless loop
+    if target := os.environ.get("SCREENSHOTS_DIR"):  # the README's picture of the demo
+        await page.wait_for_function("[...document.images].every((i) => i.complete)")
+        await page.screenshot(path=str(REPO / target / "demo-live-1280x800.png"))
     texts = [t.strip() for t in await rows.locator(".title").all_inner_texts()]
     assert texts[::-1] == [
         "STABILO BOSS ORIGINAL highlighter",
