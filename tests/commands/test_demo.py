@@ -192,6 +192,21 @@ def test_demo_sigterm_removes_its_storage_and_keep_keeps_it(start_demo: Any) -> 
     assert f"kept the demo's storage: {storage}" in "".join(kept.lines) + rest
 
 
+@needs_mosquitto
+def test_demo_killed_takes_its_broker_with_it(start_demo: Any) -> None:
+    demo = start_demo("--port", str(free_port()), "--step-seconds", "0.2")
+    mqtt = demo.banner("MQTT")
+    storage = Path(re.search(r"storage: (\S+?),", "".join(demo.lines)).group(1))  # type: ignore[union-attr]
+    assert processes_mentioning(str(storage))  # its mosquitto runs
+    demo.process.kill()  # no chance to clean up
+    demo.process.wait(10)
+    deadline = time.monotonic() + 5
+    while processes_mentioning(str(storage)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_mentioning(str(storage)) == []
+    assert not port_open(broker_port(mqtt))
+
+
 def test_demo_on_a_busy_port_suggests_port(start_demo: Any) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -285,6 +285,14 @@ def _port_open(port: int) -> bool:
     return False
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the demo dies, even by SIGKILL (Linux)."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def find_mosquitto() -> str | None:
     """mosquitto on PATH, or in /usr/sbin where Debian puts it (off a user's PATH)."""
     found = shutil.which("mosquitto")
@@ -330,6 +338,7 @@ class DemoBroker:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches the demo, which stops the broker itself
+            preexec_fn=_die_with_parent,  # no threads yet: before the daemon starts
         )
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
