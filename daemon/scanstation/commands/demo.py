@@ -144,13 +144,14 @@ class SceneSource:
     Also a preview source: the camera page shows the current scene frame, codes outlined.
     """
 
-    def __init__(self, steps: list[Step], pause_s: float = STEP_PAUSE_S) -> None:
+    def __init__(
+        self, steps: list[Step], pause_s: float = STEP_PAUSE_S, *, stdin: bool = True
+    ) -> None:
         self.name = SCENE_SOURCE
         self.steps = steps
         self.pause_s = pause_s
+        self.stdin = stdin
         self.health = SourceHealth(self.name, "camera")
-        self.shown: list[str] = []
-        """Titles of the steps played so far (the banner and the tests read them)."""
         self._preview: bytes | None = None
 
     def latest_jpeg(self) -> bytes | None:
@@ -163,12 +164,11 @@ class SceneSource:
             await emit(scan)
             self.health.scans += 1
             self.health.last_scan_at = time.time()
-            self.shown.append(step.title)
             print(f"  scene {index}/{len(self.steps)}: {step.title}", file=sys.stderr, flush=True)
             await asyncio.sleep(self.pause_s)
-        self.health.set_state("idle", "scene finished; type a value on stdin to scan it")
-        print("  scene finished: type a barcode value and Enter to scan it; Ctrl-C stops.",
-              file=sys.stderr, flush=True)  # fmt: skip
+        more = "type a barcode value and Enter to scan it; " if self.stdin else ""
+        self.health.set_state("idle", f"scene finished; {more or 'the UI and API stay up'}")
+        print(f"  scene finished: {more}Ctrl-C stops.", file=sys.stderr, flush=True)
 
     def _scan_of(self, step: Step, seed: int) -> Scan:
         """Thread: draw and decode a frame (or take the text or photo) for one step."""
@@ -187,6 +187,8 @@ class SceneSource:
         frame = render_frame(step, seed)
         codes = [c for c in decode_frame(frame) if c.text]
         self._preview = _jpeg(frame, codes)
+        if step.kind != "noread" and not codes:
+            log.warning("demo scene %d: the decoder read nothing in its frame", seed)
         if step.kind == "noread" or not codes:
             return Scan(
                 source=self.name,
@@ -477,7 +479,9 @@ def demo_main(
                 "the outbox keeps every event"
             )
             scene_source = SceneSource(
-                scene(chain.qr_url, dt.date.today()), pause_s=max(0.0, args.step_seconds)
+                scene(chain.qr_url, dt.date.today()),
+                pause_s=max(0.0, args.step_seconds),
+                stdin=not args.no_stdin,
             )
 
             def banner(daemon: Any) -> None:
