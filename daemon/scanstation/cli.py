@@ -416,12 +416,11 @@ def cmd_delegated(args: argparse.Namespace) -> int:
 
 def bench_help() -> str:
     """`scanstation bench --help`: the benchmarks, each with its module's first line."""
+    from scanstation.commands.bench import summary
+
     lines = ["usage: scanstation bench NAME [options]", "", "benchmarks:"]
     for name in BENCHMARKS:
-        module = importlib.import_module(f"scanstation.commands.bench.{name}")
-        summary = (module.__doc__ or "").strip().splitlines()[0]
-        summary = summary.split(":", 1)[1].strip() if ":" in summary else summary
-        lines.append(f"  {name:<11} {summary}")
+        lines.append(f"  {name:<11} {summary(name)}")
     lines += ["", "`scanstation bench NAME --help` shows the options of one."]
     return "\n".join(lines)
 

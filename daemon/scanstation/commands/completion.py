@@ -17,6 +17,8 @@ from unittest import mock
 
 import shtab
 
+from scanstation.commands.bench import summary
+
 SHELLS = ("bash", "zsh")
 
 
@@ -58,8 +60,10 @@ def _graft(
     choices: argparse._SubParsersAction[Any], name: str, parser: argparse.ArgumentParser | None
 ) -> None:
     if parser is not None:
-        placeholder = choices.choices[name]
-        parser.description = parser.description or placeholder.description
+        # shtab describes a command by its parser's description: the one-line help instead
+        # (this parser was built for the completion only).
+        short = [a.help for a in choices._choices_actions if a.dest == name and a.help]
+        parser.description = short[0] if short else parser.description
         choices.choices[name] = parser
 
 
@@ -76,10 +80,9 @@ def full_parser(
     bench = commands.choices["bench"]
     names = bench.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     for name in benchmarks:
-        placeholder = names.add_parser(name, help=f"scanstation bench {name}")
+        names.add_parser(name, help=summary(name))
         bench_module = importlib.import_module(f"scanstation.commands.bench.{name}")
         _graft(names, name, captured_parser(bench_module.main))
-        del placeholder
     return parser
 
 
