@@ -13,11 +13,6 @@ import argparse
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
-from unittest import mock
-
-import shtab
-
-from scanstation.commands.bench import summary
 
 SHELLS = ("bash", "zsh")
 
@@ -32,6 +27,8 @@ class _Captured(Exception):
 
 def captured_parser(main: Callable[[list[str]], Any]) -> argparse.ArgumentParser | None:
     """The parser `main` builds, taken at its first ``parse_args`` (nothing else runs)."""
+
+    from unittest import mock
 
     def grab(self: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> NoReturn:
         raise _Captured(self)
@@ -73,6 +70,8 @@ def full_parser(
     benchmarks: Sequence[str],
 ) -> argparse.ArgumentParser:
     """`parser` with every delegated command's and every benchmark's own parser in place."""
+    from scanstation.commands.bench import summary
+
     commands = _subparsers(parser)
     for name, (module, function, _) in delegated.items():
         main = getattr(importlib.import_module(module), function)
@@ -88,6 +87,8 @@ def full_parser(
 
 def completion_script(parser: argparse.ArgumentParser, shell: str) -> str:
     """The completion script for `shell` (bash or zsh)."""
+    import shtab
+
     if shell not in SHELLS:
         raise ValueError(f"shell {shell!r}: expected one of {', '.join(SHELLS)}")
     return str(shtab.complete(parser, shell=shell))

@@ -38,17 +38,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cv2
-import numpy as np
-from aiohttp import web
-
-from scanstation.barcode.decode import DecodedCode, decode_frame
 from scanstation.commands import CommandLineError
 from scanstation.config import Config, parse_config
 from scanstation.model import CaptureType, Emit, Scan
 from scanstation.sources.base import SourceHealth
+
+if TYPE_CHECKING:  # imported where used: `scanstation parse` must not pay for OpenCV
+    import numpy as np
+    from aiohttp import web
+
+    from scanstation.barcode.decode import DecodedCode
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,9 @@ def demo_photo() -> bytes:
 
 
 def _jpeg(frame: np.ndarray[Any, Any], codes: Sequence[DecodedCode] = ()) -> bytes:
+    import cv2
+    import numpy as np
+
     image = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else frame.copy()
     for code in codes:
         cv2.polylines(image, [np.array(code.position, dtype=np.int32)], True, (0, 200, 0), 3)
@@ -184,6 +188,8 @@ class SceneSource:
                 image=photo,
                 metadata={"demo": "photo"},
             )
+        from scanstation.barcode.decode import decode_frame
+
         frame = render_frame(step, seed)
         codes = [c for c in decode_frame(frame) if c.text]
         self._preview = _jpeg(frame, codes)
@@ -212,6 +218,8 @@ class SceneSource:
 
 def redirect_app(base: str) -> web.Application:
     """A shortener → a brand's redirect → a GS1 Digital Link product page, like a real QR."""
+    from aiohttp import web
+
     app = web.Application()
 
     def redirect(location: str, status: int) -> Callable[[web.Request], Any]:
@@ -245,6 +253,8 @@ class RedirectServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
+        from aiohttp import web
+
         self._runner = web.AppRunner(redirect_app(self.base), access_log=None)
         await self._runner.setup()
         await web.SockSite(self._runner, self.sock).start()
