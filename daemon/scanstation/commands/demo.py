@@ -376,6 +376,11 @@ class DemoBroker:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "A whole station on this machine, loopback only: the UI and API, its own Mosquitto "
+        "(when installed), storage in a temporary folder removed on exit. A scripted scene "
+        "shows each feature once; then type barcode values to scan them."
+    )
     p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--no-stdin", action="store_true", help="do not read scans from stdin")
