@@ -21,6 +21,7 @@ import pytest
 from conftest import SCANSTATION, free_port
 
 STEPS = 8
+TERMINAL = {"COMPLETED", "NOT_FOUND", "FAILED"}
 
 
 @dataclass
@@ -138,9 +139,12 @@ def test_demo_plays_each_feature_once_then_ctrl_c_leaves_nothing(start_demo: Any
     assert "its own broker" in mqtt
     assert broker_port(mqtt) != 1883
     demo.wait_for("scene finished")
-    time.sleep(1.0)  # the last capture's walk (the QR chain) finishes
-
-    captures = api(f"{url}/scanner/api/v1/captures?limit=50", key)["results"]
+    deadline = time.monotonic() + 30
+    while True:  # the last capture's walk (the QR chain) may still be under way
+        captures = api(f"{url}/scanner/api/v1/captures?limit=50", key)["results"]
+        if all(c["status"] in TERMINAL for c in captures) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert len(captures) == STEPS, [c["raw_value"] for c in captures]  # once each, no loop
     by_step = list(reversed(captures))  # oldest first: the scene's order
     ean, upc, matrix, recalled, unknown, noread, photo, qr = by_step
