@@ -133,6 +133,8 @@ async def test_newcomer_follows_the_readme_from_the_top(tmp_path: Path) -> None:
     log = "".join(lines)
     assert demo.returncode == 0, log
     assert "Traceback" not in log
+    for sign in ("unreachable", "offline", "cannot connect", "refused"):
+        assert sign not in log.lower(), log  # nothing tried to leave the machine, or failed
     assert not storage.exists()
     assert list(tmpdir.iterdir()) == []
     assert processes_mentioning(str(storage)) == []  # its broker stopped with it
