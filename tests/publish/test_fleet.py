@@ -251,3 +251,25 @@ async def test_fleet_shows_a_running_stations_figures_at_once(
         err = capsys.readouterr().err
         assert "stations refuse telemetry.now without a token" in err
         assert "--token-file" in err
+
+
+def test_fleet_with_tls_against_a_plain_broker_says_the_likely_cause(
+    broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+         "-out", "ca.pem", "-days", "2", "-subj", "/CN=ca"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    config = tmp_path / "scanstation.toml"
+    config.write_text(
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+        f'[mqtt.tls]\nca = "{tmp_path / "ca.pem"}"\n'
+    )
+    assert fleet_main(["--config", str(config), "--once", "--seconds", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"TLS handshake with 127.0.0.1:{broker.port} failed" in err
+    assert "does not seem to speak TLS" in err
+    assert f"mqtt.tls.ca = '{tmp_path / 'ca.pem'}'" in err

@@ -306,7 +306,13 @@ def _connect(args: argparse.Namespace, table: FleetTable, out: TextIO) -> Any:
     from paho.mqtt.enums import CallbackAPIVersion
 
     from scanstation.config import ConfigError, load_config
-    from scanstation.publish.connection import MqttError, read_password, tls_context
+    from scanstation.publish.connection import (
+        MqttError,
+        read_password,
+        tls_context,
+        tls_files,
+        tls_handshake_hint,
+    )
 
     config = None
     if args.config:
@@ -365,6 +371,10 @@ def _connect(args: argparse.Namespace, table: FleetTable, out: TextIO) -> Any:
                 client.tls_set_context(context)
         client.connect(host, port, keepalive=30)
     except (OSError, MqttError) as exc:
+        if config is not None and config.tls is not None:
+            hint = tls_handshake_hint(exc, f"{host}:{port}")
+            if hint:
+                raise FleetError(f"{hint} ({tls_files(config)})") from None
         raise FleetError(f"cannot connect to the broker at {host}:{port}: {exc}") from None
     client.loop_start()
     if not connected.wait(10) or refused:

@@ -150,6 +150,20 @@ def _handshake_refused(exc: BaseException) -> bool:
     return isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError)
 
 
+def tls_handshake_hint(exc: BaseException, broker: str) -> str:
+    """What a failed TLS handshake most likely means ("" when it is not one): a peer that
+    resets or answers non-TLS bytes is a plain MQTT listener, not a TLS one."""
+    if not _handshake_refused(exc):
+        return ""
+    port = broker.rsplit(":", 1)[-1]
+    return (
+        f"TLS handshake with {broker} failed ({_reason(exc)}): the broker does not seem to "
+        f"speak TLS on port {port} (a plain MQTT listener? 1883 is plain by convention, 8883 "
+        "TLS); point mqtt.port at the broker's TLS listener, or remove [mqtt.tls] for a "
+        "plain one"
+    )
+
+
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, ssl.SSLError) and exc.reason:
         return str(exc.reason).lower().replace("_", " ")
@@ -259,14 +273,9 @@ class Connection:
                 f"({exc.verify_message}); check mqtt.tls.ca"
             ) from None
         except (OSError, ssl.SSLError, ValueError) as exc:
-            if options.tls is not None and _handshake_refused(exc):
+            if options.tls is not None and (hint := tls_handshake_hint(exc, self.broker)):
                 files = f" ({options.tls_files})" if options.tls_files else ""
-                raise MqttError(
-                    f"TLS handshake with {self.broker} failed ({_reason(exc)}): the broker "
-                    f"does not seem to speak TLS on port {options.port} (a plain MQTT "
-                    "listener? 1883 is plain by convention, 8883 TLS); point mqtt.port at "
-                    f"the broker's TLS listener, or remove [mqtt.tls] for a plain one{files}"
-                ) from None
+                raise MqttError(hint + files) from None
             raise MqttError(f"cannot connect to {self.broker}: {exc}") from None
         try:
             async with asyncio.timeout(limit_s):
