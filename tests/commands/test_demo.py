@@ -173,6 +173,13 @@ def test_demo_plays_each_feature_once_then_ctrl_c_leaves_nothing(start_demo: Any
     assert all(h["url"].startswith("http://127.0.0.1:") for h in analysis["hops"])
     assert analysis["extracted_gtin"] == "09506000134352"
     assert qr["product_name"] == "GS1 demo product"
+    # The camera page shows the scene's current frame (the QR code's, outlined).
+    request = urllib.request.Request(
+        f"{url}/scanner/api/v1/sources/scene/snapshot.jpg", headers={"X-API-Key": key}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.headers["Content-Type"] == "image/jpeg"
+        assert response.read(2) == b"\xff\xd8"
 
     assert demo.stop(signal.SIGINT) == 0
     assert not storage.exists()
