@@ -323,18 +323,18 @@ class DemoBroker:
         self.process: subprocess.Popen[bytes] | None = None
 
     @classmethod
-    def start_if_installed(cls, workdir: Path) -> DemoBroker | None:
+    def start_if_installed(cls, workdir: Path) -> tuple[DemoBroker | None, str]:
+        """The running broker, or None and why MQTT is off (said once, in the banner)."""
         executable = find_mosquitto()
         if executable is None:
-            return None
+            return None, "mosquitto is not installed (apt install mosquitto)"
         broker = cls(workdir, executable)
         try:
             broker.start()
         except DemoError as exc:
-            log.warning("%s", exc)
             broker.stop()
-            return None
-        return broker
+            return None, f"{exc} (log: {workdir / 'mosquitto.log'})"
+        return broker, ""
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -464,7 +464,7 @@ def demo_main(
     check_port(args.port)
     with demo_storage(args.keep) as storage:
         os.umask(0o077)
-        broker = DemoBroker.start_if_installed(storage / "mosquitto")
+        broker, why_not = DemoBroker.start_if_installed(storage / "mosquitto")
         try:
             chain = RedirectServer()
             device_id = f"demo-{secrets.token_hex(3)}"
@@ -490,8 +490,7 @@ def demo_main(
                 f"its own broker on 127.0.0.1:{broker.port}, device {device_id} "
                 f"(try: mosquitto_sub -p {broker.port} -t 'scanstation/#' -v)"
                 if broker
-                else "off: mosquitto is not installed (apt install mosquitto); "
-                "the outbox keeps every event"
+                else f"off: {why_not}; the outbox keeps every event"
             )
             scene_source = SceneSource(
                 scene(chain.qr_url, dt.date.today()),
