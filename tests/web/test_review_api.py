@@ -384,7 +384,12 @@ async def test_stats_report_todays_scans_products_and_health(api: TestClient[Any
     stats = await (await api.get(f"{API}/stats")).json()
     assert stats["scans_today"] == 4
     assert stats["by_status"] == {"COMPLETED": 2, "NOT_FOUND": 2}
-    assert stats["top_products"][0] == {"gtin": GTIN, "name": "Oat milk", "scans": 2}
+    assert stats["top_products"][0] == {
+        "gtin": GTIN,
+        "name": "Oat milk",
+        "scans": 2,
+        "in_catalog": True,
+    }
     assert stats["products_total"] == 1
     assert stats["completeness_average"] == 30.0
     assert stats["completeness_buckets"]["25-49"] == 1

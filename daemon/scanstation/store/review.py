@@ -157,7 +157,8 @@ async def dashboard(store: Store, *, midnight: float, now: float) -> Dashboard:
     }
     top = await store.fetchall(
         # Count first, then name the ten winners (not a product lookup per scan).
-        "SELECT t.gtin, COALESCE(p.name, ''), t.n FROM (SELECT gtin, COUNT(*) AS n "
+        "SELECT t.gtin, COALESCE(p.name, ''), t.n, p.gtin IS NOT NULL FROM (SELECT gtin, "
+        "COUNT(*) AS n "
         "FROM scan_events WHERE time >= ? GROUP BY gtin ORDER BY n DESC, gtin LIMIT 10) t "
         "LEFT JOIN products p ON p.gtin = t.gtin ORDER BY t.n DESC, t.gtin",
         (now - 7 * 86400,),
@@ -187,7 +188,9 @@ async def dashboard(store: Store, *, midnight: float, now: float) -> Dashboard:
         captures_total=sum(by_status.values()),
         by_status=by_status,
         today_by_status=today,
-        top_products=[{"gtin": r[0], "name": r[1], "scans": int(r[2])} for r in top],
+        top_products=[
+            {"gtin": r[0], "name": r[1], "scans": int(r[2]), "in_catalog": bool(r[3])} for r in top
+        ],
         products_total=int(completeness[0]),
         completeness_average=round(float(completeness[1]), 1)
         if completeness[1] is not None
