@@ -250,7 +250,11 @@ async def test_browser_live_feed_updates_when_a_capture_is_posted(
     capture = await station.api(
         "POST",
         "/captures",
-        json={"session_public_id": session["public_id"], "raw_value": "09506000134352"},
+        json={
+            "session_public_id": session["public_id"],
+            "capture_type": "BARCODE",
+            "raw_value": "09506000134352",
+        },
     )
     row = p.page.locator(f'#feed li[data-id="{capture["public_id"]}"][data-status="NOT_FOUND"]')
     await row.wait_for(timeout=5000)

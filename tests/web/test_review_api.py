@@ -82,7 +82,8 @@ async def new_session(api: TestClient[Any, Any]) -> str:
 
 async def scan(api: TestClient[Any, Any], session: str, raw_value: str) -> dict[str, Any]:
     resp = await api.post(
-        f"{API}/captures", json={"session_public_id": session, "raw_value": raw_value}
+        f"{API}/captures",
+        json={"session_public_id": session, "capture_type": "BARCODE", "raw_value": raw_value},
     )
     assert resp.status == 201, await resp.text()
     body: dict[str, Any] = await resp.json()
@@ -344,7 +345,10 @@ async def test_events_stream_capture_changes(api: TestClient[Any, Any]) -> None:
     resp = await api.get(f"{API}/events")
     assert resp.headers["Content-Type"] == "text/event-stream"
     await read_event(resp, "hello")
-    post = await api.post(f"{API}/captures", json={"session_public_id": session, "raw_value": GTIN})
+    post = await api.post(
+        f"{API}/captures",
+        json={"session_public_id": session, "capture_type": "BARCODE", "raw_value": GTIN},
+    )
     public_id = (await post.json())["public_id"]
     seen = []
     while True:
@@ -381,7 +385,12 @@ async def test_stats_report_todays_scans_products_and_health(api: TestClient[Any
     stats = await (await api.get(f"{API}/stats")).json()
     assert stats["scans_today"] == 4
     assert stats["by_status"] == {"COMPLETED": 2, "NOT_FOUND": 2}
-    assert stats["top_products"][0] == {"gtin": GTIN, "name": "Oat milk", "scans": 2}
+    assert stats["top_products"][0] == {
+        "gtin": GTIN,
+        "name": "Oat milk",
+        "scans": 2,
+        "in_catalog": True,
+    }
     assert stats["products_total"] == 1
     assert stats["completeness_average"] == 30.0
     assert stats["completeness_buckets"]["25-49"] == 1

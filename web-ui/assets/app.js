@@ -92,15 +92,18 @@ async function render() {
     if (found && a.dataset.route === found[1]) a.setAttribute("aria-current", "page");
   }
   clear(view);
+  // Every route sets the title (an unknown one too), so the tab never shows the last page's.
+  document.title = "scanstation";
   if (!found) {
-    view.append(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/live" }, "Back to the live feed")));
-    return;
-  }
-  const ctx = { on, params: match.slice(1) };
-  try {
-    current = (await found[0].render(view, ctx)) || null;
-  } catch (e) {
-    view.append(h("p", { class: "error", role: "alert" }, `Could not load this page: ${e.message}`));
+    view.append(h("h1", {}, "Not found"), h("p", {}, `No page at ${location.hash}. `, h("a", { href: "#/live" }, "Back to the live feed")));
+  } else {
+    const ctx = { on, params: match.slice(1) };
+    try {
+      current = (await found[0].render(view, ctx)) || null;
+    } catch (e) {
+      if (!view.querySelector("h1")) view.prepend(h("h1", {}, "Could not load this page"));
+      view.append(h("p", { class: "error", role: "alert" }, `Could not load this page: ${e.message}`));
+    }
   }
   const heading = view.querySelector("h1");
   if (heading) {

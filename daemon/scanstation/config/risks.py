@@ -67,6 +67,11 @@ def risky_settings(config: Config) -> list[str]:
                 f"qr_analysis.allow_networks entry {text!r} is very wide or covers loopback / "
                 "link-local (cloud metadata): a scanned QR code can reach those addresses"
             )
+    if qr.allow_endpoints:
+        risks.append(
+            f"qr_analysis.allow_endpoints = {qr.allow_endpoints!r}: a scanned QR code can make "
+            "the station request these servers although they are not public; lab use only"
+        )
     mqtt = config.mqtt
     if mqtt.host and mqtt.tls is None and not _is_loopback(mqtt.host):
         risks.append(

@@ -424,7 +424,10 @@ class CameraSource:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._latest: CameraFrame | None = None
-        self._latest_codes: list[DecodedCode] = []
+        self._shown: tuple[CameraFrame, list[DecodedCode]] | None = None
+        """The newest frame through the reader and the codes found in it: the preview draws
+        a code's outline on the very frame it was found in (on a newer frame, where the
+        label has moved on or the scene changed, the box would sit beside the code)."""
         self._jpeg_cache: tuple[int, bytes] | None = None
         self._encoding = False
         self._next_index = 0
@@ -486,7 +489,8 @@ class CameraSource:
         event loop, it never blocks it: it hands out the previous JPEG (at most a few frames
         old) and encodes the newest one in a worker thread for the next call.
         """
-        frame = self._latest
+        shown = self._shown
+        frame = shown[0] if shown is not None else self._latest
         if frame is None:
             return None
         cached = self._jpeg_cache
@@ -511,7 +515,8 @@ class CameraSource:
 
     def _encode_preview(self, frame: CameraFrame, overlay: bool) -> bytes:
         image: Frame = frame.image
-        codes = self._latest_codes
+        shown = self._shown
+        codes = shown[1] if shown is not None and shown[0] is frame else []
         if overlay and codes:
             image = np.asarray(
                 cv2.cvtColor(frame.gray, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy(),
@@ -711,6 +716,7 @@ class CameraSource:
     async def _codes_of(self, item: _Pending) -> list[DecodedCode]:
         """The codes of a pending frame, in frame order; a failed decode counts as none."""
         if item.codes is None:
+            self._shown = (item.frame, [])  # not decoded (outside a read window): no boxes
             return []
         try:
             codes = await item.codes
@@ -721,7 +727,7 @@ class CameraSource:
         if item.codes is not self._last_counted:
             self._last_counted = item.codes
             self._counters.decodes += len(codes)
-        self._latest_codes = codes
+        self._shown = (item.frame, codes)
         return codes
 
     def _take_triggers(self) -> None:

@@ -36,6 +36,16 @@ export function hourlyChart(perHour) {
   return h("div", { class: "chart" }, svg);
 }
 
+// A product by name; a GTIN the catalog lacks (or names nothing for) says so.
+function topProduct(p) {
+  if (p.name) return p.name;
+  const gtin = h("span", { class: "mono" }, p.gtin);
+  if (p.in_catalog === false) {
+    return [gtin, " ", h("span", { class: "badge NOT_FOUND", title: "Scanned, but not in the local catalog" }, "not in catalog")];
+  }
+  return [gtin, " ", h("span", { class: "muted" }, "(no name in the catalog)")];
+}
+
 function statusStack(byStatus) {
   const total = Object.values(byStatus).reduce((a, b) => a + b, 0);
   const stack = h("div", { class: "stack", role: "img", "aria-label": Object.entries(byStatus).map(([k, v]) => `${k} ${v}`).join(", ") || "no captures" });
@@ -86,7 +96,7 @@ export async function render(view, { on }) {
         h("section", { class: "panel", "aria-labelledby": "h-top" }, h("h2", { id: "h-top" }, "Top products (7 days)"),
           s.top_products.length
             ? h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Product"), h("th", { scope: "col", class: "num" }, "Scans"))),
-                h("tbody", {}, s.top_products.map((p) => h("tr", {}, h("td", {}, p.name || h("span", { class: "mono" }, p.gtin)), h("td", { class: "num" }, p.scans)))))
+                h("tbody", {}, s.top_products.map((p) => h("tr", {}, h("td", {}, topProduct(p)), h("td", { class: "num" }, p.scans)))))
             : h("p", { class: "muted" }, "No product scans yet.")),
         h("section", { class: "panel", "aria-labelledby": "h-src" }, h("h2", { id: "h-src" }, "Sources"),
           s.sources.length

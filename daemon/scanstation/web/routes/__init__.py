@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from scanstation.web import openapi
 from scanstation.web.routes import (
     captures,
     exports,
@@ -27,7 +28,10 @@ from scanstation.web.routes import (
 )
 from scanstation.web.routes.health import healthz
 
-RESOURCES = (sessions, captures, proposals, products, exports, live, stats, metrics, noreads)
+RESOURCES = (
+    *(sessions, captures, proposals, products, exports, live, stats, metrics, noreads),
+    openapi,
+)
 """Route modules in the order their routes are added (previews and images after them)."""
 
 
@@ -37,6 +41,7 @@ def setup_routes(app: web.Application, camera_previews: Mapping[str, object] | N
     app[live.LIVE] = live.LiveStreams()
     app[previews.PREVIEWS] = previews.Previews.of(camera_previews or {})
     metrics.setup(app)
+    app[openapi.OPENAPI] = openapi.DocumentCache()
     app.on_shutdown.append(live.end_streams)
     for module in (*RESOURCES, sources, previews, images):
         app.router.add_routes(module.routes)
