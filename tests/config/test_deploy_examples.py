@@ -14,18 +14,14 @@ from typing import Any
 
 import pytest
 
+from examples import example, make_referenced_files, with_files_under
 from scanstation.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "docs" / "examples"
 FIRMWARE = REPO / "firmware-config"
 PROVISION = FIRMWARE / "provision.sh"
 DEPLOYMENTS = ["checkout-lane", "kiosk", "conveyor", "fleet"]
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("SCANSTATION_")}
-
-
-def example(name: str) -> Path:
-    return EXAMPLES / f"{name}.toml"
 
 
 def check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -37,34 +33,6 @@ def check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.Co
         timeout=60,
         check=False,
     )
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_referenced_files(root: Path) -> None:
-    """What the guides tell the operator to put in /etc/scanstation, under `root`."""
-    tls = root / "tls"
-    tls.mkdir(parents=True)
-    (root / "recalls.csv").write_text("gtin,batch\n09506000134352,RECALL7\n")
-    (root / "mqtt-password").write_text("s3cret\n")
-    (root / "wms.secret").write_text("shared secret\n")
-    for ca in ("ca", "fleet-ca"):
-        _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{ca}.key",
-                 "-out", f"{ca}.pem", "-days", "2", "-subj", f"/CN={ca}", cwd=tls)  # fmt: skip
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "station.key", "-out",
-             "station.csr", "-subj", "/CN=lane-01", cwd=tls)  # fmt: skip
-    _openssl("x509", "-req", "-in", "station.csr", "-CA", "fleet-ca.pem", "-CAkey",
-             "fleet-ca.key", "-CAcreateserial", "-out", "station.pem", "-days", "2",
-             cwd=tls)  # fmt: skip
-
-
-def with_files_under(name: str, root: Path) -> Path:
-    """The example with its /etc/scanstation paths moved under `root`."""
-    copy = root.parent / f"{name}.toml"
-    copy.write_text(example(name).read_text().replace("/etc/scanstation", str(root)))
-    return copy
 
 
 @pytest.mark.parametrize("name", DEPLOYMENTS)

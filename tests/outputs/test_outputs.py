@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from examples import make_referenced_files, with_files_under
 from scanstation.barcode.scantext import ScanText
 from scanstation.config import ConfigError, MatchRules, load_config, parse_config
 from scanstation.model import CaptureType
@@ -493,8 +494,10 @@ def test_outputs_duplicate_names_are_refused() -> None:
         )
 
 
-def test_outputs_checkout_lane_example_passes_check_config() -> None:
-    example = REPO / "docs" / "examples" / "checkout-lane-outputs.toml"
+def test_outputs_checkout_lane_example_passes_check_config(tmp_path: Path) -> None:
+    root = tmp_path / "etc"
+    make_referenced_files(root)
+    example = with_files_under("checkout-lane-outputs", root)
     result = subprocess.run(
         [sys.executable, "-m", "scanstation", "run", "--config", str(example), "--check-config"],
         capture_output=True,
