@@ -75,6 +75,8 @@ BENCHMARKS = (
     "jsonlimits",
     "wear",
     "memory",
+    "plc",
+    "quality",
 )
 
 

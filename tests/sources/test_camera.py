@@ -171,7 +171,7 @@ def test_reader_window_ends_on_the_first_good_read() -> None:
     reader = ReaderLogic("gpio", read_window_s=1.0, dedup_window_s=2.0)
     reader.trigger(0.0)
     frame = camera_frame(WITH_EAN, 0.3)
-    assert reader.observe(frame, [code(EAN)]) == [camera_module.Read(code(EAN), 0.3, "gpio")]
+    assert reader.observe(frame, [code(EAN)]) == [camera_module.Read(code(EAN), 0.3, "gpio", 1, 1)]
     assert reader.window is None
     assert reader.expire(5.0) == []
 

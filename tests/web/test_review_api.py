@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import wait_for_status
 from scanstation.bus import EventKind
@@ -406,19 +407,22 @@ async def test_metrics_prometheus_text(api: TestClient[Any, Any]) -> None:
     session = await new_session(api)
     await scan(api, session, GTIN)
     resp = await api.get(f"{API}/metrics")
-    assert resp.headers["Content-Type"].startswith("text/plain")
+    assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     text = await resp.text()
-    samples = {}
     for line in text.splitlines():
         if line.startswith("#"):
             assert line.split()[1] in ("HELP", "TYPE")
-            continue
-        name, value = line.rsplit(" ", 1)
-        samples[name] = float(value)
-    assert samples['scanstation_captures{status="NOT_FOUND"}'] == 1
-    assert samples["scanstation_outbox_depth"] == 1
-    assert samples['scanstation_source_up{source="cam0",kind="camera"}'] == 1
-    assert samples["scanstation_pipeline_captures_created_total"] == 1
+    # Parsed as Prometheus parses it (label order is not part of the format).
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("scanstation_captures", (("status", "NOT_FOUND"),))] == 1
+    assert samples[("scanstation_outbox_depth", ())] == 1
+    assert samples[("scanstation_source_up", (("kind", "camera"), ("source", "cam0")))] == 1
+    assert samples[("scanstation_pipeline_captures_created_total", ())] == 1
+    assert "# TYPE scanstation_store_commits_total counter" in text
 
 
 async def test_metrics_need_credentials(aiohttp_client: Any, app: web.Application) -> None:

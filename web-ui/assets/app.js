@@ -9,6 +9,7 @@ import * as capture from "./views/capture.js";
 import * as products from "./views/products.js";
 import * as dashboard from "./views/dashboard.js";
 import * as camera from "./views/camera.js";
+import * as noreads from "./views/noreads.js";
 
 const routes = [
   [/^#\/live$/, live, "live"],
@@ -18,6 +19,7 @@ const routes = [
   [/^#\/products$/, products, "products"],
   [/^#\/dashboard$/, dashboard, "dashboard"],
   [/^#\/camera$/, camera, "camera"],
+  [/^#\/noreads$/, noreads, "dashboard"],
 ];
 
 // ---- live events: one EventSource, many listeners ----------------------------------------

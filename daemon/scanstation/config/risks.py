@@ -86,6 +86,16 @@ def risky_settings(config: Config) -> list[str]:
             f"mqtt.commands_without_token = {open_commands!r}: any client on the broker can "
             "run these"
         )
+    if config.modbus.enabled and not _is_loopback(config.modbus.host):
+        risks.append(
+            f"modbus.listen = {config.modbus.listen!r}: Modbus TCP has no authentication; anyone "
+            "who reaches this address can read the counters and fire the trigger"
+        )
+    if config.opcua.enabled and not _is_loopback(config.opcua.host):
+        risks.append(
+            f"opcua.endpoint = {config.opcua.endpoint!r}: served without a security policy; "
+            "anyone who reaches it can browse and call Scan"
+        )
     return risks
 
 

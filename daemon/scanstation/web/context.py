@@ -11,6 +11,8 @@ from aiohttp import web
 from scanstation.bus import EventBus
 from scanstation.config import Config
 from scanstation.pipeline import Pipeline
+from scanstation.readstats import ReadStats
+from scanstation.services.noreads import NoReadRing
 from scanstation.sources.base import SourceHealth
 from scanstation.store import Store
 
@@ -33,6 +35,10 @@ class Services:
     """Counters of the camera sources (frames, decodes, no-reads, fps, decode ms), by name."""
     mqtt: Any = None
     """The MQTT link (its ``state`` feeds /stats and /metrics); None in tests without one."""
+    read_stats: ReadStats = field(default_factory=ReadStats)
+    """Read-rate statistics and quality trends per source (/stats, /metrics)."""
+    noreads: NoReadRing | None = None
+    """The no-read image ring (/noreads); None when it is off."""
 
 
 SERVICES = web.AppKey("services", Services)

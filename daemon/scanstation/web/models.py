@@ -471,3 +471,26 @@ class AnyObject(BaseModel):
     """A JSON object whose fields are described in docs/api.md (figures, states)."""
 
     model_config = ConfigDict(extra="allow")
+
+
+class NoReadFrame(Out):
+    """One frame kept in the no-read image ring."""
+
+    name: str = Field(description="File name: <ms since epoch>-<source>-<capture id>.jpg")
+    source: str
+    capture_public_id: str
+    time: str = Field(description="When the capture was created (ISO 8601, UTC).")
+    bytes: int
+
+
+class NoReadRingOut(Out):
+    """The no-read image ring, newest frame first."""
+
+    enabled: bool = Field(description="False when [noread_images] enabled = false.")
+    count: int
+    bytes: int
+    results: list[NoReadFrame]
+
+
+class NoReadQuery(Query):
+    download: bool = Field(False, description="Send the frame as an attachment.")

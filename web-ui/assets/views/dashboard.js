@@ -2,6 +2,7 @@
 
 import { BASE, get } from "../api.js";
 import { append, ago, badge, clear, duration, h, meter } from "../dom.js";
+import { readRatePanel } from "./readrate.js";
 
 const REFRESH_MS = 15000;
 
@@ -106,6 +107,7 @@ export async function render(view, { on }) {
                   h("td", { class: "num" }, src.scans, src.errors ? h("div", { class: "error" }, `${src.errors} errors`) : null),
                   h("td", { class: "hide-narrow" }, ago(src.last_scan_at))))))
             : h("p", { class: "muted" }, "No sources configured."))),
+      readRatePanel(s.read_rate),
     );
     document.getElementById("stats-time").textContent = `${s.device_id}${s.site ? ` · ${s.site}` : ""} · version ${s.version} · updated ${new Date(s.time).toLocaleTimeString()}`;
   }

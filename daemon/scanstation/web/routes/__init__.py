@@ -18,6 +18,7 @@ from scanstation.web.routes import (
     images,
     live,
     metrics,
+    noreads,
     previews,
     products,
     proposals,
@@ -27,7 +28,10 @@ from scanstation.web.routes import (
 )
 from scanstation.web.routes.health import healthz
 
-RESOURCES = (sessions, captures, proposals, products, exports, live, stats, metrics, openapi)
+RESOURCES = (
+    *(sessions, captures, proposals, products, exports, live, stats, metrics, noreads),
+    openapi,
+)
 """Route modules in the order their routes are added (previews and images after them)."""
 
 
@@ -36,6 +40,7 @@ def setup_routes(app: web.Application, camera_previews: Mapping[str, object] | N
     app.router.add_get("/healthz", healthz)
     app[live.LIVE] = live.LiveStreams()
     app[previews.PREVIEWS] = previews.Previews.of(camera_previews or {})
+    metrics.setup(app)
     app[openapi.OPENAPI] = openapi.DocumentCache()
     app.on_shutdown.append(live.end_streams)
     for module in (*RESOURCES, sources, previews, images):
