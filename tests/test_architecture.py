@@ -47,6 +47,8 @@ ALLOWED: dict[str, set[str]] = {
         *("bus", "config", "health", "model", "payloads", "pipeline", "services"),
         *("sources", "store", "vision"),
     },
+    # The fleet collector: a process of its own beside the stations (nothing imports it).
+    "collector": {"config", "model", "payloads", "publish", "services"},
     # The top: wiring and the command line.
     "app": {
         *("bus", "config", "health", "hw", "model", "outputs", "pipeline", "publish"),

@@ -9,6 +9,7 @@ publish or web.
 
 from scanstation.config.analysis import ClassifierConfig, QrAnalysisConfig
 from scanstation.config.base import ConfigError
+from scanstation.config.collector import CollectorConfig
 from scanstation.config.gpio import BeepPattern, GpioConfig, RejectReason
 from scanstation.config.loader import Config, load_config, parse_config
 from scanstation.config.network import HttpConfig, MqttConfig, TlsConfig
@@ -34,6 +35,7 @@ __all__ = [
     "BeepPattern",
     "CameraSourceConfig",
     "ClassifierConfig",
+    "CollectorConfig",
     "Config",
     "ConfigError",
     "GpioConfig",
