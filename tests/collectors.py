@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from station import COMMAND_TOKEN
 
 from scanstation.collector.consumer import Collector
 from scanstation.config import Config, parse_config
+from station import COMMAND_TOKEN
 
 BROKER_CONF = "max_inflight_messages 1000\n"
 """Mosquitto's default sends 20 unacknowledged messages per client; a collector batches more."""

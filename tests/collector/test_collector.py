@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 
 import psycopg
+
 from collectors import BROKER_CONF, collector_config, collector_thread, count
 from mosquitto import Broker
-from station import outbox_drained, running_station, station_config, wait_until
-
 from scanstation.collector.consumer import subscriptions
+from station import outbox_drained, running_station, station_config, wait_until
 
 
 async def until_stored(dsn: str, n: int, timeout: float = 20, device: str | None = None) -> None:
@@ -60,7 +59,8 @@ async def test_a_station_s_captures_are_stored_once_and_acknowledged_after_commi
         assert [r[0] for r in rows] == list(range(1, 41))
         assert len({r[1] for r in rows}) == 40
         assert {(r[2], r[3], r[4]) for r in rows} == {("NOT_FOUND", "04006381333931", "lane-01")}
-        assert station_row is not None and station_row[:3] == ("lane-01", "offline", "store-7")
+        assert station_row is not None
+        assert station_row[:3] == ("lane-01", "offline", "store-7")
         assert collector.stats.duplicates == 0
         assert collector.stats.stale_acks == 0
     finally:

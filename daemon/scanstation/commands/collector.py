@@ -1,7 +1,7 @@
 """`scanstation collector`: run the fleet collector, check its config, export fleet CSV.
 
-    scanstation collector --config FILE [--check-config]
-    scanstation collector export --config FILE [--since ISO] [--until ISO] [--site S] [--device D]
+scanstation collector --config FILE [--check-config]
+scanstation collector export --config FILE [--since ISO] [--until ISO] [--site S] [--device D]
 """
 
 from __future__ import annotations
