@@ -104,3 +104,55 @@ async def test_three_stations_two_collectors_a_sigkill_and_a_broker_restart(
         for process in collectors:
             process.stop()
         broker.stop()
+
+
+async def test_a_collector_killed_mid_batch_loses_nothing_it_had_received(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Received, not committed, SIGKILLed: the broker sends the batch again to the same
+    session. The token is wrong, so no replay can mask a lost acknowledgement."""
+    broker = Broker(tmp_path / "broker", extra_conf=BROKER_CONF).start()
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text("not-the-fleet-token\n")
+    settings = collector_settings(
+        tmp_path, pg_dsn, broker.port, "collector-a", command_token_file=str(wrong)
+    )
+    collector = CollectorProcess(
+        write_toml(tmp_path / "collector.toml", settings), tmp_path / "collector.log"
+    ).start()
+    try:
+        with psycopg.connect(pg_dsn) as blocker:
+            # The schema exists once the collector has started.
+            deadline = asyncio.get_running_loop().time() + 20
+            while "database schema version" not in collector.log.read_text():
+                if asyncio.get_running_loop().time() > deadline:
+                    raise AssertionError(collector.log.read_text())
+                await asyncio.sleep(0.2)
+            blocker.execute("LOCK TABLE capture_events IN ACCESS EXCLUSIVE MODE")
+            config = station_config(tmp_path / "lane-01", broker.port, "lane-01")
+            async with running_station(config) as station:
+                await station.scan(*["4006381333931"] * 50)
+                await outbox_drained(station.store)  # the broker has them all
+                waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                waiting += "AND application_name LIKE 'scanstation-collector%%'"
+                deadline = asyncio.get_running_loop().time() + 10
+                while await asyncio.to_thread(count, pg_dsn, waiting) == 0:
+                    assert asyncio.get_running_loop().time() < deadline, "no batch is waiting"
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(0.5)  # the collector has received them; its batch waits
+                collector.kill()
+            blocker.rollback()
+        assert await asyncio.to_thread(count, pg_dsn) == 0
+        collector.start()
+        deadline = asyncio.get_running_loop().time() + 30
+        while (stored := await asyncio.to_thread(count, pg_dsn)) < 50:
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        seqs = await asyncio.to_thread(
+            count, pg_dsn, "SELECT COUNT(DISTINCT seq) FROM capture_events"
+        )
+        assert (stored, seqs) == (50, 50), collector.log.read_text()[-3000:]
+    finally:
+        collector.stop()
+        broker.stop()
