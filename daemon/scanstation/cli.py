@@ -82,6 +82,7 @@ BENCHMARKS = (
     "jsonlimits",
     "wear",
     "memory",
+    "collector",
 )
 
 

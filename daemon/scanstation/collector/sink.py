@@ -96,9 +96,8 @@ class Sink:
         self._months: set[tuple[int, int]] = set()
         conn.execute(
             "CREATE TEMPORARY TABLE IF NOT EXISTS capture_stage ("
-            "device_id text, seq bigint, event_id text, public_id text, status text, "
-            "raw_value text, gtin text, site text, created timestamptz, received_at "
-            "timestamptz, payload text) ON COMMIT DELETE ROWS"
+            "device_id text, seq bigint, event_id text, created timestamptz, "
+            "received_at timestamptz, payload jsonb) ON COMMIT DELETE ROWS"
         )
         conn.commit()
 
@@ -139,10 +138,10 @@ class Sink:
                     )
                     result.rejected += 1
                     continue
-                if row[8] < cutoff:
+                if row[3] < cutoff:
                     result.expired += 1
                     continue
-                months.add(month_of(row[8]))
+                months.add(month_of(row[3]))
                 captures.append(row)
                 result.devices.add(device)
             elif kind == "status":
@@ -188,16 +187,22 @@ class Sink:
         with self.conn.transaction(), self.conn.cursor() as cur:
             if captures:
                 with cur.copy(
-                    "COPY capture_stage (device_id, seq, event_id, public_id, status, "
-                    "raw_value, gtin, site, created, received_at, payload) FROM STDIN"
+                    "COPY capture_stage (device_id, seq, event_id, created, received_at, "
+                    "payload) FROM STDIN"
                 ) as copy:
                     for row in captures:
                         copy.write_row(row)
+                # The text columns come out of the payload in the server (parsed there once).
                 cur.execute(
                     "INSERT INTO capture_events (device_id, seq, event_id, public_id, status, "
                     "raw_value, gtin, site, created, received_at, payload) "
-                    "SELECT device_id, seq, event_id, public_id, status, raw_value, gtin, site, "
-                    "created, received_at, payload::jsonb FROM capture_stage "
+                    "SELECT device_id, seq, event_id, "
+                    "left(COALESCE(payload->>'public_id', ''), 64), "
+                    "left(COALESCE(payload->>'status', ''), 32), "
+                    "left(COALESCE(payload->>'raw_value', ''), 4096), "
+                    "left(COALESCE(payload->>'gtin', ''), 14), "
+                    "left(COALESCE(payload->>'site', ''), 256), "
+                    "created, received_at, payload FROM capture_stage "
                     "ON CONFLICT DO NOTHING"
                 )
                 result.stored = max(cur.rowcount, 0)
@@ -261,13 +266,9 @@ class Sink:
             device,
             seq,
             event_id[:128],
-            _text(body.get("public_id"), 64),
-            _text(body.get("status"), 32),
-            _text(body.get("raw_value"), 4096),
-            _text(body.get("gtin"), 14),
-            _text(body.get("site"), 256),
             created,
             received,
+            # jsonb has no NUL character: a station's \u0000 would fail the whole batch.
             raw.decode("utf-8", "replace").replace("\\u0000", ""),
         )
 
