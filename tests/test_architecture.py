@@ -48,7 +48,7 @@ ALLOWED: dict[str, set[str]] = {
         *("sources", "store", "vision"),
     },
     # The fleet collector: a process of its own beside the stations (nothing imports it).
-    "collector": {"config", "model", "payloads", "publish", "services"},
+    "collector": {"config", "model", "payloads", "publish", "services", "web"},
     # The top: wiring and the command line.
     "app": {
         *("bus", "config", "health", "hw", "model", "outputs", "pipeline", "publish"),

@@ -224,6 +224,11 @@ class Collector:
         topic = f"{self.config.mqtt.topic_prefix.rstrip('/')}/{device}/cmd/{name}"
         self._client.publish(topic, payload, qos=1, properties=properties)
 
+    def publish_alert(self, payload: bytes) -> None:
+        """A fleet alert on ``{prefix}/_fleet/alerts`` (QoS 1)."""
+        topic = f"{self.config.mqtt.topic_prefix.rstrip('/')}/_fleet/alerts"
+        self._client.publish(topic, payload, qos=1)
+
     # -- the writer --
 
     def _ack(self, messages: list[Message]) -> None:
@@ -274,6 +279,11 @@ class Collector:
         )
         self._client.loop_start()
         healer_thread.start()
+        fleet = None
+        if self.cfg.http:
+            from scanstation.collector.fleet import FleetServer
+
+            fleet = FleetServer(self.config).start()
         try:
             while not self.stop.is_set():
                 batch = self._gather()
@@ -293,6 +303,8 @@ class Collector:
                     self.on_batch(batch, result)
         finally:
             self.stop.set()
+            if fleet is not None:
+                fleet.stop()
             self._client.disconnect()
             self._client.loop_stop()
             healer_thread.join(5)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from scanstation.collector import CollectorError
+from scanstation.collector.alerts import publish_pending, raise_alerts
 from scanstation.collector.consumer import connect_database, read_secret
 from scanstation.collector.schema import drop_old_partitions
 
@@ -32,6 +33,7 @@ HEAL_LOCK = 0x5C0_11EC8
 CHECK_INTERVAL_S = 1.0
 RETENTION_INTERVAL_S = 3600.0
 MAX_COMMANDS_PER_CHECK = 20
+ALERT_INTERVAL_S = 15.0
 
 Range = tuple[int, int]
 
@@ -104,6 +106,7 @@ class Healer:
         stop = self.collector.stop
         conn: psycopg.Connection[Any] | None = None
         retention_at = 0.0
+        alerts_at = 0.0
         while not stop.is_set():
             try:
                 if conn is None or conn.closed or conn.broken:
@@ -118,6 +121,9 @@ class Healer:
                 self._read_replies(conn)
                 if self.leader:
                     self.check(conn)
+                    if time.monotonic() - alerts_at > ALERT_INTERVAL_S:
+                        alerts_at = time.monotonic()
+                        self.alerts(conn)
                     if time.monotonic() - retention_at > RETENTION_INTERVAL_S:
                         retention_at = time.monotonic()
                         drop_old_partitions(conn, self.cfg.retention_days)
@@ -173,6 +179,11 @@ class Healer:
         for request in [k for k, when in self.asked.items() if now - when > stale]:
             del self.asked[request]
         return asked
+
+    def alerts(self, conn: psycopg.Connection[Any]) -> list[dict[str, Any]]:
+        """Raise the fleet's alerts that hold now and send on every unsent one."""
+        raise_alerts(conn, self.cfg)
+        return publish_pending(conn, self.cfg, self.collector.publish_alert)
 
     def _ask(self, device: str, low: int, high: int, token: str | None) -> None:
         self.requests += 1

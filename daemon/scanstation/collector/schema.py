@@ -37,6 +37,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX capture_events_site_created ON capture_events (site, created);
     CREATE INDEX capture_events_created ON capture_events (created);
     CREATE INDEX capture_events_gtin_created ON capture_events (gtin, created);
+    CREATE INDEX capture_events_device_created ON capture_events (device_id, created);
     CREATE TABLE stations (
         device_id text PRIMARY KEY,
         state text NOT NULL DEFAULT 'unknown',
@@ -65,9 +66,12 @@ MIGRATIONS: tuple[str, ...] = (
         kind text NOT NULL,
         origin text NOT NULL,
         received_at timestamptz NOT NULL,
-        payload jsonb NOT NULL
+        payload jsonb NOT NULL,
+        -- Sent on to MQTT ({prefix}/_fleet/alerts) and the webhook by the healing collector.
+        published_at timestamptz
     );
     CREATE INDEX alerts_received ON alerts (received_at);
+    CREATE INDEX alerts_unpublished ON alerts (id) WHERE published_at IS NULL;
     -- Ranges a station said it no longer holds (pruned before a collector saw them).
     CREATE TABLE seq_lost (
         device_id text NOT NULL,

@@ -176,7 +176,10 @@ class Sink:
                 if not event_id:
                     result.rejected += 1
                     continue
-                kind_name = _text(body.get("kind") or body.get("type") or "alert", 64)
+                found = body.get("checks")
+                checks: dict[str, Any] = found if isinstance(found, dict) else {}
+                named = [k for k in ("recalled", "expired") if checks.get(k)]
+                kind_name = _text(body.get("kind") or "+".join(named) or "alert", 64)
                 alerts.append((event_id, device, kind_name, "station", received, _json(message)))
         if months - self._months:
             self._months |= existing_partitions(self.conn)
@@ -212,6 +215,20 @@ class Sink:
                     "INSERT INTO stations (device_id) VALUES (%s) ON CONFLICT DO NOTHING",
                     [(d,) for d in sorted(result.devices)],
                 )
+            # Telemetry first: a presence message of the same batch has the last word.
+            if telemetry:
+                cur.executemany(
+                    "INSERT INTO stations AS s (device_id, state, version, site, last_seen, "
+                    "last_seq, telemetry, telemetry_at) VALUES (%s, 'online', %s, %s, %s, "
+                    "COALESCE(%s, 0), %s::jsonb, %s) "
+                    "ON CONFLICT (device_id) DO UPDATE SET state = 'online', "
+                    "version = COALESCE(NULLIF(excluded.version, ''), s.version), "
+                    "site = excluded.site, "
+                    "last_seen = GREATEST(s.last_seen, excluded.last_seen), "
+                    "last_seq = GREATEST(s.last_seq, excluded.last_seq), "
+                    "telemetry = excluded.telemetry, telemetry_at = excluded.telemetry_at",
+                    [(*telemetry[d], telemetry[d][3]) for d in sorted(telemetry)],
+                )
             if presence:
                 cur.executemany(
                     "INSERT INTO stations AS s (device_id, state, version, site, started_at, "
@@ -222,19 +239,6 @@ class Sink:
                     "last_seen = GREATEST(s.last_seen, excluded.last_seen), "
                     "last_seq = GREATEST(s.last_seq, excluded.last_seq)",
                     [presence[d] for d in sorted(presence)],
-                )
-            if telemetry:
-                cur.executemany(
-                    "INSERT INTO stations AS s (device_id, state, version, site, last_seen, "
-                    "last_seq, telemetry, telemetry_at) VALUES (%s, 'online', %s, %s, %s, "
-                    "COALESCE(%s, 0), %s::jsonb, %s) "
-                    "ON CONFLICT (device_id) DO UPDATE SET "
-                    "version = COALESCE(NULLIF(excluded.version, ''), s.version), "
-                    "site = excluded.site, "
-                    "last_seen = GREATEST(s.last_seen, excluded.last_seen), "
-                    "last_seq = GREATEST(s.last_seq, excluded.last_seq), "
-                    "telemetry = excluded.telemetry, telemetry_at = excluded.telemetry_at",
-                    [(*telemetry[d], telemetry[d][3]) for d in sorted(telemetry)],
                 )
             if noreads:
                 cur.executemany(

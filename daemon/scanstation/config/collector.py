@@ -63,6 +63,37 @@ class CollectorConfig(Section):
         5000, ge=1, le=100_000, description="Events asked for in one outbox.replay command"
     )
 
+    http: bool = Field(
+        False,
+        description=(
+            "Serve the read-only fleet view on `[http] bind` (X-API-Key from "
+            "`[http] api_keys_file`, made with `scanstation api-key create`)"
+        ),
+    )
+    offline_after_minutes: float = Field(
+        10, gt=0, description="A station silent this long is offline (and alerted once)"
+    )
+    noread_alert_rate: float = Field(
+        0.2,
+        gt=0,
+        le=1,
+        description="Alert when a station's no-reads exceed this share of its reads in an hour",
+    )
+    noread_alert_min_events: int = Field(
+        50, ge=1, description="Reads + no-reads an hour needs before its rate is judged"
+    )
+    alert_webhook_url: str = Field(
+        "",
+        description="POST every alert (JSON) here too; empty: MQTT `{prefix}/_fleet/alerts` only",
+    )
+
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and not value.startswith(("https://", "http://")):
+            raise ValueError(f"alert_webhook_url {value!r} must be an http(s):// URL")
+        return value
+
     @field_validator("database")
     @classmethod
     def _postgres_uri(cls, value: str) -> str:
