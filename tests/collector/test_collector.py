@@ -127,3 +127,60 @@ async def test_outbox_replay_without_the_fleet_token_is_refused_and_nothing_is_r
             assert rows[0][0] == 0
     finally:
         broker.stop()
+
+
+async def test_the_documented_acl_lets_a_collector_collect_and_heal_a_lost_tail(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    import re
+    import subprocess
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "deploy-fleet.md").read_text()
+    block = re.search(r"<!-- acl: mosquitto -->\n```\n(.*?)```", text, re.S)
+    assert block is not None
+    (tmp_path / "acl").write_text(block.group(1))
+    users = {"lane-01": "pw-lane-01", "collector": "pw-collector"}
+    for i, (user, password) in enumerate(users.items()):
+        create = ["-c"] if i == 0 else []
+        subprocess.run(
+            ["mosquitto_passwd", *create, "-b", str(tmp_path / "passwd"), user, password],
+            check=True,
+        )
+        (tmp_path / f"{user}.pw").write_text(password)
+    broker = Broker(
+        tmp_path / "broker",
+        anonymous=False,
+        extra_conf=(
+            f"{BROKER_CONF}password_file {tmp_path / 'passwd'}\nacl_file {tmp_path / 'acl'}\n"
+        ),
+    ).start()
+    try:
+        config = collector_config(tmp_path, pg_dsn, broker.port, session_expiry_s=0)
+        config = config.model_copy(
+            update={
+                "mqtt": config.mqtt.model_copy(
+                    update={"username": "collector", "password_file": tmp_path / "collector.pw"}
+                )
+            }
+        )
+        station_conf = station_config(
+            tmp_path / "lane-01",
+            broker.port,
+            username="lane-01",
+            password_file=str(tmp_path / "lane-01.pw"),
+            telemetry_interval=0.5,
+        )
+        async with running_station(station_conf) as station:
+            await station.scan(*["4006381333931"] * 5)  # before any collector: dropped
+            await outbox_drained(station.store)
+            with collector_thread(config):
+                # A lost tail (from the telemetry's last_seq), asked for and answered
+                # through the ACL: the command, the reply under lane-01/reply/collectors/.
+                await until_stored(pg_dsn, 5, timeout=20)
+                await station.scan(*["4006381333931"] * 5)
+                await until_stored(pg_dsn, 10, timeout=20)
+        with psycopg.connect(pg_dsn) as conn:
+            seqs = [r[0] for r in conn.execute("SELECT seq FROM capture_events ORDER BY seq")]
+        assert seqs == list(range(1, 11))
+    finally:
+        broker.stop()

@@ -45,8 +45,11 @@ def client_id(config: Config) -> str:
     return config.mqtt.client_id or f"scanstation-collector-{config.device.id}"
 
 
-def reply_topic(config: Config) -> str:
-    return f"{config.mqtt.topic_prefix.rstrip('/')}/_collectors/{client_id(config)}/reply"
+def reply_topic(config: Config, device: str = "+") -> str:
+    """Where a station answers this collector's commands: under the station's own reply
+    space (``{prefix}/{device}/reply/…``), which the fleet ACL lets it publish to."""
+    prefix = config.mqtt.topic_prefix.rstrip("/")
+    return f"{prefix}/{device}/reply/collectors/{client_id(config)}"
 
 
 def subscriptions(config: Config) -> list[str]:
@@ -128,6 +131,9 @@ class Collector:
         self.replies: queue.Queue[tuple[bytes | None, bytes]] = queue.Queue(1024)
         """Replies of stations to this collector's commands (the healer reads them)."""
         self._reply_topic = reply_topic(config)
+        self._reply_suffix = self._reply_topic.removeprefix(
+            config.mqtt.topic_prefix.rstrip("/") + "/+"
+        )
 
     # -- MQTT --
 
@@ -193,7 +199,7 @@ class Collector:
             log.warning("collector: disconnected from the broker (%s); reconnecting", reason)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        if message.topic == self._reply_topic:
+        if message.topic.endswith(self._reply_suffix):
             correlation = getattr(message.properties, "CorrelationData", None)
             try:
                 self.replies.put_nowait((correlation, bytes(message.payload)))
@@ -217,7 +223,7 @@ class Collector:
     ) -> None:
         """Send a command to a station, with the fleet's token and this collector's reply topic."""
         properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        properties.ResponseTopic = self._reply_topic
+        properties.ResponseTopic = reply_topic(self.config, device)
         properties.CorrelationData = correlation
         if token:
             properties.UserProperty = ("authorization", f"Bearer {token}")
