@@ -104,3 +104,16 @@ def test_export_writes_fleet_wide_csv_filtered_and_formula_safe(
 
     assert main(["collector", "export", "--config", str(config), "--since", "yesterday"]) == 1
     assert "--since 'yesterday' is not an ISO 8601 time" in capsys.readouterr().err
+
+
+def test_the_fleet_guide_shows_the_collector_example_verbatim_and_it_checks() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    guide = (repo / "docs" / "deploy-fleet.md").read_text()
+    marker = "<!-- example: docs/examples/collector.toml -->\n```toml\n"
+    assert marker in guide
+    block = guide.split(marker, 1)[1].split("\n```\n", 1)[0] + "\n"
+    example = repo / "docs" / "examples" / "collector.toml"
+    assert block == example.read_text()
+    done = run_cli("--config", str(example), "--check-config")
+    assert done.returncode == 0, done.stderr
+    assert "config ok: collector scanstation-collector-1" in done.stdout
