@@ -28,6 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from scanstation.collector import CollectorError
+from scanstation.collector.bufferedpaho import BufferedClient
 from scanstation.collector.schema import migrate
 from scanstation.collector.sink import KINDS, BatchResult, Message, Sink
 from scanstation.config import Config
@@ -139,7 +140,7 @@ class Collector:
 
     def _make_client(self) -> paho.Client:
         mqtt = self.config.mqtt
-        client = paho.Client(
+        client = BufferedClient(
             CallbackAPIVersion.VERSION2,
             client_id=client_id(self.config),
             protocol=MQTTProtocolVersion.MQTTv5,
