@@ -125,9 +125,11 @@ def test_bad_messages_are_counted_not_stored(conn: Any) -> None:
         capture("lane-01", 1, device_id="lane-02"),  # publishing under another's name
         Message("other/lane-01/captures", b"{}", time.time()),
         Message("scanstation/lane-01/alerts", b'{"no": "event id"}', time.time()),
+        # The collectors' own fleet alerts come back on the alerts subscription.
+        Message("scanstation/_fleet/alerts", b'{"event_id": "offline:x:1"}', time.time()),
     ]
     result = sink.store([*bad, capture("lane-01", 2)])
-    assert (result.stored, result.rejected) == (1, 6)
+    assert (result.stored, result.rejected) == (1, 7)
 
 
 def test_presence_telemetry_noreads_and_alerts_land_in_their_tables(conn: Any) -> None:

@@ -32,6 +32,9 @@ MAX_MESSAGE_BYTES = 1024 * 1024
 KINDS = ("captures", "status", "telemetry", "noreads", "alerts")
 """The station topics a collector subscribes to (``{prefix}/+/{kind}``)."""
 
+NOT_STATIONS = frozenset({"_fleet"})
+"""Names under the prefix that are not stations: the collectors' own ``_fleet/alerts``."""
+
 
 @dataclass(frozen=True, slots=True)
 class Message:
@@ -67,7 +70,7 @@ def split_topic(prefix: str, topic: str) -> tuple[str, str] | None:
     if not topic.startswith(head):
         return None
     device, _, kind = topic[len(head) :].partition("/")
-    if not device or kind not in KINDS:
+    if not device or kind not in KINDS or device in NOT_STATIONS:
         return None
     return device, kind
 
