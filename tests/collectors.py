@@ -34,6 +34,7 @@ def collector_settings(
             "database": dsn,
             "command_token_file": str(token),
             "gap_grace_s": 1.0,
+            "gap_check_interval_s": 0.5,
             "replay_interval_s": 3.0,
             **collector,
         },

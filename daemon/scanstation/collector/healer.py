@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEAL_LOCK = 0x5C0_11EC8
-CHECK_INTERVAL_S = 1.0
 RETENTION_INTERVAL_S = 3600.0
 MAX_COMMANDS_PER_CHECK = 20
 ALERT_INTERVAL_S = 15.0
@@ -134,7 +133,7 @@ class Healer:
                 conn = None
             except Exception:  # the healer must never stop the consumer
                 log.exception("collector: gap check failed")
-            stop.wait(CHECK_INTERVAL_S)
+            stop.wait(self.cfg.gap_check_interval_s)
         if conn is not None:
             conn.close()
 

@@ -53,6 +53,9 @@ class CollectorConfig(Section):
         ge=0,
         description="How long the broker keeps this collector's session while it is away",
     )
+    gap_check_interval_s: float = Field(
+        5, gt=0, le=3600, description="Seconds between two looks for seq gaps (by one collector)"
+    )
     gap_grace_s: float = Field(
         10, gt=0, description="Seconds a seq gap may last (messages in flight) before a replay"
     )
