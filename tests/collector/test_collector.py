@@ -184,3 +184,63 @@ async def test_the_documented_acl_lets_a_collector_collect_and_heal_a_lost_tail(
         assert seqs == list(range(1, 11))
     finally:
         broker.stop()
+
+
+async def test_a_range_the_station_pruned_is_recorded_lost_and_not_asked_again(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    broker = Broker(tmp_path / "broker", extra_conf=BROKER_CONF).start()
+    try:
+        config = collector_config(tmp_path, pg_dsn, broker.port, session_expiry_s=0)
+        # keep_delivered_hours = 0: rows are deleted on PUBACK, nothing to replay.
+        station_conf = station_config(
+            tmp_path / "lane-01", broker.port, telemetry_interval=0.5, keep_delivered_hours=0
+        )
+        async with running_station(station_conf) as station:
+            await station.scan(*["4006381333931"] * 5)  # nobody subscribed: gone
+            await outbox_drained(station.store)
+            with collector_thread(config) as collector:
+                await wait_until(
+                    lambda: count(pg_dsn, "SELECT COUNT(*) FROM seq_lost") == 1, 20, "seq_lost"
+                )
+                await station.scan(*["4006381333931"] * 3)
+                await until_stored(pg_dsn, 3)
+                await wait_until(
+                    lambda: count(pg_dsn, "SELECT contiguous_seq FROM stations") == 8, 10
+                )
+                asked = station.link.state.commands
+                await asyncio.sleep(4)  # longer than replay_interval_s
+                assert station.link.state.commands == asked  # not asked again
+                assert collector.stats.stored == 3
+        with psycopg.connect(pg_dsn) as conn:
+            lost = conn.execute("SELECT device_id, from_seq, to_seq FROM seq_lost").fetchall()
+            seqs = [r[0] for r in conn.execute("SELECT seq FROM capture_events ORDER BY seq")]
+        assert lost == [("lane-01", 1, 5)]
+        assert seqs == [6, 7, 8]
+    finally:
+        broker.stop()
+
+
+async def test_a_station_offline_for_a_while_delivers_everything_when_back(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    from mosquitto import free_port
+
+    port = free_port()
+    broker = Broker(tmp_path / "broker", extra_conf=BROKER_CONF, port=port)
+    station_conf = station_config(tmp_path / "lane-01", port, reconnect_max_s=1.0)
+    try:
+        async with running_station(station_conf) as station:
+            # No broker: the captures wait in the station's outbox.
+            await station.scan(*["4006381333931"] * 50)
+            assert (await station.store.outbox_stats())[0] == 50
+            broker.start()
+            config = collector_config(tmp_path, pg_dsn, port)
+            with collector_thread(config):
+                await until_stored(pg_dsn, 50, timeout=30)
+        assert (
+            await asyncio.to_thread(count, pg_dsn, "SELECT COUNT(DISTINCT seq) FROM capture_events")
+            == 50
+        )
+    finally:
+        broker.stop()
