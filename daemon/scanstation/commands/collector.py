@@ -45,7 +45,13 @@ def _parser() -> argparse.ArgumentParser:
             "(shared subscriptions, acknowledged after COMMIT, seq gaps replayed)."
         ),
     )
-    parser.add_argument("action", nargs="?", choices=("run", "export"), default="run")
+    parser.add_argument(
+        "action",
+        nargs="?",
+        choices=("run", "export"),
+        default="run",
+        help="run (default): collect until SIGTERM; export: capture events as CSV on stdout",
+    )
     parser.add_argument("--config", metavar="FILE", help="TOML with [collector] and [mqtt]")
     parser.add_argument(
         "--check-config", action="store_true", help="validate the config and exit (0 or 2)"
