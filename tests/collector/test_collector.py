@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import psycopg
@@ -242,5 +243,31 @@ async def test_a_station_offline_for_a_while_delivers_everything_when_back(
             await asyncio.to_thread(count, pg_dsn, "SELECT COUNT(DISTINCT seq) FROM capture_events")
             == 50
         )
+    finally:
+        broker.stop()
+
+
+async def test_a_message_postgresql_refuses_is_dropped_alone_and_the_rest_stored(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    from mosquitto import Subscriber
+
+    broker = Broker(tmp_path / "broker", extra_conf=BROKER_CONF).start()
+    try:
+        config = collector_config(tmp_path, pg_dsn, broker.port)
+
+        def event(seq: int, raw: str = "4006381333931") -> str:
+            body = {"seq": seq, "event_id": f"e{seq}", "created": "2026-12-03T10:00:00Z"}
+            return json.dumps(body)[:-1] + f', "raw_value": "{raw}"}}'
+
+        with collector_thread(config) as collector, Subscriber(broker.port, []) as pub:
+            # Valid JSON for Python, but jsonb refuses a lone surrogate escape.
+            for payload in (event(1), event(2, "\\ud800"), event(3), event(4)):
+                pub.publish("scanstation/lane-01/captures", payload)
+            await until_stored(pg_dsn, 3)
+            await wait_until(lambda: collector.stats.acked == 4, what="every message acked")
+            rejected = collector.stats.rejected
+        seqs = await asyncio.to_thread(count, pg_dsn, "SELECT SUM(seq) FROM capture_events")
+        assert (seqs, rejected) == (1 + 3 + 4, 1)
     finally:
         broker.stop()

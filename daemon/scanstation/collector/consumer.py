@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -318,20 +317,54 @@ class Collector:
             conn.close()
             log.info("collector: stopped (%s)", self.stats)
 
+    def _store_singly(self, batch: list[Message], sink: Sink) -> BatchResult:
+        total = BatchResult()
+        for message in batch:
+            try:
+                one = sink.store([message])
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as exc:
+                sink.conn.rollback()
+                log.error(
+                    "collector: %s: the database refuses this message (%s); it is dropped: %r",
+                    message.topic,
+                    exc,
+                    message.payload[:200],
+                )
+                total.rejected += 1
+                continue
+            total.stored += one.stored
+            total.duplicates += one.duplicates
+            total.rejected += one.rejected
+            total.expired += one.expired
+            total.devices |= one.devices
+        return total
+
     def _store(
         self, batch: list[Message], conn: psycopg.Connection[Any], sink: Sink
     ) -> tuple[BatchResult | None, psycopg.Connection[Any], Sink]:
         delay = 0.5
+        singly = False
         while True:
             try:
-                return sink.store(batch), conn, sink
+                result = self._store_singly(batch, sink) if singly else sink.store(batch)
+                return result, conn, sink
             except psycopg.OperationalError as exc:
                 self.stats.db_errors += 1
                 log.warning("collector: the database failed (%s); retrying in %.1f s", exc, delay)
-            except psycopg.Error:
+            except psycopg.Error as exc:
+                # The database refused the data (a payload PostgreSQL cannot hold, e.g. a lone
+                # \ud800 escape): store the messages one by one so one cannot hold up the rest.
                 self.stats.db_errors += 1
-                log.exception("collector: storing a batch of %d failed; retrying", len(batch))
                 conn.rollback()
+                log.warning(
+                    "collector: a batch of %d was refused (%s); storing one by one",
+                    len(batch),
+                    exc,
+                )
+                singly = True
+                continue
             if self.stop.wait(delay):
                 return None, conn, sink
             delay = min(delay * 2, 30)
@@ -341,7 +374,3 @@ class Collector:
                     sink = Sink(conn, self.config.mqtt.topic_prefix, self.cfg.retention_days)
                 except CollectorError as exc:
                     log.warning("collector: %s", exc)
-
-
-def hostname() -> str:
-    return socket.gethostname()

@@ -8,7 +8,6 @@ here acknowledges anything: the consumer acks a batch after ``store`` returns (t
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -288,7 +287,3 @@ def _seq(value: Any) -> int | None:
 
 def _json(message: Message) -> str:
     return message.payload.decode("utf-8", "replace").replace("\\u0000", "")
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
