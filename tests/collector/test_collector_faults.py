@@ -31,14 +31,21 @@ CAPTURES = 1000
 CHUNK = 100
 
 
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
 async def test_three_stations_two_collectors_a_sigkill_and_a_broker_restart(
-    tmp_path: Path, pg_dsn: str
+    tmp_path: Path, pg_dsn: str, protocol: str
 ) -> None:
     broker = Broker(tmp_path / "broker", extra_conf=BROKER_CONF).start()
     collectors = []
     for name in ("collector-a", "collector-b"):
         settings = collector_settings(
-            tmp_path, pg_dsn, broker.port, name, gap_grace_s=2.0, replay_interval_s=4.0
+            tmp_path,
+            pg_dsn,
+            broker.port,
+            name,
+            gap_grace_s=2.0,
+            replay_interval_s=4.0,
+            protocol=protocol,
         )
         settings["mqtt"]["keepalive"] = 5
         config = write_toml(tmp_path / f"{name}.toml", settings)
@@ -97,7 +104,7 @@ async def test_three_stations_two_collectors_a_sigkill_and_a_broker_restart(
         ]
         full = [p.log.read_text() for p in collectors]
         # The killed collector came back to its own session (stable client id, persistent).
-        assert "as collector-a (session resumed)" in full[0]
+        assert f"as collector-a (MQTT {protocol}, session resumed)" in full[0]
         # One collector of the group heals at a time.
         assert sum("this collector heals seq gaps" in text for text in full) >= 1
     finally:

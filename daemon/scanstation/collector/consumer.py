@@ -128,22 +128,19 @@ class Collector:
         self._lock = threading.Lock()
         self._generation = 0
         self._client = self._make_client()
+        """The consuming connection: the shared subscriptions, acknowledged by hand."""
+        self._commands = self._make_command_client()
+        """A second connection (MQTT 5, clean) for outbox.replay, its replies, fleet alerts."""
         self.replies: queue.Queue[tuple[bytes | None, bytes]] = queue.Queue(1024)
         """Replies of stations to this collector's commands (the healer reads them)."""
         self._reply_topic = reply_topic(config)
-        self._reply_suffix = self._reply_topic.removeprefix(
-            config.mqtt.topic_prefix.rstrip("/") + "/+"
-        )
 
     # -- MQTT --
 
-    def _make_client(self) -> paho.Client:
+    def _base_client(self, client_id: str, protocol: MQTTProtocolVersion, **kw: Any) -> paho.Client:
         mqtt = self.config.mqtt
         client = BufferedClient(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id(self.config),
-            protocol=MQTTProtocolVersion.MQTTv5,
-            manual_ack=True,
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **kw
         )
         client.max_inflight_messages_set(1000)
         client.max_queued_messages_set(10000)
@@ -155,9 +152,31 @@ class Collector:
         context = tls_context(mqtt)
         if context is not None:
             client.tls_set_context(context)
+        return client
+
+    def _make_client(self) -> paho.Client:
+        if self.cfg.protocol == "5":
+            client = self._base_client(
+                client_id(self.config), MQTTProtocolVersion.MQTTv5, manual_ack=True
+            )
+        else:
+            client = self._base_client(
+                client_id(self.config),
+                MQTTProtocolVersion.MQTTv311,
+                manual_ack=True,
+                clean_session=False,
+            )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        return client
+
+    def _make_command_client(self) -> paho.Client:
+        client = self._base_client(
+            f"{client_id(self.config)}-commands"[:128], MQTTProtocolVersion.MQTTv5
+        )
+        client.on_connect = self._on_command_connect
+        client.on_message = self._on_reply
         return client
 
     def _connect_properties(self) -> Properties:
@@ -175,19 +194,27 @@ class Collector:
         with self._lock:
             self._generation += 1
         self.stats.connects += 1
-        topics = [(t, SubscribeOptions(qos=1)) for t in subscriptions(self.config)]
-        topics.append((self._reply_topic, SubscribeOptions(qos=1)))
         # Subscribing again on a present session is harmless; after a broker restart that
         # lost it, it is what brings the messages back.
-        client.subscribe(topics)
+        if self.cfg.protocol == "5":
+            client.subscribe([(t, SubscribeOptions(qos=1)) for t in subscriptions(self.config)])
+        else:
+            client.subscribe([(t, 1) for t in subscriptions(self.config)])
         log.info(
-            "collector: connected to %s:%s as %s (session %s)",
+            "collector: connected to %s:%s as %s (MQTT %s, session %s)",
             self.config.mqtt.host,
             self.config.mqtt.port,
             client_id(self.config),
+            self.cfg.protocol,
             "resumed" if flags.session_present else "new",
         )
         self.connected.set()
+
+    def _on_command_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        if not reason.is_failure:
+            client.subscribe([(self._reply_topic, SubscribeOptions(qos=1))])
 
     def _on_disconnect(
         self, client: paho.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
@@ -198,15 +225,14 @@ class Collector:
         if not self.stop.is_set():
             log.warning("collector: disconnected from the broker (%s); reconnecting", reason)
 
+    def _on_reply(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        correlation = getattr(message.properties, "CorrelationData", None)
+        try:
+            self.replies.put_nowait((correlation, bytes(message.payload)))
+        except queue.Full:
+            log.warning("collector: too many command replies waiting; dropped one")
+
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        if message.topic.endswith(self._reply_suffix):
-            correlation = getattr(message.properties, "CorrelationData", None)
-            try:
-                self.replies.put_nowait((correlation, bytes(message.payload)))
-            except queue.Full:
-                log.warning("collector: too many command replies waiting; dropped one")
-            client.ack(message.mid, message.qos)
-            return
         self._queue.put(
             Message(
                 message.topic,
@@ -228,12 +254,12 @@ class Collector:
         if token:
             properties.UserProperty = ("authorization", f"Bearer {token}")
         topic = f"{self.config.mqtt.topic_prefix.rstrip('/')}/{device}/cmd/{name}"
-        self._client.publish(topic, payload, qos=1, properties=properties)
+        self._commands.publish(topic, payload, qos=1, properties=properties)
 
     def publish_alert(self, payload: bytes) -> None:
         """A fleet alert on ``{prefix}/_fleet/alerts`` (QoS 1)."""
         topic = f"{self.config.mqtt.topic_prefix.rstrip('/')}/_fleet/alerts"
-        self._client.publish(topic, payload, qos=1)
+        self._commands.publish(topic, payload, qos=1)
 
     # -- the writer --
 
@@ -276,14 +302,19 @@ class Collector:
         healer = Healer(self)
         healer_thread = threading.Thread(target=healer.run, name="collector-healer", daemon=True)
         mqtt = self.config.mqtt
-        self._client.connect_async(
-            mqtt.host,
-            mqtt.port,
-            mqtt.keepalive,
-            clean_start=False,
-            properties=self._connect_properties(),
-        )
+        if self.cfg.protocol == "5":
+            self._client.connect_async(
+                mqtt.host,
+                mqtt.port,
+                mqtt.keepalive,
+                clean_start=False,
+                properties=self._connect_properties(),
+            )
+        else:
+            self._client.connect_async(mqtt.host, mqtt.port, mqtt.keepalive)
+        self._commands.connect_async(mqtt.host, mqtt.port, mqtt.keepalive, clean_start=True)
         self._client.loop_start()
+        self._commands.loop_start()
         healer_thread.start()
         fleet = None
         if self.cfg.http:
@@ -313,6 +344,8 @@ class Collector:
                 fleet.stop()
             self._client.disconnect()
             self._client.loop_stop()
+            self._commands.disconnect()
+            self._commands.loop_stop()
             healer_thread.join(5)
             conn.close()
             log.info("collector: stopped (%s)", self.stats)

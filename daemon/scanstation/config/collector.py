@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -41,6 +42,14 @@ class CollectorConfig(Section):
     )
     batch_linger_ms: float = Field(
         20, ge=0, le=5000, description="How long a partial batch waits for more messages"
+    )
+    protocol: Literal["5", "3.1.1"] = Field(
+        "5",
+        description=(
+            "MQTT version of the consuming connection. 5: Session Expiry and Receive Maximum; "
+            "3.1.1: about a third less CPU per message in paho (no properties), the session "
+            "kept until the broker expires it. Commands always go over MQTT 5"
+        ),
     )
     receive_maximum: int = Field(
         4000,

@@ -202,6 +202,7 @@ def run_collectors(
     workdir: Path,
     rate: float | None = None,
     batch_size: int = 1000,
+    protocol: str = "5",
 ) -> dict[str, float]:
     """Start ``collectors`` processes on a fresh database, publish ``events``, wait for all."""
     with fresh_database(admin) as dsn:
@@ -215,7 +216,7 @@ def run_collectors(
             config.write_text(
                 f'[device]\nid = "{name}"\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
                 f'client_id = "{name}"\n[collector]\ndatabase = "{dsn}"\n'
-                f"batch_size = {batch_size}\nsession_expiry_s = 0\n"
+                f'batch_size = {batch_size}\nsession_expiry_s = 0\nprotocol = "{protocol}"\n'
             )
             log = workdir / f"{name}.log"
             logs.append(log)
@@ -331,6 +332,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=2000, help="events/s of the latency run")
     parser.add_argument("--seconds", type=float, default=5, help="length of the latency run")
+    parser.add_argument(
+        "--protocol", choices=("5", "3.1.1"), default="5", help="[collector] protocol"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if min(args.stations, args.events, args.rounds, args.batch_size) < 1 or args.rate <= 0:
@@ -347,14 +351,27 @@ def main(argv: list[str]) -> int:
                 for n in ("1", "2"):
                     results[n].append(
                         run_collectors(
-                            int(n), args.database, port, events, workdir, batch_size=args.batch_size
+                            int(n),
+                            args.database,
+                            port,
+                            events,
+                            workdir,
+                            batch_size=args.batch_size,
+                            protocol=args.protocol,
                         )
                     )
             paced = make_events(
                 template, args.stations, max(int(args.rate * args.seconds) // args.stations, 1)
             )
             latency = run_collectors(
-                2, args.database, port, paced, workdir, rate=args.rate, batch_size=args.batch_size
+                2,
+                args.database,
+                port,
+                paced,
+                workdir,
+                rate=args.rate,
+                batch_size=args.batch_size,
+                protocol=args.protocol,
             )
 
     def median(mode: str, key: str) -> float:
@@ -365,6 +382,7 @@ def main(argv: list[str]) -> int:
         "events": len(events),
         "stations": args.stations,
         "rounds": args.rounds,
+        "protocol": args.protocol,
         "bare_insert_events_per_s": round(bare),
         "collector_1_events_per_s": round(median("1", "events_per_s")),
         "collector_2_events_per_s": round(median("2", "events_per_s")),
