@@ -58,9 +58,12 @@ class CollectorConfig(Section):
         description="Unacknowledged messages the broker may send at once (MQTT 5 Receive Maximum)",
     )
     session_expiry_s: int = Field(
-        7 * 86400,
+        300,
         ge=0,
-        description="How long the broker keeps this collector's session while it is away",
+        description=(
+            "How long the broker keeps this collector's session while it is away (its share "
+            "of the messages waits there; after it, the others heal the gap by replay)"
+        ),
     )
     gap_check_interval_s: float = Field(
         5, gt=0, le=3600, description="Seconds between two looks for seq gaps (by one collector)"

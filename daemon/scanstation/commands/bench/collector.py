@@ -194,6 +194,24 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(int(len(ordered) * share), len(ordered) - 1)]
 
 
+def _end_session(port: int, client_id: str) -> None:
+    """Connect once with a clean session and leave: the broker drops the old one."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=MQTTProtocolVersion.MQTTv311,
+        clean_session=True,
+    )
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    time.sleep(0.1)
+    client.disconnect()
+    client.loop_stop()
+
+
 def run_collectors(
     collectors: int,
     admin: str,
@@ -210,8 +228,10 @@ def run_collectors(
             migrate(conn)
         processes = []
         logs = []
+        names = []
         for n in range(collectors):
             name = f"bench-collector-{n}-{uuid.uuid4().hex[:6]}"
+            names.append(name)
             config = workdir / f"{name}.toml"
             config.write_text(
                 f'[device]\nid = "{name}"\n[mqtt]\nhost = "127.0.0.1"\nport = {port}\n'
@@ -267,6 +287,10 @@ def run_collectors(
                 process.terminate()
             for process in processes:
                 process.wait(20)
+            # A shared subscription keeps sending a stopped collector's persistent session its
+            # share: end the sessions so the next run's collectors get every message.
+            for name in names:
+                _end_session(port, name)
     first = min(sent.values())
     last = max(float(r[2]) for r in rows)
     latencies = [(float(r[2]) - sent[(str(r[0]), int(r[1]))]) * 1000 for r in rows]
