@@ -1,8 +1,9 @@
 """A real PostgreSQL for tests: the server on 127.0.0.1:5432 when one answers, else a private
 cluster (Debian's postgresql packages: initdb in a temporary directory, a free port).
 
-Each test gets a fresh, uniquely named database, dropped afterwards. Import the fixture
-explicitly in a test module: ``from postgres import pg_dsn_fixture`` (it provides ``pg_dsn``).
+Each test gets a fresh, uniquely named database, dropped afterwards. Import the fixtures
+explicitly in a test module: ``from postgres import pg_dsn_fixture, pg_server_fixture``
+(they provide ``pg_dsn`` and ``pg_server``).
 """
 
 from __future__ import annotations
@@ -121,8 +122,8 @@ class PrivateCluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[str]:
+@pytest.fixture(scope="session", name="pg_server")
+def pg_server_fixture() -> Iterator[str]:
     """A DSN of a server's maintenance database (the system one, else a private cluster)."""
     explicit = os.environ.get("SCANSTATION_TEST_PG")
     if explicit:

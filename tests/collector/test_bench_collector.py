@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+from postgres import pg_dsn_fixture, pg_server_fixture  # noqa: F401 (fixtures)
+
 pytestmark = pytest.mark.slow
 
 

@@ -10,6 +10,7 @@ import psycopg
 
 from collectors import BROKER_CONF, collector_config, collector_thread, count
 from mosquitto import Broker
+from postgres import pg_dsn_fixture, pg_server_fixture  # noqa: F401 (fixtures)
 from scanstation.collector.consumer import subscriptions
 from station import outbox_drained, running_station, station_config, wait_until
 

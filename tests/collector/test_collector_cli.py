@@ -14,6 +14,7 @@ import psycopg
 import pytest
 
 from collectors import collector_settings, write_toml
+from postgres import pg_dsn_fixture, pg_server_fixture  # noqa: F401 (fixtures)
 from scanstation.cli import main
 from scanstation.collector.schema import migrate
 from scanstation.collector.sink import Message, Sink

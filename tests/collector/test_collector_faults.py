@@ -22,6 +22,7 @@ from collectors import (
     write_toml,
 )
 from mosquitto import Broker
+from postgres import pg_dsn_fixture, pg_server_fixture  # noqa: F401 (fixtures)
 from station import outbox_drained, running_station, station_config
 
 pytestmark = pytest.mark.slow

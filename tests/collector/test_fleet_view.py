@@ -15,6 +15,7 @@ import pytest
 
 from collectors import BROKER_CONF, collector_settings
 from mosquitto import Broker, Subscriber, free_port
+from postgres import pg_dsn_fixture, pg_server_fixture  # noqa: F401 (fixtures)
 from scanstation.collector.alerts import publish_pending, raise_alerts
 from scanstation.collector.fleet import BASE, FleetServer
 from scanstation.collector.schema import migrate

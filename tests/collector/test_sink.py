@@ -10,6 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from postgres import pg_dsn_fixture, pg_server_fixture  # noqa: F401 (fixtures)
 from scanstation.collector.healer import gaps_above, subtract
 from scanstation.collector.schema import (
     SCHEMA_VERSION,
