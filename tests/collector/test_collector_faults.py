@@ -93,12 +93,8 @@ async def test_three_stations_two_collectors_a_sigkill_and_a_broker_restart(
                 await asyncio.sleep(0.5)
             await asyncio.sleep(2)  # anything extra (a duplicate) would show now
             # For the failure message: what each station assigned and had acknowledged.
-            seqs_assigned = [
-                (await s.store.fetchall("SELECT value FROM counters WHERE name = 'capture_seq'"))[
-                    0
-                ][0]
-                for s in stations
-            ]
+            assigned_sql = "SELECT value FROM counters WHERE name = 'capture_seq'"
+            seqs_assigned = [(await s.store.fetchall(assigned_sql))[0][0] for s in stations]
             seqs_published = [await s.store.published_seq() for s in stations]
         with psycopg.connect(pg_dsn) as conn:
             total = conn.execute("SELECT COUNT(*) FROM capture_events").fetchone()
