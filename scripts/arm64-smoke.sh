@@ -420,7 +420,9 @@ count=0
 for example in "${REPO_DIR}"/docs/examples/*.toml; do
   name="$(basename "${example}")"
   sed "s#/etc/scanstation#${referenced}#g" "${example}" >"${ROOTFS}${referenced}/${name}"
-  line="$(guest scanstation run --config "${referenced}/${name}" --check-config)"
+  command=run
+  [[ "${name}" == collector.toml ]] && command=collector  # the fleet collector's own config
+  line="$(guest scanstation "${command}" --config "${referenced}/${name}" --check-config)"
   echo "   ${name}: ${line}"
   count=$((count + 1))
 done

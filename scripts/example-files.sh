@@ -4,7 +4,7 @@
 #
 #   scripts/example-files.sh DIR
 #
-# DIR gets recalls.csv, mqtt-password, wms.secret and tls/ (a station CA, a fleet CA and a
+# DIR gets recalls.csv, mqtt-password, wms.secret, the collector's secrets and tls/ (a station CA, a fleet CA and a
 # station certificate signed by it; throwaway keys, valid for two days). Use the examples
 # with /etc/scanstation replaced by DIR. The tests and the arm64 smoke both use this script.
 set -euo pipefail
@@ -13,6 +13,10 @@ mkdir -p "${dir}/tls"
 printf 'gtin,batch\n09506000134352,RECALL7\n' >"${dir}/recalls.csv"
 printf 's3cret\n' >"${dir}/mqtt-password"
 printf 'shared secret\n' >"${dir}/wms.secret"
+# collector.toml's: its broker and database passwords and the fleet's command token
+printf 'c0llect\n' >"${dir}/collector-mqtt-password"
+printf 'pg-s3cret\n' >"${dir}/collector-db-password"
+printf 'fleet-command-token-0123456789abcdef\n' >"${dir}/command-token"
 cd "${dir}/tls"
 for ca in ca fleet-ca; do
   openssl req -x509 -newkey rsa:2048 -nodes -keyout "${ca}.key" -out "${ca}.pem" -days 2 \
@@ -22,4 +26,4 @@ openssl req -newkey rsa:2048 -nodes -keyout station.key -out station.csr -subj /
   2>/dev/null
 openssl x509 -req -in station.csr -CA fleet-ca.pem -CAkey fleet-ca.key -CAcreateserial \
   -out station.pem -days 2 2>/dev/null
-chmod 0600 ./*.key ../mqtt-password ../wms.secret
+chmod 0600 ./*.key ../mqtt-password ../wms.secret ../collector-*-password ../command-token

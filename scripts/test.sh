@@ -17,6 +17,10 @@ command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
 [ -f "$(python3 -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h" ] ||
   need_apt+=(python3-dev)
 command -v socat >/dev/null 2>&1 || true
+# PostgreSQL for the fleet collector's tests (initdb/pg_ctl for a private cluster).
+pg_bin() { command -v "$1" 2>/dev/null || ls /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | tail -1; }
+[ -n "$(pg_bin initdb)" ] || need_apt+=(postgresql)
+command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
   echo "installing system packages: ${need_apt[*]}"
@@ -31,10 +35,25 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
+# The collector's tests use the server on 127.0.0.1:5432 when one answers, else a private
+# cluster started here (trust auth, a free port, removed on exit): SCANSTATION_TEST_PG.
+if [ -z "${SCANSTATION_TEST_PG:-}" ] && ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  PGTMP=$(mktemp -d /tmp/scanstation-pg.XXXXXX)
+  PGPORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  AS=()
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PGTMP"; AS=(runuser -u postgres --); fi
+  "${AS[@]}" "$(pg_bin initdb)" -D "$PGTMP/data" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
+  "${AS[@]}" "$(pg_bin pg_ctl)" -D "$PGTMP/data" -l "$PGTMP/log" -w \
+    -o "-p $PGPORT -k $PGTMP -c listen_addresses=127.0.0.1" start >/dev/null
+  trap '"${AS[@]}" "$(pg_bin pg_ctl)" -D "$PGTMP/data" -m fast stop >/dev/null; rm -rf "$PGTMP"' EXIT
+  export SCANSTATION_TEST_PG="postgresql://postgres@127.0.0.1:$PGPORT/postgres"
+  echo "PostgreSQL: a private cluster on 127.0.0.1:$PGPORT"
+fi
+
 echo "== ruff"
 .venv/bin/ruff check daemon tests
 .venv/bin/ruff format --check daemon tests
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"

@@ -50,6 +50,8 @@ ALLOWED: dict[str, set[str]] = {
         *("bus", "config", "health", "model", "payloads", "pipeline", "services"),
         *("readstats", "sources", "store", "vision"),
     },
+    # The fleet collector: a process of its own beside the stations (nothing imports it).
+    "collector": {"config", "model", "payloads", "publish", "services", "web"},
     # The top: wiring and the command line.
     "app": {
         *("bus", "config", "health", "hw", "model", "outputs", "pipeline", "publish"),

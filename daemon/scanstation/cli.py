@@ -42,6 +42,11 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         "decode a recorded HID event stream into scans",
     ),
     "fleet": ("scanstation.commands.fleet", "fleet_main", "live table of every device on a broker"),
+    "collector": (
+        "scanstation.commands.collector",
+        "collector_main",
+        "the fleet collector: every station's events exactly once in PostgreSQL; export CSV",
+    ),
     "report": (
         "scanstation.commands.report",
         "report_main",
@@ -77,6 +82,7 @@ BENCHMARKS = (
     "memory",
     "plc",
     "quality",
+    "collector",
 )
 
 

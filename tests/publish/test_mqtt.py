@@ -150,6 +150,7 @@ def test_topics_name_commands_and_replies() -> None:
         "capture.retry",
         "catalog.upsert",
         "telemetry.now",
+        "outbox.replay",
     }
 
 

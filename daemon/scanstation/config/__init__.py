@@ -10,6 +10,7 @@ publish or web.
 
 from scanstation.config.analysis import ClassifierConfig, QrAnalysisConfig
 from scanstation.config.base import ConfigError
+from scanstation.config.collector import CollectorConfig
 from scanstation.config.gpio import BeepPattern, GpioConfig, RejectReason
 from scanstation.config.industrial import (
     ModbusConfig,
@@ -42,6 +43,7 @@ __all__ = [
     "BeepPattern",
     "CameraSourceConfig",
     "ClassifierConfig",
+    "CollectorConfig",
     "Config",
     "ConfigError",
     "GpioConfig",

@@ -26,6 +26,7 @@ from scanstation.config.base import (
     ConfigError,
     Section,
 )
+from scanstation.config.collector import CollectorConfig
 from scanstation.config.gpio import GpioConfig
 from scanstation.config.industrial import (
     ModbusConfig,
@@ -61,6 +62,10 @@ class Config(Section):
     qr_analysis: QrAnalysisConfig = Field(default_factory=QrAnalysisConfig)
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     http: HttpConfig = Field(default_factory=HttpConfig)
+    collector: CollectorConfig = Field(
+        default_factory=CollectorConfig,
+        description="The fleet collector (`scanstation collector`); stations ignore it",
+    )
     gpio: GpioConfig = Field(default_factory=GpioConfig)
     checks: ChecksConfig = Field(default_factory=ChecksConfig)
     gs1: Gs1Config = Field(default_factory=Gs1Config)

@@ -65,6 +65,14 @@ class MqttConfig(Section):
     publish_rate_limit: float = Field(
         0, ge=0, description="Most outbox events published per second; 0: no limit (AWS IoT: 100)"
     )
+    keep_delivered_hours: float = Field(
+        168,
+        ge=0,
+        description=(
+            "Hours delivered events stay in the outbox so `outbox.replay` can resend them; "
+            "0 deletes them on PUBACK"
+        ),
+    )
     command_token_file: Path | None = Field(
         None,
         description=(
@@ -80,6 +88,7 @@ class MqttConfig(Section):
             "capture.retry",
             "catalog.upsert",
             "telemetry.now",
+            "outbox.replay",
         ]
     ] = Field(
         default_factory=list,

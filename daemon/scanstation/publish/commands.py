@@ -21,6 +21,7 @@ COMMANDS = (
     "capture.retry",
     "catalog.upsert",
     "telemetry.now",
+    "outbox.replay",
 )
 """Command names accepted on ``{prefix}/{device}/cmd/{name}``."""
 
@@ -84,12 +85,32 @@ class Empty(_Body):
     pass
 
 
+MAX_REPLAY = 100_000
+"""Capture events one outbox.replay command may ask for."""
+
+
+class OutboxReplay(_Body):
+    from_seq: int = Field(ge=1)
+    to_seq: int = Field(ge=1)
+
+    @field_validator("to_seq")
+    @classmethod
+    def _range(cls, value: int, info: Any) -> int:
+        low = info.data.get("from_seq")
+        if low is not None and value < low:
+            raise ValueError(f"to_seq {value} is below from_seq {low}")
+        if low is not None and value - low + 1 > MAX_REPLAY:
+            raise ValueError(f"the range holds {value - low + 1} events; at most {MAX_REPLAY}")
+        return value
+
+
 _BODIES: dict[str, type[_Body]] = {
     "session.start": SessionStart,
     "session.end": SessionEnd,
     "trigger": Trigger,
     "capture.retry": CaptureRetry,
     "telemetry.now": Empty,
+    "outbox.replay": OutboxReplay,
 }
 
 

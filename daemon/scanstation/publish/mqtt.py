@@ -4,8 +4,10 @@ paho-mqtt 2.x is driven from the asyncio loop by a thin bridge (``Connection``):
 is watched with ``loop.add_reader``/``add_writer`` and every paho callback runs on the loop
 thread, except the blocking TCP/TLS connect, which runs in a worker thread. A fresh paho client
 is made for every connection, so nothing unacknowledged ever lives only in paho's memory: the
-SQLite outbox is the durable copy, rows are deleted on PUBACK, and a new connection drains the
-outbox again from its first row (consumers de-duplicate by ``event_id``).
+SQLite outbox is the durable copy, rows are settled on PUBACK (kept as delivered for
+``[mqtt] keep_delivered_hours`` so ``outbox.replay`` can resend them, then pruned), and a new
+connection drains the outbox again from its first waiting row (consumers de-duplicate by
+``event_id``).
 
 aiomqtt is not used because it drops the MQTT 5 PUBACK reason code, which the dead-letter
 rule needs, and waits on each publish with a timer of its own.
@@ -73,6 +75,10 @@ STOP_TIMEOUT_S = 1.5
 
 
 ACK_LINGER_S = 0.1
+
+
+PRUNE_INTERVAL_S = 300.0
+"""How often delivered rows older than ``[mqtt] keep_delivered_hours`` are deleted."""
 
 
 ACK_BATCH = 512
@@ -367,9 +373,10 @@ class MqttLink:
             # Respect the broker's limits instead of being disconnected for exceeding them.
             window = min(window, int(getattr(properties, "ReceiveMaximum", window)))
             max_bytes = min(max_bytes, int(getattr(properties, "MaximumPacketSize", max_bytes)))
+        last_seq = await self.store.published_seq()
         await conn.publish(
             self.topics.status,
-            status_payload("online", self.config, self.started_at),
+            status_payload("online", self.config, self.started_at, last_seq),
             qos=1,
             retain=True,
         )
@@ -414,7 +421,8 @@ class MqttLink:
         with contextlib.suppress(Exception):
             async with asyncio.timeout(STOP_TIMEOUT_S):
                 if conn is not None and not conn.closed.done():
-                    offline = status_payload("offline", self.config, self.started_at)
+                    last_seq = await self.store.published_seq()
+                    offline = status_payload("offline", self.config, self.started_at, last_seq)
                     with contextlib.suppress(MqttError):
                         await conn.publish(self.topics.status, offline, qos=1, retain=True)
                     await conn.close()
@@ -601,7 +609,7 @@ class MqttLink:
             return
         ids, self._acked = self._acked, []
         try:
-            await self.store.outbox_delete(ids)
+            await self.store.outbox_delete(ids, keep=self.mqtt.keep_delivered_hours > 0)
         except BaseException:
             self._acked = ids + self._acked
             raise
@@ -611,12 +619,24 @@ class MqttLink:
         self.store.outbox_changed.set()
 
     async def _stats_loop(self) -> None:
+        pruned_at = 0.0
         while True:
             try:
                 await self.refresh_stats()
+                if time.monotonic() - pruned_at > PRUNE_INTERVAL_S:
+                    pruned_at = time.monotonic()
+                    await self.prune_delivered()
             except Exception:  # statistics must never take the link down
                 log.exception("MQTT: reading outbox statistics failed")
             await asyncio.sleep(STATS_INTERVAL_S)
+
+    async def prune_delivered(self) -> int:
+        """Delete delivered rows older than ``[mqtt] keep_delivered_hours``."""
+        keep_s = self.mqtt.keep_delivered_hours * 3600
+        pruned = await self.store.outbox_prune_delivered(time.time() - keep_s)
+        if pruned:
+            log.info("MQTT: pruned %d delivered outbox rows (kept %g h)", pruned, keep_s / 3600)
+        return pruned
 
     # -- telemetry --
 
@@ -654,6 +674,7 @@ class MqttLink:
             },
             **vitals(self.config.storage.path),
             "storage": "full" if self.store.full_since is not None else "ok",
+            "last_seq": await self.store.published_seq(),
         }
         return {**extra, **body}
 
@@ -797,6 +818,10 @@ class MqttLink:
                 return {"upserted": count, "gtins": [p["gtin"] for p in body]}
             case "telemetry.now":
                 return await self._send_telemetry(conn)
+            case "outbox.replay":
+                counts = await self.store.outbox_replay(body.from_seq, body.to_seq)
+                log.info("MQTT: outbox.replay %d..%d: %s", body.from_seq, body.to_seq, counts)
+                return {"from_seq": body.from_seq, "to_seq": body.to_seq, **counts}
         raise CommandError("unknown_command", f"unknown command {command.name!r}")
 
     def _trigger(self, source: str | None) -> dict[str, Any]:

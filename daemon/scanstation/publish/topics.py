@@ -56,14 +56,24 @@ def client_id_for(config: Config) -> str:
     return config.mqtt.client_id or f"scanstation-{config.device.id}"
 
 
-def status_payload(state: Literal["online", "offline"], config: Config, started_at: float) -> bytes:
-    """The retained presence message (the ``offline`` one is also the Last Will)."""
-    return json.dumps(
-        {
-            "state": state,
-            "version": __version__,
-            "started_at": iso(started_at),
-            "device_id": config.device.id,
-            "site": config.device.site,
-        }
-    ).encode()
+def status_payload(
+    state: Literal["online", "offline"],
+    config: Config,
+    started_at: float,
+    last_seq: int | None = None,
+) -> bytes:
+    """The retained presence message (the ``offline`` one is also the Last Will).
+
+    ``last_seq``: the highest capture seq the broker acknowledged, so that a collector can
+    ask for a tail a broker restart lost (``outbox.replay``).
+    """
+    body: dict[str, object] = {
+        "state": state,
+        "version": __version__,
+        "started_at": iso(started_at),
+        "device_id": config.device.id,
+        "site": config.device.site,
+    }
+    if last_seq is not None:
+        body["last_seq"] = last_seq
+    return json.dumps(body).encode()

@@ -836,26 +836,101 @@ class Store:
     ) -> list[OutboxEvent]:
         rows = await self.fetchall(
             "SELECT id, topic, event_id, seq, payload, created, attempts FROM outbox "
-            "WHERE destination = ? AND id > ? ORDER BY id LIMIT ?",
+            "WHERE destination = ? AND id > ? AND delivered IS NULL ORDER BY id LIMIT ?",
             (destination, after_id, limit),
         )
         return [OutboxEvent(*row) for row in rows]
 
-    async def outbox_delete(self, ids: Sequence[int], destination: str = MQTT_DESTINATION) -> None:
-        """Remove delivered rows of one destination: one ranged DELETE per run of ids."""
+    async def outbox_delete(
+        self, ids: Sequence[int], destination: str = MQTT_DESTINATION, *, keep: bool = False
+    ) -> None:
+        """Settle delivered rows of one destination: one ranged statement per run of ids.
+
+        ``keep``: mark them delivered instead of deleting them (``[mqtt]
+        keep_delivered_hours``: ``outbox.replay`` answers from them until they are pruned).
+        The highest capture seq delivered to MQTT is counted (``published_seq``).
+        """
         params = [(destination, low, high) for low, high in id_ranges(ids)]
+        now = time.time()
 
         async def op(db: aiosqlite.Connection) -> None:
-            await db.executemany(
-                "DELETE FROM outbox WHERE destination = ? AND id BETWEEN ? AND ?", params
-            )
+            if destination == MQTT_DESTINATION:
+                await db.executemany(
+                    "INSERT INTO counters (name, value) SELECT 'mqtt_published_seq', seq "
+                    "FROM outbox WHERE destination = ? AND id BETWEEN ? AND ? "
+                    "AND seq IS NOT NULL ORDER BY seq DESC LIMIT 1 "
+                    "ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value)",
+                    params,
+                )
+            if keep:
+                await db.executemany(
+                    "UPDATE outbox SET delivered = ? WHERE destination = ? "
+                    "AND id BETWEEN ? AND ? AND delivered IS NULL",
+                    [(now, *p) for p in params],
+                )
+            else:
+                await db.executemany(
+                    "DELETE FROM outbox WHERE destination = ? AND id BETWEEN ? AND ?", params
+                )
 
         await self.write(op)
+
+    async def outbox_replay(
+        self, from_seq: int, to_seq: int, destination: str = MQTT_DESTINATION
+    ) -> dict[str, int]:
+        """Queue delivered capture events with seq in [from_seq, to_seq] to be sent again.
+
+        The rows keep their event_id, seq and payload. Returns ``replayed`` (rows queued
+        again), ``pending`` (rows of the range not yet delivered: they go out anyway) and
+        ``unavailable`` (seqs of the range this outbox no longer holds: pruned, or never
+        assigned).
+        """
+
+        async def op(db: aiosqlite.Connection) -> dict[str, int]:
+            cursor = await db.execute(
+                "UPDATE outbox SET delivered = NULL WHERE destination = ? AND topic = 'captures' "
+                "AND seq BETWEEN ? AND ? AND delivered IS NOT NULL",
+                (destination, from_seq, to_seq),
+            )
+            replayed = cursor.rowcount
+            rows = await db.execute_fetchall(
+                "SELECT COUNT(DISTINCT seq) FROM outbox WHERE destination = ? "
+                "AND topic = 'captures' AND seq BETWEEN ? AND ?",
+                (destination, from_seq, to_seq),
+            )
+            held = int(next(iter(rows))[0])
+            return {
+                "replayed": replayed,
+                "pending": held - replayed,
+                "unavailable": to_seq - from_seq + 1 - held,
+            }
+
+        result = await self.write(op)
+        if result["replayed"]:
+            self.outbox_signal(destination).set()
+        return result
+
+    async def outbox_prune_delivered(self, older_than: float) -> int:
+        """Delete rows delivered before ``older_than`` (epoch seconds); returns how many."""
+
+        async def op(db: aiosqlite.Connection) -> int:
+            cursor = await db.execute(
+                "DELETE FROM outbox WHERE delivered IS NOT NULL AND delivered < ?", (older_than,)
+            )
+            return cursor.rowcount
+
+        return await self.write(op)
+
+    async def published_seq(self) -> int:
+        """The highest capture seq the broker acknowledged (0 before the first)."""
+        row = await self.fetchone("SELECT value FROM counters WHERE name = 'mqtt_published_seq'")
+        return int(row[0]) if row else 0
 
     async def outbox_stats(self, destination: str = MQTT_DESTINATION) -> tuple[int, float | None]:
         """(depth, created time of the oldest event or None) for one destination."""
         row = await self.fetchone(
-            "SELECT COUNT(*), MIN(created) FROM outbox WHERE destination = ?", (destination,)
+            "SELECT COUNT(*), MIN(created) FROM outbox WHERE destination = ? AND delivered IS NULL",
+            (destination,),
         )
         return (int(row[0]), row[1]) if row else (0, None)
 

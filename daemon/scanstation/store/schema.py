@@ -155,6 +155,14 @@ MIGRATIONS: tuple[str, ...] = (
         value INTEGER NOT NULL
     );
     """,
+    """
+    -- Delivered MQTT rows are kept for [mqtt] keep_delivered_hours (outbox.replay answers
+    -- from them): delivered is when the broker acknowledged the row, NULL while it waits.
+    ALTER TABLE outbox ADD COLUMN delivered REAL;
+    CREATE INDEX outbox_pending ON outbox(destination, id) WHERE delivered IS NULL;
+    CREATE INDEX outbox_delivered ON outbox(delivered) WHERE delivered IS NOT NULL;
+    CREATE INDEX outbox_seq ON outbox(destination, seq) WHERE seq IS NOT NULL;
+    """,
 )
 
 

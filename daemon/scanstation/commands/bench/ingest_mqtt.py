@@ -37,8 +37,8 @@ from scanstation.store import NewCapture, OutboxEvent, Store
 
 
 @contextlib.contextmanager
-def mosquitto(workdir: Path) -> Iterator[int]:
-    """A throwaway Mosquitto on a free port; yields the port."""
+def mosquitto(workdir: Path, extra: str = "") -> Iterator[int]:
+    """A throwaway Mosquitto on a free port; yields the port. ``extra``: more config lines."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not os.path.exists(binary):
         raise RuntimeError("mosquitto is not installed (apt install mosquitto)")
@@ -47,7 +47,7 @@ def mosquitto(workdir: Path) -> Iterator[int]:
     user = "user root\n" if os.geteuid() == 0 else ""
     conf.write_text(
         f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-        f"log_dest stderr\nlog_type error\n{user}"
+        f"log_dest stderr\nlog_type error\n{user}{extra}"
     )
     log = (workdir / "mosquitto.log").open("wb")
     process = subprocess.Popen(  # noqa: S603 (our own config file, a fixed binary)

@@ -1,0 +1,289 @@
+"""One transaction per batch of MQTT messages: captures, presence, telemetry, noreads, alerts.
+
+Captures go through COPY into a temporary staging table and one ``INSERT … SELECT … ON
+CONFLICT DO NOTHING`` (duplicates, redeliveries and replays are ignored by the unique key);
+presence and telemetry are folded to the newest per station before their upsert. Nothing
+here acknowledges anything: the consumer acks a batch after ``store`` returns (the COMMIT).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from scanstation.collector.schema import (
+    create_partitions,
+    existing_partitions,
+    month_of,
+    retention_cutoff,
+)
+from scanstation.jsonlimits import JsonLimitError, loads_limited
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 1024 * 1024
+
+KINDS = ("captures", "status", "telemetry", "noreads", "alerts")
+"""The station topics a collector subscribes to (``{prefix}/+/{kind}``)."""
+
+NOT_STATIONS = frozenset({"_fleet"})
+"""Names under the prefix that are not stations: the collectors' own ``_fleet/alerts``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One MQTT message as the consumer received it."""
+
+    topic: str
+    payload: bytes
+    received: float
+    """Epoch seconds of its arrival."""
+    mid: int = 0
+    qos: int = 0
+    generation: int = 0
+    """The connection it came on (acks of an older connection are not sent)."""
+
+
+@dataclass
+class BatchResult:
+    stored: int = 0
+    """Capture events inserted (new rows)."""
+    duplicates: int = 0
+    """Capture events already stored (redeliveries, replays)."""
+    rejected: int = 0
+    """Messages that are not station events (logged and acknowledged)."""
+    expired: int = 0
+    """Capture events older than the retention (not stored)."""
+    devices: set[str] = field(default_factory=set)
+    """Stations whose captures this batch held."""
+
+
+def split_topic(prefix: str, topic: str) -> tuple[str, str] | None:
+    """(device_id, kind) of ``{prefix}/{device_id}/{kind}``, None for any other topic."""
+    head = prefix.rstrip("/") + "/"
+    if not topic.startswith(head):
+        return None
+    device, _, kind = topic[len(head) :].partition("/")
+    if not device or kind not in KINDS or device in NOT_STATIONS:
+        return None
+    return device, kind
+
+
+def _text(value: Any, limit: int = 4096) -> str:
+    return "" if value is None else str(value)[:limit]
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class Sink:
+    """Stores batches on one psycopg connection (one thread uses it)."""
+
+    def __init__(self, conn: psycopg.Connection[Any], topic_prefix: str, retention_days: int):
+        self.conn = conn
+        self.prefix = topic_prefix
+        self.retention_days = retention_days
+        self._months: set[tuple[int, int]] = set()
+        conn.execute(
+            "CREATE TEMPORARY TABLE IF NOT EXISTS capture_stage ("
+            "device_id text, seq bigint, event_id text, created timestamptz, "
+            "received_at timestamptz, payload jsonb) ON COMMIT DELETE ROWS"
+        )
+        conn.commit()
+
+    def store(self, messages: Sequence[Message]) -> BatchResult:
+        """Write every station event of ``messages`` in one transaction and COMMIT it."""
+        result = BatchResult()
+        captures: list[tuple[Any, ...]] = []
+        presence: dict[str, tuple[Any, ...]] = {}
+        telemetry: dict[str, tuple[Any, ...]] = {}
+        noreads: list[tuple[Any, ...]] = []
+        alerts: list[tuple[Any, ...]] = []
+        cutoff = retention_cutoff(self.retention_days)
+        months: set[tuple[int, int]] = set()
+        for message in messages:
+            where = split_topic(self.prefix, message.topic)
+            if where is None:
+                result.rejected += 1
+                continue
+            device, kind = where
+            try:
+                body = loads_limited(message.payload, max_bytes=MAX_MESSAGE_BYTES)
+            except JsonLimitError as exc:
+                log.warning("collector: %s: not a station event: %s", message.topic, exc)
+                result.rejected += 1
+                continue
+            if not isinstance(body, dict):
+                log.warning("collector: %s: the payload is not a JSON object", message.topic)
+                result.rejected += 1
+                continue
+            received = datetime.fromtimestamp(message.received, UTC)
+            if kind == "captures":
+                row = self._capture_row(device, body, received, message.payload)
+                if row is None:
+                    log.warning(
+                        "collector: %s: a capture event needs an integer seq, an event_id "
+                        "and an ISO created time",
+                        message.topic,
+                    )
+                    result.rejected += 1
+                    continue
+                if row[3] < cutoff:
+                    result.expired += 1
+                    continue
+                months.add(month_of(row[3]))
+                captures.append(row)
+                result.devices.add(device)
+            elif kind == "status":
+                presence[device] = (
+                    device,
+                    _text(body.get("state"), 16) or "unknown",
+                    _text(body.get("version"), 64),
+                    _text(body.get("site"), 256),
+                    _time(body.get("started_at")),
+                    received,
+                    _seq(body.get("last_seq")),
+                )
+            elif kind == "telemetry":
+                telemetry[device] = (
+                    device,
+                    _text(body.get("version"), 64),
+                    _text(body.get("site"), 256),
+                    received,
+                    _seq(body.get("last_seq")),
+                    message.payload.decode("utf-8", "replace"),
+                )
+            elif kind == "noreads":
+                event_id = _text(body.get("event_id"), 128)
+                if not event_id:
+                    result.rejected += 1
+                    continue
+                noreads.append(
+                    (event_id, device, _text(body.get("site"), 256), received, _json(message))
+                )
+            else:
+                event_id = _text(body.get("event_id"), 128)
+                if not event_id:
+                    result.rejected += 1
+                    continue
+                found = body.get("checks")
+                checks: dict[str, Any] = found if isinstance(found, dict) else {}
+                named = [k for k in ("recalled", "expired") if checks.get(k)]
+                kind_name = _text(body.get("kind") or "+".join(named) or "alert", 64)
+                alerts.append((event_id, device, kind_name, "station", received, _json(message)))
+        if months - self._months:
+            self._months |= existing_partitions(self.conn)
+            self.conn.commit()
+            if months - self._months:
+                create_partitions(self.conn, months - self._months)
+                self._months |= months
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            if captures:
+                with cur.copy(
+                    "COPY capture_stage (device_id, seq, event_id, created, received_at, "
+                    "payload) FROM STDIN"
+                ) as copy:
+                    for row in captures:
+                        copy.write_row(row)
+                # The text columns come out of the payload in the server (parsed there once).
+                cur.execute(
+                    "INSERT INTO capture_events (device_id, seq, event_id, public_id, status, "
+                    "raw_value, gtin, site, created, received_at, payload) "
+                    "SELECT device_id, seq, event_id, "
+                    "left(COALESCE(payload->>'public_id', ''), 64), "
+                    "left(COALESCE(payload->>'status', ''), 32), "
+                    "left(COALESCE(payload->>'raw_value', ''), 4096), "
+                    "left(COALESCE(payload->>'gtin', ''), 14), "
+                    "left(COALESCE(payload->>'site', ''), 256), "
+                    "created, received_at, payload FROM capture_stage "
+                    "ON CONFLICT DO NOTHING"
+                )
+                result.stored = max(cur.rowcount, 0)
+                result.duplicates = len(captures) - result.stored
+                # A station known from its captures before its presence: a row to heal from.
+                cur.executemany(
+                    "INSERT INTO stations (device_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                    [(d,) for d in sorted(result.devices)],
+                )
+            # Telemetry first: a presence message of the same batch has the last word.
+            if telemetry:
+                cur.executemany(
+                    "INSERT INTO stations AS s (device_id, state, version, site, last_seen, "
+                    "last_seq, telemetry, telemetry_at) VALUES (%s, 'online', %s, %s, %s, "
+                    "COALESCE(%s, 0), %s::jsonb, %s) "
+                    "ON CONFLICT (device_id) DO UPDATE SET state = 'online', "
+                    "version = COALESCE(NULLIF(excluded.version, ''), s.version), "
+                    "site = excluded.site, "
+                    "last_seen = GREATEST(s.last_seen, excluded.last_seen), "
+                    "last_seq = GREATEST(s.last_seq, excluded.last_seq), "
+                    "telemetry = excluded.telemetry, telemetry_at = excluded.telemetry_at",
+                    [(*telemetry[d], telemetry[d][3]) for d in sorted(telemetry)],
+                )
+            if presence:
+                cur.executemany(
+                    "INSERT INTO stations AS s (device_id, state, version, site, started_at, "
+                    "last_seen, last_seq) VALUES (%s, %s, %s, %s, %s, %s, COALESCE(%s, 0)) "
+                    "ON CONFLICT (device_id) DO UPDATE SET state = excluded.state, "
+                    "version = COALESCE(NULLIF(excluded.version, ''), s.version), "
+                    "site = excluded.site, started_at = excluded.started_at, "
+                    "last_seen = GREATEST(s.last_seen, excluded.last_seen), "
+                    "last_seq = GREATEST(s.last_seq, excluded.last_seq)",
+                    [presence[d] for d in sorted(presence)],
+                )
+            if noreads:
+                cur.executemany(
+                    "INSERT INTO noreads (event_id, device_id, site, received_at, payload) "
+                    "VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING",
+                    noreads,
+                )
+            if alerts:
+                cur.executemany(
+                    "INSERT INTO alerts (event_id, device_id, kind, origin, received_at, "
+                    "payload) VALUES (%s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING",
+                    alerts,
+                )
+        return result
+
+    def _capture_row(
+        self, device: str, body: dict[str, Any], received: datetime, raw: bytes
+    ) -> tuple[Any, ...] | None:
+        seq = body.get("seq")
+        event_id = body.get("event_id")
+        created = _time(body.get("created"))
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            return None
+        if not isinstance(event_id, str) or not event_id or created is None:
+            return None
+        if body.get("device_id", device) != device:
+            return None  # a station publishing under another's name
+        return (
+            device,
+            seq,
+            event_id[:128],
+            created,
+            received,
+            # jsonb has no NUL character: a station's \u0000 would fail the whole batch.
+            raw.decode("utf-8", "replace").replace("\\u0000", ""),
+        )
+
+
+def _seq(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _json(message: Message) -> str:
+    return message.payload.decode("utf-8", "replace").replace("\\u0000", "")
