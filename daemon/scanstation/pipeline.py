@@ -46,6 +46,7 @@ from scanstation.model import (
     Scan,
     Session,
     gs1_key,
+    time_ordered_uuid,
 )
 from scanstation.payloads import capture_json, iso
 from scanstation.qr.analysis import QrAnalyzer
@@ -622,7 +623,7 @@ class Pipeline:
         return {
             **capture_json(capture),
             "schema": CAPTURE_EVENT_SCHEMA,
-            "event_id": str(uuid.uuid4()),
+            "event_id": time_ordered_uuid(),
             "seq": seq,
             "device_id": self.config.device.id,
             "site": self.config.device.site,

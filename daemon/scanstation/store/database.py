@@ -73,6 +73,9 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1024
 """Page size of a new database: 1 KiB pages write ~1/3 of the bytes of 4 KiB ones per capture."""
+WAL_AUTOCHECKPOINT_PAGES = 4096
+"""Checkpoint once the WAL holds this many pages (4 MiB of 1 KiB pages, SQLite's default in
+bytes): a page written by many commits is copied to the database once per checkpoint."""
 
 
 def _same_handler(op: object, first: Batchable) -> bool:
@@ -427,6 +430,8 @@ class Store:
             # the bytes per capture — SD card wear — low (docs/benchmarks.md, bench wear).
             f"PRAGMA page_size={PAGE_SIZE}",
             "PRAGMA journal_mode=WAL",
+            f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}",
+            f"PRAGMA journal_size_limit={WAL_AUTOCHECKPOINT_PAGES * PAGE_SIZE}",
             f"PRAGMA synchronous={self.synchronous}",
             "PRAGMA foreign_keys=ON",
             "PRAGMA busy_timeout=30000",

@@ -155,6 +155,11 @@ MIGRATIONS: tuple[str, ...] = (
         value INTEGER NOT NULL
     );
     """,
+    # No query reads captures by GTIN (analytics use scan_events): the index only cost a
+    # random page written per capture.
+    """
+    DROP INDEX IF EXISTS captures_gtin;
+    """,
 )
 
 
