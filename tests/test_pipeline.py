@@ -211,3 +211,34 @@ async def test_pipeline_finished_captures_are_what_the_store_holds(pipeline: Pip
         assert dataclasses.replace(held, processed_at=None) == dataclasses.replace(
             capture, processed_at=None
         )
+
+
+async def test_pipeline_local_capture_is_acknowledged_terminal_after_one_commit(
+    pipeline: Pipeline,
+) -> None:
+    """A code's walk is done before its insert: one commit holds the capture, its terminal
+    status, its analytics row and its outbox event, and the ack carries that capture."""
+    store = pipeline.store
+    await store.upsert_products([{"gtin": "04006381333931", "name": "Highlighter"}])
+    session = (await store.create_session()).public_id
+    commits = store.commits
+    capture = await pipeline.create_capture(
+        session, NewCapture(CaptureType.BARCODE, raw_value="4006381333931", source="lane")
+    )
+    assert store.commits == commits + 1
+    assert capture.status is CaptureStatus.COMPLETED
+    assert capture.product_name == "Highlighter"
+    assert capture.processed_at is not None
+    assert await store.get_capture(capture.public_id) == capture
+    rows = await store.fetchall("SELECT topic, payload FROM outbox WHERE topic = 'captures'")
+    assert len(rows) == 1
+    event = json.loads(rows[0][1])
+    assert (event["public_id"], event["status"], event["seq"]) == (
+        capture.public_id,
+        "COMPLETED",
+        1,
+    )
+    scans = await store.fetchall("SELECT gtin, source FROM scan_events")
+    assert [tuple(r) for r in scans] == [("04006381333931", "lane")]
+    assert pipeline.counters.created == 1
+    assert pipeline.counters.finished == {"COMPLETED": 1}

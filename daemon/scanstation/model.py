@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,17 @@ def new_public_id() -> str:
         number, digit = divmod(number, 57)
         digits.append(PUBLIC_ID_ALPHABET[digit])
     return "".join(reversed(digits))
+
+
+def time_ordered_uuid() -> str:
+    """A UUID version 7 (RFC 9562): 48 bits of Unix time in ms, then 74 random bits.
+
+    Ids made one after another sort together, so an index on them grows at its end (a few
+    pages a commit) instead of touching a random page per row — fewer bytes to the SD card.
+    """
+    number = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    number = (number & ~(0xF000 << 64) & ~(0xC000 << 48)) | (0x7000 << 64) | (0x8000 << 48)
+    return str(uuid.UUID(int=number))
 
 
 # UUID version 4, RFC 4122 variant: the bits uuid.uuid4() sets in its 128-bit number.

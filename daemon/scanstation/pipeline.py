@@ -1,9 +1,13 @@
 """The capture state machine: PENDING → LOOKING_UP → ENRICHING → RESOLVING → terminal.
 
-Captures are walked in batches. Two writes per capture reach the disk: its PENDING insert
-(acknowledged once committed) and its terminal state, written with its outbox events and
-analytics row in one transaction; the stages between are held in memory. A capture left
-PENDING by a crash is walked again on the next start (the walk is idempotent).
+A capture whose walk is local (a code's value: interpretation, GS1 checks, a catalog look-up
+by GTIN) is walked before its insert and reaches the disk once: terminal, with its outbox
+events and analytics row, in one group commit; it is acknowledged after that commit.
+Captures that need the network (URL analysis) or their image (enrichers) are walked in
+batches: two writes reach the disk, the PENDING insert (acknowledged once committed) and the
+terminal state with its outbox events and analytics row in one transaction. The stages
+between are held in memory; a capture left PENDING by a crash is walked again on the next
+start (the walk is idempotent).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from scanstation.model import (
     Scan,
     Session,
     gs1_key,
+    time_ordered_uuid,
 )
 from scanstation.payloads import capture_json, iso
 from scanstation.qr.analysis import QrAnalyzer
@@ -163,6 +168,8 @@ class Pipeline:
         self.disk = DiskGuard(config.storage.path, config.storage.disk_floor_mb)
         self._idle = asyncio.Event()
         self._idle.set()
+        self._walk_inserts = 0
+        """Captures being inserted PENDING for the walk (their commit not yet returned)."""
         self.destinations = destinations
         """Extra outbox destinations of a finished capture (webhook outputs), besides MQTT."""
         self.on_finished: list[Callable[[Capture], Awaitable[None] | None]] = list(on_finished)
@@ -170,21 +177,72 @@ class Pipeline:
     # ---- entry points --------------------------------------------------------------------
 
     async def create_capture(self, session_public_id: str, new: NewCapture) -> Capture:
-        """Store a PENDING capture (durable on return) and queue it for the walk.
+        """Store a capture (durable on return): walked already when its walk is local.
 
-        Refused with DiskFull when free space is below the configured floor: a capture that
-        cannot be kept is refused visibly, never dropped silently later.
+        A capture whose walk needs neither the network (URL analysis) nor its image
+        (enrichers) is walked here, before its insert, and stored terminal with its events in
+        one group commit: the capture returned is terminal. Any other is stored PENDING and
+        queued for the walk. Refused with DiskFull when free space is below the configured
+        floor: a capture that cannot be kept is refused visibly, never dropped silently later.
         """
         self.disk.check()
-        capture = await self.store.add_capture(
-            session_public_id, new, idle_timeout=self.config.session.idle_timeout
+        pending = self.store.new_capture(session_public_id, new)
+        idle_timeout = self.config.session.idle_timeout
+        outcome = self._local_outcome(pending)
+        if outcome is None:
+            self._walk_inserts += 1
+            try:
+                capture = await self.store.add_capture(
+                    session_public_id, new, idle_timeout=idle_timeout, pending=pending
+                )
+            finally:
+                self._walk_inserts -= 1
+            self.counters.created += 1
+            self.bus.publish(EventKind.CAPTURE, lambda: capture_json(capture))
+            self._idle.clear()
+            self._queued[capture.id] = capture
+            await self.queue.put(capture.id)
+            return capture
+        capture = await self.store.add_finished_capture(
+            pending,
+            outcome,
+            self._capture_event,
+            self._scan_event_defaults(),
+            self.destinations,
+            idle_timeout=idle_timeout,
         )
         self.counters.created += 1
-        self.bus.publish(EventKind.CAPTURE, lambda: capture_json(capture))
-        self._idle.clear()
-        self._queued[capture.id] = capture
-        await self.queue.put(capture.id)
+        # The live stream sees the capture arrive, then its terminal status, as for a walk.
+        stored = dataclasses.replace(pending, id=capture.id)
+        self.bus.publish(EventKind.CAPTURE, lambda: capture_json(stored))
+        try:
+            await self._finished(capture)
+        except Exception:  # the capture is on disk: a hook failing must not fail its ack
+            log.exception("a finished-capture hook failed on %s", capture.public_id)
         return capture
+
+    def _local_outcome(self, pending: Capture) -> CaptureOutcome | None:
+        """The terminal outcome of a capture whose walk is local, or None when its walk needs
+        the network (an http(s) URL or Digital Link to analyse) or its image (enrichers).
+
+        Also None while captures made earlier are being stored for the walk or walked:
+        captures reach their terminal status (outputs type them, GPIO rejects) in the order
+        they were made, so a lane's reads are never reordered behind a slow URL.
+        """
+        if self._walk_inserts or not self._idle.is_set():
+            return None
+        if self.enrichers and pending.uploaded_image_key:
+            return None
+        today = dt.datetime.now(self.tz).date() if self.config.checks.expiry else None
+        lookup = self._look_up(pending, today)
+        if (
+            self.qr is not None
+            and not lookup.error
+            and lookup.interpretation is not None
+            and lookup.interpretation.kind in ("url", "digital_link")
+        ):
+            return None
+        return self._resolve(lookup, None)
 
     async def ingest(self, scan: Scan) -> Capture:
         """A source's read → a durable capture in the source's session."""
@@ -375,16 +433,21 @@ class Pipeline:
         self.counters.batches += 1
         self.counters.last_batch_ms = (time.perf_counter() - started) * 1000
         for capture in finished:
-            status = capture.status.value
-            self.counters.finished[status] = self.counters.finished.get(status, 0) + 1
-            self.bus.publish(EventKind.CAPTURE, functools.partial(capture_json, capture))
-            if capture.checks.get("not_for_sale"):
-                self.bus.publish(EventKind.ALERT, {"capture": capture.public_id, **capture.checks})
-            for hook in self.on_finished:
-                result = hook(capture)
-                if inspect.isawaitable(result):
-                    await result
+            await self._finished(capture)
         return finished
+
+    async def _finished(self, capture: Capture) -> None:
+        """A capture reached its terminal status on disk: count it, publish it, run the
+        on_finished hooks (outputs, GPIO)."""
+        status = capture.status.value
+        self.counters.finished[status] = self.counters.finished.get(status, 0) + 1
+        self.bus.publish(EventKind.CAPTURE, functools.partial(capture_json, capture))
+        if capture.checks.get("not_for_sale"):
+            self.bus.publish(EventKind.ALERT, {"capture": capture.public_id, **capture.checks})
+        for hook in self.on_finished:
+            result = hook(capture)
+            if inspect.isawaitable(result):
+                await result
 
     def _look_up(self, capture: Capture, today: dt.date | None) -> Lookup:
         """Interpret the raw value (GTIN, GS1, Digital Link, URL, text) and merge it with what
@@ -560,7 +623,7 @@ class Pipeline:
         return {
             **capture_json(capture),
             "schema": CAPTURE_EVENT_SCHEMA,
-            "event_id": str(uuid.uuid4()),
+            "event_id": time_ordered_uuid(),
             "seq": seq,
             "device_id": self.config.device.id,
             "site": self.config.device.site,

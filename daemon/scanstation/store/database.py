@@ -18,6 +18,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -39,6 +40,7 @@ from scanstation.store.errors import (
     DatabaseDamaged,
     NotFound,
     StorageFull,
+    StoreError,
     is_damage,
     is_disk_full,
 )
@@ -55,6 +57,7 @@ from scanstation.store.rows import (
     CaptureOutcome,
     NewCapture,
     OutboxEvent,
+    _admit,
     _CaptureInsert,
     _insert_captures,
     product_completeness,
@@ -70,6 +73,9 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 1024
 """Page size of a new database: 1 KiB pages write ~1/3 of the bytes of 4 KiB ones per capture."""
+WAL_AUTOCHECKPOINT_PAGES = 4096
+"""Checkpoint once the WAL holds this many pages (4 MiB of 1 KiB pages, SQLite's default in
+bytes): a page written by many commits is copied to the database once per checkpoint."""
 
 
 def _same_handler(op: object, first: Batchable) -> bool:
@@ -141,6 +147,206 @@ async def _finished_in_memory(
             )
         )
     return captures
+
+
+EventMaker = Callable[[Capture, int], dict[str, Any]]
+"""Builds a finished capture's event payload from the capture and its sequence number."""
+DestinationsOf = Callable[[Capture], Sequence[str]]
+"""Extra outbox destinations of a finished capture (webhook outputs), besides MQTT."""
+
+_OUTBOX_INSERT = (
+    "INSERT INTO outbox (destination, topic, event_id, seq, payload, created) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_SCAN_EVENT_INSERT = (
+    "INSERT INTO scan_events (capture_id, gtin, time, device_id, source, site, "
+    "lat, lon, batch, serial, expiry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    # A retried capture is still one scan: its analytics row is replaced.
+    "ON CONFLICT(capture_id) DO UPDATE SET gtin = excluded.gtin, "
+    "batch = excluded.batch, serial = excluded.serial, expiry = excluded.expiry"
+)
+
+
+async def _take_seqs(db: aiosqlite.Connection, count: int) -> int:
+    """Reserve ``count`` capture event sequence numbers; returns the first."""
+    rows = list(
+        await db.execute_fetchall(
+            "INSERT INTO counters (name, value) VALUES ('capture_seq', ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value "
+            "RETURNING value",
+            (count,),
+        )
+    )
+    return int(rows[0][0]) - count + 1
+
+
+def _terminal_rows(
+    capture: Capture,
+    outcome: CaptureOutcome,
+    seq: int,
+    make_event: EventMaker,
+    scan_event_defaults: dict[str, Any],
+    destinations: DestinationsOf | None,
+    now: float,
+    outbox: list[tuple[Any, ...]],
+    analytics: list[tuple[Any, ...]],
+) -> None:
+    """Append a finished capture's outbox rows (its event for every destination, then its
+    alert) and its analytics row: each capture's rows together, in capture order."""
+    event = make_event(capture, seq)
+    text = json.dumps(event)
+    extra = destinations(capture) if destinations else ()
+    for destination in (MQTT_DESTINATION, *extra):
+        outbox.append((destination, "captures", event["event_id"], event["seq"], text, now))
+    if outcome.alert is not None:
+        alert = {**outcome.alert, "event_id": new_public_id()}
+        outbox.append((MQTT_DESTINATION, "alerts", alert["event_id"], None, json.dumps(alert), now))
+    if outcome.scan_event is not None:
+        row = {**scan_event_defaults, **outcome.scan_event}
+        analytics.append(
+            (
+                capture.id,
+                row["gtin"],
+                capture.created,
+                row["device_id"],
+                capture.source,
+                row.get("site", ""),
+                row.get("lat"),
+                row.get("lon"),
+                row.get("batch", ""),
+                row.get("serial", ""),
+                row.get("expiry", ""),
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _FinishedInsert:
+    """A capture whose walk was done before its insert: stored already terminal."""
+
+    capture: Capture
+    """As it would be stored PENDING (row id 0: assigned by the insert)."""
+    outcome: CaptureOutcome
+    idle_timeout: float
+    make_event: EventMaker
+    scan_event_defaults: dict[str, Any]
+    destinations: DestinationsOf | None
+
+
+async def _insert_finished(
+    db: aiosqlite.Connection, items: list[_FinishedInsert]
+) -> list[tuple[Capture, set[str]] | str]:
+    """Insert captures already terminal, with their events, alerts and analytics rows, for
+    one group: the catalog is read once for the group's GTINs. Returns each capture as
+    stored with the outbox destinations it wrote, or for a refused one its session's status
+    ("" when the session does not exist)."""
+    admitted = await _admit(
+        db,
+        [
+            (
+                i.capture.session_public_id,
+                i.capture.created,
+                i.idle_timeout,
+                i.capture.capture_type is CaptureType.IMAGE,
+            )
+            for i in items
+        ],
+    )
+    wanted = sorted(
+        {
+            i.outcome.gtin
+            for i in items
+            if i.outcome.gtin and i.outcome.status is not CaptureStatus.FAILED
+        }
+    )
+    catalog: dict[str, tuple[int, str, str]] = {}
+    if wanted:
+        marks = ",".join("?" * len(wanted))
+        rows = await db.execute_fetchall(
+            f"SELECT gtin, id, public_id, name FROM products WHERE gtin IN ({marks})", wanted
+        )
+        catalog = {str(r[0]): (int(r[1]), str(r[2]), str(r[3])) for r in rows}
+    count = sum(1 for a in admitted if not isinstance(a, str))
+    seq = await _take_seqs(db, count) if count else 0
+    now = time.time()
+    results: list[tuple[Capture, set[str]] | str] = []
+    inserts: list[tuple[Any, ...]] = []
+    outbox: list[tuple[Any, ...]] = []
+    analytics: list[tuple[Any, ...]] = []
+    for item, admission in zip(items, admitted, strict=True):
+        if isinstance(admission, str):
+            results.append(admission)
+            continue
+        session_id, capture_id = admission
+        o, c = item.outcome, item.capture
+        product_id, product_public_id, product_name = None, "", ""
+        status = o.status
+        if status is not CaptureStatus.FAILED and o.gtin in catalog:
+            status = CaptureStatus.COMPLETED
+            product_id, product_public_id, product_name = catalog[o.gtin]
+        capture = dataclasses.replace(
+            c,
+            id=capture_id,
+            status=status,
+            gtin=o.gtin,
+            gs1_dl_data=dict(o.gs1_dl_data or {}),
+            product_public_id=product_public_id,
+            product_name=product_name,
+            error_message=o.error_message,
+            checks=dict(o.checks or {}),
+            qr_analysis=o.qr_analysis,
+            processed_at=now,
+        )
+        inserts.append(
+            (
+                capture_id,
+                session_id,
+                c.public_id,
+                status.value,
+                c.capture_type.value,
+                c.raw_value,
+                o.gtin,
+                c.symbology,
+                c.symbology_identifier,
+                c.source,
+                o.error_message,
+                c.created,
+                now,
+                now,
+                json.dumps(capture.gs1_dl_data),
+                product_id,
+                c.uploaded_image_key,
+                json.dumps(o.qr_analysis) if o.qr_analysis is not None else None,
+                json.dumps(c.metadata),
+                json.dumps(capture.checks),
+            )
+        )
+        first = len(outbox)
+        _terminal_rows(
+            capture,
+            o,
+            seq,
+            item.make_event,
+            item.scan_event_defaults,
+            item.destinations,
+            now,
+            outbox,
+            analytics,
+        )
+        seq += 1
+        results.append((capture, {row[0] for row in outbox[first:]}))
+    if inserts:
+        await db.executemany(
+            "INSERT INTO captures (id, session_id, public_id, status, capture_type, raw_value, "
+            "gtin, symbology, symbology_identifier, source, error_message, created, modified, "
+            "processed_at, gs1_dl_data, product_id, uploaded_image_key, qr_analysis, metadata, "
+            "checks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            inserts,
+        )
+        await db.executemany(_OUTBOX_INSERT, outbox)
+        if analytics:
+            await db.executemany(_SCAN_EVENT_INSERT, analytics)
+    return results
 
 
 class Store:
@@ -224,6 +430,8 @@ class Store:
             # the bytes per capture — SD card wear — low (docs/benchmarks.md, bench wear).
             f"PRAGMA page_size={PAGE_SIZE}",
             "PRAGMA journal_mode=WAL",
+            f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}",
+            f"PRAGMA journal_size_limit={WAL_AUTOCHECKPOINT_PAGES * PAGE_SIZE}",
             f"PRAGMA synchronous={self.synchronous}",
             "PRAGMA foreign_keys=ON",
             "PRAGMA busy_timeout=30000",
@@ -491,48 +699,13 @@ class Store:
 
     # ---- captures ------------------------------------------------------------------------
 
-    async def add_capture(
-        self, session_public_id: str, new: NewCapture, *, idle_timeout: float
-    ) -> Capture:
-        """Insert a PENDING capture into an ACTIVE session; durable when this returns.
-
-        Raises NotFound for an unknown session and Conflict for one that is not ACTIVE
-        (ended, or idle past ``idle_timeout`` — which marks it EXPIRED on the spot).
-        """
+    def new_capture(self, session_public_id: str, new: NewCapture) -> Capture:
+        """The capture ``new`` becomes once stored, before it is: PENDING, its public id and
+        time given, its row id 0 (the insert assigns it)."""
         now = time.time()
-        public_id = new_public_id()
-        insert = _CaptureInsert(
-            session_public_id=session_public_id,
-            now=now,
-            idle_timeout=idle_timeout,
-            is_photo=new.capture_type is CaptureType.IMAGE,
-            row=(
-                public_id,
-                new.capture_type.value,
-                new.raw_value,
-                new.gtin,
-                new.symbology,
-                new.symbology_identifier,
-                new.source,
-                now,
-                now,
-                json.dumps(new.gs1_dl_data or {}),
-                new.uploaded_image_key,
-                json.dumps(new.metadata or {}),
-            ),
-        )
-        result: int | str = await self.write(Batchable(_insert_captures, insert), urgent=True)
-        if isinstance(result, str):
-            if not result:
-                raise NotFound("session", session_public_id, field="session_public_id")
-            raise Conflict(
-                f"session {session_public_id!r} is {result}; captures can be added only to an "
-                "ACTIVE session",
-                field="session_public_id",
-            )
         return Capture(
-            id=result,
-            public_id=public_id,
+            id=0,
+            public_id=new_public_id(),
             session_public_id=session_public_id,
             status=CaptureStatus.PENDING,
             capture_type=new.capture_type,
@@ -552,6 +725,87 @@ class Store:
             metadata=new.metadata or {},
             checks={},
             revision=1,
+        )
+
+    async def add_capture(
+        self,
+        session_public_id: str,
+        new: NewCapture,
+        *,
+        idle_timeout: float,
+        pending: Capture | None = None,
+    ) -> Capture:
+        """Insert a PENDING capture into an ACTIVE session; durable when this returns.
+
+        Raises NotFound for an unknown session and Conflict for one that is not ACTIVE
+        (ended, or idle past ``idle_timeout`` — which marks it EXPIRED on the spot).
+        ``pending``: the capture as ``new_capture`` made it, when the caller has it already.
+        """
+        c = pending or self.new_capture(session_public_id, new)
+        insert = _CaptureInsert(
+            session_public_id=session_public_id,
+            now=c.created,
+            idle_timeout=idle_timeout,
+            is_photo=c.capture_type is CaptureType.IMAGE,
+            row=(
+                c.public_id,
+                c.capture_type.value,
+                c.raw_value,
+                c.gtin,
+                c.symbology,
+                c.symbology_identifier,
+                c.source,
+                c.created,
+                c.created,
+                json.dumps(c.gs1_dl_data),
+                c.uploaded_image_key,
+                json.dumps(c.metadata),
+            ),
+        )
+        result: int | str = await self.write(Batchable(_insert_captures, insert), urgent=True)
+        if isinstance(result, str):
+            raise self._refused(session_public_id, result)
+        return dataclasses.replace(c, id=result)
+
+    async def add_finished_capture(
+        self,
+        pending: Capture,
+        outcome: CaptureOutcome,
+        make_event: EventMaker,
+        scan_event_defaults: dict[str, Any],
+        destinations: DestinationsOf | None = None,
+        *,
+        idle_timeout: float,
+    ) -> Capture:
+        """Insert a capture already walked — terminal, with its outbox events, alert and
+        analytics row — in one transaction; durable when this returns.
+
+        ``pending`` is the capture as ``new_capture`` made it, ``outcome`` its terminal
+        state (``capture_id`` is ignored: the insert assigns the row id). As in
+        ``finish_captures(resolve=True)``, an outcome that is not FAILED and whose GTIN is a
+        catalog product becomes COMPLETED with it: the catalog is read inside the write, once
+        per group of inserts. Refusals as ``add_capture``.
+        """
+        item = _FinishedInsert(
+            pending, outcome, idle_timeout, make_event, scan_event_defaults, destinations
+        )
+        result: tuple[Capture, set[str]] | str = await self.write(
+            Batchable(_insert_finished, item), urgent=True
+        )
+        if isinstance(result, str):
+            raise self._refused(pending.session_public_id, result)
+        capture, written = result
+        self._signal_outbox(written)
+        return capture
+
+    @staticmethod
+    def _refused(session_public_id: str, status: str) -> StoreError:
+        if not status:
+            return NotFound("session", session_public_id, field="session_public_id")
+        return Conflict(
+            f"session {session_public_id!r} is {status}; captures can be added only to an "
+            "ACTIVE session",
+            field="session_public_id",
         )
 
     async def get_capture(self, public_id: str) -> Capture:
@@ -649,9 +903,9 @@ class Store:
     async def finish_captures(
         self,
         outcomes: Sequence[CaptureOutcome],
-        make_event: Callable[[Capture, int], dict[str, Any]],
+        make_event: EventMaker,
         scan_event_defaults: dict[str, Any],
-        destinations: Callable[[Capture], Sequence[str]] | None = None,
+        destinations: DestinationsOf | None = None,
         *,
         before: Sequence[Capture] | None = None,
         resolve: bool = False,
@@ -707,73 +961,26 @@ class Store:
                     ids,
                 )
                 captures = [row_to_capture(r) for r in rows]
-            seq_rows = list(
-                await db.execute_fetchall(
-                    "INSERT INTO counters (name, value) VALUES ('capture_seq', ?) "
-                    "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value "
-                    "RETURNING value",
-                    (len(captures),),
-                )
-            )
-            first_seq = int(seq_rows[0][0]) - len(captures) + 1
-            # Each capture's rows together, in capture order (its event for every
-            # destination, then its alert): the same order however the walk batched them.
-            outbox = []
+            seq = await _take_seqs(db, len(captures)) if captures else 0
+            outbox: list[tuple[Any, ...]] = []
+            analytics: list[tuple[Any, ...]] = []
             by_id = {o.capture_id: o for o in outcomes}
-            analytics = []
             for offset, capture in enumerate(captures):
-                event = make_event(capture, first_seq + offset)
-                text = json.dumps(event)
-                extra = destinations(capture) if destinations else ()
-                for destination in (MQTT_DESTINATION, *extra):
-                    outbox.append(
-                        (destination, "captures", event["event_id"], event["seq"], text, now)
-                    )
-                outcome = by_id[capture.id]
-                if outcome.alert is not None:
-                    alert = {**outcome.alert, "event_id": new_public_id()}
-                    outbox.append(
-                        (
-                            MQTT_DESTINATION,
-                            "alerts",
-                            alert["event_id"],
-                            None,
-                            json.dumps(alert),
-                            now,
-                        )
-                    )
-                if outcome.scan_event is not None:
-                    row = {**scan_event_defaults, **outcome.scan_event}
-                    analytics.append(
-                        (
-                            capture.id,
-                            row["gtin"],
-                            capture.created,
-                            row["device_id"],
-                            capture.source,
-                            row.get("site", ""),
-                            row.get("lat"),
-                            row.get("lon"),
-                            row.get("batch", ""),
-                            row.get("serial", ""),
-                            row.get("expiry", ""),
-                        )
-                    )
-            await db.executemany(
-                "INSERT INTO outbox (destination, topic, event_id, seq, payload, created) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                outbox,
-            )
-            written.update(row[0] for row in outbox)
-            if analytics:
-                await db.executemany(
-                    "INSERT INTO scan_events (capture_id, gtin, time, device_id, source, site, "
-                    "lat, lon, batch, serial, expiry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-                    # A retried capture is still one scan: its analytics row is replaced.
-                    "ON CONFLICT(capture_id) DO UPDATE SET gtin = excluded.gtin, "
-                    "batch = excluded.batch, serial = excluded.serial, expiry = excluded.expiry",
+                _terminal_rows(
+                    capture,
+                    by_id[capture.id],
+                    seq + offset,
+                    make_event,
+                    scan_event_defaults,
+                    destinations,
+                    now,
+                    outbox,
                     analytics,
                 )
+            await db.executemany(_OUTBOX_INSERT, outbox)
+            written.update(row[0] for row in outbox)
+            if analytics:
+                await db.executemany(_SCAN_EVENT_INSERT, analytics)
             return captures
 
         written: set[str] = set()

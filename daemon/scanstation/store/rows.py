@@ -226,15 +226,17 @@ class _CaptureInsert:
     created, modified, gs1_dl_data, uploaded_image_key, metadata"""
 
 
-async def _insert_captures(
-    db: aiosqlite.Connection, items: list[_CaptureInsert]
-) -> list[int | str]:
-    """Insert captures into ACTIVE sessions: a few statements for the whole group.
+async def _admit(
+    db: aiosqlite.Connection, items: Sequence[tuple[str, float, float, bool]]
+) -> list[tuple[int, int] | str]:
+    """Admit captures into ACTIVE sessions, for one group of inserts: a few statements.
 
-    Returns each capture's row id, or for a refused one its session's status ("" when the
-    session does not exist). A session idle past its timeout is marked EXPIRED here.
+    ``items``: (session public id, now, idle timeout, is a photo) per capture. Returns each
+    admitted capture's (session row id, new capture row id), or for a refused one its
+    session's status ("" when the session does not exist), and counts the admitted ones on
+    their sessions. A session idle past its timeout is marked EXPIRED here.
     """
-    wanted = sorted({item.session_public_id for item in items})
+    wanted = sorted({item[0] for item in items})
     marks = ",".join("?" * len(wanted))
     sessions: dict[str, list[Any]] = {
         r[0]: [r[1], r[2], r[3]]
@@ -246,38 +248,29 @@ async def _insert_captures(
     }
     # The single writer holds the write lock: ids can be assigned here, in order.
     next_id = int((await _fetchall(db, "SELECT COALESCE(MAX(id), 0) FROM captures"))[0][0]) + 1
-    results: list[int | str] = []
-    rows: list[tuple[Any, ...]] = []
+    results: list[tuple[int, int] | str] = []
     touched: dict[str, list[Any]] = {}  # session public id -> [id, modified, captures, photos]
     expired: list[tuple[float, str]] = []
-    for item in items:
-        session = sessions.get(item.session_public_id)
+    for session_public_id, now, idle_timeout, is_photo in items:
+        session = sessions.get(session_public_id)
         if session is None:
             results.append("")
             continue
         session_id, status, modified = session
-        if status == "ACTIVE" and modified < item.now - item.idle_timeout:
+        if status == "ACTIVE" and modified < now - idle_timeout:
             status = session[1] = "EXPIRED"
-            expired.append((item.now, item.session_public_id))
+            expired.append((now, session_public_id))
         if status != "ACTIVE":
             results.append(status)
             continue
-        session[2] = item.now
-        count = touched.setdefault(item.session_public_id, [session_id, item.now, 0, 0])
-        count[1] = item.now
+        session[2] = now
+        count = touched.setdefault(session_public_id, [session_id, now, 0, 0])
+        count[1] = now
         count[2] += 1
-        count[3] += int(item.is_photo)
-        rows.append((next_id, session_id, *item.row))
-        results.append(next_id)
+        count[3] += int(is_photo)
+        results.append((session_id, next_id))
         next_id += 1
-    if rows:
-        await db.executemany(
-            "INSERT INTO captures (id, session_id, public_id, status, capture_type, raw_value, "
-            "gtin, symbology, symbology_identifier, source, created, modified, gs1_dl_data, "
-            "uploaded_image_key, metadata) "
-            "VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
+    if touched:
         await db.executemany(
             "UPDATE sessions SET modified = ?, capture_count = capture_count + ?, "
             "photo_count = photo_count + ? WHERE id = ?",
@@ -288,5 +281,36 @@ async def _insert_captures(
             "UPDATE sessions SET status = 'EXPIRED', ended = ? "
             "WHERE public_id = ? AND status = 'ACTIVE'",
             expired,
+        )
+    return results
+
+
+async def _insert_captures(
+    db: aiosqlite.Connection, items: list[_CaptureInsert]
+) -> list[int | str]:
+    """Insert PENDING captures into ACTIVE sessions: a few statements for the whole group.
+
+    Returns each capture's row id, or for a refused one its session's status ("" when the
+    session does not exist).
+    """
+    admitted = await _admit(
+        db, [(i.session_public_id, i.now, i.idle_timeout, i.is_photo) for i in items]
+    )
+    results: list[int | str] = []
+    rows: list[tuple[Any, ...]] = []
+    for item, admission in zip(items, admitted, strict=True):
+        if isinstance(admission, str):
+            results.append(admission)
+            continue
+        session_id, capture_id = admission
+        rows.append((capture_id, session_id, *item.row))
+        results.append(capture_id)
+    if rows:
+        await db.executemany(
+            "INSERT INTO captures (id, session_id, public_id, status, capture_type, raw_value, "
+            "gtin, symbology, symbology_identifier, source, created, modified, gs1_dl_data, "
+            "uploaded_image_key, metadata) "
+            "VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
         )
     return results

@@ -163,6 +163,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_delivered ON outbox(delivered) WHERE delivered IS NOT NULL;
     CREATE INDEX outbox_seq ON outbox(destination, seq) WHERE seq IS NOT NULL;
     """,
+    # No query reads captures by GTIN (analytics use scan_events): the index only cost a
+    # random page written per capture.
+    """
+    DROP INDEX IF EXISTS captures_gtin;
+    """,
 )
 
 

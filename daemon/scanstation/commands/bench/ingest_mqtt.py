@@ -162,7 +162,8 @@ class _Station:
         self.created_at: dict[str, float] = {}
         self.finished_at: dict[str, float] = {}
         self.stages: dict[str, list[float]] = {"insert": [], "walk": [], "publish": []}
-        """Where the time goes: durable insert, the walk to a terminal status, outbox→PUBACK."""
+        """Where the time goes: durable insert (with the walk, when it is local), the walk
+        to a terminal status after it (a walk needing the network), outbox→PUBACK."""
         self.delivered = 0
         self.all_delivered = asyncio.Event()
         self.target = 0
@@ -182,8 +183,10 @@ class _Station:
         if started is not None:
             self.latencies.append(now - started)
             if created is not None and finished is not None:
-                self.stages["insert"].append(created - started)
-                self.stages["walk"].append(finished - created)
+                # A code's walk is local: done before its insert, which stores it terminal
+                # (its hooks run before create_capture returns), so its walk stage is 0.
+                self.stages["insert"].append(min(created, finished) - started)
+                self.stages["walk"].append(max(finished - created, 0.0))
                 self.stages["publish"].append(now - finished)
         self.delivered += 1
         if self.delivered >= self.target:
