@@ -82,6 +82,30 @@ async def test_pipeline_resumes_captures_left_in_progress(store: Store, config: 
         task.cancel()
 
 
+async def test_pipeline_a_capture_walked_twice_gets_one_event_and_one_seq(
+    store: Store, config: Config
+) -> None:
+    """The start-up resume reads a just-created PENDING capture as unfinished while the same
+    capture also waits in the queue: both walks finish it, but only the first one counts (a
+    fleet collector saw 1,004 seqs for 1,000 captures before)."""
+    session = await store.create_session()
+    capture = await store.add_capture(
+        session.public_id, NewCapture(CaptureType.BARCODE, "5901234123457"), idle_timeout=60
+    )
+    pipeline = Pipeline(store, config, bus=EventBus())
+    finished = []
+    pipeline.on_finished.append(finished.append)
+    first = await pipeline.process([capture.id])  # the resume, reading it from the disk
+    pipeline._queued[capture.id] = capture  # the queue's in-memory PENDING copy of it
+    second = await pipeline.process([capture.id])
+    assert [c.status for c in first] == [CaptureStatus.NOT_FOUND]
+    assert second == []
+    assert [c.public_id for c in finished] == [capture.public_id]  # outputs fire once
+    rows = await store.fetchall("SELECT seq FROM outbox WHERE topic = 'captures'")
+    assert [r[0] for r in rows] == [1]
+    assert (await store.fetchone("SELECT COUNT(*) FROM scan_events"))[0] == 1
+
+
 async def test_pipeline_ingest_uses_one_rolling_session_per_source(pipeline: Pipeline) -> None:
     a1 = await pipeline.ingest(Scan(source="gun1", raw_value="4006381333931"))
     a2 = await pipeline.ingest(Scan(source="gun1", raw_value="5901234123457"))

@@ -180,6 +180,10 @@ async def _take_seqs(db: aiosqlite.Connection, count: int) -> int:
     return int(rows[0][0]) - count + 1
 
 
+_TERMINAL_VALUES = tuple(s.value for s in CaptureStatus if s.terminal)
+_TERMINAL_MARKS = ",".join("?" * len(_TERMINAL_VALUES))
+
+
 def _terminal_rows(
     capture: Capture,
     outcome: CaptureOutcome,
@@ -928,7 +932,24 @@ class Store:
         marks = ",".join("?" * len(ids))
 
         async def op(db: aiosqlite.Connection) -> list[Capture]:
-            nonlocal outcomes
+            nonlocal outcomes, ids, marks
+            # A capture reaches its terminal status once: one walked twice (created while
+            # the start-up resume read it as unfinished) gets no second event and no second
+            # seq — consumers count on one gap-free seq per capture.
+            waiting = {
+                row[0]
+                for row in await db.execute_fetchall(
+                    f"SELECT id FROM captures WHERE id IN ({marks}) AND status NOT IN "
+                    f"({_TERMINAL_MARKS})",
+                    (*ids, *_TERMINAL_VALUES),
+                )
+            }
+            if len(waiting) < len(outcomes):
+                outcomes = [o for o in outcomes if o.capture_id in waiting]
+                ids = [o.capture_id for o in outcomes]
+                marks = ",".join("?" * len(ids))
+                if not outcomes:
+                    return []
             if resolve:
                 outcomes = await _resolve_in_catalog(db, outcomes)
             updates = [
