@@ -18,7 +18,11 @@ command -v cc >/dev/null 2>&1 || need_apt+=(gcc libc6-dev)
   need_apt+=(python3-dev)
 command -v socat >/dev/null 2>&1 || true
 # PostgreSQL for the fleet collector's tests (initdb/pg_ctl for a private cluster).
-pg_bin() { command -v "$1" 2>/dev/null || ls /usr/lib/postgresql/*/bin/"$1" 2>/dev/null | tail -1; }
+pg_bin() {
+  command -v "$1" 2>/dev/null && return
+  local found=(/usr/lib/postgresql/*/bin/"$1")  # the newest version sorts last
+  if [ -x "${found[-1]}" ]; then echo "${found[-1]}"; fi
+}
 [ -n "$(pg_bin initdb)" ] || need_apt+=(postgresql)
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -271,8 +271,8 @@ async def test_outputs_out_of_sequence_serial_is_rejected_and_the_sequence_resum
 
 
 def test_match_sequence_settings_are_checked() -> None:
-    with pytest.raises(ValueError, match="sequence_step 0: expected a step other than 0"):
-        MatchRules(sequence="increment", sequence_step=0)
+    with pytest.raises(ValueError, match="step 0: expected a step other than 0"):
+        MatchRules(sequence="increment", step=0)
     with pytest.raises(ValueError, match="sequence_field 'serial': expected 'raw', 'gtin' or"):
         MatchRules(sequence="increment", sequence_field="serial")
 

@@ -5,7 +5,7 @@ Industrial readers compare every read with an expected code and fire a reject ou
 differs. Rules are compiled once (a bad regex stops ``--check-config``); checking a capture is
 a few comparisons, and the capture is re-interpreted only when a rule asks for its data
 format (``kinds``). The sequence check (``sequence = "increment"``) is the one rule with
-state: the number in each read must be the previous read's plus ``sequence_step``.
+state: the number in each read must be the previous read's plus ``step``.
 
 >>> from scanstation.config import MatchRules
 >>> rules = compile_rules(MatchRules(require_ais=["17"]))
@@ -46,7 +46,7 @@ class RuleSettings(Protocol):
     @property
     def sequence(self) -> str: ...
     @property
-    def sequence_step(self) -> int: ...
+    def step(self) -> int: ...
     @property
     def sequence_field(self) -> str: ...
 
@@ -336,15 +336,15 @@ def compile_rules(rules: RuleSettings) -> CompiledRules:
     if rules.sequence:
         if rules.sequence != "increment":
             raise MatchError(f"match sequence {rules.sequence!r}: expected 'increment' or ''")
-        if rules.sequence_step == 0:
-            raise MatchError("match sequence_step 0: expected a step other than 0, e.g. 1")
+        if rules.step == 0:
+            raise MatchError("match step 0: expected a step other than 0, e.g. 1")
         name = rules.sequence_field
         if not (name in ("raw", "gtin") or (name.isdigit() and 2 <= len(name) <= 4)):
             raise MatchError(
                 f"match sequence_field {name!r}: expected 'raw', 'gtin' or a GS1 Application "
                 "Identifier such as '21' (serial number)"
             )
-        sequence = SequenceCheck(step=rules.sequence_step, compared=name)
+        sequence = SequenceCheck(step=rules.step, compared=name)
     return CompiledRules(
         symbology_names=frozenset(names),
         aim_identifiers=tuple(aims),

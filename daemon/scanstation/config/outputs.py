@@ -73,9 +73,9 @@ class MatchRules(Section):
     sequence: Literal["", "increment"] = Field(
         "",
         description="increment: the number in each read must be the previous read's plus "
-        "sequence_step (out of sequence: a reject)",
+        "step (out of sequence: a reject)",
     )
-    sequence_step: int = Field(1, description="The sequence's step (negative: counting down)")
+    step: int = Field(1, description="The sequence's step (negative: counting down)")
     sequence_field: str = Field(
         "raw",
         description="What the sequence compares, by its last run of digits: raw, gtin, or a "
