@@ -308,7 +308,7 @@ async def run(
             pipeline,
             triggers=triggers,
             telemetry=station_telemetry(sources),
-            api_key_valid=lambda token: api_keys.verify(token) is not None,
+            api_key_role=lambda token: getattr(api_keys.verify(token), "role", None),
         )
         services = Services(
             config,

@@ -64,6 +64,11 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         "set_password_main",
         "set the web UI password",
     ),
+    "user": (
+        "scanstation.commands.users",
+        "user_main",
+        "web UI users and their roles: add | list | remove | set-role | set-password",
+    ),
 }
 BENCHMARKS = (
     "ingest",
@@ -146,6 +151,12 @@ def build_parser() -> argparse.ArgumentParser:
     key_sub = p.add_subparsers(dest="key_command", required=True, metavar="ACTION")
     create = key_sub.add_parser("create", help="create a key; printed alone on the last line")
     create.add_argument("--label", default="", help="a note to tell keys apart")
+    create.add_argument(
+        "--role",
+        default="admin",
+        choices=["admin", "operator", "viewer"],
+        help="what the key may do (default admin)",
+    )
     _config_arg(create)
     lst = key_sub.add_parser("list", help="list keys (ids and labels, never the keys)")
     _config_arg(lst)
@@ -399,6 +410,9 @@ def cmd_catalog(args: argparse.Namespace) -> int:
             return await store.upsert_products(products)
 
     count = asyncio.run(main())
+    from scanstation.commands.users import record_audit
+
+    record_audit(config, "catalog.import", str(args.file), {"products": count})
     print(f"imported {count} products into {config.db_path}")
     return EXIT_OK
 
@@ -429,12 +443,23 @@ def cmd_api_key(args: argparse.Namespace) -> int:
     keys = ApiKeyStore(config.api_keys_path)
     if args.key_command == "list":
         writer = csv.writer(sys.stdout)
-        writer.writerow(["key_id", "label", "created"])
+        writer.writerow(["key_id", "label", "created", "role"])
         for record in keys.records():
-            writer.writerow(safe_row([record.key_id, record.label, record.created]))
+            writer.writerow(
+                safe_row([record.key_id, record.label, record.created, record.role.value])
+            )
         return EXIT_OK
-    key = keys.create(label=args.label)
-    print(f"Created an API key (stored hashed in {config.api_keys_path}); it is shown only now:")
+    from scanstation.commands.users import record_audit
+    from scanstation.services.roles import Role
+
+    role = Role(args.role)
+    key = keys.create(label=args.label, role=role)
+    key_id = key.split("_")[1]
+    record_audit(config, "api-key.create", key_id, {"label": args.label, "role": role.value})
+    print(
+        f"Created an API key with the {role.value} role (stored hashed in "
+        f"{config.api_keys_path}); it is shown only now:"
+    )
     print(key)
     return EXIT_OK
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from scanstation.web.routes import (
+    admin,
     captures,
     exports,
     images,
@@ -26,7 +27,7 @@ from scanstation.web.routes import (
 )
 from scanstation.web.routes.health import healthz
 
-RESOURCES = (sessions, captures, proposals, products, exports, live, stats, metrics)
+RESOURCES = (sessions, captures, proposals, products, exports, live, stats, metrics, admin)
 """Route modules in the order their routes are added (previews and images after them)."""
 
 
