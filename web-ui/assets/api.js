@@ -22,8 +22,25 @@ export async function startSession() {
     toLogin();
     return false;
   }
-  csrfToken = (await resp.json()).csrf_token;
+  const session = await resp.json();
+  csrfToken = session.csrf_token;
+  // What the UI shows follows the role (CSS hides [data-needs] above it); the server refuses
+  // those requests anyway.
+  me = { username: session.username, role: session.role };
+  document.body.dataset.role = session.role;
   return true;
+}
+
+const RANK = { viewer: 0, operator: 1, admin: 2 };
+let me = { username: null, role: null };
+
+export function whoami() {
+  return me;
+}
+
+// Whether the logged-in user has at least this role.
+export function can(role) {
+  return me.role !== null && RANK[me.role] >= RANK[role];
 }
 
 export async function request(path, { method = "GET", body, raw, contentType } = {}) {

@@ -1,6 +1,6 @@
 // The app shell: login check, hash routes, and one live event stream shared by the views.
 
-import { BASE, get, logout, startSession } from "./api.js";
+import { BASE, get, logout, startSession, whoami } from "./api.js";
 import { clear, h } from "./dom.js";
 import * as live from "./views/live.js";
 import * as sessions from "./views/sessions.js";
@@ -9,6 +9,7 @@ import * as capture from "./views/capture.js";
 import * as products from "./views/products.js";
 import * as dashboard from "./views/dashboard.js";
 import * as camera from "./views/camera.js";
+import * as admin from "./views/admin.js";
 
 const routes = [
   [/^#\/live$/, live, "live"],
@@ -18,6 +19,7 @@ const routes = [
   [/^#\/products$/, products, "products"],
   [/^#\/dashboard$/, dashboard, "dashboard"],
   [/^#\/camera$/, camera, "camera"],
+  [/^#\/admin$/, admin, "admin"],
 ];
 
 // ---- live events: one EventSource, many listeners ----------------------------------------
@@ -111,6 +113,8 @@ async function render() {
 async function main() {
   if (!(await startSession())) return;
   document.getElementById("logout").addEventListener("click", logout);
+  const me = whoami();
+  if (me.username) document.getElementById("whoami").textContent = `${me.username} · ${me.role}`;
   get("/stats")
     .then((s) => {
       document.getElementById("device-name").textContent = s.device_id || "scanstation";

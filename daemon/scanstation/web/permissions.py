@@ -66,6 +66,7 @@ ROUTE_ROLES: dict[tuple[str, str], Role | None] = {
     ("GET", f"{API_BASE}/users"): A,
     ("GET", f"{API_BASE}/audit"): A,
     ("GET", f"{API_BASE}/audit.csv"): A,
+    ("GET", f"{API_BASE}/config"): A,
 }
 """(method, route template) → the least role that may call it; None: no login needed."""
 

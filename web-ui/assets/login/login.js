@@ -3,6 +3,7 @@
 const form = document.getElementById("login-form");
 const error = document.getElementById("login-error");
 const input = document.getElementById("password");
+const username = document.getElementById("username");
 
 // The one check of every redirect target: resolve it as the browser will and keep it only
 // if it stays on this origin. A prefix test is not enough: a backslash or a tab after the
@@ -38,7 +39,7 @@ form.addEventListener("submit", async (event) => {
       method: "POST",
       credentials: "same-origin",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ password: input.value }),
+      body: JSON.stringify(username.value.trim() ? { username: username.value.trim(), password: input.value } : { password: input.value }),
     });
     if (resp.ok) {
       location.replace(nextPage());

@@ -37,7 +37,7 @@ export async function render(view, { on, params }) {
     const [c, proposals] = await Promise.all([get(`/captures/${id}`), get(`/captures/${id}/proposals`)]);
     clear(root);
     const retry = ["FAILED", "NOT_FOUND"].includes(c.status)
-      ? h("button", { type: "button", class: "secondary", onclick: () => act(() => post(`/captures/${id}/retry`), "Retried") }, "Retry")
+      ? h("button", { type: "button", class: "secondary", dataset: { needs: "operator" }, onclick: () => act(() => post(`/captures/${id}/retry`), "Retried") }, "Retry")
       : null;
     const image = c.uploaded_image_key
       ? h("a", { href: `${BASE}/captures/${id}/image`, target: "_blank", rel: "noopener" },
@@ -110,9 +110,9 @@ export async function render(view, { on, params }) {
         h("td", { class: "hide-narrow" }, p.source),
         h("td", {}, badge(p.status)),
         h("td", { class: "actions-cell" }, h("div", { class: "actions" },
-          h("button", { type: "button", class: "ok", disabled: p.status === "ACCEPTED", "aria-label": `Accept ${p.field_name}: ${p.proposed_value}`,
+          h("button", { type: "button", class: "ok", dataset: { needs: "operator" }, disabled: p.status === "ACCEPTED", "aria-label": `Accept ${p.field_name}: ${p.proposed_value}`,
             onclick: () => act(() => patch(`/proposals/${p.public_id}`, { status: "ACCEPTED" })) }, "Accept"),
-          h("button", { type: "button", class: "danger", disabled: p.status === "REJECTED", "aria-label": `Reject ${p.field_name}: ${p.proposed_value}`,
+          h("button", { type: "button", class: "danger", dataset: { needs: "operator" }, disabled: p.status === "REJECTED", "aria-label": `Reject ${p.field_name}: ${p.proposed_value}`,
             onclick: () => act(() => patch(`/proposals/${p.public_id}`, { status: "REJECTED" })) }, "Reject"))),
       ),
     );
@@ -124,7 +124,7 @@ export async function render(view, { on, params }) {
           h("th", { scope: "col" }, "Status"), h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
         h("tbody", {}, rows))),
       h("div", { class: "toolbar" }, h("div", { class: "spacer" }),
-        h("button", { type: "button", id: "apply", disabled: accepted === 0,
+        h("button", { type: "button", id: "apply", dataset: { needs: "operator" }, disabled: accepted === 0,
           onclick: () => act(async () => {
             const result = await post(`/captures/${id}/apply`);
             toast(`Applied ${result.applied.length} to ${result.product?.name || result.product?.gtin}` +

@@ -12,7 +12,7 @@ export async function render(view, { on }) {
   const input = h("input", { id: "manual-code", name: "code", autocomplete: "off", placeholder: "e.g. 09506000134352", maxlength: 500 });
   const form = h(
     "form",
-    { class: "toolbar", "aria-label": "Manual entry" },
+    { class: "toolbar", "aria-label": "Manual entry", dataset: { needs: "operator" } },
     h("div", { class: "field" }, h("label", { for: "manual-code" }, "Enter a code by hand"), input),
     h("button", { type: "submit" }, "Add"),
   );

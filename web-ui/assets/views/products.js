@@ -25,8 +25,8 @@ export async function render(view, { on }) {
       h("div", { class: "field" }, h("label", { for: "product-q" }, "Search"), search),
       h("div", { class: "field" }, h("label", { for: "product-order" }, "Order"), order),
       h("div", { class: "spacer" }),
-      h("button", { type: "button", class: "secondary", onclick: () => edit(null) }, "Add product"),
-      h("label", { for: "product-file", class: "button secondary", tabindex: 0,
+      h("button", { type: "button", class: "secondary", dataset: { needs: "admin" }, onclick: () => edit(null) }, "Add product"),
+      h("label", { for: "product-file", class: "button secondary", dataset: { needs: "admin" }, tabindex: 0,
         onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); file.click(); } } }, "Import CSV/JSON"),
       file,
       h("a", { class: "button secondary", href: `${BASE}/exports/products.csv`, download: "" }, "Export CSV")),
@@ -56,7 +56,7 @@ export async function render(view, { on }) {
           h("td", { class: "hide-narrow" }, p.brand),
           h("td", { class: "hide-narrow" }, p.category),
           h("td", {}, meter(p.completeness)),
-          h("td", {}, h("button", { type: "button", class: "secondary", "aria-label": `Edit ${p.name || p.gtin}`, onclick: () => edit(p) }, "Edit"))))))),
+          h("td", {}, h("button", { type: "button", class: "secondary", dataset: { needs: "admin" }, "aria-label": `Edit ${p.name || p.gtin}`, onclick: () => edit(p) }, "Edit"))))))),
       pager({ ...page, offset, limit: LIMIT }, (o) => { offset = o; load(); }),
     );
   }

@@ -27,6 +27,7 @@ export async function render(view, { on, params }) {
       ? h("button", {
           type: "button",
           class: "secondary",
+          dataset: { needs: "operator" },
           onclick: async () => {
             try {
               await post(`/sessions/${id}/end`);

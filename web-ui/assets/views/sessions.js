@@ -14,7 +14,7 @@ export async function render(view, { on }) {
     ["ACTIVE", "COMPLETED", "EXPIRED"].map((s) => h("option", { value: s }, s.toLowerCase())),
   );
   const body = h("div");
-  const newButton = h("button", { type: "button" }, "New session");
+  const newButton = h("button", { type: "button", dataset: { needs: "operator" } }, "New session");
   view.append(
     h("h1", {}, "Sessions"),
     h(

@@ -70,3 +70,9 @@ async def export_audit(request: web.Request) -> web.Response:
         charset="utf-8",
         headers={"Content-Disposition": f'attachment; filename="audit-{stamp}.csv"'},
     )
+
+
+@routes.get(f"{API_BASE}/config")
+async def current_config(request: web.Request) -> web.Response:
+    """The configuration the daemon runs with, as JSON (secrets live in files it names)."""
+    return web.json_response(services(request).config.model_dump(mode="json"))
