@@ -64,6 +64,16 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         "set_password_main",
         "set the web UI password",
     ),
+    "backup": (
+        "scanstation.commands.backup",
+        "backup_main",
+        "one file with the database, config, keys and images (safe while the daemon runs)",
+    ),
+    "restore": (
+        "scanstation.commands.backup",
+        "restore_main",
+        "restore a backup (daemon stopped; into empty storage, or over it with --force)",
+    ),
     "user": (
         "scanstation.commands.users",
         "user_main",
