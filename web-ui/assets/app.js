@@ -2,6 +2,7 @@
 
 import { BASE, get, logout, startSession, whoami } from "./api.js";
 import { clear, h } from "./dom.js";
+import { languageSwitch, loadLanguage, t, translateDom } from "./login/i18n.js";
 import * as live from "./views/live.js";
 import * as sessions from "./views/sessions.js";
 import * as session from "./views/session.js";
@@ -49,13 +50,13 @@ function connect() {
   source = new EventSource(`${BASE}/events`);
   source.addEventListener("open", () => {
     conn.className = "conn live";
-    text.textContent = "live";
-    conn.title = "Live updates are flowing";
+    text.textContent = t("live");
+    conn.title = t("Live updates are flowing");
   });
   source.addEventListener("error", async () => {
     conn.className = "conn down";
-    text.textContent = "offline";
-    conn.title = "Live updates stopped; retrying";
+    text.textContent = t("offline");
+    conn.title = t("Live updates stopped; retrying");
     // A closed stream may mean the login ended: check, and go to the login page if so.
     if (source.readyState === EventSource.CLOSED) {
       if (await startSession()) setTimeout(connect, 3000);
@@ -93,14 +94,14 @@ async function render() {
   }
   clear(view);
   if (!found) {
-    view.append(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/live" }, "Back to the live feed")));
+    view.append(h("h1", {}, t("Not found")), h("p", {}, h("a", { href: "#/live" }, t("Back to the live feed"))));
     return;
   }
   const ctx = { on, params: match.slice(1) };
   try {
     current = (await found[0].render(view, ctx)) || null;
   } catch (e) {
-    view.append(h("p", { class: "error", role: "alert" }, `Could not load this page: ${e.message}`));
+    view.append(h("p", { class: "error", role: "alert" }, t("Could not load this page: {error}", { error: e.message })));
   }
   const heading = view.querySelector("h1");
   if (heading) {
@@ -111,10 +112,13 @@ async function render() {
 }
 
 async function main() {
+  await loadLanguage();
+  translateDom();
+  document.getElementById("lang-slot").replaceWith(languageSwitch());
   if (!(await startSession())) return;
   document.getElementById("logout").addEventListener("click", logout);
   const me = whoami();
-  if (me.username) document.getElementById("whoami").textContent = `${me.username} · ${me.role}`;
+  if (me.username) document.getElementById("whoami").textContent = `${me.username} · ${t(me.role)}`;
   get("/stats")
     .then((s) => {
       document.getElementById("device-name").textContent = s.device_id || "scanstation";

@@ -1,5 +1,14 @@
 // The login page: posts the password as JSON and returns to the page that sent us here.
 
+import { languageSwitch, loadLanguage, t, translateDom } from "./i18n.js";
+
+// The server's messages are English; the usual ones are shown in the page's language.
+function loginError(status, message) {
+  if (status === 401) return message === "wrong password" ? t("wrong password") : t("wrong user name or password");
+  if (status === 429) return t("Too many failed logins; wait a moment and try again.");
+  return message || t("Login failed ({status})", { status });
+}
+
 const form = document.getElementById("login-form");
 const error = document.getElementById("login-error");
 const input = document.getElementById("password");
@@ -24,6 +33,11 @@ function nextPage() {
   return next.includes("#") ? next : next + location.hash;
 }
 
+await loadLanguage();
+translateDom();
+document.title = `${t("Log in")} · scanstation`;
+document.getElementById("lang-slot").replaceWith(languageSwitch());
+
 // Already logged in (e.g. the back button): go straight on.
 fetch("/auth/session", { credentials: "same-origin" }).then((r) => {
   if (r.ok) location.replace(nextPage());
@@ -46,10 +60,10 @@ form.addEventListener("submit", async (event) => {
       return;
     }
     const body = await resp.json().catch(() => ({}));
-    error.textContent = body?.error?.message || `Login failed (${resp.status})`;
+    error.textContent = loginError(resp.status, body?.error?.message);
     input.select();
   } catch (e) {
-    error.textContent = "The station does not answer; check the network.";
+    error.textContent = t("The station does not answer; check the network.");
   } finally {
     button.disabled = false;
   }

@@ -3,40 +3,41 @@
 import { BASE, can, get } from "../api.js";
 import { append, clear, h, time } from "../dom.js";
 import { pager } from "./common.js";
+import { N_, t } from "../login/i18n.js";
 
 export async function render(view) {
   if (!can("admin")) {
     view.append(
-      h("h1", {}, "Admin"),
-      h("p", { class: "error", role: "alert", id: "not-allowed" }, "This page needs the admin role."),
+      h("h1", {}, t("Admin")),
+      h("p", { class: "error", role: "alert", id: "not-allowed" }, t("This page needs the admin role.")),
     );
     return null;
   }
   const users = h("section", { id: "users", "aria-labelledby": "users-h" });
   const auditBox = h("section", { id: "audit", "aria-labelledby": "audit-h" });
   const configBox = h("section", { id: "config", "aria-labelledby": "config-h" });
-  view.append(h("h1", {}, "Admin"), users, auditBox, configBox);
+  view.append(h("h1", {}, t("Admin")), users, auditBox, configBox);
 
   const list = await get("/users");
   append(users,
-    h("h2", { id: "users-h" }, "Users"),
-    h("p", { class: "muted" }, "Add, remove and change users on the station with ", h("code", {}, "scanstation user"), "."),
+    h("h2", { id: "users-h" }, t("Users")),
+    h("p", { class: "muted" }, t("Add, remove and change users on the station with {command}.", { command: "scanstation user" })),
     h("div", { class: "table-wrap" }, h("table", { class: "stacked" },
-      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "User"), h("th", { scope: "col" }, "Role"), h("th", { scope: "col" }, "Created"))),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("User")), h("th", { scope: "col" }, t("Role")), h("th", { scope: "col" }, t("Created")))),
       h("tbody", {}, list.results.map((u) =>
         h("tr", { dataset: { user: u.username } },
-          h("td", {}, u.username), h("td", {}, u.role), h("td", {}, u.first_admin ? "first admin" : time(u.created))))))));
+          h("td", { translate: "no" }, u.username), h("td", {}, t(u.role)), h("td", {}, u.first_admin ? t("first admin") : time(u.created))))))));
 
   const action = h("select", { id: "audit-action" },
-    h("option", { value: "" }, "All"),
+    h("option", { value: "" }, t("All")),
     ["login", "user", "api-key", "catalog", "config", "backup", "restore"].map((a) => h("option", { value: a }, a)));
   const body = h("div");
   append(auditBox,
-    h("h2", { id: "audit-h" }, "Audit log"),
+    h("h2", { id: "audit-h" }, t("Audit log")),
     h("div", { class: "toolbar" },
-      h("div", { class: "field" }, h("label", { for: "audit-action" }, "Action"), action),
+      h("div", { class: "field" }, h("label", { for: "audit-action" }, t("Action")), action),
       h("div", { class: "spacer" }),
-      h("a", { class: "button secondary", id: "audit-csv", href: `${BASE}/audit.csv`, download: "" }, "Export CSV")),
+      h("a", { class: "button secondary", id: "audit-csv", href: `${BASE}/audit.csv`, download: "" }, t("Export CSV"))),
     body);
   let offset = 0;
   async function load() {
@@ -45,15 +46,15 @@ export async function render(view) {
     const page = await get(`/audit?${query}`);
     clear(body);
     if (!page.results.length) {
-      body.append(h("p", { class: "empty" }, "Nothing recorded yet."));
+      body.append(h("p", { class: "empty" }, t("Nothing recorded yet.")));
       return;
     }
     append(body,
       h("div", { class: "table-wrap" }, h("table", { class: "stacked audit" },
-        h("thead", {}, h("tr", {}, ["Time", "Who", "Action", "Target", "Outcome", "From", "Detail"].map((c) => h("th", { scope: "col" }, c)))),
+        h("thead", {}, h("tr", {}, [N_("Time"), N_("Who"), N_("Action"), N_("Target"), N_("Outcome"), N_("From"), N_("Detail")].map((c) => h("th", { scope: "col" }, t(c))))),
         h("tbody", {}, page.results.map((e) => h("tr", { dataset: { action: e.action, outcome: e.outcome } },
-          h("td", {}, time(e.time)), h("td", {}, e.actor), h("td", {}, e.action), h("td", {}, e.target),
-          h("td", {}, e.outcome), h("td", {}, e.remote), h("td", { class: "detail" }, JSON.stringify(e.detail))))))),
+          h("td", {}, time(e.time)), h("td", { translate: "no" }, e.actor), h("td", {}, e.action), h("td", {}, e.target),
+          h("td", {}, t(e.outcome)), h("td", {}, e.remote), h("td", { class: "detail" }, JSON.stringify(e.detail))))))),
       pager({ count: page.count, offset, limit: 50 }, (o) => { offset = o; load(); }));
   }
   action.addEventListener("change", () => { offset = 0; load(); });
@@ -61,8 +62,8 @@ export async function render(view) {
 
   const config = await get("/config");
   append(configBox,
-    h("h2", { id: "config-h" }, "Configuration"),
-    h("p", { class: "muted" }, "The configuration the station runs with (secrets stay in their files)."),
+    h("h2", { id: "config-h" }, t("Configuration")),
+    h("p", { class: "muted" }, t("The configuration the station runs with (secrets stay in their files).")),
     h("pre", { class: "config", id: "config-json" }, JSON.stringify(config, null, 2)));
   return null;
 }
