@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -273,8 +274,11 @@ async def run(
     *,
     on_ready: Callable[[Daemon], None] | None = None,
     extra_sources: list[Source] | None = None,
+    config_path: Path | None = None,
+    restart: Callable[[], None] | None = None,
 ) -> None:
-    """Run the daemon until ``stop`` is set."""
+    """Run the daemon until ``stop`` is set. ``restart`` (with ``config_path``, the file the
+    config came from) lets the settings page restart it with the file read again."""
     private_dir(config.storage.path)  # 0700 whatever the umask: captures are private
     if warning := raise_fd_limit(config.http.max_connections):
         log.warning("%s", warning)
@@ -319,6 +323,8 @@ async def run(
             triggers=triggers,
             camera_stats={c.name: c.stats for c in cameras(sources)},
             mqtt=mqtt,
+            config_path=config_path,
+            restart=restart,
         )
         emit = gpio.feedback_emit(pipeline.ingest) if gpio else pipeline.ingest
         daemon = Daemon(config, store, pipeline, bus, sources)

@@ -220,8 +220,12 @@ def _run_until_signalled(
     seconds: float | None = None,
     on_ready: Callable[[Any], None] | None = None,
     extra_sources: list[Any] | None = None,
-) -> None:
+    config_path: Path | None = None,
+) -> bool:
+    """Runs the daemon; True when it stopped to restart (the settings page applied a change)."""
     from scanstation import app
+
+    restarting: list[bool] = []
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -230,9 +234,22 @@ def _run_until_signalled(
             loop.add_signal_handler(sig, stop.set)
         if seconds is not None:
             loop.call_later(seconds, stop.set)
-        await app.run(config, stop, on_ready=on_ready, extra_sources=extra_sources)
+
+        def restart() -> None:
+            restarting.append(True)
+            stop.set()
+
+        await app.run(
+            config,
+            stop,
+            on_ready=on_ready,
+            extra_sources=extra_sources,
+            config_path=config_path,
+            restart=restart if config_path is not None else None,
+        )
 
     asyncio.run(main())
+    return bool(restarting)
 
 
 # ---- commands ---------------------------------------------------------------------------
@@ -262,7 +279,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.umask(0o077)
     ensure_api_key(config, sys.stderr)
     ensure_ui_password(config, sys.stderr)
-    _run_until_signalled(config)
+    from scanstation.config.loader import find_config_file
+
+    path = find_config_file(args.config)
+    # A change applied on the settings page stops the daemon cleanly; it starts again here
+    # with the file read again (validated before it was written).
+    while _run_until_signalled(config, config_path=path):
+        log.info("restarting with the changed configuration %s", path)
+        config = _load(args)
     return EXIT_OK
 
 

@@ -22,12 +22,24 @@ from scanstation.web.routes import (
     products,
     proposals,
     sessions,
+    settings,
     sources,
     stats,
 )
 from scanstation.web.routes.health import healthz
 
-RESOURCES = (sessions, captures, proposals, products, exports, live, stats, metrics, admin)
+RESOURCES = (
+    sessions,
+    captures,
+    proposals,
+    products,
+    exports,
+    live,
+    stats,
+    metrics,
+    admin,
+    settings,
+)
 """Route modules in the order their routes are added (previews and images after them)."""
 
 
