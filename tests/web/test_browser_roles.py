@@ -147,10 +147,16 @@ async def test_browser_an_operator_runs_a_session_but_cannot_open_the_config(
     assert sorted(s.status.value for s in sessions) == ["ACTIVE", "COMPLETED"]
 
     assert not await page.get_by_role("link", name="Admin").is_visible()
-    await page.goto(f"{station.url}/#/admin")
+    assert not await page.get_by_role("link", name="Settings").is_visible()
+    await page.goto(f"{station.url}/#/settings")
     await page.locator("#not-allowed").wait_for()
-    assert await page.locator("#config-json").count() == 0
-    status, _ = await direct(p, "GET", "/scanner/api/v1/config")
+    assert await page.locator("#config-preview").count() == 0
+    for path in ("/scanner/api/v1/config", "/scanner/api/v1/config/schema"):
+        status, _ = await direct(p, "GET", path)
+        assert status == 403
+    status, _ = await direct(
+        p, "POST", "/scanner/api/v1/config/apply", {"changes": {"device.site": "x"}}
+    )
     assert status == 403
     status, _ = await direct(p, "GET", "/scanner/api/v1/audit")
     assert status == 403
@@ -190,6 +196,8 @@ async def test_browser_an_admin_reads_users_audit_and_config(
     csv_text = (await (await download.value).path()).read_text()
     assert csv_text.splitlines()[0] == "time,actor,action,target,outcome,remote,detail"
     assert "otto,login,,refused" in csv_text
-    config = await page.locator("#config-json").inner_text()
-    assert '"device"' in config
+    await page.locator("#settings-link").click()
+    await page.wait_for_url("**/#/settings")
+    await page.locator("#cfg-section-device").wait_for()
+    assert await page.locator("#cfg-device-id").input_value() == station.config.device.id
     assert p.errors == []

@@ -11,6 +11,7 @@ import * as products from "./views/products.js";
 import * as dashboard from "./views/dashboard.js";
 import * as camera from "./views/camera.js";
 import * as admin from "./views/admin.js";
+import * as settings from "./views/settings.js";
 
 const routes = [
   [/^#\/live$/, live, "live"],
@@ -21,6 +22,7 @@ const routes = [
   [/^#\/dashboard$/, dashboard, "dashboard"],
   [/^#\/camera$/, camera, "camera"],
   [/^#\/admin$/, admin, "admin"],
+  [/^#\/settings$/, settings, "settings"],
 ];
 
 // ---- live events: one EventSource, many listeners ----------------------------------------
@@ -59,7 +61,8 @@ function connect() {
     conn.title = t("Live updates stopped; retrying");
     // A closed stream may mean the login ended: check, and go to the login page if so.
     if (source.readyState === EventSource.CLOSED) {
-      if (await startSession()) setTimeout(connect, 3000);
+      // The station may be restarting (a settings change): try again until it answers.
+      if (await startSession().catch(() => true)) setTimeout(connect, 3000);
     }
   });
   for (const kind of ["capture", "session", "proposal", "product", "catalog", "alert", "dropped", "shutdown"]) {

@@ -60,10 +60,8 @@ export async function render(view) {
   action.addEventListener("change", () => { offset = 0; load(); });
   await load();
 
-  const config = await get("/config");
   append(configBox,
     h("h2", { id: "config-h" }, t("Configuration")),
-    h("p", { class: "muted" }, t("The configuration the station runs with (secrets stay in their files).")),
-    h("pre", { class: "config", id: "config-json" }, JSON.stringify(config, null, 2)));
+    h("p", {}, h("a", { href: "#/settings", id: "settings-link" }, t("Change the configuration (each key with its documentation, a diff before it is applied, a rollback)"))));
   return null;
 }
