@@ -28,6 +28,7 @@ from scanstation.hw import systemd
 from scanstation.model import Capture, Enricher, Scan
 from scanstation.pipeline import Pipeline
 from scanstation.publish.mqtt import MqttLink
+from scanstation.services.backup import backup_loop
 from scanstation.services.retention import retention_loop
 from scanstation.sources.base import Camera, Source
 from scanstation.store import NotFound, Store
@@ -36,6 +37,7 @@ from scanstation.web.auth import ApiKeyStore
 from scanstation.web.context import Services
 from scanstation.web.limits import QuietAcceptErrors, limit_connections, raise_fd_limit
 from scanstation.web.server import make_app
+from scanstation.web.users import key_files
 
 if TYPE_CHECKING:
     from scanstation.hw.gpio import GpioIO
@@ -355,6 +357,10 @@ async def run(
                     tg.create_task(
                         retention_loop(config.images_path, config.storage.image_retention_days),
                         name="image-retention",
+                    ),
+                    tg.create_task(
+                        backup_loop(config, store, config_path, key_files(config)),
+                        name="backups",
                     ),
                     # systemd's watchdog is fed only while the database and these tasks live
                     # (a broker that is merely unreachable does not count as unhealthy).

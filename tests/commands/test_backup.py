@@ -23,10 +23,10 @@ import pytest
 
 from conftest import SCANSTATION, DaemonProcess
 from scanstation.bus import EventBus
-from scanstation.commands.backup import BackupError, SealedWriter, is_sealed, unseal
 from scanstation.config import load_config
 from scanstation.model import CaptureType
 from scanstation.pipeline import Pipeline
+from scanstation.services.backup import BackupError, SealedWriter, is_sealed, unseal
 from scanstation.services.catalog import parse_products
 from scanstation.services.roles import Role
 from scanstation.store import NewCapture, Store
@@ -311,3 +311,37 @@ def test_restore_refuses_an_archive_whose_files_do_not_match_the_manifest(
         manifest = json.loads(tar.extractfile("manifest.json").read())  # type: ignore[union-attr]
     assert manifest["device_id"] == "lane-01"
     assert {"db/scanstation.db", "config/scanstation.toml"} <= manifest["files"].keys()
+
+
+def test_the_daemon_makes_scheduled_backups_and_keeps_the_newest(
+    daemon_factory: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    folder = tmp_path / "backups"
+    daemon = daemon_factory(f'[backup]\npath = "{folder}"\ninterval_h = 0.0003\nkeep = 2\n')
+    config = load_config(daemon.config_path)
+    asyncio.run(seed(daemon.config_path, 30, photos=2))
+    daemon.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with sqlite3.connect(config.db_path) as db:
+            made = db.execute(
+                "SELECT count(*) FROM audit_log WHERE actor = 'schedule' AND outcome = 'ok'"
+            ).fetchone()[0]
+        if made >= 4:
+            break
+        time.sleep(0.2)
+    daemon.stop()
+    assert made >= 4
+    kept = sorted(folder.glob("lane-01-*.backup"))
+    assert len(kept) == 2  # the older ones were deleted
+    assert folder.stat().st_mode & 0o777 == 0o700
+    # The newest one restores into fresh storage.
+    other = tmp_path / "other.toml"
+    other.write_text(
+        f'[device]\nid = "lane-01"\n[storage]\npath = "{tmp_path / "fresh"}"\n'
+        f'[http]\nbind = "{config.http.bind}"\n'
+    )
+    restored = cli("restore", str(kept[-1]), "--config", str(other))
+    assert restored.returncode == 0, restored.stderr
+    with sqlite3.connect(tmp_path / "fresh" / "scanstation.db") as db:
+        assert db.execute("SELECT count(*) FROM captures").fetchone()[0] == 30

@@ -19,7 +19,13 @@ from pathlib import Path
 from scanstation.config import Config
 from scanstation.jsonlimits import loads_limited
 from scanstation.services.roles import Role
-from scanstation.web.passwords import PasswordError, PasswordHash, hash_password, write_private
+from scanstation.web.passwords import (
+    PasswordError,
+    PasswordHash,
+    hash_password,
+    password_path,
+    write_private,
+)
 
 USERS_FILE = "users.json"
 FIRST_ADMIN = "admin"
@@ -41,6 +47,15 @@ class User:
 
 def users_path(config: Config) -> Path:
     return config.storage.path / USERS_FILE
+
+
+def key_files(config: Config) -> dict[str, Path]:
+    """The station's key files as a backup names them → where they live."""
+    return {
+        "secrets/api_keys.json": config.api_keys_path,
+        "secrets/ui-password": password_path(config),
+        "secrets/users.json": users_path(config),
+    }
 
 
 def check_name(name: str) -> str:
