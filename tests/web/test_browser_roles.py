@@ -196,6 +196,10 @@ async def test_browser_an_admin_reads_users_audit_and_config(
     csv_text = (await (await download.value).path()).read_text()
     assert csv_text.splitlines()[0] == "time,actor,action,target,outcome,remote,detail"
     assert "otto,login,,refused" in csv_text
+    async with page.expect_download() as backup:
+        await page.locator("#backup-download").click()
+    data = (await (await backup.value).path()).read_bytes()
+    assert data[:2] == b"\x1f\x8b"  # a gzip'd tar: the `scanstation backup` format
     await page.locator("#settings-link").click()
     await page.wait_for_url("**/#/settings")
     await page.locator("#cfg-section-device").wait_for()

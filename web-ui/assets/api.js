@@ -34,6 +34,11 @@ export async function startSession() {
 const RANK = { viewer: 0, operator: 1, admin: 2 };
 let me = { username: null, role: null };
 
+// The session's CSRF token, for a request the helpers below do not make (a file download).
+export function csrf() {
+  return csrfToken;
+}
+
 export function whoami() {
   return me;
 }

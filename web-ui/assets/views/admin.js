@@ -1,7 +1,7 @@
 // Administration (admins only): users and roles, the audit log with its CSV, the configuration.
 
-import { BASE, can, get } from "../api.js";
-import { append, clear, h, time } from "../dom.js";
+import { BASE, can, csrf, get } from "../api.js";
+import { append, clear, h, time, toast } from "../dom.js";
 import { pager } from "./common.js";
 import { N_, t } from "../login/i18n.js";
 
@@ -16,7 +16,40 @@ export async function render(view) {
   const users = h("section", { id: "users", "aria-labelledby": "users-h" });
   const auditBox = h("section", { id: "audit", "aria-labelledby": "audit-h" });
   const configBox = h("section", { id: "config", "aria-labelledby": "config-h" });
-  view.append(h("h1", {}, t("Admin")), users, auditBox, configBox);
+  const backupBox = h("section", { id: "backup", "aria-labelledby": "backup-h" });
+  view.append(h("h1", {}, t("Admin")), users, auditBox, configBox, backupBox);
+  const passphrase = h("input", { id: "backup-passphrase", type: "password", autocomplete: "new-password", minlength: 10 });
+  const sealed = h("button", { type: "button", class: "secondary", id: "backup-sealed" }, t("Download an encrypted backup"));
+  append(backupBox,
+    h("h2", { id: "backup-h" }, t("Backup")),
+    h("p", { class: "muted" }, t("The database, configuration, keys and images in one file; restore it with {command} with the station stopped.", { command: "scanstation restore FILE" })),
+    h("div", { class: "toolbar" },
+      h("a", { class: "button", id: "backup-download", href: `${BASE}/backup`, download: "" }, t("Download a backup")),
+      h("div", { class: "field" }, h("label", { for: "backup-passphrase" }, t("Passphrase (at least 10 characters)")), passphrase),
+      sealed));
+  sealed.addEventListener("click", async () => {
+    sealed.disabled = true;
+    try {
+      const resp = await fetch(`${BASE}/backup`, {
+        method: "POST", credentials: "same-origin",
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
+        body: JSON.stringify({ passphrase: passphrase.value }),
+      });
+      if (!resp.ok) throw new Error((await resp.json()).error?.message || resp.statusText);
+      const name = /filename="([^"]+)"/.exec(resp.headers.get("Content-Disposition") || "")?.[1] || "station.backup";
+      const url = URL.createObjectURL(await resp.blob());
+      const a = h("a", { href: url, download: name, hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10000);
+      passphrase.value = "";
+    } catch (e) {
+      toast(e.message, true);
+    } finally {
+      sealed.disabled = false;
+    }
+  });
 
   const list = await get("/users");
   append(users,

@@ -1,20 +1,29 @@
-"""Administration reads: the users and their roles, the audit log (JSON pages and CSV)."""
+"""Administration: the users and their roles, the audit log (JSON pages and CSV), the
+configuration the daemon runs with, and the whole station as a backup file to download."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import os
+import tempfile
 from datetime import datetime
+from pathlib import Path
+from typing import BinaryIO
 
 from aiohttp import web
 
 from scanstation.payloads import iso
+from scanstation.services.backup import MIN_PASSPHRASE, BackupError, write_backup
 from scanstation.services.exports import write_audit_csv
 from scanstation.services.roles import Role
 from scanstation.store import audit
 from scanstation.web.context import API_BASE, services
+from scanstation.web.errors import ApiError, read_json
 from scanstation.web.params import int_param, page_json, time_param
+from scanstation.web.permissions import principal
 from scanstation.web.ui_auth import UI_AUTH
-from scanstation.web.users import FIRST_ADMIN
+from scanstation.web.users import FIRST_ADMIN, key_files
 
 routes = web.RouteTableDef()
 
@@ -76,3 +85,71 @@ async def export_audit(request: web.Request) -> web.Response:
 async def current_config(request: web.Request) -> web.Response:
     """The configuration the daemon runs with, as JSON (secrets live in files it names)."""
     return web.json_response(services(request).config.model_dump(mode="json"))
+
+
+async def _backup_response(request: web.Request, passphrase: str | None) -> web.StreamResponse:
+    svc = services(request)
+    config = svc.config
+    stamp = datetime.now().strftime("%Y%m%d-%H%M")
+    name = f"{config.device.id}-{stamp}.backup"
+    # Written next to the data (not to a RAM-backed /tmp), sent, then deleted.
+    fd, tmp = tempfile.mkstemp(prefix=".download-", suffix=".backup", dir=config.storage.path)
+    os.close(fd)
+    path = Path(tmp)
+    try:
+        manifest = await asyncio.to_thread(
+            write_backup, config, svc.config_path, path, passphrase, key_files(config)
+        )
+        f = await asyncio.to_thread(_open_and_unlink, path)
+    except BackupError as exc:
+        raise ApiError(409, str(exc)) from None
+    finally:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+    with f:
+        who = principal(request)
+        await audit.record(
+            svc.store,
+            who.name if who else "",
+            "backup",
+            target="download",
+            remote=request.remote or "",
+            detail={"files": len(manifest["files"]), "encrypted": passphrase is not None},
+        )
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Disposition": f'attachment; filename="{name}"',
+                "Content-Length": str(os.fstat(f.fileno()).st_size),
+            }
+        )
+        await response.prepare(request)
+        while chunk := await asyncio.to_thread(f.read, 1 << 20):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+
+
+def _open_and_unlink(path: Path) -> BinaryIO:
+    """The open file, its name already gone (nothing is left behind if the client leaves)."""
+    f = path.open("rb")
+    path.unlink()
+    return f
+
+
+@routes.get(f"{API_BASE}/backup")
+async def download_backup(request: web.Request) -> web.StreamResponse:
+    """The whole station as one `scanstation backup` file (restore it with the CLI)."""
+    return await _backup_response(request, None)
+
+
+@routes.post(f"{API_BASE}/backup")
+async def download_sealed_backup(request: web.Request) -> web.StreamResponse:
+    """The same, sealed with ``{"passphrase": "…"}`` (at least 10 characters)."""
+    body = await read_json(request)
+    passphrase = body.get("passphrase") if isinstance(body, dict) else None
+    if not isinstance(passphrase, str) or len(passphrase) < MIN_PASSPHRASE:
+        raise ApiError(
+            422, f"passphrase must be text of at least {MIN_PASSPHRASE} characters",
+            field="passphrase",
+        )  # fmt: skip
+    return await _backup_response(request, passphrase)
