@@ -6,6 +6,7 @@ wrong passphrase, a changed byte and a cut-off file."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import io
 import json
 import os
@@ -13,10 +14,11 @@ import shutil
 import sqlite3
 import subprocess
 import tarfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import pytest
@@ -313,25 +315,56 @@ def test_restore_refuses_an_archive_whose_files_do_not_match_the_manifest(
     assert {"db/scanstation.db", "config/scanstation.toml"} <= manifest["files"].keys()
 
 
-def test_the_daemon_makes_scheduled_backups_and_keeps_the_newest(
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """An HTTP endpoint that keeps what is POSTed to it (the backup destination)."""
+
+    received: ClassVar[list[tuple[dict[str, str], bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((dict(self.headers), body))
+        self.send_response(201)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_the_daemon_makes_scheduled_backups_keeps_the_newest_and_sends_them(
     daemon_factory: Callable[..., DaemonProcess], tmp_path: Path
 ) -> None:
     folder = tmp_path / "backups"
-    daemon = daemon_factory(f'[backup]\npath = "{folder}"\ninterval_h = 0.0003\nkeep = 2\n')
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (tmp_path / "token").write_text("backup-token\n")
+    daemon = daemon_factory(
+        f'[backup]\npath = "{folder}"\ninterval_h = 0.0003\nkeep = 2\n'
+        f'url = "http://127.0.0.1:{server.server_port}/upload"\n'
+        f'token_file = "{tmp_path / "token"}"\n'
+    )
     config = load_config(daemon.config_path)
     asyncio.run(seed(daemon.config_path, 30, photos=2))
     daemon.start()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with sqlite3.connect(config.db_path) as db:
-            made = db.execute(
-                "SELECT count(*) FROM audit_log WHERE actor = 'schedule' AND outcome = 'ok'"
-            ).fetchone()[0]
-        if made >= 4:
+            made, sent = db.execute(
+                "SELECT count(*) FILTER (WHERE action = 'backup'),"
+                " count(*) FILTER (WHERE action = 'backup.send') FROM audit_log"
+                " WHERE actor = 'schedule' AND outcome = 'ok'"
+            ).fetchone()
+        if made >= 4 and sent >= 3:
             break
         time.sleep(0.2)
     daemon.stop()
+    server.shutdown()
     assert made >= 4
+    assert sent >= 3
+    assert len(Receiver.received) >= 3
+    headers, body = Receiver.received[0]
+    assert headers["Authorization"] == "Bearer backup-token"
+    assert headers["X-Scanstation-Backup"].startswith("lane-01-")
+    assert body[:2] == b"\x1f\x8b"
     kept = sorted(folder.glob("lane-01-*.backup"))
     assert len(kept) == 2  # the older ones were deleted
     assert folder.stat().st_mode & 0o777 == 0o700

@@ -49,7 +49,7 @@ class BackupConfig(Section):
     path: Path | None = Field(
         None,
         description="Folder for scheduled backups (`scanstation backup` files named "
-        "<device>-<UTC time>.backup); unset: no scheduled backups",
+        "`<device>-<UTC time>.backup`); unset: no scheduled backups",
     )
     interval_h: float = Field(24.0, gt=0, le=24 * 31, description="Hours between two backups")
     keep: int = Field(
@@ -57,6 +57,15 @@ class BackupConfig(Section):
     )
     passphrase_file: Path | None = Field(
         None, description="File holding a passphrase: scheduled backups are then encrypted"
+    )
+    url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="Also send each scheduled backup here (HTTP POST of the file, "
+        "application/octet-stream, its name in X-Scanstation-Backup)",
+    )
+    token_file: Path | None = Field(
+        None, description="File holding a token sent as `Authorization: Bearer <token>` to url"
     )
 
 

@@ -478,3 +478,37 @@ async def backup_loop(
             store, "schedule", "backup", target=str(dest),
             detail={"files": len(manifest["files"]), "encrypted": manifest["encrypted"]},
         )  # fmt: skip
+        if settings.url:
+            await _send(config, store, dest)
+
+
+async def _send(config: Config, store: Any, path: Path) -> None:
+    """POSTs one backup to ``[backup] url``; a failure is logged and audited (the file stays)."""
+    import aiohttp
+
+    settings = config.backup
+    assert settings.url is not None
+    headers = {"Content-Type": "application/octet-stream", "X-Scanstation-Backup": path.name}
+    outcome = "ok"
+    detail: dict[str, Any] = {}
+    try:
+        if settings.token_file is not None:
+            token = await asyncio.to_thread(settings.token_file.read_text, encoding="utf-8")
+            headers["Authorization"] = f"Bearer {token.strip()}"
+        f = await asyncio.to_thread(path.open, "rb")
+        with f:
+            timeout = aiohttp.ClientTimeout(total=3600, sock_connect=30)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as http,
+                http.post(settings.url, data=f, headers=headers, allow_redirects=False) as resp,
+            ):
+                detail = {"status": resp.status}
+                if resp.status >= 300:
+                    outcome = "failed"
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        outcome, detail = "failed", {"error": f"{type(exc).__name__}: {exc}"}
+    if outcome != "ok":
+        log.error("sending the backup %s to %s failed: %s", path.name, settings.url, detail)
+    await audit.record(
+        store, "schedule", "backup.send", target=settings.url, outcome=outcome, detail=detail
+    )
