@@ -279,14 +279,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.umask(0o077)
     ensure_api_key(config, sys.stderr)
     ensure_ui_password(config, sys.stderr)
+    from scanstation.commands.backup import apply_staged
     from scanstation.config.loader import find_config_file
 
     path = find_config_file(args.config)
-    # A change applied on the settings page stops the daemon cleanly; it starts again here
-    # with the file read again (validated before it was written).
+    # A change applied on the settings page (or a restore uploaded there) stops the daemon
+    # cleanly; it starts again here with the file read again (validated before it was
+    # written) and the staged restore put in place while nothing holds the storage.
+    apply_staged(config)
     while _run_until_signalled(config, config_path=path):
-        log.info("restarting with the changed configuration %s", path)
+        log.info("restarting with the configuration %s", path)
         config = _load(args)
+        apply_staged(config)
     return EXIT_OK
 
 

@@ -378,3 +378,65 @@ def test_the_daemon_makes_scheduled_backups_keeps_the_newest_and_sends_them(
     assert restored.returncode == 0, restored.stderr
     with sqlite3.connect(tmp_path / "fresh" / "scanstation.db") as db:
         assert db.execute("SELECT count(*) FROM captures").fetchone()[0] == 30
+
+
+def test_a_backup_uploaded_on_the_admin_api_replaces_the_station_on_restart(
+    daemon_factory: Callable[..., DaemonProcess], tmp_path: Path
+) -> None:
+    # Station A: 20 captures, backed up.
+    a_config = tmp_path / "a.toml"
+    a_config.write_text(f'[device]\nid = "lane-01"\n[storage]\npath = "{tmp_path / "a"}"\n')
+    asyncio.run(seed(a_config, 20, photos=2))
+    key_a = ApiKeyStore(load_config(a_config).api_keys_path).create("a")
+    archive = tmp_path / "a.backup"
+    assert cli("backup", str(archive), "--config", str(a_config)).returncode == 0
+    # Station B: other data, running.
+    daemon = daemon_factory()
+    b = load_config(daemon.config_path)
+    asyncio.run(seed(daemon.config_path, 10, photos=0))
+    key_b = ApiKeyStore(b.api_keys_path).create("b")
+    daemon.start()
+
+    async def upload(body: bytes, key: str) -> tuple[int, Any]:
+        headers = {"X-API-Key": key, "Content-Type": "application/octet-stream"}
+        async with (
+            aiohttp.ClientSession(daemon.url) as http,
+            http.post(f"{API}/restore", data=body, headers=headers) as resp,
+        ):
+            return resp.status, await resp.json()
+
+    async def count(key: str) -> tuple[int, int]:
+        async with (
+            aiohttp.ClientSession(daemon.url, headers={"X-API-Key": key}) as http,
+            http.get(f"{API}/captures?limit=1") as resp,
+        ):
+            return resp.status, (await resp.json()).get("count", -1)
+
+    status, answer = asyncio.run(upload(b"not a backup at all", key_b))
+    assert status == 422
+    assert answer["error"]["field"] == "file"
+    assert asyncio.run(count(key_b)) == (200, 10)  # nothing changed
+
+    status, answer = asyncio.run(upload(archive.read_bytes(), key_b))
+    assert status == 200, answer
+    assert answer["restoring"] is True
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if asyncio.run(count(key_a))[0] == 200:
+                break
+        except aiohttp.ClientError:
+            pass  # restarting
+        time.sleep(0.2)
+    assert asyncio.run(count(key_a)) == (200, 20)  # A's data and A's keys
+    assert asyncio.run(count(key_b))[0] == 401
+    assert daemon.proc is not None
+    assert daemon.proc.poll() is None  # the same process, restarted in place
+    daemon.stop()
+    with sqlite3.connect(b.db_path) as db:
+        action, detail = db.execute(
+            "SELECT action, detail FROM audit_log ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+    assert action == "restore"
+    assert json.loads(detail)["requested_by"] == f"key:{key_b.split('_')[1]}"
+    assert not (b.storage.path / ".restore-pending").exists()

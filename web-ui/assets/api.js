@@ -1,5 +1,7 @@
 // The station's API as seen from the browser: the session cookie plus its CSRF token.
 
+import { t } from "./login/i18n.js";
+
 export const BASE = "/scanner/api/v1";
 let csrfToken = null;
 
@@ -77,6 +79,22 @@ export const get = (path) => request(path);
 export const post = (path, body) => request(path, { method: "POST", body });
 export const patch = (path, body) => request(path, { method: "PATCH", body });
 export const put = (path, body) => request(path, { method: "PUT", body });
+
+// After a change that restarts the station: wait until it answers again, then reload.
+export async function waitForRestart(status) {
+  status.textContent = t("Restarting the station…");
+  await new Promise((r) => setTimeout(r, 1500));
+  for (let i = 0; i < 120; i++) {
+    try {
+      const resp = await fetch("/healthz", { cache: "no-store" });
+      if (resp.ok) break;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  location.reload();
+}
 
 export async function logout() {
   try {

@@ -24,6 +24,7 @@ from scanstation.services.backup import (
     IMAGES,
     MIN_PASSPHRASE,
     BackupError,
+    apply_staged_restore,
     restore_backup,
     write_backup,
 )
@@ -139,3 +140,24 @@ def backup_main(argv: list[str]) -> int:
 
 def restore_main(argv: list[str]) -> int:
     return _main("restore", argv)
+
+
+def apply_staged(config: Config) -> bool:
+    """At the daemon's (re)start, before anything opens the storage: puts a restore staged by
+    the admin page in place and records it in the restored audit log. True if it did."""
+    ready = apply_staged_restore(config, key_files(config))
+    if ready is None:
+        return False
+    manifest = ready["manifest"]
+    _audit(
+        config,
+        "restore",
+        ready["archive"],
+        {"made": manifest["created"], "device_id": manifest["device_id"], "from": "web",
+         "requested_by": ready["requested_by"]},
+    )  # fmt: skip
+    print(
+        f"restored a backup of {manifest['device_id']} asked for by {ready['requested_by']}",
+        file=sys.stderr,
+    )
+    return True

@@ -368,21 +368,71 @@ def restore_backup(
     private_dir(storage)
     staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=storage))
     try:
-        plain = archive
-        if is_sealed(archive):
-            if passphrase is None:
-                raise BackupError(f"{archive} is encrypted; give its passphrase", code=2)
-            plain = staging / "backup.tar.gz"
-            fd = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                unseal(archive, passphrase, out)
-        unpacked = staging / "files"
-        unpacked.mkdir(mode=0o700)
-        manifest = _read_archive(plain, unpacked)
-        _put_in_place(config, unpacked, keys)
+        manifest = _unpack(archive, passphrase, staging)
+        _put_in_place(config, staging / "files", keys)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return manifest
+
+
+def _unpack(archive: Path, passphrase: str | None, staging: Path) -> dict[str, Any]:
+    """Decrypts (when sealed) and unpacks ``archive`` into ``staging/files``, checked."""
+    plain = archive
+    if is_sealed(archive):
+        if passphrase is None:
+            raise BackupError(f"{archive.name} is encrypted; give its passphrase", code=2)
+        plain = staging / "backup.tar.gz"
+        fd = os.open(plain, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            unseal(archive, passphrase, out)
+    unpacked = staging / "files"
+    unpacked.mkdir(mode=0o700)
+    manifest = _read_archive(plain, unpacked)
+    if plain != archive:
+        plain.unlink(missing_ok=True)
+    return manifest
+
+
+# ---- a restore asked for on the admin page, put in place while the daemon restarts -------
+
+PENDING_DIR = ".restore-pending"
+READY = "ready.json"
+
+
+def stage_restore(
+    config: Config, archive: Path, passphrase: str | None, requested_by: str
+) -> dict[str, Any]:
+    """Checks ``archive`` completely and keeps its files in ``<storage>/.restore-pending``
+    for ``apply_staged_restore`` (called by the daemon's start, when nothing runs)."""
+    storage = config.storage.path
+    pending = storage / PENDING_DIR
+    shutil.rmtree(pending, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=".restore-", dir=storage))
+    try:
+        manifest = _unpack(archive, passphrase, staging)
+        ready = {"requested_by": requested_by, "archive": archive.name, "manifest": manifest}
+        (staging / READY).write_text(json.dumps(ready), encoding="utf-8")
+        staging.rename(pending)  # the marker and the files appear together
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def apply_staged_restore(config: Config, keys: dict[str, Path]) -> dict[str, Any] | None:
+    """Puts a staged restore in place (the daemon must not be running); its ``ready`` record
+    (who asked, the manifest) or None when none is staged."""
+    pending = config.storage.path / PENDING_DIR
+    ready_file = pending / READY
+    if not ready_file.is_file():
+        shutil.rmtree(pending, ignore_errors=True)  # a half-staged one never applies
+        return None
+    ready: dict[str, Any] = json.loads(ready_file.read_text(encoding="utf-8"))
+    try:
+        _put_in_place(config, pending / "files", keys)
+    finally:
+        shutil.rmtree(pending, ignore_errors=True)
+    return ready
 
 
 def _put_in_place(config: Config, unpacked: Path, keys: dict[str, Path]) -> None:

@@ -69,6 +69,7 @@ ROUTE_ROLES: dict[tuple[str, str], Role | None] = {
     ("GET", f"{API_BASE}/config"): A,
     ("GET", f"{API_BASE}/backup"): A,
     ("POST", f"{API_BASE}/backup"): A,
+    ("POST", f"{API_BASE}/restore"): A,
     ("GET", f"{API_BASE}/config/schema"): A,
     ("POST", f"{API_BASE}/config/preview"): A,
     ("POST", f"{API_BASE}/config/apply"): A,

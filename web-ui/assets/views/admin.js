@@ -1,6 +1,6 @@
 // Administration (admins only): users and roles, the audit log with its CSV, the configuration.
 
-import { BASE, can, csrf, get } from "../api.js";
+import { BASE, can, csrf, get, waitForRestart } from "../api.js";
 import { append, clear, h, time, toast } from "../dom.js";
 import { pager } from "./common.js";
 import { N_, t } from "../login/i18n.js";
@@ -27,6 +27,36 @@ export async function render(view) {
       h("a", { class: "button", id: "backup-download", href: `${BASE}/backup`, download: "" }, t("Download a backup")),
       h("div", { class: "field" }, h("label", { for: "backup-passphrase" }, t("Passphrase (at least 10 characters)")), passphrase),
       sealed));
+  const file = h("input", { id: "restore-file", type: "file", accept: ".backup,application/octet-stream" });
+  const restorePass = h("input", { id: "restore-passphrase", type: "password", autocomplete: "off" });
+  const agree = h("input", { id: "restore-agree", type: "checkbox" });
+  const restoreButton = h("button", { type: "button", class: "danger", id: "restore-start", disabled: true }, t("Restore and restart"));
+  const restoreStatus = h("p", { role: "status", id: "restore-status" });
+  const sync = () => { restoreButton.disabled = !(agree.checked && file.files.length); };
+  agree.addEventListener("change", sync);
+  file.addEventListener("change", sync);
+  append(backupBox,
+    h("h3", {}, t("Restore")),
+    h("div", { class: "toolbar" },
+      h("div", { class: "field" }, h("label", { for: "restore-file" }, t("Backup file")), file),
+      h("div", { class: "field" }, h("label", { for: "restore-passphrase" }, t("Its passphrase, if it is encrypted")), restorePass)),
+    h("p", {}, agree, " ", h("label", { for: "restore-agree" }, t("I understand that this replaces everything on the station: captures, catalog, users and keys."))),
+    h("div", { class: "toolbar" }, restoreButton),
+    restoreStatus);
+  restoreButton.addEventListener("click", async () => {
+    restoreButton.disabled = true;
+    try {
+      const headers = { "Content-Type": "application/octet-stream", "X-CSRF-Token": csrf() };
+      if (restorePass.value) headers["X-Backup-Passphrase"] = restorePass.value;
+      const resp = await fetch(`${BASE}/restore`, { method: "POST", credentials: "same-origin", headers, body: file.files[0] });
+      const answer = await resp.json();
+      if (!resp.ok) throw new Error(answer.error?.message || resp.statusText);
+      await waitForRestart(restoreStatus);
+    } catch (e) {
+      toast(e.message, true);
+      sync();
+    }
+  });
   sealed.addEventListener("click", async () => {
     sealed.disabled = true;
     try {

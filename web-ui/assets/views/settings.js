@@ -2,7 +2,7 @@
 // model, with each key's documentation; preview (validated, a diff), apply (the daemon
 // restarts with it), and a rollback to the file as it was before the last apply.
 
-import { BASE, can, get, post } from "../api.js";
+import { can, get, post, waitForRestart } from "../api.js";
 import { append, clear, h, toast } from "../dom.js";
 import { t } from "../login/i18n.js";
 
@@ -28,21 +28,6 @@ function read(field, el) {
   if (field.kind === "json") return JSON.parse(el.value);
   if (field.kind === "text" && el.value === "" && field.value === null) return null;
   return el.value;
-}
-
-async function waitForRestart(status) {
-  status.textContent = t("Restarting the station…");
-  await new Promise((r) => setTimeout(r, 1500));
-  for (let i = 0; i < 120; i++) {
-    try {
-      const resp = await fetch("/healthz", { cache: "no-store" });
-      if (resp.ok) break;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 500));
-  }
-  location.reload();
 }
 
 export async function render(view) {

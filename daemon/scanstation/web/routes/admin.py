@@ -14,7 +14,7 @@ from typing import BinaryIO
 from aiohttp import web
 
 from scanstation.payloads import iso
-from scanstation.services.backup import MIN_PASSPHRASE, BackupError, write_backup
+from scanstation.services.backup import MIN_PASSPHRASE, BackupError, stage_restore, write_backup
 from scanstation.services.exports import write_audit_csv
 from scanstation.services.roles import Role
 from scanstation.store import audit
@@ -153,3 +153,47 @@ async def download_sealed_backup(request: web.Request) -> web.StreamResponse:
             field="passphrase",
         )  # fmt: skip
     return await _backup_response(request, passphrase)
+
+
+PASSPHRASE_HEADER = "X-Backup-Passphrase"  # noqa: S105 (a header name)
+
+
+@routes.post(f"{API_BASE}/restore")
+async def restore_from_upload(request: web.Request) -> web.Response:
+    """A backup file as the body (application/octet-stream; its passphrase, if sealed, in
+    X-Backup-Passphrase): checked completely, then put in place while the daemon restarts.
+    Everything on the station is replaced, keys and users included."""
+    svc = services(request)
+    if svc.restart is None:
+        raise ApiError(409, "this daemon cannot restart itself; use `scanstation restore`")
+    if request.content_type != "application/octet-stream":
+        raise ApiError(415, f"send the backup file as application/octet-stream, got "
+                       f"{request.content_type}")  # fmt: skip
+    storage = svc.config.storage.path
+    fd, tmp = await asyncio.to_thread(
+        tempfile.mkstemp, prefix=".upload-", suffix=".backup", dir=storage
+    )
+    path = Path(tmp)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := await request.content.read(1 << 20):
+                await asyncio.to_thread(out.write, chunk)
+        who = principal(request)
+        name = who.name if who else ""
+        try:
+            manifest = await asyncio.to_thread(
+                stage_restore, svc.config, path, request.headers.get(PASSPHRASE_HEADER), name
+            )
+        except BackupError as exc:
+            raise ApiError(422, str(exc), field="file") from None
+    finally:
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+    asyncio.get_running_loop().call_later(0.5, svc.restart)
+    return web.json_response(
+        {
+            "restoring": True,
+            "device_id": manifest["device_id"],
+            "made": manifest["created"],
+            "files": len(manifest["files"]),
+        }
+    )
