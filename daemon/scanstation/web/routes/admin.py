@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -139,6 +140,8 @@ def _open_and_unlink(path: Path) -> BinaryIO:
 @routes.get(f"{API_BASE}/backup")
 async def download_backup(request: web.Request) -> web.StreamResponse:
     """The whole station as one `scanstation backup` file (restore it with the CLI)."""
+    if request.method == "HEAD":  # no backup is built just to measure it
+        return web.Response(headers={"Content-Type": "application/octet-stream"})
     return await _backup_response(request, None)
 
 
@@ -175,9 +178,18 @@ async def restore_from_upload(request: web.Request) -> web.Response:
     )
     path = Path(tmp)
     try:
+        floor = svc.config.storage.disk_floor_mb * 1024 * 1024
         with os.fdopen(fd, "wb") as out:
             while chunk := await request.content.read(1 << 20):
                 await asyncio.to_thread(out.write, chunk)
+                free = (await asyncio.to_thread(shutil.disk_usage, storage)).free
+                if free < floor:  # an upload never eats the space captures need
+                    raise ApiError(
+                        503,
+                        f"the upload would leave less than [storage] disk_floor_mb = "
+                        f"{svc.config.storage.disk_floor_mb} MB free; free some space first",
+                        code="disk_full",
+                    )
         who = principal(request)
         name = who.name if who else ""
         try:
