@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v shellcheck >/dev/null 2>&1 || need_apt+=(shellcheck)  # test_deploy_examples.py
 # xkb-data and the Compose table for the keyboard-layout tests; headers and a compiler so pip
 # can build the xkbcommon binding.
 [ -f /usr/share/X11/xkb/rules/evdev.xml ] || need_apt+=(xkb-data)

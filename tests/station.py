@@ -28,6 +28,8 @@ from scanstation.model import Capture, CaptureType
 from scanstation.outputs import Outputs
 from scanstation.pipeline import Pipeline
 from scanstation.publish.mqtt import MqttLink
+from scanstation.readstats import ReadStats
+from scanstation.services.noreads import NoReadRing
 from scanstation.sources.base import SourceHealth
 from scanstation.store import NewCapture, Store
 from scanstation.web.auth import ApiKeyStore
@@ -75,6 +77,8 @@ class Station:
     """(capture public id, why) of every reject the outputs asked for."""
     triggered: list[str] = field(default_factory=list)
     session_id: str = ""
+    read_stats: ReadStats = field(default_factory=ReadStats)
+    """Read-rate statistics: fed by the outputs' verdicts, shown by /stats and /metrics."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     """[pipeline, link] when the station runs them."""
 
@@ -156,12 +160,14 @@ async def running_station(
     previews: Mapping[str, object] | None = None,
     outputs: bool = False,
     match: MatchRules | None = None,
+    noreads: NoReadRing | None = None,
 ) -> AsyncIterator[Station]:
     """A running station; what it opens (store, tasks, server) it closes on exit."""
     async with contextlib.AsyncExitStack() as stack:
         if store is None:
             store = await stack.enter_async_context(Store(config.db_path))
         rejected: list[tuple[str, str]] = []
+        read_stats = ReadStats()
         outs = None
         if outputs:
             outs = Outputs(
@@ -169,6 +175,7 @@ async def running_station(
                 store,
                 reject=lambda capture, why: rejected.append((capture.public_id, why)),
                 match=match,
+                on_verdict=read_stats.on_capture,
             )
         own_pipeline = pipeline is None
         if pipeline is None:
@@ -179,7 +186,9 @@ async def running_station(
                 on_finished=[outs.on_capture] if outs else [],
                 destinations=outs.destinations if outs else None,
             )
-        station = Station(config, store, pipeline, outputs=outs, rejected=rejected)
+        station = Station(
+            config, store, pipeline, outputs=outs, rejected=rejected, read_stats=read_stats
+        )
         if own_pipeline:
             station.tasks.append(asyncio.create_task(pipeline.run()))
         if outs is not None:
@@ -200,7 +209,10 @@ async def running_station(
         try:
             if http is not None:
                 station.api_key = ApiKeyStore(config.api_keys_path).create(label="test station")
-                services = Services(config, store, pipeline, pipeline.bus, dict(sources or {}))
+                services = Services(
+                    config, store, pipeline, pipeline.bus, dict(sources or {}),
+                    read_stats=read_stats, noreads=noreads,
+                )  # fmt: skip
                 app = make_app(services, previews=previews)
                 if http == "tcp":
                     runner = web.AppRunner(app, shutdown_timeout=1.0)

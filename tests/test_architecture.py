@@ -23,6 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "payloads": {"model"},
     "bus": {"model", "payloads"},
     "health": {"payloads", "model"},
+    "readstats": {"model"},
     "jsonlimits": set(),
     # Pure code: no I/O, no configuration objects.
     "barcode": {"model"},
@@ -40,18 +41,20 @@ ALLOWED: dict[str, set[str]] = {
     "sources": {"barcode", "config", "hw", "model"},
     # Where finished captures go, and who looks at them.
     "outputs": {"barcode", "config", "hw", "model", "payloads", "store"},
+    # PLC links over the read statistics.
+    "plc": {"config", "model", "readstats"},
     "publish": {
         *("config", "health", "model", "payloads", "pipeline", "services", "store"),
     },
     "web": {
         *("bus", "config", "health", "model", "payloads", "pipeline", "services"),
-        *("sources", "store", "vision"),
+        *("readstats", "sources", "store", "vision"),
     },
     # The top: wiring and the command line.
     "app": {
         *("bus", "config", "health", "hw", "model", "outputs", "pipeline", "publish"),
         "services",
-        *("sources", "store", "vision", "web"),
+        *("plc", "readstats", "sources", "store", "vision", "web"),
     },
     "commands": {"*"},
     "cli": {"*"},

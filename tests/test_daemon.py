@@ -98,7 +98,12 @@ async def test_daemon_acceptance_flow(
         async with http.post(f"{base}/sessions/{session}/end") as resp:
             assert resp.status == 200
         async with http.post(
-            f"{base}/captures", json={"session_public_id": session, "raw_value": "4006381333931"}
+            f"{base}/captures",
+            json={
+                "session_public_id": session,
+                "capture_type": "BARCODE",
+                "raw_value": "4006381333931",
+            },
         ) as resp:
             assert resp.status == 409
     assert daemon.stop() < 5.0
@@ -122,6 +127,7 @@ async def test_daemon_kill9_during_burst_loses_no_acknowledged_capture(
                     f"{base}/captures",
                     json={
                         "session_public_id": session,
+                        "capture_type": "BARCODE",
                         "raw_value": f"{4006381333931}",
                         "metadata": {"n": str(i)},
                     },
@@ -183,28 +189,3 @@ def test_daemon_first_run_generates_a_key_and_says_where(
     assert note.stat().st_mode & 0o777 == 0o600
     assert note.read_text().strip().startswith("ss_")
     assert note.read_text().strip() not in log  # the key itself is not logged
-
-
-def test_demo_replays_samples_through_the_pipeline(tmp_path: Path) -> None:
-    from conftest import free_port
-
-    port = free_port()
-    result = subprocess.run(
-        [*SCANSTATION, "demo", "--port", str(port), "--seconds", "4", "--no-stdin"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    assert f"http://127.0.0.1:{port}" in result.stderr
-    assert "API key:    ss_" in result.stderr
-    storage = next(
-        line.split("storage: ")[1].rstrip(")")
-        for line in result.stderr.splitlines()
-        if "storage: " in line
-    )
-    db = sqlite3.connect(Path(storage) / "scanstation.db")
-    rows = db.execute("SELECT raw_value, status FROM captures ORDER BY id").fetchall()
-    assert rows[0] == ("4006381333931", "COMPLETED")
-    assert len(rows) >= 2

@@ -393,7 +393,7 @@ def test_check_config_warns_of_risky_settings_and_refuses_a_backtracking_pattern
     config.write_text(
         '[storage]\npath = "/dev/null"\ndisk_floor_mb = 0\n'
         '[http]\nbind = "0.0.0.0:8080"\n'
-        '[qr_analysis]\nallow_networks = ["0.0.0.0/0"]\n'
+        '[qr_analysis]\nallow_networks = ["0.0.0.0/0"]\nallow_endpoints = ["127.0.0.1:8099"]\n'
     )
     done = subprocess.run(
         [*SCANSTATION, "run", "--check-config", "--config", str(config)],
@@ -407,8 +407,10 @@ def test_check_config_warns_of_risky_settings_and_refuses_a_backtracking_pattern
         "storage.disk_floor_mb",
         "http.bind",
         "qr_analysis.allow_networks",
+        "qr_analysis.allow_endpoints",
     ]
     assert "0.0.0.0/0" in warnings[3]
+    assert "127.0.0.1:8099" in warnings[4]
     config.write_text(
         f'[storage]\npath = "{tmp_path}"\n'
         '[[outputs]]\ntype = "serial"\nport = "/dev/null"\n'

@@ -28,7 +28,9 @@ from scanstation.hw import systemd
 from scanstation.model import Capture, Enricher, Scan
 from scanstation.pipeline import Pipeline
 from scanstation.publish.mqtt import MqttLink
+from scanstation.readstats import ReadStats
 from scanstation.services.backup import backup_loop
+from scanstation.services.noreads import NoReadRing
 from scanstation.services.retention import retention_loop
 from scanstation.sources.base import Camera, Source
 from scanstation.store import NotFound, Store
@@ -42,6 +44,7 @@ from scanstation.web.users import key_files
 if TYPE_CHECKING:
     from scanstation.hw.gpio import GpioIO
     from scanstation.outputs import Outputs
+    from scanstation.sources.objects import ObjectWindow
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +62,10 @@ class Daemon:
     pipeline: Pipeline
     bus: EventBus
     sources: list[Source]
+    read_stats: ReadStats = field(default_factory=ReadStats)
     url: str = ""
+    plc_links: list[Any] = field(default_factory=list)
+    """The Modbus and OPC UA servers that are on ([modbus], [opcua])."""
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
@@ -203,7 +209,30 @@ async def http_server(
 
 
 def init_sources(config: Config, extra: list[Source] | None) -> list[Source]:
-    return [build_source(s) for s in config.sources if s.enabled] + (extra or [])
+    """The configured sources (the object window's cameras grouped into it) and ``extra``."""
+    sources = [build_source(s) for s in config.sources if s.enabled]
+    if config.object_window.enabled:
+        from scanstation.sources.camera import CameraSource
+        from scanstation.sources.objects import ObjectWindow
+
+        members = config.object_window_cameras
+        grouped = [s for s in sources if s.name in members and isinstance(s, CameraSource)]
+        first = sources.index(grouped[0])
+        sources = [s for s in sources if s not in grouped]
+        sources.insert(first, ObjectWindow(config.object_window, grouped))
+    return sources + (extra or [])
+
+
+def object_windows(sources: list[Source]) -> list[ObjectWindow]:
+    from scanstation.sources.objects import ObjectWindow
+
+    return [s for s in sources if isinstance(s, ObjectWindow)]
+
+
+def all_cameras(sources: list[Source]) -> list[Camera]:
+    """Every camera, those inside an object window too (previews, counters)."""
+    inside = [c for w in object_windows(sources) for c in w.cameras]
+    return cameras(sources) + [c for c in inside if isinstance(c, Camera)]
 
 
 def cameras(sources: list[Source]) -> list[Camera]:
@@ -211,8 +240,13 @@ def cameras(sources: list[Source]) -> list[Camera]:
 
 
 def software_triggers(sources: list[Source]) -> dict[str, Callable[[], None]]:
-    """Cameras that open a read window on request (trigger = software or gpio)."""
-    return {c.name: c.trigger for c in cameras(sources) if c.config.trigger != "continuous"}
+    """What opens a read window on request: object windows first, then the cameras whose
+    trigger is software or gpio (the cameras inside an object window are its own)."""
+    triggers: dict[str, Callable[[], None]] = {w.name: w.trigger for w in object_windows(sources)}
+    triggers.update(
+        {c.name: c.trigger for c in cameras(sources) if c.config.trigger != "continuous"}
+    )
+    return triggers
 
 
 def init_gpio(config: Config, sessions: SessionButton, sources: list[Source]) -> GpioIO | None:
@@ -224,22 +258,78 @@ def init_gpio(config: Config, sessions: SessionButton, sources: list[Source]) ->
 
     return GpioIO(
         config.gpio,
-        trigger_listeners=tuple(c.trigger for c in cameras(sources) if c.config.trigger == "gpio"),
+        trigger_listeners=(
+            *(c.trigger for c in cameras(sources) if c.config.trigger == "gpio"),
+            *(w.trigger for w in object_windows(sources) if w.config.trigger == "gpio"),
+        ),
+        # The photo-eye clearing closes an object window (its cameras keep their own window).
+        release_listeners=tuple(
+            w.release for w in object_windows(sources) if w.config.trigger == "gpio"
+        ),
         toggle_session=lambda: sessions.toggle_session("button"),
         new_session=lambda: sessions.start_session("button"),
     )
 
 
-def init_outputs(config: Config, store: Store, gpio: GpioIO | None) -> Outputs:
+def init_outputs(
+    config: Config, store: Store, gpio: GpioIO | None, read_stats: ReadStats
+) -> Outputs:
     """Hand finished captures to the POS, WMS or PLC: keyboard gadget and serial at once,
-    webhooks through their own rows of the durable outbox."""
+    webhooks through their own rows of the durable outbox; every verdict to the read rate."""
     from scanstation.outputs import Outputs
 
     def reject(capture: Capture, why: str) -> None:
         if gpio is not None:
             gpio.schedule_reject(capture, [why])
 
-    return Outputs(config, store, reject=reject if gpio else None)
+    return Outputs(config, store, reject=reject if gpio else None, on_verdict=read_stats.on_capture)
+
+
+def init_plc_links(
+    config: Config, read_stats: ReadStats, triggers: dict[str, Callable[[], None]]
+) -> list[Any]:
+    """The Modbus TCP and OPC UA servers that are enabled (each library imported only then);
+    their trigger is the first camera's with a software or GPIO trigger."""
+    first = next(iter(triggers.items()), None)
+    links: list[Any] = []
+    if config.modbus.enabled:
+        from scanstation.plc.modbus import ModbusLink
+
+        links.append(
+            ModbusLink(
+                config.modbus,
+                read_stats,
+                first[1] if first else None,
+                trigger_name=first[0] if first else "",
+            )
+        )
+    if config.opcua.enabled:
+        from scanstation.plc.opcua import OpcUaLink
+
+        links.append(
+            OpcUaLink(
+                config.opcua,
+                read_stats,
+                first[1] if first else None,
+                device_name=config.device.id,
+                trigger_source=first[0] if first else "",
+            )
+        )
+    return links
+
+
+def init_noread_ring(config: Config, store: Store) -> tuple[NoReadRing | None, Any]:
+    """The no-read image ring and, with an upload_url, its uploader (a webhook drainer)."""
+    settings = config.noread_images
+    if not settings.enabled:
+        return None, None
+    directory = config.storage.path / "noreads"
+    ring = NoReadRing(settings, directory, config.images_path, store)
+    if not settings.upload_url:
+        return ring, None
+    from scanstation.outputs.noread_upload import NoReadUploader
+
+    return ring, NoReadUploader(settings, directory, store)
 
 
 @dataclass
@@ -258,13 +348,15 @@ class SessionButton:
         await self.pipeline.start_session(started_by)
 
 
-def station_telemetry(sources: list[Source]) -> Callable[[], dict[str, Any]]:
-    """What the MQTT telemetry message says of the sources (camera fps and decode time)."""
+def station_telemetry(sources: list[Source], read_stats: ReadStats) -> Callable[[], dict[str, Any]]:
+    """What the MQTT telemetry message says of the sources (camera fps and decode time) and
+    of their reads (``read_rate``: windows by result, the rate of the last 100, quality)."""
 
     def telemetry() -> dict[str, Any]:
         return {
-            **camera_rate(c.stats() for c in cameras(sources)),
+            **camera_rate(c.stats() for c in all_cameras(sources)),
             "sources": {s.name: source_report(s.health) for s in sources},
+            "read_rate": read_stats.as_dict(),
         }
 
     return telemetry
@@ -294,18 +386,25 @@ async def run(
         sources = init_sources(config, extra_sources)
         button = SessionButton()
         gpio = init_gpio(config, button, sources)
-        outputs = init_outputs(config, store, gpio)
+        read_stats = ReadStats(quality_alarm=config.quality.alarm_below)
+        outputs = init_outputs(config, store, gpio, read_stats)
+        ring, uploader = init_noread_ring(config, store)
         pipeline = Pipeline(
             store,
             config,
             bus=bus,
             enrichers=enrichers,
             # GPIO first: the reject output fires before the outputs write.
-            on_finished=[*([gpio.on_capture] if gpio else []), outputs.on_capture],
+            on_finished=[
+                *([gpio.on_capture] if gpio else []),
+                outputs.on_capture,
+                *([ring.on_capture] if ring else []),
+            ],
             destinations=outputs.destinations,
         )
         button.pipeline = pipeline
         triggers = software_triggers(sources)
+        plc_links = init_plc_links(config, read_stats, triggers)
         # Always started: with no [mqtt] host it idles and the outbox keeps every event.
         api_keys = ApiKeyStore(config.api_keys_path)
         mqtt = MqttLink(
@@ -313,7 +412,7 @@ async def run(
             store,
             pipeline,
             triggers=triggers,
-            telemetry=station_telemetry(sources),
+            telemetry=station_telemetry(sources, read_stats),
             api_key_role=lambda token: getattr(api_keys.verify(token), "role", None),
         )
         services = Services(
@@ -321,16 +420,23 @@ async def run(
             store,
             pipeline,
             bus,
-            sources={s.name: s.health for s in sources},
+            sources={
+                **{s.name: s.health for s in sources},
+                **{c.name: c.health for c in all_cameras(sources) if c not in sources},
+            },
             triggers=triggers,
-            camera_stats={c.name: c.stats for c in cameras(sources)},
+            camera_stats={c.name: c.stats for c in all_cameras(sources)},
             mqtt=mqtt,
             config_path=config_path,
             restart=restart,
+            read_stats=read_stats,
+            noreads=ring,
         )
         emit = gpio.feedback_emit(pipeline.ingest) if gpio else pipeline.ingest
-        daemon = Daemon(config, store, pipeline, bus, sources)
-        app = make_app(services, previews={s.name: s for s in sources})
+        daemon = Daemon(config, store, pipeline, bus, sources, read_stats, plc_links=plc_links)
+        previews: dict[str, object] = {s.name: s for s in sources}
+        previews.update({c.name: c for c in all_cameras(sources)})
+        app = make_app(services, previews=previews)
         try:
             async with (
                 http_server(
@@ -377,6 +483,10 @@ async def run(
                 ]
                 if gpio is not None:
                     background.append(tg.create_task(gpio.run(), name="gpio"))
+                if uploader is not None:
+                    background.append(tg.create_task(uploader.run(), name="noread-upload"))
+                for link in plc_links:
+                    background.append(tg.create_task(link.run(), name=type(link).__name__))
                 daemon.tasks = [*source_tasks, pipeline_task, outputs_task, mqtt_task, *background]
                 log.info("scanstation %s ready on %s", config.device.id, url)
                 systemd.ready(f"{len(sources)} sources, {url}")

@@ -7,16 +7,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import csv
 import importlib
 import json
 import logging
 import os
 import signal
-import socket
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TextIO
@@ -24,7 +21,8 @@ from typing import Any, TextIO
 from scanstation import __version__
 from scanstation.barcode.interpret import InterpretError
 from scanstation.commands import CommandLineError
-from scanstation.config import Config, ConfigError, load_config, parse_config
+from scanstation.config import Config, ConfigError, load_config
+from scanstation.config.loader import find_config_file
 
 log = logging.getLogger("scanstation")
 
@@ -92,6 +90,8 @@ BENCHMARKS = (
     "jsonlimits",
     "wear",
     "memory",
+    "plc",
+    "quality",
 )
 
 
@@ -123,10 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--check-config", action="store_true", help="validate the config and exit")
 
-    p = sub.add_parser("demo", help="run the daemon on embedded defaults with sample scans")
-    p.add_argument("--port", type=int, default=8080, help="HTTP port (default 8080)")
-    p.add_argument("--seconds", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--no-stdin", action="store_true", help="do not read scans from stdin")
+    p = sub.add_parser(
+        "demo",
+        help="a self-contained station on loopback that plays a scene of every feature once",
+    )
+    from scanstation.commands.demo import add_arguments as demo_arguments
+
+    demo_arguments(p)
 
     p = sub.add_parser("parse", help="interpret raw barcode values (GS1, GTIN, Digital Link)")
     p.add_argument("values", nargs="*", metavar="VALUE")
@@ -175,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=help_text, add_help=False)
 
     sub.add_parser("bench", help="benchmarks: " + " | ".join(BENCHMARKS), add_help=False)
+
+    p = sub.add_parser("completion", help="print a bash or zsh completion script")
+    from scanstation.commands.completion import add_arguments as completion_arguments
+
+    completion_arguments(p)
     return parser
 
 
@@ -255,10 +263,30 @@ def _run_until_signalled(
 # ---- commands ---------------------------------------------------------------------------
 
 
+def referenced_file_problems(config: Config) -> list[str]:
+    """The files the config names that are missing or unusable, each with its key (exit 2)."""
+    from scanstation.config.files import file_problems
+
+    problems = file_problems(config)
+    if not problems and config.mqtt.host and config.mqtt.tls is not None:
+        from scanstation.publish.connection import MqttError, tls_context
+
+        try:
+            tls_context(config.mqtt)
+        except MqttError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from scanstation.config.risks import risky_settings
 
     config = _load(args)
+    problems = referenced_file_problems(config)
+    if problems:
+        origin = find_config_file(getattr(args, "config", None))
+        where = f"{origin}: " if origin else ""
+        raise ConfigError("\n".join(f"{where}{problem}" for problem in problems))
     risks = risky_settings(config)
     for risk in risks:
         # Valid, so the daemon runs; said on every start, where the journal keeps it.
@@ -280,7 +308,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     ensure_api_key(config, sys.stderr)
     ensure_ui_password(config, sys.stderr)
     from scanstation.commands.backup import apply_staged
-    from scanstation.config.loader import find_config_file
 
     path = find_config_file(args.config)
     # A change applied on the settings page (or a restore uploaded there) stops the daemon
@@ -294,88 +321,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _broker_answers(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.3):
-        return True
-    return False
-
-
-def demo_config(storage: Path, port: int, with_stdin: bool) -> Config:
-    from scanstation.sources.camera import bundled_samples_dir
-
-    sources: list[dict[str, Any]] = [
-        # Bundled camera frames (EAN-13, GS1 DataMatrix, Digital Link QR, GS1-128, …) through
-        # the real decoder, and typed-in style values through the replay source.
-        {
-            "type": "camera",
-            "name": "cam0",
-            "backend": "file",
-            "device": str(bundled_samples_dir()),
-            "fps": 0.5,
-            "loop": True,
-        },
-        {"type": "replay", "name": "samples", "interval_s": 2.0},
-    ]
-    if with_stdin:
-        sources.append({"type": "stdin", "name": "stdin"})
-    data: dict[str, Any] = {
-        "device": {"id": "demo", "site": "demo"},
-        "storage": {"path": str(storage)},
-        "http": {"bind": f"127.0.0.1:{port}"},
-        "sources": sources,
-    }
-    if _broker_answers("127.0.0.1", 1883):
-        data["mqtt"] = {"host": "127.0.0.1", "port": 1883}
-    return parse_config(data, "<demo defaults>", environ={})
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
-    from importlib import resources
+    from scanstation.commands.demo import demo_main
 
-    from scanstation.services.catalog import parse_products
-    from scanstation.store import Store
-
-    storage = Path(tempfile.mkdtemp(prefix="scanstation-demo-"))
-    config = demo_config(storage, args.port, with_stdin=not args.no_stdin)
-    catalog_text = resources.files("scanstation.data").joinpath("demo_catalog.csv").read_text()
-
-    async def load_catalog() -> None:
-        async with Store(config.db_path) as store:
-            await store.upsert_products(parse_products(catalog_text, "demo_catalog.csv"))
-
-    asyncio.run(load_catalog())
-    from scanstation.web.passwords import ensure_ui_password
-
-    key = ensure_api_key(config, sys.stderr)
-    password_note = ensure_ui_password(config, sys.stderr)
-    password = password_note.read_text().strip() if password_note else "(already set)"
-
-    mqtt = config.mqtt.host or "off (no broker on 127.0.0.1:1883; the outbox keeps events)"
-
-    def banner(daemon: Any) -> None:
-        print(
-            f"\nscanstation demo is running.\n"
-            f"  UI and API: {daemon.url}  (storage: {storage})\n"
-            f"  UI login:   password {password}\n"
-            f"  API key:    {key}\n"
-            f"  MQTT:       {mqtt}\n"
-            f"  Try:        curl -H 'X-API-Key: {key}' {daemon.url}/scanner/api/v1/captures\n"
-            f"  Type a barcode value and Enter to scan it; Ctrl-C stops.\n",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    _run_until_signalled(config, seconds=args.seconds, on_ready=banner)
-    return EXIT_OK
+    return demo_main(args, _run_until_signalled, ensure_api_key)
 
 
 def _parse_values(args: argparse.Namespace) -> Iterable[str]:
-    yield from args.values
+    """The values to parse; the four characters \\x1d stand for GS (a shell's single quotes
+    do not expand them), as they do in the replay files."""
+    from scanstation.barcode.scantext import restore_gs
+
+    for value in args.values:
+        yield restore_gs(value, ["\\x1d"])
     if args.stdin:
         for line in sys.stdin:
             value = line.rstrip("\r\n")
             if value:
-                yield value.replace("\\x1d", "\x1d")
+                yield restore_gs(value, ["\\x1d"])
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
@@ -461,6 +424,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     config = _load(args)
     since, until = _time_arg(args.since, "since"), _time_arg(args.until, "until")
+    if not config.db_path.is_file():
+        # A read-only command: it never creates a database (nor its folder) to export from.
+        origin = find_config_file(args.config) or "the built-in defaults"
+        raise RuntimeError(
+            f"no database at {config.db_path} (storage.path from {origin}); "
+            "give the station's config with --config FILE (has the daemon run with it?)"
+        )
 
     async def main() -> None:
         async with Store(config.db_path) as store:
@@ -508,11 +478,33 @@ def cmd_delegated(args: argparse.Namespace) -> int:
     return int(getattr(module, function)(list(args.args)))
 
 
+def bench_help() -> str:
+    """`scanstation bench --help`: the benchmarks, each with its module's first line."""
+    from scanstation.commands.bench import summary
+
+    lines = ["usage: scanstation bench NAME [options]", "", "benchmarks:"]
+    for name in BENCHMARKS:
+        lines.append(f"  {name:<11} {summary(name)}")
+    lines += ["", "`scanstation bench NAME --help` shows the options of one."]
+    return "\n".join(lines)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.name is None and {"-h", "--help"} & set(args.args):
+        print(bench_help())
+        return EXIT_OK
     if args.name is None:
         raise UsageError(f"name a benchmark: {', '.join(BENCHMARKS)}")
     module = importlib.import_module(f"scanstation.commands.bench.{args.name}")
     return int(module.main(list(args.args)))
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from scanstation.commands.completion import completion_script, full_parser
+
+    parser = full_parser(build_parser(), DELEGATED, BENCHMARKS)
+    sys.stdout.write(completion_script(parser, args.shell))
+    return EXIT_OK
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -523,6 +515,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": cmd_export,
     "api-key": cmd_api_key,
     "bench": cmd_bench,
+    "completion": cmd_completion,
     **dict.fromkeys(DELEGATED, cmd_delegated),
 }
 
@@ -566,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"scanstation: bad config: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except UsageError as exc:
+    except CommandLineError as exc:  # UsageError and the sub-commands' own (exit 2)
         print(f"scanstation {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except InterpretError as exc:  # a bad recall list named by the config

@@ -44,6 +44,42 @@ def is_public_id(value: str) -> bool:
     return len(value) == PUBLIC_ID_LENGTH and all(c in PUBLIC_ID_ALPHABET for c in value)
 
 
+GS1_KEYS: dict[str, str] = {
+    "01": "GTIN",
+    "00": "SSCC",
+    "414": "GLN",
+    "417": "GLN",
+    "8003": "GRAI",
+    "8004": "GIAI",
+    "8018": "GSRN",
+    "8017": "GSRN",
+    "253": "GDTI",
+    "255": "GCN",
+    "401": "GINC",
+    "402": "GSIN",
+    "8006": "ITIP",
+    "8010": "CPID",
+    "8013": "GMN",
+}
+"""GS1 identification keys by Application Identifier, in the order one is chosen as a
+capture's key when a value carries several (a GTIN first, then an SSCC, a GLN …)."""
+
+
+def gs1_key(ais: dict[str, str]) -> tuple[str, str, str] | None:
+    """(key type, AI, value) of the GS1 key in a capture's AIs, or None.
+
+    >>> gs1_key({"00": "106141411234567897", "10": "X"})
+    ('SSCC', '00', '106141411234567897')
+    >>> gs1_key({"10": "ABC"}) is None
+    True
+    """
+    for ai, kind in GS1_KEYS.items():
+        value = ais.get(ai)
+        if value:
+            return kind, ai, value
+    return None
+
+
 class SessionStatus(enum.StrEnum):
     ACTIVE = "ACTIVE"
     COMPLETED = "COMPLETED"
@@ -232,11 +268,16 @@ def validate_metadata(metadata: object) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class Enrichment:
-    """What an enricher adds to a capture: proposal drafts and, optionally, a product match."""
+    """What an enricher adds to a capture: proposal drafts and, optionally, a GTIN read in it.
+
+    Resolution never comes from looks: a product that merely looks like the photo is a
+    proposal (``field_name="product"``, its similarity as confidence) a reviewer may accept.
+    """
 
     proposals: Sequence[dict[str, Any]] = ()
-    product_id: int | None = None
-    """A product found by other means than the GTIN (e.g. visual similarity)."""
+    gtin: str = ""
+    """A GTIN-14 read from a barcode in the photo: it decides the product as one in the
+    capture's value would (used when the value and the client name none)."""
 
 
 class Enricher(Protocol):

@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from scanstation.model import Capture, Product, Proposal, Session
+from scanstation.model import Capture, Product, Proposal, Session, gs1_key
 
 
 def iso(ts: float | None) -> str | None:
@@ -31,6 +31,9 @@ def session_json(session: Session) -> dict[str, Any]:
 
 
 def capture_json(capture: Capture) -> dict[str, Any]:
+    """A capture as Closient documents it: what is not known is null, never "" (SPEC §10)."""
+    key = gs1_key(capture.gs1_dl_data)
+    product = capture.product_public_id or None
     return {
         "public_id": capture.public_id,
         "session_public_id": capture.session_public_id,
@@ -45,11 +48,12 @@ def capture_json(capture: Capture) -> dict[str, Any]:
         "created": iso(capture.created),
         "processed_at": iso(capture.processed_at),
         "gs1_dl_data": capture.gs1_dl_data,
-        "product_public_id": capture.product_public_id,
-        "product_short_id": capture.product_public_id,  # Closient's alias
-        "product_name": capture.product_name,
-        "uploaded_image_key": capture.uploaded_image_key,
-        "qr_analysis": capture.qr_analysis,
+        "gs1_key": {"type": key[0], "ai": key[1], "value": key[2]} if key else None,
+        "product_public_id": product,
+        "product_short_id": product,  # Closient's alias
+        "product_name": (capture.product_name or None) if product else None,
+        "uploaded_image_key": capture.uploaded_image_key or None,
+        "qr_analysis": capture.qr_analysis or None,
         "metadata": capture.metadata,
         "checks": capture.checks,
         "revision": capture.revision,

@@ -41,6 +41,7 @@ from scanstation.model import (
     Enrichment,
     Scan,
     Session,
+    gs1_key,
 )
 from scanstation.payloads import capture_json, iso
 from scanstation.qr.analysis import QrAnalyzer
@@ -72,9 +73,15 @@ class Lookup:
     capture: Capture
     interpretation: Interpretation | None
     gtin: str
+    """The GTIN that decides the product: read from the value, else the client's."""
     error: str = ""
     qr_analysis: dict[str, Any] | None = None
     """Where the capture's URL leads (SPEC §5), when it is an http(s) URL."""
+    ais: dict[str, str] = field(default_factory=dict)
+    """The client's gs1_dl_data merged with the station's parse (the station's wins)."""
+    conflicts: dict[str, Any] = field(default_factory=dict)
+    """Where the client and the station's parse disagree: {"gtin": {"client", "station"},
+    "gs1_dl_data": {ai: {"client", "station"}}}; kept in the capture's checks."""
 
 
 @dataclass
@@ -380,10 +387,12 @@ class Pipeline:
         return finished
 
     def _look_up(self, capture: Capture, today: dt.date | None) -> Lookup:
-        """Interpret the raw value (GTIN, GS1, Digital Link, URL, text)."""
-        raw = capture.raw_value or capture.gtin
+        """Interpret the raw value (GTIN, GS1, Digital Link, URL, text) and merge it with what
+        the client sent (its gtin and gs1_dl_data): the station's parse wins a conflict."""
+        client_gtin, client_ais = client_sent(capture)
+        raw = capture.raw_value
         if not raw:
-            return Lookup(capture, None, "")
+            return Lookup(capture, None, client_gtin, ais=client_ais)
         try:
             result = interpret(
                 raw,
@@ -394,10 +403,25 @@ class Pipeline:
             )
         except Exception as exc:  # a bug in interpretation must not stall the batch
             log.exception("interpreting %r failed", raw)
-            return Lookup(capture, None, "", error=f"could not interpret {raw!r}: {exc}")
+            error = f"could not interpret {raw!r}: {exc}"
+            return Lookup(capture, None, client_gtin, error=error, ais=client_ais)
         if not result.valid:
-            return Lookup(capture, result, result.gtin, error=result.error_message)
-        return Lookup(capture, result, result.gtin)
+            # FAILED, but what the client sent stays on the capture.
+            return Lookup(capture, result, client_gtin, error=result.error_message, ais=client_ais)
+        conflicts: dict[str, Any] = {}
+        if client_gtin and result.gtin and client_gtin != result.gtin:
+            conflicts["gtin"] = {"client": client_gtin, "station": result.gtin}
+        differing = {
+            ai: {"client": value, "station": result.ais[ai]}
+            for ai, value in client_ais.items()
+            if ai in result.ais and result.ais[ai] != value
+        }
+        if differing:
+            conflicts["gs1_dl_data"] = differing
+        ais = {**client_ais, **result.ais}
+        sent_01 = ais.get("01", "")
+        gtin = result.gtin or client_gtin or (sent_01 if len(sent_01) == 14 else "")
+        return Lookup(capture, result, gtin, ais=ais, conflicts=conflicts)
 
     async def _analyze_urls(self, lookups: list[Lookup]) -> list[Lookup]:
         """Follow the redirect chain of every URL and Digital Link (QR analysis)."""
@@ -423,10 +447,11 @@ class Pipeline:
         for i, analysis in zip(todo, analyses, strict=True):
             lookup = out[i]
             gtin = lookup.gtin or analysis["extracted_gtin"]
-            # A URL that could not be followed and names no GTIN cannot be resolved: FAILED
-            # (a retry once the network is back analyses afresh). A Digital Link's GTIN is
-            # known without the network: it goes on, with the analysis error recorded.
-            failed = bool(analysis["error_message"]) and not gtin
+            # A URL that could not be followed and names no GS1 key cannot be resolved: FAILED
+            # (a retry once the network is back analyses afresh). A Digital Link's key (GTIN,
+            # SSCC, GLN, GRAI …) is known without the network: it goes on, with the analysis
+            # error recorded.
+            failed = bool(analysis["error_message"]) and not gtin and not gs1_key(lookup.ais)
             error = f"QR analysis: {analysis['error_message']}" if failed else ""
             out[i] = dataclasses.replace(lookup, gtin=gtin, error=error, qr_analysis=analysis)
         return out
@@ -445,10 +470,10 @@ class Pipeline:
             if lookup.error or not capture.uploaded_image_key:
                 continue
             image = self.config.images_path / capture.uploaded_image_key
-            # Enrichers see what LOOKING_UP found (the GTIN read from the value).
+            # Enrichers see what LOOKING_UP found (the GTIN read from the value or sent).
             capture = dataclasses.replace(capture, gtin=lookup.gtin)
             proposals: list[dict[str, Any]] = []
-            product_id = None
+            gtin = ""
             for enricher in self.enrichers:
                 try:
                     found = await enricher.enrich(capture, image)
@@ -456,10 +481,10 @@ class Pipeline:
                     log.exception("enricher %r failed on %s", enricher, capture.public_id)
                     continue
                 proposals.extend(found.proposals)
-                product_id = product_id or found.product_id
+                gtin = gtin or found.gtin
             if proposals:
                 await self.store.add_proposals(capture.id, proposals)
-            results[capture.id] = Enrichment(proposals, product_id)
+            results[capture.id] = Enrichment(proposals, gtin)
         return results
 
     def _resolve(
@@ -467,11 +492,15 @@ class Pipeline:
         lookup: Lookup,
         enrichment: Enrichment | None,
     ) -> CaptureOutcome:
-        """The terminal outcome; a catalog product with the GTIN is applied (COMPLETED) by
-        the terminal write itself, so here only an enricher's product counts."""
+        """The terminal outcome. The GTIN decides: the value's, else the client's, else one read
+        in the photo; the terminal write itself attaches the catalog product with that GTIN
+        (COMPLETED). Looks never attach a product (they are proposals). A capture of another
+        GS1 key (SSCC, GLN, GRAI, GIAI …) is COMPLETED with that key: nothing to look up."""
         capture, result = lookup.capture, lookup.interpretation
-        ais = dict(result.ais) if result else {}
+        ais = dict(lookup.ais)
         checks = dict(result.checks) if result else {}
+        if lookup.conflicts:
+            checks["conflicts"] = lookup.conflicts
         if lookup.error:
             return CaptureOutcome(
                 capture.id,
@@ -482,8 +511,11 @@ class Pipeline:
                 checks=checks,
                 qr_analysis=lookup.qr_analysis,
             )
-        product_id = enrichment.product_id if enrichment else None
-        status = CaptureStatus.COMPLETED if product_id is not None else CaptureStatus.NOT_FOUND
+        gtin = lookup.gtin or (enrichment.gtin if enrichment else "")
+        key = gs1_key(ais)
+        other_key = not gtin and key is not None and key[0] != "GTIN"
+        status = CaptureStatus.COMPLETED if other_key else CaptureStatus.NOT_FOUND
+        lookup = dataclasses.replace(lookup, gtin=gtin)
         scan_event = None
         if lookup.gtin:
             scan_event = {
@@ -508,7 +540,6 @@ class Pipeline:
             status,
             gtin=lookup.gtin,
             gs1_dl_data=ais,
-            product_id=product_id,
             checks=checks,
             scan_event=scan_event,
             alert=alert,
@@ -536,3 +567,18 @@ class Pipeline:
             "location": {"lat": location.lat, "lon": location.lon} if location else None,
             "version": __version__,
         }
+
+
+def client_sent(capture: Capture) -> tuple[str, dict[str, str]]:
+    """The GTIN and gs1_dl_data the client sent with a capture, as a walk starts from them.
+
+    A walked capture holds the merged values; where the station's parse won a conflict, the
+    client's own value lives on in ``checks["conflicts"]``, so walking again (retry) gives
+    the same result and records the same disagreement.
+    """
+    conflicts = capture.checks.get("conflicts") or {}
+    gtin = str((conflicts.get("gtin") or {}).get("client", capture.gtin))
+    ais = dict(capture.gs1_dl_data)
+    for ai, pair in (conflicts.get("gs1_dl_data") or {}).items():
+        ais[str(ai)] = str(pair.get("client", ais.get(ai, "")))
+    return gtin, ais

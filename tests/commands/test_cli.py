@@ -5,12 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import SCANSTATION
+
+# A checkout's own code first, when the tests run with PYTHONPATH (a shared venv).
+PYTHONPATH = {k: v for k, v in os.environ.items() if k == "PYTHONPATH"}
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -21,7 +25,7 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
         text=True,
         timeout=60,
         check=False,
-        env={"PATH": "/usr/bin:/bin"},
+        env={"PATH": "/usr/bin:/bin", **PYTHONPATH},
     )
 
 
@@ -142,3 +146,44 @@ def test_cli_export_scans_with_bad_since_is_usage_error(config_file: Path) -> No
     result = run("export", "scans", "--since", "yesterday", "--config", str(config_file))
     assert result.returncode == 2
     assert "--since" in result.stderr
+
+
+def readme_line(starting: str) -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith(starting))
+    return line.split("   #", 1)[0].strip()
+
+
+def test_cli_the_readme_parse_example_copied_literally_is_valid() -> None:
+    """Pasted into a shell: single quotes keep \\x1d as four characters; parse reads it as GS."""
+    line = readme_line("scanstation parse ']d2")
+    command = line.replace("scanstation", " ".join(SCANSTATION), 1)
+    result = subprocess.run(
+        ["bash", "-c", command], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    parsed = json.loads(result.stdout)
+    assert parsed["valid"] is True, parsed
+    assert parsed["ais"] == {"01": "09506000134352", "17": "270101", "10": "ABC123"}
+
+
+def test_cli_export_without_a_config_creates_nothing(tmp_path: Path) -> None:
+    """No config: the built-in storage path. A read-only command must not create it."""
+    result = subprocess.run(
+        [*SCANSTATION, "export", "scans"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,  # no ./scanstation.toml here
+        env={
+            "PATH": "/usr/bin:/bin",
+            "SCANSTATION_STORAGE_PATH": str(tmp_path / "var"),
+            **PYTHONPATH,
+        },
+    )
+    assert result.returncode == 1
+    assert f"no database at {tmp_path / 'var' / 'scanstation.db'}" in result.stderr
+    assert "--config FILE" in result.stderr
+    assert result.stdout == ""
+    assert not (tmp_path / "var").exists()

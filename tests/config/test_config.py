@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -32,12 +33,16 @@ url = "https://wms.example.com/scans"
 """
 
 
+PYTHONPATH = {k: v for k, v in os.environ.items() if k == "PYTHONPATH"}
+
+
 def check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*SCANSTATION, "run", "--config", str(path), "--check-config"],
         capture_output=True,
         text=True,
-        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        # PYTHONPATH kept: a checkout tested with a shared venv runs its own code.
+        env={"PATH": "/usr/bin:/bin", **PYTHONPATH, **(env or {})},
         timeout=60,
         check=False,
     )
@@ -101,6 +106,8 @@ def test_config_unknown_key_exits_2_naming_key_and_file(
             "sources",
         ),
         ("[http\n", "not valid TOML"),
+        ('[qr_analysis]\nallow_endpoints = ["localhost:8099"]\n', "qr_analysis.allow_endpoints"),
+        ('[qr_analysis]\nallow_endpoints = ["127.0.0.1"]\n', "expected address:port"),
     ],
 )
 def test_config_bad_value_exits_2_with_reason(tmp_path: Path, toml: str, named: str) -> None:

@@ -14,18 +14,14 @@ from typing import Any
 
 import pytest
 
+from examples import example, make_referenced_files, with_files_under
 from scanstation.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLES = REPO / "docs" / "examples"
 FIRMWARE = REPO / "firmware-config"
 PROVISION = FIRMWARE / "provision.sh"
 DEPLOYMENTS = ["checkout-lane", "kiosk", "conveyor", "fleet"]
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith("SCANSTATION_")}
-
-
-def example(name: str) -> Path:
-    return EXAMPLES / f"{name}.toml"
 
 
 def check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -40,10 +36,57 @@ def check_config(path: Path, env: dict[str, str] | None = None) -> subprocess.Co
 
 
 @pytest.mark.parametrize("name", DEPLOYMENTS)
-def test_example_passes_check_config(name: str) -> None:
-    result = check_config(example(name))
+def test_example_passes_check_config(name: str, tmp_path: Path) -> None:
+    root = tmp_path / "etc"
+    make_referenced_files(root)
+    result = check_config(with_files_under(name, root))
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("config ok: device ")
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "path"),
+    [
+        ("checkout-lane", "checks.recall_list", "/etc/scanstation/recalls.csv"),
+        ("checkout-lane", "mqtt.password_file", "/etc/scanstation/mqtt-password"),
+        ("conveyor", "mqtt.tls.ca", "/etc/scanstation/tls/ca.pem"),
+        ("fleet", "mqtt.tls.key", "/etc/scanstation/tls/station.key"),
+    ],
+)
+def test_check_config_fails_on_a_missing_referenced_file_naming_the_key(
+    name: str, key: str, path: str
+) -> None:
+    """What happened to a newcomer: --check-config said ok, then `run` exited 2 anyway."""
+    if Path(path).exists():
+        pytest.skip(f"{path} exists on this machine")
+    result = check_config(example(name))
+    assert result.returncode == 2
+    assert f"{example(name)}: {key} = '{path}': no such file (expected " in result.stderr
+    assert "config ok" not in result.stdout
+
+
+def test_check_config_fails_on_a_recall_list_that_does_not_load(tmp_path: Path) -> None:
+    root = tmp_path / "etc"
+    make_referenced_files(root)
+    (root / "recalls.csv").write_text("gtin,batch\n4006381333932,X\n")  # wrong check digit
+    result = check_config(with_files_under("checkout-lane", root))
+    assert result.returncode == 2
+    assert "checks.recall_list: Recall list" in result.stderr
+    assert "'4006381333932' is not a GTIN" in result.stderr
+
+
+def test_run_refuses_to_start_on_a_missing_file_with_the_same_message(tmp_path: Path) -> None:
+    config = tmp_path / "lane.toml"
+    config.write_text(
+        f'[storage]\npath = "{tmp_path / "var"}"\n[checks]\nrecall_list = "{tmp_path / "r.csv"}"\n'
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "scanstation", "run", "--config", str(config)],
+        capture_output=True, text=True, env=CLEAN_ENV, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert f"checks.recall_list = '{tmp_path / 'r.csv'}': no such file" in result.stderr
+    assert not (tmp_path / "var").exists()  # refused before anything was written
 
 
 @pytest.mark.parametrize("name", DEPLOYMENTS)
@@ -101,8 +144,12 @@ def test_fleet_uses_mutual_tls() -> None:
     assert config.mqtt.tls.insecure is False
 
 
-def test_fleet_device_id_comes_from_the_environment() -> None:
-    result = check_config(example("fleet"), {**CLEAN_ENV, "SCANSTATION_DEVICE_ID": "lane-77"})
+def test_fleet_device_id_comes_from_the_environment(tmp_path: Path) -> None:
+    root = tmp_path / "etc"
+    make_referenced_files(root)
+    result = check_config(
+        with_files_under("fleet", root), {**CLEAN_ENV, "SCANSTATION_DEVICE_ID": "lane-77"}
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("config ok: device lane-77,")
 
@@ -133,12 +180,19 @@ def test_provision_script_is_valid_bash() -> None:
     assert os.access(PROVISION, os.X_OK)
 
 
-def test_provision_script_is_shellcheck_clean() -> None:
+SHELL_SCRIPTS = sorted(
+    [*(REPO / "scripts").glob("*.sh"), *FIRMWARE.glob("*.sh"), REPO / ".ci" / "run"]
+)
+
+
+@pytest.mark.parametrize("script", SHELL_SCRIPTS, ids=lambda p: str(p.relative_to(REPO)))
+def test_shell_scripts_are_shellcheck_clean(script: Path) -> None:
+    """Every script a user or CI runs (provisioning, the tests, the arm64 smoke)."""
     shellcheck = shutil.which("shellcheck")
     if shellcheck is None:
         pytest.skip("SKIPPED: shellcheck is not installed (apt install shellcheck)")
     result = subprocess.run(
-        [shellcheck, "--severity=style", str(PROVISION)],
+        [shellcheck, "--severity=style", str(script)],
         capture_output=True,
         text=True,
         check=False,
@@ -292,3 +346,48 @@ def test_pi_zero_profile_passes_check_config_and_its_guide_shows_it() -> None:
     marker = "<!-- example: docs/examples/pi-zero.toml -->\n```toml\n"
     assert marker in guide
     assert guide.split(marker, 1)[1].split("\n```\n", 1)[0] + "\n" == example("pi-zero").read_text()
+
+
+def test_fleet_guide_certificates_make_a_broker_the_stations_accept(tmp_path: Path) -> None:
+    """The guide's openssl commands, run as written: the broker's certificate verifies for
+    its name against the fleet CA, and the broker accepts the station's certificate."""
+    import socket
+    import ssl
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from mosquitto import Broker
+
+    guide = (REPO / "docs" / "deploy-fleet.md").read_text()
+    block = guide.split(
+        "<!-- certificates: tests/config/test_deploy_examples.py runs this block -->\n```sh\n", 1
+    )[1]
+    script = block.split("\n```\n", 1)[0]
+    subprocess.run(["sh", "-e", "-c", script], cwd=tmp_path, check=True, capture_output=True)
+    conf = guide.split("# mosquitto.conf\n", 1)[1].split("\n```", 1)[0]
+    tls_lines = [
+        line.replace("/etc/mosquitto/certs", str(tmp_path))
+        for line in conf.splitlines()
+        if line.split(" ", 1)[0] in ("cafile", "certfile", "keyfile", "require_certificate",
+                                       "use_identity_as_username")
+    ]  # fmt: skip
+    assert len(tls_lines) == 5, conf
+    broker = Broker(tmp_path / "broker", extra_conf="\n".join(tls_lines)).start()
+    try:
+        context = ssl.create_default_context(cafile=str(tmp_path / "fleet-ca.pem"))
+        context.load_cert_chain(str(tmp_path / "station.pem"), str(tmp_path / "station.key"))
+        with (
+            socket.create_connection(("127.0.0.1", broker.port), 5) as raw,
+            context.wrap_socket(raw, server_hostname="mqtt.fleet.example.com") as tls,
+        ):
+            client_id = b"lane-03"
+            body = b"\x00\x04MQTT\x04\x02\x00\x3c" + len(client_id).to_bytes(2, "big") + client_id
+            tls.sendall(bytes([0x10, len(body)]) + body)  # CONNECT
+            assert tls.recv(4) == b"\x20\x02\x00\x00"  # CONNACK: accepted
+        wrong_name = ssl.create_default_context(cafile=str(tmp_path / "fleet-ca.pem"))
+        with (
+            pytest.raises(ssl.SSLCertVerificationError),
+            socket.create_connection(("127.0.0.1", broker.port), 5) as raw,
+        ):
+            wrong_name.wrap_socket(raw, server_hostname="other.example.com")
+    finally:
+        broker.stop()

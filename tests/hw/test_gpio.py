@@ -182,6 +182,13 @@ def test_edge_debouncer_counts_one_trigger_per_item() -> None:
         (0.800, True),
     ]
     assert [t for t, active in edges if debounce.edge(t, active)] == [0.000, 0.800]
+    releases = EdgeDebouncer(0.020)
+    acted = [
+        t
+        for t, active in edges
+        if (releases.edge(t, active) if active else releases.release(t)) and not active
+    ]
+    assert acted == [0.300]  # the beam restored once, not the chatter
 
 
 def test_press_tracker_tells_short_long_and_bounce() -> None:
@@ -516,6 +523,24 @@ async def test_photo_eye_triggers_once_per_item_despite_chatter(
     eye.drive_low()  # the next item
     assert len(triggered) == 2
     assert (io.counters.triggers, io.counters.ignored_edges) == (2, 1)
+
+
+async def test_photo_eye_clearing_calls_the_release_listeners_once(
+    factory: MockFactory, make_io: Callable[..., GpioIO]
+) -> None:
+    events: list[str] = []
+    io = make_io(trigger_debounce_ms=30)
+    io.trigger_listeners.append(lambda: events.append("trigger"))
+    io.release_listeners.append(lambda: events.append("release"))
+    eye = pin(factory, EYE)
+    eye.drive_low()  # the beam breaks
+    eye.drive_high()  # chatter: not a release
+    eye.drive_low()
+    await asyncio.sleep(0.05)
+    eye.drive_high()  # the object has passed
+    eye.drive_low()  # chatter at the far end: neither a trigger nor a release
+    eye.drive_high()
+    assert events == ["trigger", "release"]
 
 
 async def test_photo_eye_pull_down_triggers_on_high(

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from examples import make_referenced_files, with_files_under
 from scanstation.barcode.scantext import ScanText
 from scanstation.config import ConfigError, MatchRules, load_config, parse_config
 from scanstation.model import CaptureType
@@ -251,6 +252,31 @@ async def test_outputs_global_match_rejects_before_any_output(
     ] == [("mqtt", "alerts", url.public_id), ("webhook:wms", "captures", gtin.public_id)]
 
 
+async def test_outputs_out_of_sequence_serial_is_rejected_and_the_sequence_resumes(
+    tmp_path: Path, pty_pair: tuple[int, str]
+) -> None:
+    master, device = pty_pair
+    gadget = {"type": "keyboard_gadget", "device": device}
+    rules = {"sequence": "increment", "sequence_field": "21", "mask": "01##############*"}
+    serials = [f"010950600013435221{n:04d}" for n in (41, 42, 44, 45)]
+    async with station(tmp_path, [gadget], match=rules) as lane:
+        captures = await lane.scan(*serials, "NOT-A-GS1-CODE")
+    assert typed_text(read_all(master), "us") == [serials[0], serials[1], serials[3]]
+    assert [pid for pid, _ in lane.rejected] == [captures[2].public_id, captures[4].public_id]
+    assert lane.rejected[0][1] == "0044 is out of sequence: expected 43 (the previous 42 + 1)"
+    assert "does not match the mask '01##############*'" in lane.rejected[1][1]
+    report = lane.read_stats.reports()["gun1"]
+    assert (report.totals["good"], report.totals["rejected"]) == (3, 2)
+    assert report.last_result == "NOT-A-GS1-CODE"  # rejected, still the last result
+
+
+def test_match_sequence_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="sequence_step 0: expected a step other than 0"):
+        MatchRules(sequence="increment", sequence_step=0)
+    with pytest.raises(ValueError, match="sequence_field 'serial': expected 'raw', 'gtin' or"):
+        MatchRules(sequence="increment", sequence_field="serial")
+
+
 # ---- serial ------------------------------------------------------------------------------
 
 
@@ -468,8 +494,10 @@ def test_outputs_duplicate_names_are_refused() -> None:
         )
 
 
-def test_outputs_checkout_lane_example_passes_check_config() -> None:
-    example = REPO / "docs" / "examples" / "checkout-lane-outputs.toml"
+def test_outputs_checkout_lane_example_passes_check_config(tmp_path: Path) -> None:
+    root = tmp_path / "etc"
+    make_referenced_files(root)
+    example = with_files_under("checkout-lane-outputs", root)
     result = subprocess.run(
         [sys.executable, "-m", "scanstation", "run", "--config", str(example), "--check-config"],
         capture_output=True,

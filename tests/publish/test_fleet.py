@@ -216,3 +216,60 @@ def test_fleet_reads_broker_and_prefix_from_a_station_config(
     lines = out.getvalue().splitlines()
     assert lines[0] == "store7: 1 devices: 1 online; outbox backlog 0"
     assert lines[2].split()[:3] == ["lane-01", "online", "-"]
+
+
+async def test_fleet_shows_a_running_stations_figures_at_once(
+    broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A station sends telemetry every 30 s; the monitor asks it for telemetry.now when it
+    first sees it, so SEEN, SCANS and OUTBOX are filled within a second, not 30 s later."""
+    import asyncio
+
+    from station import COMMAND_TOKEN, running_station, station_config, wait_until
+
+    config = station_config(tmp_path / "s", broker.port, telemetry_interval=300)
+    token = tmp_path / "token"
+    token.write_text(COMMAND_TOKEN + "\n")
+    async with running_station(config) as station:
+        await wait_until(lambda: station.link.state.telemetry_sent == 1, what="first telemetry")
+        await station.capture()
+        await wait_until(lambda: station.link.state.published == 1, what="the capture event")
+        out = io.StringIO()
+        args = ["--port", str(broker.port), "--once", "--seconds", "1.5"]
+        assert await asyncio.to_thread(fleet_main, [*args, "--token-file", str(token)], out) == 0
+        lines = out.getvalue().splitlines()
+        assert lines[0].startswith("scanstation: 1 devices: 1 online; outbox backlog "), lines
+        device, state, seen, scans, _fps, outbox = lines[2].split()[:6]
+        assert (device, state, scans) == ("lane-01", "online", "1"), lines
+        assert seen.endswith("s")
+        assert outbox.isdigit()
+        assert station.link.state.telemetry_sent == 2  # the monitor's request
+
+        out = io.StringIO()  # without a token: the station refuses; the monitor says why
+        assert await asyncio.to_thread(fleet_main, args, out) == 0
+        assert out.getvalue().splitlines()[2].split()[1:4] == ["online", "-", "-"]
+        err = capsys.readouterr().err
+        assert "stations refuse telemetry.now without a token" in err
+        assert "--token-file" in err
+
+
+def test_fleet_with_tls_against_a_plain_broker_says_the_likely_cause(
+    broker: Broker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+         "-out", "ca.pem", "-days", "2", "-subj", "/CN=ca"],
+        cwd=tmp_path, check=True, capture_output=True,
+    )  # fmt: skip
+    config = tmp_path / "scanstation.toml"
+    config.write_text(
+        f'[mqtt]\nhost = "127.0.0.1"\nport = {broker.port}\n'
+        f'[mqtt.tls]\nca = "{tmp_path / "ca.pem"}"\n'
+    )
+    assert fleet_main(["--config", str(config), "--once", "--seconds", "1"]) == 1
+    err = capsys.readouterr().err
+    assert f"TLS handshake with 127.0.0.1:{broker.port} failed" in err
+    assert "does not seem to speak TLS" in err
+    assert f"mqtt.tls.ca = '{tmp_path / 'ca.pem'}'" in err

@@ -658,6 +658,48 @@ async def test_tls_with_server_verification_and_a_client_certificate(
         broker.stop()
 
 
+async def test_tls_against_a_plain_broker_names_the_likely_cause_and_the_file(
+    pki: Path, tmp_path: Path
+) -> None:
+    """The mistake behind "Connection reset by peer": [mqtt.tls] pointed at a plain listener."""
+    broker = Broker(tmp_path / "b").start()  # plain MQTT only
+    try:
+        config = station_config(tmp_path / "s", broker.port, tls={"ca": str(pki / "ca.crt")})
+        async with running_station(config) as station:
+            await wait_until(lambda: bool(station.link.state.last_error), what="an error")
+            error = station.link.state.last_error
+            assert not station.link.state.connected
+            assert f"TLS handshake with 127.0.0.1:{broker.port} failed" in error
+            assert "does not seem to speak TLS" in error
+            assert "8883" in error
+            assert f"mqtt.tls.ca = '{pki / 'ca.crt'}'" in error
+    finally:
+        broker.stop()
+
+
+def test_tls_files_that_do_not_load_are_named_with_their_key(pki: Path, tmp_path: Path) -> None:
+    from scanstation.config.network import MqttConfig
+    from scanstation.publish.connection import MqttError, tls_context
+
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("this is not a certificate\n")
+    with pytest.raises(MqttError) as info:
+        tls_context(MqttConfig(host="b", tls={"ca": str(not_pem)}))
+    assert f"mqtt.tls.ca = '{not_pem}': not a PEM CA bundle" in str(info.value)
+    with pytest.raises(MqttError) as info:
+        tls_context(
+            MqttConfig(
+                host="b",
+                tls={"ca": str(pki / "ca.crt"), "cert": str(pki / "client.crt"),
+                     "key": str(pki / "server.key")},
+            )
+        )  # fmt: skip
+    message = str(info.value)
+    assert f"mqtt.tls.cert = '{pki / 'client.crt'}'" in message
+    assert f"mqtt.tls.key = '{pki / 'server.key'}'" in message
+    assert "its own private key" in message
+
+
 async def test_username_and_password_file(tmp_path: Path) -> None:
     passwd = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "lane", "s3cret"], check=True)

@@ -148,7 +148,11 @@ async def _post_captures(http_port: int, key: str, count: int) -> float:
         async def worker() -> None:
             while queue:
                 queue.pop()
-                body = {"session_public_id": session, "raw_value": "4006381333931"}
+                body = {
+                    "session_public_id": session,
+                    "capture_type": "BARCODE",
+                    "raw_value": "4006381333931",
+                }
                 async with http.post(f"{base}/captures", json=body) as response:
                     assert response.status == 201, await response.text()
 

@@ -292,3 +292,19 @@ async def test_netguard_lab_connector_reaches_the_lab(listener: Listener) -> Non
     ):
         assert (response.status, await response.text()) == (200, "ok")
     assert listener.connections == 1
+
+
+def test_netguard_allow_endpoints_is_one_port_of_one_address() -> None:
+    import ipaddress
+
+    guard = NetGuard(allow_endpoints=((ipaddress.ip_address("127.0.0.1"), 8099),))
+    assert guard.check_url("http://127.0.0.1:8099/q/demo").port == 8099
+    assert guard.check_url("http://[::ffff:127.0.0.1]:8099/").port == 8099
+    for url in ("http://127.0.0.1:8098/", "http://127.0.0.1/", "http://localhost:8099/"):
+        with pytest.raises(NetGuardError):
+            guard.check_url(url)
+    assert not guard.judge("127.0.0.1").allowed  # the address alone stays refused
+    info = (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 8099))
+    guard.socket_factory(info).close()
+    with pytest.raises(NetGuardError):
+        guard.socket_factory((socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", 22)))

@@ -255,6 +255,31 @@ async def test_qr_analyzer_checks_every_hop(
     assert app.requests == ["/away"]
 
 
+async def test_qr_analyzer_allow_endpoints_lets_through_one_port_not_loopback(
+    resolver_app: tuple[ResolverApp, str],
+) -> None:
+    """The demo's rule: its own redirect server (one address:port) is followed, hop by hop;
+    a redirect to another port of the same loopback address is refused before connecting."""
+    app, base = resolver_app
+    endpoint = base.removeprefix("http://")
+    other = free_port()
+    app.redirect_to = f"http://127.0.0.1:{other}/plain"
+    qr = analyzer(allow_endpoints=[endpoint])
+    try:
+        followed = await qr.analyze(f"{base}/s/abc")
+        stopped = await qr.analyze(f"{base}/away")
+        direct = await qr.analyze(f"http://127.0.0.1:{other}/plain")
+    finally:
+        await qr.close()
+    assert followed["error_message"] == ""
+    assert followed["hop_count"] == 3
+    assert followed["extracted_gtin"] == GTIN
+    assert hop_summary(stopped) == [(f"{base}/away", 302, app.redirect_to)]
+    assert "a loopback address" in stopped["error_message"]
+    assert f"127.0.0.1:{other}" in direct["error_message"]
+    assert app.requests == ["/s/abc", "/r/brand", f"/01/{GTIN}?linkType=gs1:pip", "/away"]
+
+
 # ---- caps -------------------------------------------------------------------------------
 
 

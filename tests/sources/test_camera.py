@@ -171,7 +171,7 @@ def test_reader_window_ends_on_the_first_good_read() -> None:
     reader = ReaderLogic("gpio", read_window_s=1.0, dedup_window_s=2.0)
     reader.trigger(0.0)
     frame = camera_frame(WITH_EAN, 0.3)
-    assert reader.observe(frame, [code(EAN)]) == [camera_module.Read(code(EAN), 0.3, "gpio")]
+    assert reader.observe(frame, [code(EAN)]) == [camera_module.Read(code(EAN), 0.3, "gpio", 1, 1)]
     assert reader.window is None
     assert reader.expire(5.0) == []
 
@@ -389,6 +389,73 @@ async def test_camera_preview_jpeg_and_mjpeg_frames() -> None:
         await stream.aclose()
     finally:
         task.cancel()
+
+
+def green_box(jpeg: bytes) -> tuple[int, int, int, int] | None:
+    """The bounding box (x0, y0, x1, y1) of the preview's green outline, None without one."""
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    ys, xs = np.nonzero((image[:, :, 1] > 150) & (image[:, :, 0] < 80) & (image[:, :, 2] < 80))
+    if len(xs) < 50:
+        return None
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+def box_of(position: tuple[tuple[int, int], ...]) -> tuple[int, int, int, int]:
+    xs, ys = [p[0] for p in position], [p[1] for p in position]
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """Intersection over union of two boxes."""
+    w = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / union if union else 0.0
+
+
+async def test_camera_preview_outlines_the_code_where_it_is_in_that_frame() -> None:
+    """The box sat beside the DataMatrix: the codes of one frame were drawn on a newer one.
+    Here the label moves while the decoder is slow; every preview's box sits on its code."""
+    from scanstation.barcode.decode import decode_frame
+
+    def matrix_at(x: float) -> np.ndarray:
+        label = Label("(01)09506000134352(10)ABC123", "DataMatrix", gs1=True, module_px=5,
+                      center=(x, 0.5))  # fmt: skip
+        return render_scene([label], size=SIZE, seed=2)
+
+    frames = [matrix_at(x) for x in (0.25, 0.75, 0.25, 0.75)]
+    where = [box_of(decode_frame(frames[i])[0].position) for i in range(2)]
+    assert overlap(where[0], where[1]) == 0  # the label really moves
+    cam = FakeCamera(live=True)
+    source = CameraSource(config(decode_threads=1), backend=cam)
+    decode = source._decode
+
+    def slow_decode(frame: camera_module.CameraFrame) -> list[DecodedCode]:
+        time.sleep(0.15)  # a Pi Zero's decode time: newer frames arrive meanwhile
+        return decode(frame)
+
+    source._decode = slow_decode  # type: ignore[method-assign]
+    task = asyncio.create_task(source.run(Recorder()))
+    checked = 0
+    try:
+        for image in frames:
+            cam.push(image)
+            for _ in range(6):
+                await asyncio.sleep(0.05)
+                jpeg = await asyncio.to_thread(source.latest_jpeg)
+                box = green_box(jpeg) if jpeg else None
+                if box is None:
+                    continue
+                preview = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_GRAYSCALE)
+                # Which frame is shown (left or right label), and where its code is.
+                shown = min(range(2), key=lambda i: float(cv2.absdiff(preview, frames[i]).mean()))
+                assert overlap(box, where[shown]) > 0.5, (box, where[shown])
+                checked += 1
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert checked >= 4
 
 
 # ---- real backends ---------------------------------------------------------------------------

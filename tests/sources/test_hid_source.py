@@ -204,6 +204,34 @@ async def test_hid_source_auto_without_scanner_says_what_to_do() -> None:
     assert "no barcode scanner found" in source.health.detail
 
 
+async def test_hid_source_without_scanner_says_why_in_the_log_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The kiosk on a PC (mock GPIO, no gun): the log says why the gun waits, not every rescan."""
+    bus = FakeInputBus()
+    found: list[str] = []
+    source = HidSource(
+        hid_config(device="auto"),
+        device_factory=bus.open,
+        discover=lambda: list(found),
+        rescan_interval=0.01,
+    )
+    emit = Recorder()
+    with caplog.at_level("INFO", logger="scanstation.sources"):
+        async with running(source, emit=emit):
+            await until(lambda: source.health.state == "reconnecting")
+            await asyncio.sleep(0.1)  # ten rescans
+            waiting = [r.getMessage() for r in caplog.records if "is waiting" in r.getMessage()]
+            assert waiting == [
+                "source gun1 (hid) is waiting: no barcode scanner found in /dev/input/by-id; "
+                "plug one in or set device to its /dev/input/by-id path"
+            ]
+            bus.plug(GUN1)
+            found.append(GUN1)
+            await until(lambda: source.health.state == "running")
+    assert any("source gun1 (hid) is running again" in r.getMessage() for r in caplog.records)
+
+
 async def test_hid_source_failed_emit_is_counted_and_reading_goes_on() -> None:
     bus = FakeInputBus()
     bus.plug(GUN1)

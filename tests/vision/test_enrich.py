@@ -369,29 +369,60 @@ def photo_with_barcode(photo: str, tmp_path: Path) -> Path:
     return path
 
 
-async def test_image_enricher_proposes_category_and_barcode(
+async def test_image_enricher_a_barcode_in_the_photo_decides_the_gtin(
     classifier: Classifier, tmp_path: Path
 ) -> None:
     enricher: Enricher = ImageEnricher(classifier)
     found = await enricher.enrich(make_capture(), photo_with_barcode("coffee", tmp_path))
+    assert found.gtin == "05012345678900"  # decided, so not proposed again
+    assert [(p["field_name"], p["proposed_value"], p["source"]) for p in found.proposals] == [
+        ("category", "Beverages > Coffee & tea", MODEL),
+    ]
+
+
+async def test_image_enricher_two_different_barcodes_decide_nothing(
+    classifier: Classifier, tmp_path: Path
+) -> None:
+    path = photo_with_barcode("coffee", tmp_path)
+    second = zxingcpp.write_barcode_to_image(
+        zxingcpp.create_barcode("4006381333931", zxingcpp.BarcodeFormat.EAN13), scale=2
+    )
+    label = Image.fromarray(np.asarray(second)).convert("RGB")
+    label = label.resize((label.width, 50)).rotate(90, expand=True)
+    with Image.open(path) as image:
+        both = image.convert("RGB")
+    both.paste(label, (both.width - label.width - 8, (both.height - label.height) // 2))
+    both.save(path, quality=92)
+    assert sorted(g for _, g in barcodes_in_photo(path)) == ["04006381333931", "05012345678900"]
+    found = await ImageEnricher(classifier).enrich(make_capture(), path)
+    assert found.gtin == ""
+    assert sorted(p["proposed_value"] for p in found.proposals if p["field_name"] == "gtin") == [
+        "04006381333931",
+        "05012345678900",
+    ]
+
+
+async def test_image_enricher_proposes_a_barcode_that_differs_from_the_captures_gtin(
+    classifier: Classifier, tmp_path: Path
+) -> None:
+    enricher: Enricher = ImageEnricher(classifier)
+    found = await enricher.enrich(
+        make_capture(gtin="04006381333931"), photo_with_barcode("coffee", tmp_path)
+    )
+    assert found.gtin == ""  # the capture's own GTIN stands
     assert [(p["field_name"], p["proposed_value"], p["source"]) for p in found.proposals] == [
         ("category", "Beverages > Coffee & tea", MODEL),
         ("gtin", "05012345678900", "zxing-cpp"),
     ]
-    assert found.product_id is None
 
 
-async def test_image_enricher_resolves_by_reference_photo(
+async def test_image_enricher_proposes_the_product_a_photo_looks_like(
     classifier: Classifier, references: list[ReferencePhoto], tmp_path: Path
 ) -> None:
-    with_ids = [
-        ReferencePhoto(r.product_public_id, r.embedding, r.product_name, product_id=i)
-        for i, r in enumerate(references, start=100)
-    ]
     kept: list[bytes] = []
 
     async def refs() -> list[ReferencePhoto]:
-        return with_ids
+        return references
 
     async def keep(capture: Capture, blob: bytes) -> None:
         kept.append(blob)
@@ -400,8 +431,14 @@ async def test_image_enricher_resolves_by_reference_photo(
     Image.fromarray(reframed(load("chelsea"))).save(path)
     enricher = ImageEnricher(classifier, references=refs, keep_embedding=keep)
     found = await enricher.enrich(make_capture(), path)
-    assert found.product_id == 100  # P-cat-food
-    assert [p["proposed_value"] for p in found.proposals] == ["Pet supplies"]
+    assert found.gtin == ""  # looks never decide
+    looks = [p for p in found.proposals if p["field_name"] == "product"]
+    assert [p["proposed_value"] for p in looks] == ["P-cat-food"]
+    assert 0.6 <= looks[0]["confidence"] <= 1.0
+    assert f"similarity {looks[0]['confidence']:.2f}" in looks[0]["reasoning"]
+    assert [p["proposed_value"] for p in found.proposals if p["field_name"] == "category"] == [
+        "Pet supplies"
+    ]
     assert len(kept) == 1
     assert len(kept[0]) == 1280 * 4
 
@@ -417,12 +454,13 @@ async def test_image_enricher_does_not_resolve_captures_with_a_gtin(
     found = await ImageEnricher(classifier, references=refs).enrich(
         make_capture(gtin="05012345678900"), path
     )
-    assert found.product_id is None
+    assert not [p for p in found.proposals if p["field_name"] == "product"]
+    assert found.gtin == ""
 
 
 async def test_image_enricher_without_image_proposes_nothing(classifier: Classifier) -> None:
     found = await ImageEnricher(classifier).enrich(make_capture(key=""), None)
-    assert (list(found.proposals), found.product_id) == ([], None)
+    assert (list(found.proposals), found.gtin) == ([], "")
 
 
 def test_barcodes_in_photo_reads_gtins(tmp_path: Path) -> None:

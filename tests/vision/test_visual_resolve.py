@@ -1,5 +1,5 @@
 """Image captures through the daemon's wiring: classifier proposals, reference photos,
-visual resolving of image-only captures (real model, real photos, real SQLite)."""
+look-alike proposals for image-only captures (real model, real photos, real SQLite)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def reframed(name: str) -> bytes:
     return buffer.getvalue()
 
 
-async def test_visual_resolve_picks_the_product_whose_reference_photo_matches(
+async def test_visual_resolve_proposes_the_product_whose_reference_photo_matches(
     config: Config,
 ) -> None:
     async with Store(config.db_path) as store:
@@ -66,13 +66,22 @@ async def test_visual_resolve_picks_the_product_whose_reference_photo_matches(
                 product = await store.get_product(gtin)
                 assert await store.add_reference_photo(product.id, capture.id)
 
+            # Looks only propose: another shot of each is NOT_FOUND, with the product it
+            # looks like as a proposal carrying the similarity.
             cat = await store.get_capture(await photo(reframed("chelsea.jpg"), "jpg"))
             coffee = await store.get_capture(await photo(reframed("coffee.jpg"), "jpg"))
-            assert (cat.status, cat.product_name) == (CaptureStatus.COMPLETED, "Cat food tin")
-            assert (coffee.status, coffee.product_name) == (
-                CaptureStatus.COMPLETED,
-                "Espresso beans",
-            )
+            cat_food = await store.get_product("04006381333931")
+            beans = await store.get_product("09506000134352")
+            for capture, product in ((cat, cat_food), (coffee, beans)):
+                assert (capture.status, capture.product_public_id) == (CaptureStatus.NOT_FOUND, "")
+                looks = [
+                    p
+                    for p in await store.list_proposals(capture.public_id)
+                    if p.field_name == "product"
+                ]
+                assert [p.proposed_value for p in looks] == [product.public_id]
+                assert looks[0].confidence >= 0.6
+                assert product.name in looks[0].reasoning
             proposals = await store.list_proposals(coffee.public_id)
             assert any("espresso" in p.reasoning.lower() for p in proposals)
 
@@ -87,8 +96,9 @@ async def test_visual_resolve_picks_the_product_whose_reference_photo_matches(
 async def test_visual_review_flow_through_the_api(
     aiohttp_client: Any, config: Config, api_key: str
 ) -> None:
-    """Upload a photo with no barcode, accept its category, apply it to a product: the next
-    photo of that product resolves to it by itself."""
+    """Upload a photo with no barcode, accept its category, apply it to a product: the capture
+    reaches that product; the next photo of it gets the product as a proposal, and applying
+    that proposal attaches it."""
     from aiohttp import FormData
 
     from scanstation.web.server import make_app
@@ -137,7 +147,31 @@ async def test_visual_review_flow_through_the_api(
             product = (await resp.json())["product"]
             assert product["category"] == category["proposed_value"]
 
+            # The apply walked the capture again: it reached the product it was applied to.
+            assert (await resp.json())["capture"]["status"] == "PENDING"
+            await pipeline.idle()
+            applied = await (await client.get(f"{api}/captures/{first['public_id']}")).json()
+            assert (applied["status"], applied["product_name"], applied["gtin"]) == (
+                "COMPLETED",
+                "Espresso beans",
+                "09506000134352",
+            )
+
+            # The next photo of it: the product is proposed (looks never attach it); accepting
+            # that proposal and applying it attaches the capture.
             second = await upload(reframed("coffee.jpg"))
+            assert (second["status"], second["product_public_id"]) == ("NOT_FOUND", None)
+            listing = await (
+                await client.get(f"{api}/captures/{second['public_id']}/proposals")
+            ).json()
+            look = next(p for p in listing["results"] if p["field_name"] == "product")
+            assert look["proposed_value"] == product["public_id"]
+            await client.patch(f"{api}/proposals/{look['public_id']}", json={"status": "ACCEPTED"})
+            resp = await client.post(f"{api}/captures/{second['public_id']}/apply")
+            assert resp.status == 200, await resp.text()
+            assert look["public_id"] in (await resp.json())["applied"]
+            await pipeline.idle()
+            second = await (await client.get(f"{api}/captures/{second['public_id']}")).json()
             assert (second["status"], second["product_name"]) == ("COMPLETED", "Espresso beans")
         finally:
             walker.cancel()

@@ -27,6 +27,7 @@ async def new_session(client: Client, **body: Any) -> str:
 
 
 async def post_capture(client: Client, session: str, **body: Any) -> Any:
+    body.setdefault("capture_type", "BARCODE")
     return await client.post(f"{API}/captures", json={"session_public_id": session, **body})
 
 

@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from scanstation.config import Config
+from scanstation.config import Config, NoReadImagesConfig
 from scanstation.model import CaptureType
 from scanstation.pipeline import Pipeline
 from scanstation.services.catalog import parse_products
+from scanstation.services.noreads import NoReadRing
 from scanstation.sources.base import SourceHealth
 from scanstation.store import NewCapture, Store
 from scanstation.web import passwords
@@ -249,7 +250,11 @@ async def test_browser_live_feed_updates_when_a_capture_is_posted(
     capture = await station.api(
         "POST",
         "/captures",
-        json={"session_public_id": session["public_id"], "raw_value": "09506000134352"},
+        json={
+            "session_public_id": session["public_id"],
+            "capture_type": "BARCODE",
+            "raw_value": "09506000134352",
+        },
     )
     row = p.page.locator(f'#feed li[data-id="{capture["public_id"]}"][data-status="NOT_FOUND"]')
     await row.wait_for(timeout=5000)
@@ -316,6 +321,64 @@ async def test_browser_export_downloads_the_scans_csv(browser: Any, station: Sta
     assert {r["gtin"] for r in rows} >= {"04006381333931", "00036000291452", "09506000134352"}
     assert {r["batch"] for r in rows} >= {"ABC123", "LOT42"}
     assert p.errors == []
+
+
+async def test_browser_dashboard_shows_the_read_rate_per_source(
+    browser: Any, station: Station
+) -> None:
+    for result in ("good", "good", "good", "noread"):
+        station.read_stats.record("cam0", result, ["4006381333931"] if result == "good" else [])
+    p = await open_page(browser)
+    await log_in(p, station)
+    await p.page.goto(station.url + "/#/dashboard")
+    row = p.page.locator('#read-rate tr[data-source="cam0"]')
+    await row.wait_for()
+    assert await row.locator('[data-field="rate"]').inner_text() == "75.0 %"
+    assert await row.locator('[data-field="hour"]').inner_text() == "75.0 % of 4"
+    assert await row.locator('[data-field="noread"]').inner_text() == "1"
+    assert "4006381333931" in await row.inner_text()
+    assert p.errors == []
+
+
+async def test_browser_noread_page_shows_and_downloads_the_kept_frames(
+    browser: Any, config: Config, store: Store, pipeline: Pipeline
+) -> None:
+    passwords.set_password(config, PASSWORD)
+    ring = NoReadRing(
+        NoReadImagesConfig(reserve_free_mb=0), config.storage.path / "noreads", config.images_path
+    )
+    frame = jpeg("coffee.jpg")
+    key = await asyncio.to_thread(pipeline.save_image, frame, "jpg")
+    session = await store.create_session(source="cam0")
+    capture = await pipeline.create_capture(
+        session.public_id,
+        NewCapture(
+            capture_type=CaptureType.IMAGE, source="cam0", uploaded_image_key=key,
+            metadata={"noread": "true"},
+        ),
+    )  # fmt: skip
+    await pipeline.idle()
+    await ring.on_capture(await store.get_capture(capture.public_id))
+    async with running_station(
+        config, mqtt=False, http="tcp", store=store, pipeline=pipeline, noreads=ring
+    ) as station:
+        p = await open_page(browser)
+        await log_in(p, station)
+        await p.page.goto(station.url + "/#/dashboard")
+        await p.page.locator("#noreads-link").click()
+        await p.page.wait_for_url("**/#/noreads")
+        card = p.page.locator("#noreads li")
+        await card.wait_for()
+        assert await card.count() == 1
+        await images_loaded(p.page)
+        width = await card.locator("img").evaluate("img => img.naturalWidth")
+        with Image.open(io.BytesIO(frame)) as image:
+            assert width == image.width  # the frame itself, served by the API
+        async with p.page.expect_download() as download_info:
+            await card.get_by_role("link", name="Download").click()
+        download = await download_info.value
+        assert download.suggested_filename.endswith(f"-cam0-{capture.public_id}.jpg")
+        assert p.errors == []
 
 
 async def test_browser_logout_returns_to_the_login_page(browser: Any, station: Station) -> None:

@@ -142,7 +142,7 @@ async def seed(station: FuzzTarget) -> None:
     for raw in (f"]C101{GTIN}10ABC", "https://example.com/x", "hello"):
         resp = await client.post(
             f"{API_BASE}/captures",
-            json={"session_public_id": sessions[0], "raw_value": raw},
+            json={"session_public_id": sessions[0], "capture_type": "BARCODE", "raw_value": raw},
             headers=headers,
         )
         captures.append((await resp.json())["public_id"])

@@ -14,6 +14,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import wait_for_status
 from scanstation.bus import EventKind
@@ -81,7 +82,8 @@ async def new_session(api: TestClient[Any, Any]) -> str:
 
 async def scan(api: TestClient[Any, Any], session: str, raw_value: str) -> dict[str, Any]:
     resp = await api.post(
-        f"{API}/captures", json={"session_public_id": session, "raw_value": raw_value}
+        f"{API}/captures",
+        json={"session_public_id": session, "capture_type": "BARCODE", "raw_value": raw_value},
     )
     assert resp.status == 201, await resp.text()
     body: dict[str, Any] = await resp.json()
@@ -343,7 +345,10 @@ async def test_events_stream_capture_changes(api: TestClient[Any, Any]) -> None:
     resp = await api.get(f"{API}/events")
     assert resp.headers["Content-Type"] == "text/event-stream"
     await read_event(resp, "hello")
-    post = await api.post(f"{API}/captures", json={"session_public_id": session, "raw_value": GTIN})
+    post = await api.post(
+        f"{API}/captures",
+        json={"session_public_id": session, "capture_type": "BARCODE", "raw_value": GTIN},
+    )
     public_id = (await post.json())["public_id"]
     seen = []
     while True:
@@ -380,7 +385,12 @@ async def test_stats_report_todays_scans_products_and_health(api: TestClient[Any
     stats = await (await api.get(f"{API}/stats")).json()
     assert stats["scans_today"] == 4
     assert stats["by_status"] == {"COMPLETED": 2, "NOT_FOUND": 2}
-    assert stats["top_products"][0] == {"gtin": GTIN, "name": "Oat milk", "scans": 2}
+    assert stats["top_products"][0] == {
+        "gtin": GTIN,
+        "name": "Oat milk",
+        "scans": 2,
+        "in_catalog": True,
+    }
     assert stats["products_total"] == 1
     assert stats["completeness_average"] == 30.0
     assert stats["completeness_buckets"]["25-49"] == 1
@@ -397,19 +407,22 @@ async def test_metrics_prometheus_text(api: TestClient[Any, Any]) -> None:
     session = await new_session(api)
     await scan(api, session, GTIN)
     resp = await api.get(f"{API}/metrics")
-    assert resp.headers["Content-Type"].startswith("text/plain")
+    assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     text = await resp.text()
-    samples = {}
     for line in text.splitlines():
         if line.startswith("#"):
             assert line.split()[1] in ("HELP", "TYPE")
-            continue
-        name, value = line.rsplit(" ", 1)
-        samples[name] = float(value)
-    assert samples['scanstation_captures{status="NOT_FOUND"}'] == 1
-    assert samples["scanstation_outbox_depth"] == 1
-    assert samples['scanstation_source_up{source="cam0",kind="camera"}'] == 1
-    assert samples["scanstation_pipeline_captures_created_total"] == 1
+    # Parsed as Prometheus parses it (label order is not part of the format).
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("scanstation_captures", (("status", "NOT_FOUND"),))] == 1
+    assert samples[("scanstation_outbox_depth", ())] == 1
+    assert samples[("scanstation_source_up", (("kind", "camera"), ("source", "cam0")))] == 1
+    assert samples[("scanstation_pipeline_captures_created_total", ())] == 1
+    assert "# TYPE scanstation_store_commits_total counter" in text
 
 
 async def test_metrics_need_credentials(aiohttp_client: Any, app: web.Application) -> None:

@@ -12,6 +12,7 @@ import * as dashboard from "./views/dashboard.js";
 import * as camera from "./views/camera.js";
 import * as admin from "./views/admin.js";
 import * as settings from "./views/settings.js";
+import * as noreads from "./views/noreads.js";
 
 const routes = [
   [/^#\/live$/, live, "live"],
@@ -23,6 +24,7 @@ const routes = [
   [/^#\/camera$/, camera, "camera"],
   [/^#\/admin$/, admin, "admin"],
   [/^#\/settings$/, settings, "settings"],
+  [/^#\/noreads$/, noreads, "dashboard"],
 ];
 
 // ---- live events: one EventSource, many listeners ----------------------------------------
@@ -96,15 +98,18 @@ async function render() {
     if (found && a.dataset.route === found[1]) a.setAttribute("aria-current", "page");
   }
   clear(view);
+  // Every route sets the title (an unknown one too), so the tab never shows the last page's.
+  document.title = "scanstation";
   if (!found) {
-    view.append(h("h1", {}, t("Not found")), h("p", {}, h("a", { href: "#/live" }, t("Back to the live feed"))));
-    return;
-  }
-  const ctx = { on, params: match.slice(1) };
-  try {
-    current = (await found[0].render(view, ctx)) || null;
-  } catch (e) {
-    view.append(h("p", { class: "error", role: "alert" }, t("Could not load this page: {error}", { error: e.message })));
+    view.append(h("h1", {}, t("Not found")), h("p", {}, t("No page at {hash}.", { hash: location.hash }), " ", h("a", { href: "#/live" }, t("Back to the live feed"))));
+  } else {
+    const ctx = { on, params: match.slice(1) };
+    try {
+      current = (await found[0].render(view, ctx)) || null;
+    } catch (e) {
+      if (!view.querySelector("h1")) view.prepend(h("h1", {}, t("Could not load this page")));
+      view.append(h("p", { class: "error", role: "alert" }, t("Could not load this page: {error}", { error: e.message })));
+    }
   }
   const heading = view.querySelector("h1");
   if (heading) {

@@ -71,6 +71,11 @@ class DecodedCode:
     """Which pass read it: ``direct``, ``deskew``, ``contrast`` or ``upscale``."""
     data: bytes = b""
     """The content's raw bytes (what binary payloads should be compared on)."""
+    modules: int = 0
+    """The symbol's width in modules when the decoder knows it (QR version, DataMatrix size),
+    else 0."""
+    unused_ec: float | None = None
+    """Unused error correction (ISO/IEC 15415 UEC), 0–1, for 2-D symbols; None for 1-D."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -256,7 +261,30 @@ def _to_code(
         orientation=int(barcode.orientation),
         method=method,
         data=bytes(barcode.bytes),
+        **_symbol_size(barcode),
     )
+
+
+def _symbol_size(barcode: zxingcpp.Barcode) -> dict[str, Any]:
+    """Module count and unused error correction from zxing-cpp's ``extra`` (2-D symbols)."""
+    extra = getattr(barcode, "extra", None)
+    if not isinstance(extra, dict):
+        return {}
+    found: dict[str, Any] = {}
+    uec = extra.get("UEC")
+    if isinstance(uec, int | float):
+        found["unused_ec"] = float(uec)
+    version = str(extra.get("Version", ""))
+    name = barcode.format.name
+    if name == "QRCode" and version.isdigit():
+        found["modules"] = 17 + 4 * int(version)
+    elif name == "MicroQRCode" and version.lstrip("M").isdigit():
+        found["modules"] = 9 + 2 * int(version.lstrip("M"))
+    elif name == "DataMatrix" and "x" in version:
+        columns = version.split("x")[-1]
+        if columns.isdigit():
+            found["modules"] = int(columns)
+    return found
 
 
 @dataclass(frozen=True, slots=True)

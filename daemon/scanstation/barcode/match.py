@@ -1,9 +1,11 @@
-"""Match code: accept or reject a read by symbology, data format, GTIN prefix, regex or GS1 AIs.
+"""Match code: accept or reject a read by symbology, data format, GTIN prefix, mask, regex, GS1
+AIs or sequence.
 
 Industrial readers compare every read with an expected code and fire a reject output when it
 differs. Rules are compiled once (a bad regex stops ``--check-config``); checking a capture is
 a few comparisons, and the capture is re-interpreted only when a rule asks for its data
-format (``kinds``).
+format (``kinds``). The sequence check (``sequence = "increment"``) is the one rule with
+state: the number in each read must be the previous read's plus ``sequence_step``.
 
 >>> from scanstation.config import MatchRules
 >>> rules = compile_rules(MatchRules(require_ais=["17"]))
@@ -16,8 +18,9 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from scanstation.barcode import BarcodeError
@@ -38,6 +41,14 @@ class RuleSettings(Protocol):
     def pattern(self) -> str: ...
     @property
     def require_ais(self) -> Sequence[str]: ...
+    @property
+    def mask(self) -> str: ...
+    @property
+    def sequence(self) -> str: ...
+    @property
+    def sequence_step(self) -> int: ...
+    @property
+    def sequence_field(self) -> str: ...
 
 
 class MatchError(BarcodeError, ValueError):
@@ -47,6 +58,99 @@ class MatchError(BarcodeError, ValueError):
 def _normal(name: str) -> str:
     """Symbology names compared loosely: 'EAN-13', 'ean13' and 'EAN 13' are one."""
     return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+MASK_WILDCARDS = {"?": ".", "#": "[0-9]", "@": "[A-Za-z]", "*": ".*"}
+"""A mask as fixed readers write it: ``?`` any one character, ``#`` a digit, ``@`` a letter,
+``*`` any run of characters; ``\\`` before one of these makes it literal; the rest is literal."""
+
+
+def mask_regex(mask: str) -> str:
+    r"""The regular expression of a reader-style mask (see ``MASK_WILDCARDS``).
+
+    >>> mask_regex("400##########"), mask_regex("LOT-*"), mask_regex(r"A\?")
+    ('400[0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9][0-9]', 'LOT\\-.*', 'A\\?')
+    """
+    parts: list[str] = []
+    escaped = False
+    for char in mask:
+        if escaped:
+            parts.append(re.escape(char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        else:
+            parts.append(MASK_WILDCARDS.get(char) or re.escape(char))
+    if escaped:
+        parts.append(re.escape("\\"))
+    return "".join(parts)
+
+
+_DIGITS = re.compile(r"[0-9]+")
+SEQUENCE_MEMORY = 256
+"""Verdicts kept per capture: the outputs ask about one capture more than once."""
+
+
+@dataclass
+class SequenceCheck:
+    """``sequence = "increment"``: each read's number is the previous read's plus ``step``.
+
+    The number is the last run of digits in the field compared (``raw``, ``gtin`` or a GS1 AI
+    such as ``21``), so ``LOT-000123`` counts as 123. The first read starts the sequence. A
+    read out of sequence is rejected and the sequence goes on from it: one missing label
+    rejects one read, not every read after it. The verdict for a capture is kept, so asking
+    again about the same capture (webhook destinations, then the live outputs) gives the same
+    answer and does not advance the sequence twice. Called on the event loop only.
+
+    >>> check = SequenceCheck(step=1, compared="raw")
+    >>> [check.reason(i, FormatFields(raw=f"SN-{n:05d}")) for i, n in enumerate((7, 8, 10, 11))]
+    ['', '', 'SN-00010 is out of sequence: expected 9 (the previous 8 + 1)', '']
+    """
+
+    step: int
+    compared: str
+    """raw, gtin or a GS1 AI."""
+    previous: int | None = None
+    _verdicts: OrderedDict[Hashable, str] = field(default_factory=OrderedDict)
+
+    def number(self, read: FormatFields) -> tuple[str, int | None]:
+        """The compared text of ``read`` and the number in it (None: no digits)."""
+        if self.compared == "raw":
+            text = read.raw
+        elif self.compared == "gtin":
+            text = read.gtin
+        else:
+            text = read.ais.get(self.compared, "")
+        found = _DIGITS.findall(text)
+        return text, int(found[-1]) if found else None
+
+    def reason(self, key: Hashable | None, read: FormatFields) -> str:
+        if key is not None and key in self._verdicts:
+            return self._verdicts[key]
+        verdict = self._judge(read)
+        if key is not None:
+            self._verdicts[key] = verdict
+            while len(self._verdicts) > SEQUENCE_MEMORY:
+                self._verdicts.popitem(last=False)
+        return verdict
+
+    def _judge(self, read: FormatFields) -> str:
+        text, number = self.number(read)
+        where = "the value" if self.compared == "raw" else f"the {_field_name(self.compared)}"
+        if number is None:
+            return f"{where} {text!r} has no number to check the sequence with"
+        previous, self.previous = self.previous, number
+        if previous is None or number == previous + self.step:
+            return ""
+        sign = "+" if self.step > 0 else "-"
+        return (
+            f"{text} is out of sequence: expected {previous + self.step} "
+            f"(the previous {previous} {sign} {abs(self.step)})"
+        )
+
+
+def _field_name(name: str) -> str:
+    return "GTIN" if name == "gtin" else f"GS1 AI {name}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +169,12 @@ class CompiledRules:
     """Regex the whole raw value must match."""
     require_ais: tuple[str, ...] = ()
     """AIs the read must carry."""
+    mask: re.Pattern[str] | None = None
+    """The mask as a regex (the whole raw value must match it)."""
+    mask_text: str = ""
+    """The mask as configured, for the operator's message."""
+    sequence: SequenceCheck | None = field(default=None, compare=False)
+    """The sequence check, with its state (None: no sequence check)."""
 
     @property
     def empty(self) -> bool:
@@ -76,10 +186,16 @@ class CompiledRules:
             or self.gtin_prefixes
             or self.pattern
             or self.require_ais
+            or self.mask
+            or self.sequence
         )
 
-    def reason(self, read: FormatFields) -> str:
-        """Why ``read`` is rejected, in words for an operator; "" when it passes."""
+    def reason(self, read: FormatFields, key: Hashable | None = None) -> str:
+        """Why ``read`` is rejected, in words for an operator; "" when it passes.
+
+        ``key`` names the capture (its id) for the sequence check: the same key always gets
+        the same verdict. The sequence advances only with reads every other rule passed.
+        """
         if self.symbology_names or self.aim_identifiers:
             by_name = _normal(read.symbology) in self.symbology_names
             by_aim = any(read.symbology_identifier.startswith(a) for a in self.aim_identifiers)
@@ -99,9 +215,13 @@ class CompiledRules:
                 return f"GTIN {shown} does not start with {' or '.join(self.gtin_prefixes)}"
         if self.pattern is not None and self.pattern.fullmatch(read.raw) is None:
             return f"value {read.raw!r} does not match the pattern {self.pattern.pattern!r}"
+        if self.mask is not None and self.mask.fullmatch(read.raw) is None:
+            return f"value {read.raw!r} does not match the mask {self.mask_text!r}"
         for ai in self.require_ais:
             if ai not in read.ais:
                 return f"lacks GS1 AI {ai} (required by the match rules)"
+        if self.sequence is not None:
+            return self.sequence.reason(key, read)
         return ""
 
 
@@ -212,6 +332,19 @@ def compile_rules(rules: RuleSettings) -> CompiledRules:
                 f"({risk}); make the inner repeat possessive (a++) or atomic ((?>…)), or drop "
                 "the outer one"
             )
+    sequence = None
+    if rules.sequence:
+        if rules.sequence != "increment":
+            raise MatchError(f"match sequence {rules.sequence!r}: expected 'increment' or ''")
+        if rules.sequence_step == 0:
+            raise MatchError("match sequence_step 0: expected a step other than 0, e.g. 1")
+        name = rules.sequence_field
+        if not (name in ("raw", "gtin") or (name.isdigit() and 2 <= len(name) <= 4)):
+            raise MatchError(
+                f"match sequence_field {name!r}: expected 'raw', 'gtin' or a GS1 Application "
+                "Identifier such as '21' (serial number)"
+            )
+        sequence = SequenceCheck(step=rules.sequence_step, compared=name)
     return CompiledRules(
         symbology_names=frozenset(names),
         aim_identifiers=tuple(aims),
@@ -219,4 +352,7 @@ def compile_rules(rules: RuleSettings) -> CompiledRules:
         gtin_prefixes=tuple(rules.gtin_prefixes),
         pattern=pattern,
         require_ais=tuple(rules.require_ais),
+        mask=re.compile(mask_regex(rules.mask)) if rules.mask else None,
+        mask_text=rules.mask,
+        sequence=sequence,
     )

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
 from scanstation.commands import CommandLineError
@@ -93,11 +94,49 @@ class FleetTable:
         self.devices: dict[str, _Device] = {}
         self.messages = 0
         self.ignored = 0
+        self.asked: set[str] = set()
+        """Stations sent a telemetry.now request (once each)."""
+        self.refused: set[str] = set()
+        """Stations that refused it (no or a wrong token)."""
         self._lock = threading.Lock()
 
     @property
     def subscriptions(self) -> list[str]:
-        return [f"{self.prefix}/+/status", f"{self.prefix}/+/telemetry"]
+        return [
+            f"{self.prefix}/+/status",
+            f"{self.prefix}/+/telemetry",
+            f"{self.prefix}/+/cmd/telemetry.now/reply",
+        ]
+
+    def to_ask(self, topic: str) -> str | None:
+        """The device to send telemetry.now after `topic` arrived: one that is online, has
+        sent no telemetry yet and was not asked before (its figures then show at once, not
+        after up to one telemetry interval)."""
+        parts = topic.split("/")
+        if len(parts) < 2 or parts[-1] != "status":
+            return None
+        device_id = parts[-2]
+        with self._lock:
+            device = self.devices.get(device_id)
+            if device is None or device.state != "online" or device.telemetry_at is not None:
+                return None
+            if device_id in self.asked:
+                return None
+            self.asked.add(device_id)
+        return device_id
+
+    def reply(self, topic: str, payload: bytes) -> bool:
+        """A station's answer to telemetry.now; True when it is a refusal."""
+        parts = topic.split("/")
+        try:
+            body = loads_limited(payload)
+        except JsonLimitError:
+            return False
+        refused = isinstance(body, dict) and body.get("ok") is False
+        if refused and len(parts) >= 4:
+            with self._lock:
+                self.refused.add(parts[-4])
+        return refused
 
     def update(self, topic: str, payload: bytes, now: float, *, retained: bool = False) -> bool:
         """Apply one message; False when it is not a station message or not readable.
@@ -247,6 +286,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", help="broker host (default: [mqtt] host, else 127.0.0.1)")
     parser.add_argument("--port", type=int, help="broker port (default: [mqtt] port, else 1883)")
     parser.add_argument("--prefix", help="topic prefix (default: [mqtt] topic_prefix)")
+    parser.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="a station command token (default: [mqtt] command_token_file of --config); sent "
+        "with the telemetry.now request each station gets when first seen",
+    )
     parser.add_argument("--json", action="store_true", help="JSON for scripts instead of a table")
     parser.add_argument(
         "--once", action="store_true", help="gather for --seconds (default 3), print once, exit"
@@ -261,7 +306,13 @@ def _connect(args: argparse.Namespace, table: FleetTable, out: TextIO) -> Any:
     from paho.mqtt.enums import CallbackAPIVersion
 
     from scanstation.config import ConfigError, load_config
-    from scanstation.publish.connection import MqttError, read_password, tls_context
+    from scanstation.publish.connection import (
+        MqttError,
+        read_password,
+        tls_context,
+        tls_files,
+        tls_handshake_hint,
+    )
 
     config = None
     if args.config:
@@ -269,6 +320,14 @@ def _connect(args: argparse.Namespace, table: FleetTable, out: TextIO) -> Any:
             config = load_config(args.config).mqtt
         except ConfigError as exc:
             raise FleetError(str(exc)) from None
+    token_file = args.token_file or (config.command_token_file if config else None)
+    token = None
+    if token_file:
+        try:
+            token = Path(token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            key = "--token-file" if args.token_file else "mqtt.command_token_file"
+            raise FleetError(f"{key} {token_file}: cannot read it: {exc.strerror}") from None
     host = args.host or (config.host if config and config.host else "127.0.0.1")
     port = args.port or (config.port if config else 1883)
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id="", clean_session=True)
@@ -283,8 +342,24 @@ def _connect(args: argparse.Namespace, table: FleetTable, out: TextIO) -> Any:
                 c.subscribe(topic, qos=0)
         connected.set()
 
+    request = json.dumps({"authorization": f"Bearer {token}"} if token else {}).encode()
+
     def on_message(c: Any, userdata: Any, message: Any) -> None:
-        table.update(message.topic, bytes(message.payload), time.time(), retained=message.retain)
+        topic, payload = message.topic, bytes(message.payload)
+        if topic.endswith("/cmd/telemetry.now/reply"):
+            if table.reply(topic, payload) and len(table.refused) == 1:
+                print(
+                    "scanstation fleet: stations refuse telemetry.now without a token, so their "
+                    "figures show with their next telemetry; give --token-file (or --config "
+                    "with [mqtt] command_token_file), or set [mqtt] commands_without_token = "
+                    '["telemetry.now"] on the stations',
+                    file=sys.stderr,
+                )
+            return
+        table.update(topic, payload, time.time(), retained=message.retain)
+        if (device_id := table.to_ask(topic)) is not None:
+            # Telemetry comes every 30 s; ask for it now (QoS 0, JSON authorization: 3.1.1).
+            c.publish(f"{table.prefix}/{device_id}/cmd/telemetry.now", request, qos=0)
 
     client.on_connect = on_connect
     client.on_message = on_message
@@ -296,6 +371,10 @@ def _connect(args: argparse.Namespace, table: FleetTable, out: TextIO) -> Any:
                 client.tls_set_context(context)
         client.connect(host, port, keepalive=30)
     except (OSError, MqttError) as exc:
+        if config is not None and config.tls is not None:
+            hint = tls_handshake_hint(exc, f"{host}:{port}")
+            if hint:
+                raise FleetError(f"{hint} ({tls_files(config)})") from None
         raise FleetError(f"cannot connect to the broker at {host}:{port}: {exc}") from None
     client.loop_start()
     if not connected.wait(10) or refused:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import (
@@ -10,6 +11,23 @@ from pydantic import (
 )
 
 from scanstation.config.base import Section
+
+
+def endpoint_of(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """``"127.0.0.1:8099"`` or ``"[::1]:8099"`` as (address, port); ValueError saying why not."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not sep or number < 1 or number > 65535:
+        raise ValueError(
+            f"allow_endpoints entry {text!r} is not an endpoint; expected address:port such "
+            "as '127.0.0.1:8099' or '[::1]:8099' (an address, not a name)"
+        )
+    return address, number
 
 
 class ClassifierConfig(Section):
@@ -34,8 +52,8 @@ class ClassifierConfig(Section):
         0.6,
         ge=0,
         le=1,
-        description="RESOLVING: least cosine similarity to a product's reference photo for a "
-        "match; below it the capture is NOT_FOUND",
+        description="Least cosine similarity to a product's reference photo for proposing "
+        "that product (looks only propose; a GTIN read from the capture decides)",
     )
     center_crop: bool = Field(
         True, description="Crop photos to the model's aspect ratio (centre) before resizing"
@@ -62,6 +80,11 @@ class QrAnalysisConfig(Section):
         default_factory=list,
         description="Lab only: networks (CIDR) allowed although not public, e.g. 10.9.0.0/24",
     )
+    allow_endpoints: list[str] = Field(
+        default_factory=list,
+        description="Lab only: exact address:port servers allowed although not public, e.g. "
+        "127.0.0.1:8099 (that port only; the rest of the host stays refused)",
+    )
     max_body_bytes: int = Field(
         65536, ge=0, le=4 * 1024 * 1024, description="Bytes of a final page read at most"
     )
@@ -78,10 +101,16 @@ class QrAnalysisConfig(Section):
         description="Extra URL-shortener domains besides the built-in list (bit.ly, …)",
     )
 
+    @field_validator("allow_endpoints")
+    @classmethod
+    def _endpoints(cls, value: list[str]) -> list[str]:
+        for text in value:
+            endpoint_of(text)
+        return value
+
     @field_validator("allow_networks")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        import ipaddress
 
         for text in value:
             try:

@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from scanstation.config.analysis import ClassifierConfig, QrAnalysisConfig
@@ -26,6 +27,13 @@ from scanstation.config.base import (
     Section,
 )
 from scanstation.config.gpio import GpioConfig
+from scanstation.config.industrial import (
+    ModbusConfig,
+    NoReadImagesConfig,
+    ObjectWindowConfig,
+    OpcUaConfig,
+    QualityConfig,
+)
 from scanstation.config.network import HttpConfig, MqttConfig
 from scanstation.config.outputs import (
     MatchRules,
@@ -62,6 +70,57 @@ class Config(Section):
     match: MatchRules = Field(
         default_factory=MatchRules, description="Global match rules for every output"
     )
+    modbus: ModbusConfig = Field(default_factory=ModbusConfig)
+    opcua: OpcUaConfig = Field(default_factory=OpcUaConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
+    object_window: ObjectWindowConfig = Field(default_factory=ObjectWindowConfig)
+    noread_images: NoReadImagesConfig = Field(default_factory=NoReadImagesConfig)
+
+    @model_validator(mode="after")
+    def _object_window_cameras(self) -> Config:
+        window = self.object_window
+        if not window.enabled:
+            return self
+        cameras = {s.name: s for s in self.sources if s.type == "camera" and s.enabled}
+        if window.name in {s.name for s in self.sources}:
+            raise ValueError(
+                f"object_window.name {window.name!r} is also a source's name; names must be unique"
+            )
+        for name in window.cameras:
+            camera = cameras.get(name)
+            if camera is None:
+                raise ValueError(
+                    f"object_window.cameras entry {name!r}: no enabled camera source has this "
+                    f"name (cameras: {', '.join(sorted(cameras)) or 'none'})"
+                )
+            if getattr(camera, "trigger", "") != "software":
+                raise ValueError(
+                    f"object_window.cameras entry {name!r} has trigger = "
+                    f"{getattr(camera, 'trigger', '')!r}; cameras in an object window need "
+                    "trigger = 'software' (the window triggers them)"
+                )
+        if window.trigger == "gpio" and self.gpio.trigger_input is None:
+            raise ValueError(
+                "object_window.trigger = 'gpio' needs the photo-eye's pin: set [gpio] "
+                "trigger_input (BCM number), or use trigger = 'software'"
+            )
+        if not self.object_window_cameras:
+            raise ValueError(
+                "object_window is enabled but no camera source has trigger = 'software'"
+            )
+        return self
+
+    @property
+    def object_window_cameras(self) -> list[str]:
+        """The cameras of the object window (configured, or every software-triggered one)."""
+        window = self.object_window
+        if window.cameras:
+            return list(window.cameras)
+        return [
+            s.name
+            for s in self.sources
+            if s.type == "camera" and s.enabled and getattr(s, "trigger", "") == "software"
+        ]
 
     @field_validator("sources")
     @classmethod

@@ -65,6 +65,22 @@ class MatchRules(Section):
         default_factory=list,
         description="GS1 Application Identifiers the read must carry, e.g. ['17'] for an expiry",
     )
+    mask: str = Field(
+        "",
+        description="Reader-style mask the whole raw value must match: ? any character, # a "
+        "digit, @ a letter, * any run, \\ makes the next one literal; e.g. '400##########'",
+    )
+    sequence: Literal["", "increment"] = Field(
+        "",
+        description="increment: the number in each read must be the previous read's plus "
+        "sequence_step (out of sequence: a reject)",
+    )
+    sequence_step: int = Field(1, description="The sequence's step (negative: counting down)")
+    sequence_field: str = Field(
+        "raw",
+        description="What the sequence compares, by its last run of digits: raw, gtin, or a "
+        "GS1 AI such as '21'",
+    )
     on_mismatch: Literal["reject", "skip"] = Field(
         "reject",
         description="reject: pulse the reject output and queue an event; skip: just do not "

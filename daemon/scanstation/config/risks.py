@@ -67,6 +67,11 @@ def risky_settings(config: Config) -> list[str]:
                 f"qr_analysis.allow_networks entry {text!r} is very wide or covers loopback / "
                 "link-local (cloud metadata): a scanned QR code can reach those addresses"
             )
+    if qr.allow_endpoints:
+        risks.append(
+            f"qr_analysis.allow_endpoints = {qr.allow_endpoints!r}: a scanned QR code can make "
+            "the station request these servers although they are not public; lab use only"
+        )
     mqtt = config.mqtt
     if mqtt.host and mqtt.tls is None and not _is_loopback(mqtt.host):
         risks.append(
@@ -80,6 +85,16 @@ def risky_settings(config: Config) -> list[str]:
         risks.append(
             f"mqtt.commands_without_token = {open_commands!r}: any client on the broker can "
             "run these"
+        )
+    if config.modbus.enabled and not _is_loopback(config.modbus.host):
+        risks.append(
+            f"modbus.listen = {config.modbus.listen!r}: Modbus TCP has no authentication; anyone "
+            "who reaches this address can read the counters and fire the trigger"
+        )
+    if config.opcua.enabled and not _is_loopback(config.opcua.host):
+        risks.append(
+            f"opcua.endpoint = {config.opcua.endpoint!r}: served without a security policy; "
+            "anyone who reaches it can browse and call Scan"
         )
     return risks
 

@@ -119,6 +119,14 @@ class EdgeDebouncer:
             self._last_edge = t
             return active and quiet
 
+    def release(self, t: float) -> bool:
+        """Record a deactivation at `t`; True when it is a release to act on (the object
+        has passed: the beam is restored after a quiet period, not chattering)."""
+        with self._lock:
+            quiet = t - self._last_edge >= self.window_s
+            self._last_edge = t
+            return quiet
+
 
 class PressTracker:
     """Session button: tells short presses from long ones and drops contact bounce.
@@ -204,6 +212,7 @@ class GpioIO:
         *,
         pin_factory: Any = None,
         trigger_listeners: tuple[TriggerListener, ...] = (),
+        release_listeners: tuple[TriggerListener, ...] = (),
         toggle_session: SessionCallback | None = None,
         new_session: SessionCallback | None = None,
         clock: Clock = time.monotonic,
@@ -212,6 +221,8 @@ class GpioIO:
         self.config = config
         self.counters = GpioCounters()
         self.trigger_listeners: list[TriggerListener] = list(trigger_listeners)
+        self.release_listeners: list[TriggerListener] = list(release_listeners)
+        """Called when the photo-eye clears (the object has passed): object windows close."""
         self.toggle_session = toggle_session
         """Short press: start a session when none is active, else end it (async, on the loop)."""
         self.new_session = new_session
@@ -454,7 +465,13 @@ class GpioIO:
                 log.exception("photo-eye listener %r failed", listener)
 
     def _photo_eye_deactivated(self) -> None:
-        self._debouncer.edge(self.clock(), active=False)
+        if not self._debouncer.release(self.clock()):
+            return  # chatter: the beam is not clear for good yet
+        for listener in list(self.release_listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("photo-eye release listener %r failed", listener)
 
     def _button_pressed(self) -> None:
         self._presses.pressed(self.clock())

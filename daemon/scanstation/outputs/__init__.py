@@ -2,7 +2,7 @@
 
 Wiring (app.py)::
 
-    outputs = Outputs(config, store, reject=gpio_reject)
+    outputs = Outputs(config, store, reject=gpio_reject, on_verdict=read_stats.on_capture)
     pipeline.destinations = outputs.destinations   # webhook rows, in the terminal commit
     pipeline.on_finished.append(outputs.on_capture) # keyboard and serial, right after it
     tasks.create_task(outputs.run())                # writers and webhook drainers
@@ -10,7 +10,10 @@ Wiring (app.py)::
 A finished capture first meets the global match rules (``[match]``), then each output's
 filter and match rules. A read that fails match rules set to ``on_mismatch = "reject"``
 goes to no output: the reject callback fires (the conveyor's reject output) and an
-``alerts`` (or ``noreads``) event is queued for MQTT instead.
+``alerts`` (or ``noreads``) event is queued for MQTT instead. Every fresh capture's verdict
+(rejected or not) goes to ``on_verdict``: the read-rate statistics count a rejected code as a
+rejected window, never as a good read (a capture finished more than ``STALE_S`` after its
+read is neither rejected nor counted).
 """
 
 from __future__ import annotations
@@ -39,12 +42,15 @@ from scanstation.outputs.webhook import WebhookSink
 from scanstation.payloads import iso
 from scanstation.store import Store
 
-__all__ = ["Outputs", "RejectCallback"]
+__all__ = ["Outputs", "RejectCallback", "VerdictListener"]
 
 log = logging.getLogger(__name__)
 
 RejectCallback = Callable[[Capture, str], Awaitable[None] | None]
 """Called once for a read the match rules reject, with the reason (drives the reject output)."""
+VerdictListener = Callable[[Capture, bool], None]
+"""Told of every fresh finished capture and whether the match rules rejected it (read-rate
+statistics count a rejected code as a rejected window, not a good read)."""
 
 STALE_S = 30.0
 """A capture finished this long after its read (resumed after a restart, retried) is not
@@ -62,10 +68,12 @@ class Outputs:
         reject: RejectCallback | None = None,
         match: MatchRules | None = None,
         clock: Callable[[], float] = time.time,
+        on_verdict: VerdictListener | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.reject = reject
+        self.on_verdict = on_verdict
         self.clock = clock
         # Global rules: passed in, or a [match] table once Config has one.
         rules: MatchRules | None = match if match is not None else getattr(config, "match", None)
@@ -102,7 +110,7 @@ class Outputs:
         # Only reads are matched: a product photo or a no-read frame has no code to compare.
         if self.rules is None or self.rules.empty or not capture.raw_value:
             return ""
-        return self.rules.reason(FormatFields.from_capture(capture))
+        return self.rules.reason(FormatFields.from_capture(capture), key=capture.id)
 
     # ---- Pipeline.destinations (inside the terminal transaction: pure, quick) -------------
 
@@ -154,6 +162,11 @@ class Outputs:
                         sink.offer(capture, committed_at)
                     else:
                         sink.counters.skipped += 1  # a retry or a resumed capture: too late
+        if fresh and self.on_verdict is not None:
+            try:
+                self.on_verdict(capture, bool(refusals))
+            except Exception:
+                log.exception("the verdict listener failed for %s", capture.public_id)
         if refusals and fresh:
             await self._rejected(capture, refusals)
 

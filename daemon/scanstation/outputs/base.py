@@ -104,7 +104,7 @@ class Sink:
         """Why this output's match rules refuse ``capture`` ("" when they accept it)."""
         if self.rules.empty:
             return ""
-        return self.rules.reason(FormatFields.from_capture(capture))
+        return self.rules.reason(FormatFields.from_capture(capture), key=capture.id)
 
     def fail(self, message: str) -> None:
         self.counters.failures += 1

@@ -104,6 +104,8 @@ class ConnectOptions:
     will_topic: str
     will_payload: bytes
     tls: ssl.SSLContext | None
+    tls_files: str = ""
+    """The TLS files in use, named in errors, e.g. "mqtt.tls.ca = '/etc/…/ca.pem'"."""
 
 
 def tls_context(config: MqttConfig) -> ssl.SSLContext | None:
@@ -113,18 +115,76 @@ def tls_context(config: MqttConfig) -> ssl.SSLContext | None:
         return None
     try:
         context = ssl.create_default_context(cafile=str(tls.ca) if tls.ca else None)
-        if tls.cert is not None:
+    except OSError as exc:
+        raise MqttError(_tls_file_error("mqtt.tls.ca", tls.ca, exc, "a PEM CA bundle")) from None
+    if tls.cert is not None:
+        try:
             context.load_cert_chain(str(tls.cert), str(tls.key) if tls.key else None)
-    except (OSError, ssl.SSLError) as exc:
-        raise MqttError(
-            f"mqtt.tls: cannot load the CA or client certificate ({exc}); check ca, cert and key"
-        ) from None
+        except OSError as exc:
+            pair = f"mqtt.tls.cert = '{tls.cert}'" + (
+                f" with mqtt.tls.key = '{tls.key}'" if tls.key else ""
+            )
+            if isinstance(exc, ssl.SSLError):
+                raise MqttError(
+                    f"{pair}: the client certificate does not load ({exc.reason or exc}); "
+                    "expected a PEM certificate and its own private key"
+                ) from None
+            raise MqttError(
+                f"{pair}: cannot read it ({exc.strerror or exc}); expected a PEM certificate "
+                "and its own private key"
+            ) from None
     if tls.insecure:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     if tls.alpn:
         context.set_alpn_protocols(tls.alpn)
     return context
+
+
+def _handshake_refused(exc: BaseException) -> bool:
+    """A TLS handshake the peer answered with a reset, an EOF or not-TLS bytes."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return False
+    if isinstance(exc, ssl.SSLError):
+        return True
+    return isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError)
+
+
+def tls_handshake_hint(exc: BaseException, broker: str) -> str:
+    """What a failed TLS handshake most likely means ("" when it is not one): a peer that
+    resets or answers non-TLS bytes is a plain MQTT listener, not a TLS one."""
+    if not _handshake_refused(exc):
+        return ""
+    port = broker.rsplit(":", 1)[-1]
+    return (
+        f"TLS handshake with {broker} failed ({_reason(exc)}): the broker does not seem to "
+        f"speak TLS on port {port} (a plain MQTT listener? 1883 is plain by convention, 8883 "
+        "TLS); point mqtt.port at the broker's TLS listener, or remove [mqtt.tls] for a "
+        "plain one"
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason).lower().replace("_", " ")
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def tls_files(config: MqttConfig) -> str:
+    """The TLS files a config names, for error messages."""
+    tls = config.tls
+    if tls is None:
+        return ""
+    named = [(k, v) for k, v in (("ca", tls.ca), ("cert", tls.cert), ("key", tls.key)) if v]
+    if not named:
+        return "mqtt.tls: the system CA bundle"
+    return ", ".join(f"mqtt.tls.{k} = '{v}'" for k, v in named)
+
+
+def _tls_file_error(key: str, path: Path | None, exc: OSError, expected: str) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"{key} = '{path}': not {expected} ({exc.reason or exc})"
+    return f"{key} = '{path}': cannot read it ({exc.strerror or exc}); expected {expected}"
 
 
 def read_password(path: Path | None) -> str | None:
@@ -213,6 +273,9 @@ class Connection:
                 f"({exc.verify_message}); check mqtt.tls.ca"
             ) from None
         except (OSError, ssl.SSLError, ValueError) as exc:
+            if options.tls is not None and (hint := tls_handshake_hint(exc, self.broker)):
+                files = f" ({options.tls_files})" if options.tls_files else ""
+                raise MqttError(hint + files) from None
             raise MqttError(f"cannot connect to {self.broker}: {exc}") from None
         try:
             async with asyncio.timeout(limit_s):

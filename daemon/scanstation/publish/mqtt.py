@@ -53,6 +53,7 @@ from scanstation.publish.connection import (
     reason_text,
     refusal_kind,
     tls_context,
+    tls_files,
 )
 from scanstation.publish.discovery import discovery_messages
 from scanstation.publish.topics import client_id_for, status_payload, topics_for
@@ -350,6 +351,7 @@ class MqttLink:
             will_topic=self.topics.status,
             will_payload=status_payload("offline", self.config, self.started_at),
             tls=await asyncio.to_thread(tls_context, self.mqtt),
+            tls_files=tls_files(self.mqtt),
         )
         conn = Connection(options, self._on_message)
         try:

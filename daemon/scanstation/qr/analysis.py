@@ -33,6 +33,7 @@ from yarl import URL
 from scanstation import __version__
 from scanstation.barcode.interpret import interpret
 from scanstation.config import QrAnalysisConfig
+from scanstation.config.analysis import endpoint_of
 from scanstation.qr.netguard import NetGuard, NetGuardError, find_guard_error
 
 log = logging.getLogger(__name__)
@@ -314,6 +315,7 @@ class QrAnalyzer:
             allow_networks=tuple(
                 ipaddress.ip_network(n, strict=False) for n in config.allow_networks
             ),
+            allow_endpoints=tuple(endpoint_of(e) for e in config.allow_endpoints),
         )
         self._resolver = resolver
         self._session: aiohttp.ClientSession | None = None

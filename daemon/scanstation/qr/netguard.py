@@ -17,6 +17,9 @@ Three layers, each enough on its own for the cases it sees:
 
 The guard applies to every redirect hop because every hop goes through the same session.
 ``allow_private_networks`` (a lab flag) lifts the address rules, never the scheme rule.
+``allow_endpoints`` lets through exact address-and-port pairs only (``scanstation demo``
+serves its sample QR code's redirect chain on one loopback port, and only that port is let
+through: the rest of loopback stays refused).
 """
 
 from __future__ import annotations
@@ -172,6 +175,22 @@ class NetGuard:
     allow_networks: tuple[IPNetwork, ...] = ()
     """Lab networks allowed although not public, e.g. one test server's address."""
 
+    allow_endpoints: tuple[tuple[IPAddress, int], ...] = ()
+    """Exact (address, port) pairs allowed although not public: one server, not its host."""
+
+    def endpoint_allowed(self, address: IPAddress | str, port: int | None) -> bool:
+        """Whether (address, port) is one of :attr:`allow_endpoints` (mapped forms unwrapped).
+
+        >>> guard = NetGuard(allow_endpoints=((ipaddress.ip_address("127.0.0.1"), 8099),))
+        >>> guard.endpoint_allowed("127.0.0.1", 8099), guard.endpoint_allowed("127.0.0.1", 22)
+        (True, False)
+        """
+        if port is None or not self.allow_endpoints:
+            return False
+        parsed = ipaddress.ip_address(address) if isinstance(address, str) else address
+        forms = {parsed, _unwrap(parsed)}
+        return any(a in forms and p == port for a, p in self.allow_endpoints)
+
     def judge(self, address: IPAddress | str) -> Verdict:
         verdict = judge_address(address)
         if verdict.allowed or self.allow_private:
@@ -222,7 +241,7 @@ class NetGuard:
                 f"public internet addresses ({_LAB_HINT})"
             )
         address = parse_host_address(host)
-        if address is not None:
+        if address is not None and not self.endpoint_allowed(address, parsed.port):
             verdict = self.judge(address)
             if not verdict.allowed:
                 spelled = host.strip("[]")
@@ -243,6 +262,8 @@ class NetGuard:
         The last check, made on the very address the socket will connect to.
         """
         family, type_, proto, _, sockaddr = addr_info
+        if self.endpoint_allowed(str(sockaddr[0]), int(sockaddr[1])):
+            return socket.socket(family=family, type=type_, proto=proto)
         verdict = self.judge(str(sockaddr[0]))
         if not verdict.allowed:
             raise NetGuardError(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from scanstation.model import Emit
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from scanstation.config import CameraSourceConfig
@@ -27,11 +30,25 @@ class SourceHealth:
     last_scan_at: float | None = None
     since: float = field(default_factory=time.time)
 
+    _logged: tuple[str, str] = field(default=("", ""), repr=False, compare=False)
+
     def set_state(self, state: str, detail: str = "") -> None:
-        if state != self.state:
+        """Change state; the log says why a source waits, once per cause, and when it is back.
+
+        A source that retries every few seconds sets the same state and detail each time: only
+        a change is logged (a crash is logged by the supervisor, with its traceback).
+        """
+        previous = self.state
+        if state != previous:
             self.since = time.time()
         self.state = state
         self.detail = detail
+        if state == "reconnecting" and (state, detail) != self._logged:
+            log.warning("source %s (%s) is waiting: %s", self.name, self.kind, detail or state)
+            self._logged = (state, detail)
+        elif state == "running" and previous == "reconnecting":
+            log.info("source %s (%s) is running again: %s", self.name, self.kind, detail)
+            self._logged = (state, detail)
 
 
 class Source(Protocol):

@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 
 from scanstation.barcode.decode import DecodedCode, DecodeOptions, Frame, decode_frame, to_gray
+from scanstation.barcode.quality import measure as measure_quality
 from scanstation.config import CameraSourceConfig
 from scanstation.model import CaptureType, Emit, Scan
 from scanstation.sources.base import CameraStats, SourceHealth
@@ -118,6 +119,12 @@ class Read:
     """When the frame it was read in was grabbed (source clock)."""
     trigger: str
     """``continuous``, ``software`` or ``gpio``: what asked for this read."""
+    window: int = 0
+    """The read window it closed (counted from 1 per source); 0 in continuous mode."""
+    window_codes: int = 1
+    """Distinct codes the window read: the read-rate statistics wait for all of them."""
+    frame: CameraFrame | None = field(default=None, compare=False, repr=False)
+    """The frame it was read in (its quality indicators are measured on it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +142,7 @@ class NoRead:
 class _Window:
     opened_at: float
     closes_at: float
+    number: int = 0
     best: CameraFrame | None = None
     best_sharpness: float = -1.0
 
@@ -189,6 +197,7 @@ class ReaderLogic:
         self.presence = Presence(dedup_window_s)
         self.window: _Window | None = None
         self.triggers = 0
+        self.windows = 0
 
     @property
     def continuous(self) -> bool:
@@ -200,7 +209,14 @@ class ReaderLogic:
         if self.window is not None:
             self.window.closes_at = t + self.read_window_s
         else:
-            self.window = _Window(opened_at=t, closes_at=t + self.read_window_s)
+            self.windows += 1
+            self.window = _Window(t, t + self.read_window_s, self.windows)
+
+    def release(self, t: float) -> None:
+        """End the open window at `t` (the photo-eye cleared): it closes on the next look."""
+        w = self.window
+        if w is not None and t < w.closes_at:
+            w.closes_at = max(t, w.opened_at)
 
     def wants(self, t: float) -> bool:
         """Whether a frame grabbed at `t` should be decoded."""
@@ -215,7 +231,7 @@ class ReaderLogic:
         if self.continuous:
             keys = self.presence.observe(frame.t, [c.key for c in codes])
             by_key = {c.key: c for c in codes}
-            return [Read(by_key[k], frame.t, "continuous") for k in keys]
+            return [Read(by_key[k], frame.t, "continuous", frame=frame) for k in keys]
         events: list[Read | NoRead] = list(self.expire(frame.t))
         w = self.window
         if w is None or frame.t < w.opened_at:
@@ -224,7 +240,13 @@ class ReaderLogic:
             # Good read: the window ends on the first frame with codes; all of them count.
             self.window = None
             unique = {c.key: c for c in codes}
-            return [*events, *(Read(c, frame.t, self.trigger_mode) for c in unique.values())]
+            return [
+                *events,
+                *(
+                    Read(c, frame.t, self.trigger_mode, w.number, len(unique), frame)
+                    for c in unique.values()
+                ),
+            ]
         score = sharpness(frame.gray)
         if score > w.best_sharpness:
             w.best, w.best_sharpness = frame, score
@@ -397,11 +419,15 @@ class CameraSource:
         )
         self._counters = _Counters()
         self._trigger_lock = threading.Lock()
-        self._pending_triggers: list[float] = []
+        self._pending_triggers: list[tuple[bool, float]] = []
+        """(opens, time): triggers (True) and releases (False), in the order they came."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._latest: CameraFrame | None = None
-        self._latest_codes: list[DecodedCode] = []
+        self._shown: tuple[CameraFrame, list[DecodedCode]] | None = None
+        """The newest frame through the reader and the codes found in it: the preview draws
+        a code's outline on the very frame it was found in (on a newer frame, where the
+        label has moved on or the scene changed, the box would sit beside the code)."""
         self._jpeg_cache: tuple[int, bytes] | None = None
         self._encoding = False
         self._next_index = 0
@@ -419,7 +445,14 @@ class CameraSource:
         """Open a read window now (software trigger or photo-eye); safe from any thread."""
         t = self.clock()
         with self._trigger_lock:
-            self._pending_triggers.append(t)
+            self._pending_triggers.append((True, t))
+        self._notify()
+
+    def release(self) -> None:
+        """End the open read window now (the object has passed); safe from any thread."""
+        t = self.clock()
+        with self._trigger_lock:
+            self._pending_triggers.append((False, t))
         self._notify()
 
     def stats(self) -> CameraStats:
@@ -456,7 +489,8 @@ class CameraSource:
         event loop, it never blocks it: it hands out the previous JPEG (at most a few frames
         old) and encodes the newest one in a worker thread for the next call.
         """
-        frame = self._latest
+        shown = self._shown
+        frame = shown[0] if shown is not None else self._latest
         if frame is None:
             return None
         cached = self._jpeg_cache
@@ -481,7 +515,8 @@ class CameraSource:
 
     def _encode_preview(self, frame: CameraFrame, overlay: bool) -> bytes:
         image: Frame = frame.image
-        codes = self._latest_codes
+        shown = self._shown
+        codes = shown[1] if shown is not None and shown[0] is frame else []
         if overlay and codes:
             image = np.asarray(
                 cv2.cvtColor(frame.gray, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy(),
@@ -681,6 +716,7 @@ class CameraSource:
     async def _codes_of(self, item: _Pending) -> list[DecodedCode]:
         """The codes of a pending frame, in frame order; a failed decode counts as none."""
         if item.codes is None:
+            self._shown = (item.frame, [])  # not decoded (outside a read window): no boxes
             return []
         try:
             codes = await item.codes
@@ -691,14 +727,17 @@ class CameraSource:
         if item.codes is not self._last_counted:
             self._last_counted = item.codes
             self._counters.decodes += len(codes)
-        self._latest_codes = codes
+        self._shown = (item.frame, codes)
         return codes
 
     def _take_triggers(self) -> None:
         with self._trigger_lock:
             triggers, self._pending_triggers = self._pending_triggers, []
-        for t in triggers:
-            self.reader.trigger(t)
+        for opens, t in triggers:
+            if opens:
+                self.reader.trigger(t)
+            else:
+                self.reader.release(t)
 
     def _decode(self, frame: CameraFrame) -> list[DecodedCode]:
         """Decoder thread: one frame through zxing-cpp (the GIL is released while it works)."""
@@ -752,6 +791,12 @@ class CameraSource:
             metadata = {"content_type": code.content_type, "decode": code.method}
             if event.trigger != "continuous":
                 metadata["trigger"] = event.trigger
+                metadata["window"] = str(event.window)
+                metadata["window_codes"] = str(event.window_codes)
+            if self.config.quality and event.frame is not None:
+                quality = await asyncio.to_thread(measure_quality, event.frame.gray, code)
+                if quality is not None:
+                    metadata.update(quality.as_metadata())
             return Scan(
                 source=self.name,
                 raw_value=code.text,

@@ -781,12 +781,17 @@ class Store:
         self._signal_outbox(written)
         return captures
 
-    async def add_outbox_event(self, topic: str, payload: dict[str, Any]) -> str:
-        """Queue a non-capture event (noreads, …) for MQTT; returns its event_id."""
-        await self.queue_outbox_event(topic, payload)
+    async def add_outbox_event(
+        self, topic: str, payload: dict[str, Any], destination: str = MQTT_DESTINATION
+    ) -> str:
+        """Queue a non-capture event (noreads, …) for MQTT (or another destination's
+        drainer); returns its event_id."""
+        await self.queue_outbox_event(topic, payload, destination)
         return str(payload["event_id"])
 
-    def queue_outbox_event(self, topic: str, payload: dict[str, Any]) -> asyncio.Future[None]:
+    def queue_outbox_event(
+        self, topic: str, payload: dict[str, Any], destination: str = MQTT_DESTINATION
+    ) -> asyncio.Future[None]:
         """`add_outbox_event` without waiting: the write is queued now, in call order (ahead
         of whatever is queued after this returns); the future resolves once it is durable.
         ``payload`` gets its ``event_id`` here."""
@@ -798,9 +803,9 @@ class Store:
 
         async def op(db: aiosqlite.Connection) -> None:
             await db.execute(
-                "INSERT INTO outbox (topic, event_id, seq, payload, created) "
-                "VALUES (?, ?, NULL, ?, ?)",
-                (topic, event_id, text, now),
+                "INSERT INTO outbox (destination, topic, event_id, seq, payload, created) "
+                "VALUES (?, ?, ?, NULL, ?, ?)",
+                (destination, topic, event_id, text, now),
             )
 
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -809,7 +814,7 @@ class Store:
 
         def written(done: asyncio.Future[None]) -> None:
             if not done.cancelled() and done.exception() is None:
-                self.outbox_changed.set()
+                self.outbox_signal(destination).set()
 
         future.add_done_callback(written)
         return future

@@ -56,6 +56,25 @@ async def capture_ids(store: Store, public_id: str) -> tuple[int, str, int | Non
     return int(row[0]), str(row[1]), row[2], str(row[3])
 
 
+async def attach_gtin(store: Store, capture_id: int, gtin: str) -> None:
+    """Give a capture the GTIN of the product it was applied to, so walking it again
+    reaches that product (the value's own GTIN, if it has one, still decides)."""
+
+    async def op(db: aiosqlite.Connection) -> None:
+        await db.execute("UPDATE captures SET gtin = ? WHERE id = ?", (gtin, capture_id))
+
+    await store.write(op)
+
+
+async def product_by_public_id(store: Store, public_id: str) -> Any:
+    row = await store.fetchone(
+        f"SELECT {PRODUCT_COLUMNS} FROM products WHERE public_id = ?", (public_id,)
+    )
+    if row is None:
+        raise NotFound("product", public_id)
+    return row_to_product(row)
+
+
 async def product_by_row_id(store: Store, product_id: int) -> Any:
     row = await store.fetchone(
         f"SELECT {PRODUCT_COLUMNS} FROM products WHERE id = ?", (product_id,)
@@ -138,7 +157,8 @@ async def dashboard(store: Store, *, midnight: float, now: float) -> Dashboard:
     }
     top = await store.fetchall(
         # Count first, then name the ten winners (not a product lookup per scan).
-        "SELECT t.gtin, COALESCE(p.name, ''), t.n FROM (SELECT gtin, COUNT(*) AS n "
+        "SELECT t.gtin, COALESCE(p.name, ''), t.n, p.gtin IS NOT NULL FROM (SELECT gtin, "
+        "COUNT(*) AS n "
         "FROM scan_events WHERE time >= ? GROUP BY gtin ORDER BY n DESC, gtin LIMIT 10) t "
         "LEFT JOIN products p ON p.gtin = t.gtin ORDER BY t.n DESC, t.gtin",
         (now - 7 * 86400,),
@@ -168,7 +188,9 @@ async def dashboard(store: Store, *, midnight: float, now: float) -> Dashboard:
         captures_total=sum(by_status.values()),
         by_status=by_status,
         today_by_status=today,
-        top_products=[{"gtin": r[0], "name": r[1], "scans": int(r[2])} for r in top],
+        top_products=[
+            {"gtin": r[0], "name": r[1], "scans": int(r[2]), "in_catalog": bool(r[3])} for r in top
+        ],
         products_total=int(completeness[0]),
         completeness_average=round(float(completeness[1]), 1)
         if completeness[1] is not None

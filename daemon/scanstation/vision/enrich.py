@@ -9,7 +9,8 @@ public id and PENDING status; a reviewer accepts or rejects it.
 - `produce_proposals`: for loose fruit and vegetables, the produce name and its IFPS PLU code.
 - `barcode_proposals`: GTINs of barcodes read in the photo.
 - `nearest_product`: which product's reference photos look most like this one (cosine
-  similarity of embeddings), above a threshold; None means NOT_FOUND.
+  similarity of embeddings), above a threshold; `product_proposal` makes it a proposal
+  (looks only ever propose; a GTIN read from the capture decides the product).
 - `ImageEnricher`: the pipeline's plug-in (``Pipeline(enrichers=[ImageEnricher(...)])``)
   doing all of the above for a capture's stored photo, off the event loop.
 """
@@ -17,6 +18,7 @@ public id and PENDING status; a reviewer accepts or rejects it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -49,7 +51,8 @@ class ProposalDraft:
     """A proposed change to one product field, before the store gives it an id and status."""
 
     field_name: str
-    """The product field it would set: ``category``, ``name``, ``plu`` or ``gtin``."""
+    """The product field it would set: ``category``, ``name``, ``plu`` or ``gtin``; or
+    ``product``: the capture looks like this product (proposed_value is its public id)."""
     current_value: str
     """The field's value now (empty when unknown or unset)."""
     proposed_value: str
@@ -386,11 +389,13 @@ def barcodes_in_photo(path: Path) -> list[tuple[str, str]]:
 
 
 class ImageEnricher:
-    """ENRICHING and RESOLVING for photos: `pipeline.Enricher` over the classifier.
+    """ENRICHING for photos: `pipeline.Enricher` over the classifier.
 
     For a capture with a stored image: classify it (in a thread), read any barcodes in it,
-    draft the category / produce / barcode proposals, and, when the capture has no GTIN,
-    resolve it to the product whose reference photo is nearest (above `resolve_threshold`).
+    draft the category / produce / barcode proposals. A GTIN read in the photo decides the
+    product when the capture has none of its own (``Enrichment.gtin``); the product whose
+    reference photo looks nearest (above `resolve_threshold`) is only ever a ``product``
+    proposal with its similarity: looks never attach a product, nor override a barcode.
     """
 
     def __init__(
@@ -427,8 +432,14 @@ class ImageEnricher:
         barcodes = (
             await asyncio.to_thread(barcodes_in_photo, image_path) if self.read_barcodes else []
         )
-        current = dict(await self.current_values(capture)) if self.current_values else {}
-        current.setdefault("gtin", capture.gtin)
+        # A barcode in the photo names the product when the capture itself names none; two
+        # different GTINs in one photo decide nothing (both are proposed, a reviewer picks).
+        distinct = sorted({gtin for _, gtin in barcodes})
+        read_gtin = distinct[0] if not capture.gtin and len(distinct) == 1 else ""
+        gtin = capture.gtin or read_gtin
+        known = dataclasses.replace(capture, gtin=gtin)
+        current = dict(await self.current_values(known)) if self.current_values else {}
+        current["gtin"] = current.get("gtin") or gtin
         drafts = enrichment_proposals(
             result,
             current,
@@ -436,14 +447,27 @@ class ImageEnricher:
             table=self.table,
             min_confidence=self.min_confidence,
         )
-        product_id = None
         if result.embedding is not None:
             if self.keep_embedding is not None:
                 await self.keep_embedding(capture, pack_embedding(result.embedding))
-            if not capture.gtin and self.references is not None:
+            if not gtin and self.references is not None:
                 match = nearest_product(
                     result.embedding, await self.references(), self.resolve_threshold
                 )
                 if match is not None:
-                    product_id = match.product_id
-        return Enrichment([asdict(d) for d in drafts], product_id)
+                    drafts.append(product_proposal(match, result.model))
+        return Enrichment([asdict(d) for d in drafts], read_gtin)
+
+
+def product_proposal(match: Match, source: str) -> ProposalDraft:
+    """The product a photo looks like, as a proposal: accepting and applying it attaches the
+    capture to that product (the capture's GTIN becomes the product's, and it is walked again).
+    """
+    return ProposalDraft(
+        field_name="product",
+        current_value="",
+        proposed_value=match.product_public_id,
+        confidence=max(0.0, min(1.0, match.similarity)),
+        reasoning=resolve_reasoning(match),
+        source=source,
+    )

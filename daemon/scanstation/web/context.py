@@ -12,6 +12,8 @@ from aiohttp import web
 from scanstation.bus import EventBus
 from scanstation.config import Config
 from scanstation.pipeline import Pipeline
+from scanstation.readstats import ReadStats
+from scanstation.services.noreads import NoReadRing
 from scanstation.sources.base import SourceHealth
 from scanstation.store import Store
 
@@ -38,6 +40,10 @@ class Services:
     """The config file the daemon was started with (the settings page edits it)."""
     restart: Callable[[], None] | None = None
     """Restarts the daemon in place with the config file read again (None: cannot)."""
+    read_stats: ReadStats = field(default_factory=ReadStats)
+    """Read-rate statistics and quality trends per source (/stats, /metrics)."""
+    noreads: NoReadRing | None = None
+    """The no-read image ring (/noreads); None when it is off."""
 
 
 SERVICES = web.AppKey("services", Services)

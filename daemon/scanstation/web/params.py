@@ -1,20 +1,54 @@
-"""Request parsing shared by the routes: strict JSON bodies, query parameters, pages."""
+"""Request parsing shared by the routes: bodies and query strings validated with the models
+of web/models.py, path ids, time filters, pages."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from scanstation.payloads import parse_time
-from scanstation.web.errors import ApiError
+from scanstation.web.errors import ApiError, read_json, validation_error
+from scanstation.web.models import PUBLIC_ID_PATTERN, Body, PublicId
+
+__all__ = ["Body", "body", "int_param", "page_json", "public_id", "query", "time_param"]
+
+M = TypeVar("M", bound=BaseModel)
 
 # ---- request bodies ---------------------------------------------------------------------
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+async def body(request: web.Request, model: type[M]) -> M:
+    """The JSON body validated with ``model`` (a 422 naming the field, see errors.py)."""
+    data = await read_json(request)
+    return model.model_validate({} if data is None else data)
+
+
+def query(request: web.Request, model: type[M]) -> M:
+    """The query string validated with ``model``: a 400 naming the parameter."""
+    try:
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        err = validation_error(exc)
+        raise ApiError(400, err.message, field=err.field) from None
+
+
+_PUBLIC_ID = TypeAdapter(PublicId)
+
+
+def public_id(request: web.Request, name: str = "id") -> str:
+    """A path's public id, checked against the shortuuid pattern (SPEC §10): a 422 if not."""
+    value = request.match_info[name]
+    try:
+        return _PUBLIC_ID.validate_python(value)
+    except ValidationError:
+        raise ApiError(
+            422,
+            f"{name} {value[:60]!r} is not a public id: expected 22 characters matching "
+            f"{PUBLIC_ID_PATTERN}",
+            field=name,
+        ) from None
 
 
 # ---- query parameters -------------------------------------------------------------------

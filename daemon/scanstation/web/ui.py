@@ -96,7 +96,8 @@ async def security_headers_middleware(request: web.Request, handler: Handler) ->
 
 
 class WebUi:
-    """The routes of the UI pages: `/` (the app), `/login`, and everything under `/assets/`."""
+    """The routes of the UI pages: `/` (the app), `/login`, `/api` (the API reference), and
+    everything under `/assets/`."""
 
     def __init__(self, root: Path | None) -> None:
         self.root = root
@@ -130,6 +131,10 @@ class WebUi:
     async def login_page(self, request: web.Request) -> web.Response:
         return self._serve(request, "/login.html")
 
+    async def api_reference(self, request: web.Request) -> web.Response:
+        """The readable API reference: renders /scanner/api/v1/openapi.json in the browser."""
+        return self._serve(request, "/api.html")
+
     async def asset(self, request: web.Request) -> web.Response:
         return self._serve(request, "/assets/" + request.match_info["path"])
 
@@ -141,6 +146,7 @@ def setup_ui(app: web.Application, root: Path | None = None) -> WebUi:
     ui = WebUi(root if root is not None else find_web_ui())
     app.router.add_get("/", ui.index)
     app.router.add_get("/login", ui.login_page)
+    app.router.add_get("/api", ui.api_reference)
     app.router.add_get("/assets/{path:.+}", ui.asset)
     app.router.add_get("/favicon.ico", ui.favicon)
     return ui

@@ -25,6 +25,8 @@ from scanstation.services.roles import Role
 from scanstation.store import Store, audit, ui_sessions
 from scanstation.web.auth import ApiKeyStore
 from scanstation.web.errors import ApiError, Handler, error_response, read_json
+from scanstation.web.models import LoggedOut, LoginBody, UiSessionOut
+from scanstation.web.openapi import operation
 from scanstation.web.passwords import MAX_LENGTH, PasswordStore, hash_password, verify_password
 from scanstation.web.permissions import PRINCIPAL, Principal
 from scanstation.web.users import FIRST_ADMIN, UserStore
@@ -33,6 +35,10 @@ log = logging.getLogger(__name__)
 
 COOKIE_NAME = "sessionid"
 CSRF_HEADER = "X-CSRF-Token"
+DJANGO_CSRF_HEADER = "X-CSRFToken"
+"""Django's header name: Closient's cookie clients echo the ``csrftoken`` cookie in it."""
+CSRF_COOKIE = "csrftoken"
+"""The session's CSRF token, readable by scripts (not HttpOnly), the way Django sets it."""
 API_KEY_HEADER = "X-API-Key"
 LOGIN_PAGE = "/login"
 LOGIN_PATH = "/auth/login"
@@ -377,11 +383,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return _unauthenticated(request, message)
     session, request[PRINCIPAL] = found
     if request.method not in SAFE_METHODS:
-        sent = request.headers.get(CSRF_HEADER, "")
-        if not sent or not hmac.compare_digest(sent, session.csrf_token):
+        # Either convention (SPEC §10): X-CSRF-Token, or Django's X-CSRFToken echoing the
+        # csrftoken cookie. Both are compared with this session's own token, so a cookie
+        # planted by another site is worth nothing.
+        sent = request.headers.get(CSRF_HEADER) or request.headers.get(DJANGO_CSRF_HEADER, "")
+        if not sent or not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
             return error_response(
                 403,
-                f"a state change from the UI needs the {CSRF_HEADER} header of this session",
+                f"a state change from the UI needs this session's CSRF token in the "
+                f"{CSRF_HEADER} header (or Django's {DJANGO_CSRF_HEADER}, echoing the "
+                f"{CSRF_COOKIE} cookie)",
                 field=CSRF_HEADER,
             )
         if not _origin_matches(request):
@@ -401,6 +412,18 @@ def _set_cookie(response: web.Response, request: web.Request, token: str) -> Non
     )
 
 
+def _set_csrf_cookie(response: web.Response, request: web.Request, session: UiSession) -> None:
+    response.set_cookie(
+        CSRF_COOKIE,
+        session.csrf_token,
+        max_age=int(ABSOLUTE_TTL_S),
+        path="/",
+        httponly=False,  # Django's way: the page's script reads it into X-CSRFToken
+        samesite="Strict",
+        secure=request.secure,
+    )
+
+
 def _session_body(session: UiSession, who: Principal) -> dict[str, Any]:
     return {
         "username": who.name,
@@ -412,6 +435,12 @@ def _session_body(session: UiSession, who: Principal) -> dict[str, Any]:
     }
 
 
+@operation(
+    "Log in to the web UI: the sessionid and csrftoken cookies",
+    body=LoginBody,
+    responses={200: UiSessionOut},
+    errors=(401, 429),
+)
 async def login(request: web.Request) -> web.Response:
     """POST /auth/login {"username", "password"} → the sessionid cookie and the CSRF token.
 
@@ -432,15 +461,9 @@ async def login(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         raise ApiError(415, f"expected a JSON body (application/json), got {request.content_type}")
     body = await read_json(request, max_bytes=MAX_LENGTH + 256)
-    password = body.get("password") if isinstance(body, dict) else None
-    if not isinstance(password, str) or not password:
-        raise ApiError(422, "password is required", field="password")
-    username = body.get("username", "") if isinstance(body, dict) else ""
-    if not isinstance(username, str) or len(username) > 64:
-        raise ApiError(
-            422, "username must be a user name (text of at most 64 characters)", field="username"
-        )
-    username = username.strip().lower()
+    sent = LoginBody.model_validate(body if isinstance(body, dict) else {})
+    password = sent.password
+    username = sent.username.strip().lower()
     if username in ("", FIRST_ADMIN) and auth.password_tag() is None:
         raise ApiError(
             403,
@@ -474,17 +497,21 @@ async def login(request: web.Request) -> web.Response:
     )
     response = web.json_response(_session_body(session, who))
     _set_cookie(response, request, token)
+    _set_csrf_cookie(response, request, session)
     return response
 
 
+@operation("Log out of the web UI", responses={200: LoggedOut})
 async def logout(request: web.Request) -> web.Response:
     """POST /auth/logout: ends this browser's session (the middleware checked the CSRF token)."""
     await request.app[UI_AUTH].sessions.delete(request.cookies.get(COOKIE_NAME))
     response = web.json_response({"logged_out": True})
     response.del_cookie(COOKIE_NAME, path="/")
+    response.del_cookie(CSRF_COOKIE, path="/")
     return response
 
 
+@operation("The web UI session's CSRF token", responses={200: UiSessionOut})
 async def current_session(request: web.Request) -> web.Response:
     """GET /auth/session: the CSRF token of the logged-in browser (401 without a session)."""
     found = request.app[UI_AUTH].lookup(request)
@@ -493,7 +520,9 @@ async def current_session(request: web.Request) -> web.Response:
         return web.json_response(
             {"csrf_token": None, "api_key": True, "username": who.name, "role": who.role.value}
         )
-    return web.json_response(_session_body(*found))
+    response = web.json_response(_session_body(*found))
+    _set_csrf_cookie(response, request, found[0])
+    return response
 
 
 def setup_ui_auth(

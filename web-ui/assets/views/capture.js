@@ -3,7 +3,7 @@
 import { BASE, get, patch, post } from "../api.js";
 import { append, badge, clear, h, printable, time, toast } from "../dom.js";
 import { captureTitle, checkBadges } from "./common.js";
-import { aiName } from "./gs1.js";
+import { aiName, gs1Order } from "./gs1.js";
 import { percent, t } from "../login/i18n.js";
 
 function fields(pairs) {
@@ -73,7 +73,7 @@ export async function render(view, { on, params }) {
       ),
       Object.keys(c.gs1_dl_data || {}).length
         ? h("section", { class: "panel", "aria-labelledby": "gs1-h" }, h("h2", { id: "gs1-h" }, t("GS1 fields")),
-            fields(Object.entries(c.gs1_dl_data).map(([ai, v]) => [aiName(ai), h("span", { class: "mono" }, v)])))
+            fields(gs1Order(c.gs1_dl_data).map(([ai, v]) => [aiName(ai), h("span", { class: "mono" }, v)])))
         : null,
       Object.keys(c.checks || {}).length
         ? h("section", { class: "panel", "aria-labelledby": "chk-h" }, h("h2", { id: "chk-h" }, t("Checks")),

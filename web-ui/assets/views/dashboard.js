@@ -3,6 +3,7 @@
 import { BASE, get } from "../api.js";
 import { append, ago, badge, clear, duration, h, meter } from "../dom.js";
 import { dateTime, number, t } from "../login/i18n.js";
+import { readRatePanel } from "./readrate.js";
 
 const hourLabel = (iso) => dateTime(new Date(iso), { hour: "2-digit", minute: "2-digit" });
 
@@ -36,6 +37,16 @@ export function hourlyChart(perHour) {
     }
   });
   return h("div", { class: "chart" }, svg);
+}
+
+// A product by name; a GTIN the catalog lacks (or names nothing for) says so.
+function topProduct(p) {
+  if (p.name) return p.name;
+  const gtin = h("span", { class: "mono" }, p.gtin);
+  if (p.in_catalog === false) {
+    return [gtin, " ", h("span", { class: "badge NOT_FOUND", title: "Scanned, but not in the local catalog" }, "not in catalog")];
+  }
+  return [gtin, " ", h("span", { class: "muted" }, "(no name in the catalog)")];
 }
 
 function statusStack(byStatus) {
@@ -88,7 +99,7 @@ export async function render(view, { on }) {
         h("section", { class: "panel", "aria-labelledby": "h-top" }, h("h2", { id: "h-top" }, t("Top products (7 days)")),
           s.top_products.length
             ? h("table", {}, h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("Product")), h("th", { scope: "col", class: "num" }, t("Scans")))),
-                h("tbody", {}, s.top_products.map((p) => h("tr", {}, h("td", {}, p.name || h("span", { class: "mono" }, p.gtin)), h("td", { class: "num" }, number(p.scans))))))
+                h("tbody", {}, s.top_products.map((p) => h("tr", {}, h("td", {}, topProduct(p)), h("td", { class: "num" }, number(p.scans))))))
             : h("p", { class: "muted" }, t("No product scans yet."))),
         h("section", { class: "panel", "aria-labelledby": "h-src" }, h("h2", { id: "h-src" }, t("Sources")),
           s.sources.length
@@ -99,6 +110,7 @@ export async function render(view, { on }) {
                   h("td", { class: "num" }, number(src.scans), src.errors ? h("div", { class: "error" }, t("{n} errors", { n: number(src.errors) })) : null),
                   h("td", { class: "hide-narrow" }, ago(src.last_scan_at))))))
             : h("p", { class: "muted" }, t("No sources configured.")))),
+      readRatePanel(s.read_rate),
     );
     document.getElementById("stats-time").textContent = `${s.device_id}${s.site ? ` · ${s.site}` : ""} · ${t("version {v}", { v: s.version })} · ${t("updated {time}", { time: dateTime(new Date(s.time), { timeStyle: "medium" }) })}`;
   }

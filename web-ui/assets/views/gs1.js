@@ -17,3 +17,9 @@ export function aiName(ai) {
   const name = NAMES[ai] || NAMES[ai.slice(0, 3)];
   return name ? `${t(name)} (${ai})` : `AI ${ai}`;
 }
+
+// GS1 fields in GS1's order: (01) before (10) before (17). Object.entries would not do:
+// JavaScript lists integer-like keys ("10", "17") before the others ("01"), whatever the JSON.
+export function gs1Order(data) {
+  return Object.entries(data || {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+}

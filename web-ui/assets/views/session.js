@@ -3,13 +3,13 @@
 import { get, post } from "../api.js";
 import { append, badge, clear, h, printable, time, toast } from "../dom.js";
 import { captureTitle, checkBadges, pager, thumb } from "./common.js";
-import { aiName } from "./gs1.js";
+import { aiName, gs1Order } from "./gs1.js";
 import { number, t } from "../login/i18n.js";
 
 const LIMIT = 50;
 
 function gs1Cell(data) {
-  const entries = Object.entries(data || {});
+  const entries = gs1Order(data);
   if (!entries.length) return "–";
   return h("ul", { class: "ais" }, entries.map(([ai, v]) => h("li", { title: aiName(ai) }, h("span", { class: "muted" }, `(${ai})`), " ", h("span", { class: "mono" }, v))));
 }

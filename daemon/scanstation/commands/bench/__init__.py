@@ -6,6 +6,7 @@ table or one JSON object (``--json``); docs/benchmarks.md quotes them with their
 
 from __future__ import annotations
 
+import importlib
 import socket
 
 VALUES = (
@@ -23,3 +24,12 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def summary(name: str) -> str:
+    """One line on what benchmark `name` measures (its module docstring's first line)."""
+    module = importlib.import_module(f"scanstation.commands.bench.{name}")
+    paragraph = " ".join((module.__doc__ or name).strip().split("\n\n")[0].split())
+    text = paragraph.split(": ", 1)[1] if ": " in paragraph else paragraph
+    sentence = text.split(". ", 1)[0].rstrip(".")
+    return sentence if len(sentence) <= 90 else sentence[:89].rstrip(" ,;") + "…"

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from scanstation.web import openapi
 from scanstation.web.routes import (
     admin,
     captures,
@@ -18,6 +19,7 @@ from scanstation.web.routes import (
     images,
     live,
     metrics,
+    noreads,
     previews,
     products,
     proposals,
@@ -29,16 +31,9 @@ from scanstation.web.routes import (
 from scanstation.web.routes.health import healthz
 
 RESOURCES = (
-    sessions,
-    captures,
-    proposals,
-    products,
-    exports,
-    live,
-    stats,
-    metrics,
-    admin,
-    settings,
+    *(sessions, captures, proposals, products, exports, live, stats, metrics, noreads),
+    *(admin, settings),
+    openapi,
 )
 """Route modules in the order their routes are added (previews and images after them)."""
 
@@ -48,6 +43,8 @@ def setup_routes(app: web.Application, camera_previews: Mapping[str, object] | N
     app.router.add_get("/healthz", healthz)
     app[live.LIVE] = live.LiveStreams()
     app[previews.PREVIEWS] = previews.Previews.of(camera_previews or {})
+    metrics.setup(app)
+    app[openapi.OPENAPI] = openapi.DocumentCache()
     app.on_shutdown.append(live.end_streams)
     for module in (*RESOURCES, sources, previews, images):
         app.router.add_routes(module.routes)

@@ -9,7 +9,9 @@ from aiohttp import web
 
 from scanstation.services.exports import write_products_csv, write_scans_csv
 from scanstation.web.context import API_BASE, services
-from scanstation.web.params import time_param
+from scanstation.web.models import TimeRange
+from scanstation.web.openapi import operation
+from scanstation.web.params import query, time_param
 
 routes = web.RouteTableDef()
 
@@ -27,7 +29,9 @@ def _csv_response(text: str, filename: str) -> web.Response:
 
 
 @routes.get(API_BASE + "/exports/scans.csv")
+@operation("Scan events as CSV", query=TimeRange, responses={200: "text/csv"})
 async def export_scans(request: web.Request) -> web.Response:
+    query(request, TimeRange)
     out = io.StringIO()
     await write_scans_csv(
         services(request).store,
@@ -40,6 +44,7 @@ async def export_scans(request: web.Request) -> web.Response:
 
 
 @routes.get(API_BASE + "/exports/products.csv")
+@operation("The catalog as CSV", responses={200: "text/csv"})
 async def export_products(request: web.Request) -> web.Response:
     out = io.StringIO()
     await write_products_csv(services(request).store, out)

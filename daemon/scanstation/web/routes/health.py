@@ -6,8 +6,11 @@ from aiohttp import web
 
 from scanstation import __version__
 from scanstation.web.context import services
+from scanstation.web.models import HealthOut
+from scanstation.web.openapi import operation
 
 
+@operation("Liveness: the database and the sources", responses={200: HealthOut, 503: HealthOut})
 async def healthz(request: web.Request) -> web.Response:
     svc = services(request)
     try:

@@ -12,7 +12,9 @@ from PIL import Image
 from scanstation.store import review
 from scanstation.web.context import API_BASE, services
 from scanstation.web.errors import ApiError
-from scanstation.web.params import int_param
+from scanstation.web.models import ImageQuery
+from scanstation.web.openapi import operation
+from scanstation.web.params import query
 
 routes = web.RouteTableDef()
 
@@ -37,6 +39,11 @@ def _thumbnail(path: Path, width: int) -> bytes:
 
 
 @routes.get(API_BASE + "/captures/{id}/image")
+@operation(
+    "A capture's stored image, or a thumbnail of it",
+    query=ImageQuery,
+    responses={200: "image/*"},
+)
 async def capture_image(request: web.Request) -> web.StreamResponse:
     """The capture's stored image; ``?width=N`` gives a JPEG thumbnail N pixels wide."""
     svc = services(request)
@@ -51,8 +58,8 @@ async def capture_image(request: web.Request) -> web.StreamResponse:
     if not path.is_file():
         raise ApiError(404, f"the image of capture {public_id!r} is gone (retention?)")
     cache = {"Cache-Control": "private, max-age=86400, immutable"}  # keys are never reused
-    if "width" in request.query:
-        width = int_param(request, "width", 320, 32, 1024)
+    width = query(request, ImageQuery).width
+    if width is not None:
         try:
             data = await asyncio.to_thread(_thumbnail, path, width)
         except OSError as exc:

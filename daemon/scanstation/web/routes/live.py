@@ -15,6 +15,7 @@ from scanstation import __version__
 from scanstation.bus import Event, EventKind, Subscription
 from scanstation.payloads import iso
 from scanstation.web.context import API_BASE, services
+from scanstation.web.openapi import operation
 
 routes = web.RouteTableDef()
 
@@ -48,6 +49,7 @@ def _sse(kind: str, data: dict[str, Any]) -> bytes:
 
 
 @routes.get(API_BASE + "/events")
+@operation("Live server-sent events", responses={200: "text/event-stream"})
 async def events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: capture, session, proposal, product, alert … as they happen."""
     svc = services(request)

@@ -13,7 +13,9 @@ from aiohttp import web
 from scanstation.sources.base import FrameStream, Preview
 from scanstation.web.context import API_BASE, services
 from scanstation.web.errors import ApiError
-from scanstation.web.params import int_param
+from scanstation.web.models import StreamQuery
+from scanstation.web.openapi import operation
+from scanstation.web.params import query
 from scanstation.web.routes.live import LIVE
 
 routes = web.RouteTableDef()
@@ -71,6 +73,12 @@ async def _latest_jpeg(source: Preview) -> bytes | None:
 
 
 @routes.get(API_BASE + "/sources/{name}/snapshot.jpg")
+@operation(
+    "The camera's newest frame",
+    path={"name": "name"},
+    responses={200: "image/jpeg"},
+    errors=(409,),
+)
 async def snapshot(request: web.Request) -> web.Response:
     frame = await _latest_jpeg(_require_preview(request))
     if frame is None:
@@ -104,10 +112,17 @@ async def _frames(source: Preview, fps: int, closing: asyncio.Event) -> AsyncIte
 
 
 @routes.get(API_BASE + "/sources/{name}/stream.mjpg")
+@operation(
+    "The camera's preview stream (MJPEG)",
+    path={"name": "name"},
+    query=StreamQuery,
+    responses={200: "multipart/x-mixed-replace"},
+    errors=(409, 429),
+)
 async def mjpeg_stream(request: web.Request) -> web.StreamResponse:
     """multipart/x-mixed-replace of the source's newest JPEG, at most ``fps`` a second."""
     source = _require_preview(request)
-    fps = int_param(request, "fps", 10, 1, 30)
+    fps = query(request, StreamQuery).fps
     if request.method == "HEAD":  # the headers alone; a stream would never end
         return web.Response(
             headers={

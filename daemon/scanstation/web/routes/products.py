@@ -2,43 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
-
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
-from pydantic import StringConstraints
 
 from scanstation.bus import EventKind
 from scanstation.payloads import product_json
 from scanstation.services.catalog import CatalogError, gtin14, parse_products
 from scanstation.store import NotFound, audit, review
 from scanstation.web.context import API_BASE, services
-from scanstation.web.errors import ApiError, read_body, read_json
-from scanstation.web.params import Body, int_param, page_json
+from scanstation.web.errors import ApiError, read_body
+from scanstation.web.models import ImportResult, ProductBody, ProductOut, ProductPage, ProductQuery
+from scanstation.web.openapi import operation
+from scanstation.web.params import body, page_json, query
 from scanstation.web.permissions import principal
 
 routes = web.RouteTableDef()
-
-
-_TEXT_MAX = 5000
-
-
-# ---- products -----------------------------------------------------------------------------
-
-_Text = Annotated[str, StringConstraints(max_length=_TEXT_MAX)]
-
-
-class ProductBody(Body):
-    gtin: str | None = None
-    name: _Text | None = None
-    brand: _Text | None = None
-    net_content: _Text | None = None
-    ingredients: _Text | None = None
-    nutrition: dict[str, Any] | None = None
-    certifications: list[Annotated[str, StringConstraints(max_length=200)]] | None = None
-    country_of_origin: _Text | None = None
-    category: _Text | None = None
-    images: list[Annotated[str, StringConstraints(max_length=500)]] | None = None
 
 
 def _gtin_param(request: web.Request) -> str:
@@ -49,45 +27,40 @@ def _gtin_param(request: web.Request) -> str:
 
 
 @routes.get(API_BASE + "/products")
+@operation("Search the catalog", query=ProductQuery, responses={200: ProductPage})
 async def list_products(request: web.Request) -> web.Response:
-    limit = int_param(request, "limit", 50, 1, 500)
-    offset = int_param(request, "offset", 0, 0, 10**9)
-    order = request.query.get("order", "gtin")
-    if order not in ("gtin", "name", "completeness", "-completeness", "-modified"):
-        raise ApiError(
-            400,
-            f"order must be gtin, name, completeness, -completeness or -modified, got {order!r}",
-            field="order",
-        )
-    max_completeness = (
-        int_param(request, "max_completeness", 100, 0, 100)
-        if "max_completeness" in request.query
-        else None
-    )
+    q = query(request, ProductQuery)
     products, total = await review.search_products(
         services(request).store,
-        query=request.query.get("q", "")[:100],
-        max_completeness=max_completeness,
-        order=order,
-        limit=limit,
-        offset=offset,
+        query=q.q[:100],
+        max_completeness=q.max_completeness,
+        order=q.order,
+        limit=q.limit,
+        offset=q.offset,
     )
-    return page_json(request, [product_json(p) for p in products], total, limit, offset)
+    return page_json(request, [product_json(p) for p in products], total, q.limit, q.offset)
 
 
 @routes.get(API_BASE + "/products/{gtin}")
+@operation("One product", path={"gtin": "gtin"}, responses={200: ProductOut}, errors=(422,))
 async def get_product(request: web.Request) -> web.Response:
     product = await services(request).store.get_product(_gtin_param(request))
     return web.json_response(product_json(product))
 
 
 @routes.put(API_BASE + "/products/{gtin}")
+@operation(
+    "Create or update one product",
+    path={"gtin": "gtin"},
+    body=ProductBody,
+    responses={200: ProductOut, 201: ProductOut},
+)
 async def put_product(request: web.Request) -> web.Response:
     """Create or update one product; fields left out keep their stored values."""
     svc = services(request)
     gtin = _gtin_param(request)
-    body = ProductBody.model_validate(await read_json(request) or {})
-    fields = body.model_dump(exclude_unset=True, exclude_none=True)
+    sent = await body(request, ProductBody)
+    fields = sent.model_dump(exclude_unset=True, exclude_none=True)
     if "gtin" in fields:
         try:
             same = gtin14(fields.pop("gtin")) == gtin
@@ -107,6 +80,19 @@ async def put_product(request: web.Request) -> web.Response:
 
 
 @routes.post(API_BASE + "/products/import")
+@operation(
+    "Import a CSV or JSON catalog",
+    content={
+        "text/csv": {"type": "string"},
+        "application/json": {"type": "array", "items": {"type": "object"}},
+        "multipart/form-data": {
+            "type": "object",
+            "properties": {"file": {"type": "string", "format": "binary"}},
+            "required": ["file"],
+        },
+    },
+    responses={200: ImportResult},
+)
 async def import_products(request: web.Request) -> web.Response:
     """A CSV or JSON catalog as the body (or as the ``file`` part of a multipart form)."""
     svc = services(request)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from aiohttp import web
 
@@ -14,17 +14,22 @@ from scanstation.services.catalog import LIST_FIELDS, CatalogError, gtin14
 from scanstation.store import NotFound, review
 from scanstation.store.rows import PRODUCT_FIELDS
 from scanstation.web.context import API_BASE, services
-from scanstation.web.errors import ApiError, read_json
-from scanstation.web.params import Body
+from scanstation.web.errors import ApiError
+from scanstation.web.models import (
+    ApplyBody,
+    ApplyResult,
+    ProposalList,
+    ProposalOut,
+    ProposalReview,
+)
+from scanstation.web.openapi import operation
+from scanstation.web.params import body
 
 routes = web.RouteTableDef()
 
 
-class ProposalReview(Body):
-    status: Literal["ACCEPTED", "REJECTED", "PENDING"]
-
-
 @routes.get(API_BASE + "/captures/{id}/proposals")
+@operation("A capture's enrichment proposals", responses={200: ProposalList})
 async def capture_proposals(request: web.Request) -> web.Response:
     store = services(request).store
     public_id = request.match_info["id"]
@@ -36,11 +41,12 @@ async def capture_proposals(request: web.Request) -> web.Response:
 
 
 @routes.patch(API_BASE + "/proposals/{id}")
+@operation("Accept or reject a proposal", body=ProposalReview, responses={200: ProposalOut})
 async def patch_proposal(request: web.Request) -> web.Response:
     svc = services(request)
-    body = ProposalReview.model_validate(await read_json(request) or {})
+    sent = await body(request, ProposalReview)
     proposal = await review.review_proposal(
-        svc.store, request.match_info["id"], ProposalStatus(body.status)
+        svc.store, request.match_info["id"], ProposalStatus(sent.status)
     )
     svc.bus.publish(EventKind.PROPOSAL, proposal_json(proposal))
     return web.json_response(proposal_json(proposal))
@@ -67,21 +73,20 @@ async def _apply_target(request: web.Request) -> str:
     """The optional body ``{"gtin": "…"}``: the product to apply an image-only capture to."""
     if not request.can_read_body:
         return ""
-    body = await read_json(request)
-    if not isinstance(body, dict) or set(body) - {"gtin"}:
-        raise ApiError(422, 'the body must be {"gtin": "<GTIN>"} or empty', field="gtin")
-    if not body.get("gtin"):
-        return ""
-    try:
-        return gtin14(str(body["gtin"]))
-    except CatalogError as exc:
-        raise ApiError(422, str(exc), field="gtin") from None
+    return (await body(request, ApplyBody)).gtin
 
 
 @routes.post(API_BASE + "/captures/{id}/apply")
+@operation(
+    "Apply the ACCEPTED proposals to the capture's product, and walk the capture again",
+    body=ApplyBody,
+    responses={200: ApplyResult},
+    errors=(409,),
+)
 async def apply_proposals(request: web.Request) -> web.Response:
     """Write the capture's ACCEPTED proposals into its product (created for its GTIN if
-    missing). A NOT_FOUND capture is then walked again, so it can resolve to the product."""
+    missing) and attach the capture to it: a NOT_FOUND or FAILED capture is walked again
+    with that product's GTIN, so it reaches the product it was applied to."""
     svc = services(request)
     store = svc.store
     public_id = request.match_info["id"]
@@ -91,12 +96,18 @@ async def apply_proposals(request: web.Request) -> web.Response:
     ]
     if not accepted:
         raise ApiError(409, f"capture {public_id!r} has no ACCEPTED proposals to apply")
-    # An image-only capture gets its product's GTIN from an accepted barcode proposal.
-    gtin_proposal = next((p for p in accepted if p.field_name == "gtin"), None)
     applied: list[str] = []
     chosen = await _apply_target(request)
-    if chosen and product_row is None:
-        gtin = chosen  # the operator names the product an image-only capture shows
+    # Which product: the one the capture already has; else the one the operator names; else
+    # an accepted look-alike (``product``) proposal; else the capture's own GTIN; else an
+    # accepted barcode (``gtin``) proposal.
+    look_alike = next((p for p in accepted if p.field_name == "product"), None)
+    gtin_proposal = next((p for p in accepted if p.field_name == "gtin"), None)
+    if product_row is None and chosen:
+        gtin = chosen
+    elif product_row is None and look_alike is not None:
+        gtin = (await review.product_by_public_id(store, look_alike.proposed_value)).gtin
+        applied.append(look_alike.public_id)
     elif not gtin and product_row is None and gtin_proposal is not None:
         try:
             gtin = gtin14(gtin_proposal.proposed_value)
@@ -115,13 +126,22 @@ async def apply_proposals(request: web.Request) -> web.Response:
         raise ApiError(
             409,
             f"capture {public_id!r} has no GTIN and no product, so there is no product record "
-            "to apply proposals to; create the product with PUT /products/{gtin} first",
+            'to apply proposals to; name one with {"gtin": …} or create the product with '
+            "PUT /products/{gtin} first",
         )
     fields: dict[str, Any] = {}
     skipped: list[dict[str, str]] = []
     for proposal in accepted:
         name = proposal.field_name
         if proposal.public_id in applied:
+            continue
+        if name in ("product", "gtin"):
+            skipped.append(
+                {
+                    "public_id": proposal.public_id,
+                    "reason": f"the capture's product is {gtin}, decided before this proposal",
+                }
+            )
             continue
         if name not in PRODUCT_FIELDS:
             skipped.append(
@@ -135,21 +155,20 @@ async def apply_proposals(request: web.Request) -> web.Response:
             skipped.append({"public_id": proposal.public_id, "reason": str(exc)})
             continue
         applied.append(proposal.public_id)
-    if fields:
+    if fields or existing is None:
         await store.upsert_products([{"gtin": gtin, **fields}])
-    product = await store.get_product(gtin) if (fields or existing) else None
-    if product is not None:
-        # The photo becomes a reference of the product, for resolving later photos.
-        await store.add_reference_photo(product.id, capture_row)
+    product = await store.get_product(gtin)
+    # The photo becomes a reference of the product, for proposing it for later photos.
+    await store.add_reference_photo(product.id, capture_row)
     capture = await store.get_capture(public_id)
-    if fields and capture.status is CaptureStatus.NOT_FOUND:
+    if capture.status in (CaptureStatus.NOT_FOUND, CaptureStatus.FAILED):
+        await review.attach_gtin(store, capture_row, product.gtin)
         capture = await svc.pipeline.retry(public_id)
-    if product is not None:
-        svc.bus.publish(EventKind.PRODUCT, product_json(product))
+    svc.bus.publish(EventKind.PRODUCT, product_json(product))
     return web.json_response(
         {
-            "product": product_json(product) if product else None,
-            "created": existing is None and bool(fields),
+            "product": product_json(product),
+            "created": existing is None,
             "applied": applied,
             "skipped": skipped,
             "capture": capture_json(capture),

@@ -2,61 +2,55 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
-
 from aiohttp import web
-from pydantic import StringConstraints
 
-from scanstation.model import (
-    CaptureMode,
-    CaptureStatus,
-    SessionStatus,
-    validate_metadata,
-)
+from scanstation.model import CaptureMode, CaptureStatus, SessionStatus, validate_metadata
 from scanstation.payloads import session_json
 from scanstation.web.context import API_BASE, services
-from scanstation.web.errors import read_json
-from scanstation.web.params import Body, enum_param, int_param, page_json
+from scanstation.web.models import (
+    SessionCreate,
+    SessionOut,
+    SessionPage,
+    SessionQuery,
+    SessionStatusOut,
+)
+from scanstation.web.openapi import operation
+from scanstation.web.params import body, page_json, query
 
 routes = web.RouteTableDef()
 
 
-class SessionCreate(Body):
-    capture_mode: Literal["barcode_scan", "product_photography", "both"] = "both"
-    metadata: Any = None
-    """Checked by validate_metadata (SPEC §5 limits), which names the offending key."""
-    source: Annotated[str, StringConstraints(max_length=40)] = "api"
-
-
 @routes.post(f"{API_BASE}/sessions")
+@operation("Start a scan session", body=SessionCreate, responses={201: SessionOut})
 async def create_session(request: web.Request) -> web.Response:
-    body = SessionCreate.model_validate(await read_json(request) or {})
+    sent = await body(request, SessionCreate)
     session = await services(request).pipeline.sessions.start(
-        capture_mode=CaptureMode(body.capture_mode),
-        metadata=validate_metadata(body.metadata),
-        source=body.source,
+        capture_mode=CaptureMode(sent.capture_mode),
+        metadata=validate_metadata(sent.metadata),
+        source=sent.source,
     )
     return web.json_response(session_json(session), status=201)
 
 
 @routes.get(f"{API_BASE}/sessions")
+@operation("List sessions, newest first", query=SessionQuery, responses={200: SessionPage})
 async def list_sessions(request: web.Request) -> web.Response:
-    limit = int_param(request, "limit", 50, 1, 500)
-    offset = int_param(request, "offset", 0, 0, 10**9)
-    status = enum_param(request, "status", SessionStatus)
+    q = query(request, SessionQuery)
     sessions, total = await services(request).store.list_sessions(
-        status=status, limit=limit, offset=offset
+        status=SessionStatus(q.status) if q.status else None, limit=q.limit, offset=q.offset
     )
-    return page_json(request, [session_json(s) for s in sessions], total, limit, offset)
+    return page_json(request, [session_json(s) for s in sessions], total, q.limit, q.offset)
 
 
 @routes.get(API_BASE + "/sessions/{id}")
+@operation("One session", responses={200: SessionOut})
 async def get_session(request: web.Request) -> web.Response:
     session = await services(request).store.get_session(request.match_info["id"])
     return web.json_response(session_json(session))
 
 
 @routes.get(API_BASE + "/sessions/{id}/status")
+@operation("A session's progress: captures by status", responses={200: SessionStatusOut})
 async def session_status(request: web.Request) -> web.Response:
     store = services(request).store
     session = await store.get_session(request.match_info["id"])
@@ -76,6 +70,7 @@ async def session_status(request: web.Request) -> web.Response:
 
 
 @routes.post(API_BASE + "/sessions/{id}/end")
+@operation("End a session", responses={200: SessionOut}, errors=(409,))
 async def end_session(request: web.Request) -> web.Response:
     session = await services(request).pipeline.sessions.end(request.match_info["id"])
     return web.json_response(session_json(session))

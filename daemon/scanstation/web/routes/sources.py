@@ -6,11 +6,19 @@ from aiohttp import web
 
 from scanstation.web.context import API_BASE, services
 from scanstation.web.errors import ApiError
+from scanstation.web.models import Triggered
+from scanstation.web.openapi import operation
 
 routes = web.RouteTableDef()
 
 
 @routes.post(API_BASE + "/sources/{name}/trigger")
+@operation(
+    "Open a read window on a camera source",
+    path={"name": "name"},
+    responses={202: Triggered},
+    errors=(409,),
+)
 async def trigger_source(request: web.Request) -> web.Response:
     """Software trigger: open a read window on a camera source (industrial reader style)."""
     svc = services(request)

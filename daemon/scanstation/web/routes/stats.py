@@ -106,6 +106,7 @@ async def _stats(request: web.Request) -> dict[str, Any]:
                 "last_batch_ms": round(svc.pipeline.counters.last_batch_ms, 2),
             },
             "live_subscribers": svc.bus.subscriber_count,
+            "read_rate": svc.read_stats.as_dict(),
         }
     )
     return body

@@ -1,0 +1,253 @@
+"""Per-read quality indicators from the decoded symbol and its pixels; pure (numpy, OpenCV).
+
+Fixed readers print a "matching level" or "read quality" with every read, so a line sees a
+label fading, a dirty lens or focus drifting before the reads fail. This module measures,
+on the grayscale frame a code was read in, what ISO/IEC 15416 (linear) and 15415 (2-D) grade
+— under their parameter names where they apply — and folds them into one 0–100 score:
+
+- **symbol contrast** (SC): the spread between the light and dark extremes of the symbol
+  (95th − 5th percentile of its pixels), as a fraction of the 8-bit range;
+- **modulation** (MOD): the smallest edge contrast between neighbouring elements over SC,
+  the median over several scan lines (blur and low print contrast lower it first);
+- **edge width**: how many pixels a bar/space transition takes (contrast / steepest slope);
+  compared with the module size it says how sharp the image is;
+- **module size** in pixels (the X dimension as the camera sees it);
+- **quiet zone**: the light margin on both sides of the symbol in modules, checked against the
+  symbology's minimum;
+- **decode margin**: how many retries the decoder needed (0 = read on the first pass), and
+  for 2-D symbols the **unused error correction** (UEC) the decoder reports.
+
+This is **indicative, not a verification grade**: ISO/IEC 15416/15415 grading needs a
+calibrated reflectance scale, a defined aperture and lighting, and scan lines across the
+whole symbol. A camera's gray levels depend on exposure and lighting, so the score is for
+trends on one station (the same camera, light and label), not for certifying labels.
+
+>>> Quality(0.62, 0.71, 1.2, 3.0, 9.5, True, 0).score
+90
+>>> Quality(0.62, 0.71, 1.2, 3.0, 9.5, False, 1).score  # a cramped quiet zone, one retry
+65
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from scanstation.barcode.decode import DecodedCode
+
+MODULES = {"EAN13": 95, "UPCA": 95, "EAN8": 67, "UPCE": 51}
+"""Symbols whose width in modules is fixed: their module size is width / modules."""
+
+QUIET_ZONE_MODULES = {
+    "EAN13": 7, "UPCA": 7, "EAN8": 7, "UPCE": 7,
+    "Code128": 10, "Code39": 10, "Code93": 10, "Codabar": 10, "ITF": 10,
+    "DataBar": 1, "DataBarExpanded": 1, "DataBarLimited": 1,
+    "QRCode": 4, "MicroQRCode": 2, "RMQRCode": 2, "DataMatrix": 1, "PDF417": 2,
+    "MicroPDF417": 1, "Aztec": 0, "MaxiCode": 1, "DXFilmEdge": 0,
+}  # fmt: skip
+"""Minimum quiet zone per symbology, in modules (the smaller side for EAN/UPC)."""
+
+RETRIES = {"direct": 0, "deskew": 1, "contrast": 2, "upscale": 3}
+"""Decode margin: how many passes beyond the first the decoder needed, by decode method."""
+
+SCAN_LINES = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Quality:
+    """The quality indicators of one read (see the module docstring; indicative only)."""
+
+    symbol_contrast: float
+    """SC: light minus dark extreme of the symbol, 0–1 of the 8-bit range."""
+    modulation: float
+    """MOD: the smallest edge contrast over SC, 0–1 (median over the scan lines)."""
+    edge_px: float
+    """Pixels one bar/space transition takes (2.5 × the blur's sigma for a Gaussian blur)."""
+    module_px: float
+    """The module (X dimension) in frame pixels."""
+    quiet_zone_modules: float
+    """The smaller of the two light margins beside the symbol, in modules."""
+    quiet_zone_ok: bool
+    """The margins are at least the symbology's minimum (``QUIET_ZONE_MODULES``)."""
+    decode_margin: int
+    """Retries the decoder needed: 0 read on the first pass, up to 3."""
+    unused_ec: float | None = None
+    """UEC: the share of the error correction left unused, 0–1 (2-D symbols only)."""
+
+    @property
+    def score(self) -> int:
+        """One 0–100 figure like a reader's matching level (higher is better).
+
+        Contrast, modulation, sharpness and (2-D) unused error correction are each mapped to
+        0–1 (SC 10 %→0, 70 %→1; MOD 0.2→0, 0.7→1; edge width 2.5→0, 0.5 modules→1; UEC
+        0→0, 0.62→1); the score leans on the worst of them, as ISO's overall grade is the
+        lowest parameter grade, and loses 20 % for a quiet zone that is too small and 10 %
+        per retry.
+        """
+        parts = [
+            _ramp(self.symbol_contrast, 0.10, 0.70),
+            _ramp(self.modulation, 0.20, 0.70),
+            _ramp(-self.edge_px / max(self.module_px, 0.5), -2.5, -0.5),
+        ]
+        if self.unused_ec is not None:
+            parts.append(_ramp(self.unused_ec, 0.0, 0.62))
+        base = 0.6 * min(parts) + 0.4 * sum(parts) / len(parts)
+        factor = (1.0 if self.quiet_zone_ok else 0.8) * (1.0 - 0.1 * self.decode_margin)
+        return round(100 * base * factor)
+
+    def as_metadata(self) -> dict[str, str]:
+        """The capture metadata a read carries (strings, as Scan metadata is)."""
+        return {
+            "quality_score": str(self.score),
+            "symbol_contrast": f"{self.symbol_contrast:.3f}",
+            "modulation": f"{self.modulation:.3f}",
+            "edge_px": f"{self.edge_px:.2f}",
+            "module_px": f"{self.module_px:.2f}",
+            "quiet_zone_modules": f"{self.quiet_zone_modules:.1f}",
+            "quiet_zone_ok": "true" if self.quiet_zone_ok else "false",
+            "decode_margin": str(self.decode_margin),
+            **({} if self.unused_ec is None else {"unused_ec": f"{self.unused_ec:.2f}"}),
+        }
+
+
+def _ramp(value: float, low: float, high: float) -> float:
+    return min(1.0, max(0.0, (value - low) / (high - low)))
+
+
+def measure(gray: npt.NDArray[Any], code: DecodedCode) -> Quality | None:
+    """The indicators of ``code`` in the grayscale frame it was read in (None: the symbol's
+    outline is degenerate or off the frame). About a millisecond per code."""
+    corners = np.asarray(code.position, dtype=np.float64)
+    p0, p1, p2, p3 = corners
+    across = ((p1 - p0) + (p2 - p3)) / 2  # along the scan direction
+    down = ((p3 - p0) + (p2 - p1)) / 2
+    length = float(np.hypot(*across))
+    if length < 8:
+        return None
+    u = across / length
+    v = np.array([-u[1], u[0]])
+    height = abs(float(down @ v))
+    band = max(height, min(0.3 * length, 40.0), 8.0)  # 1-D outlines can be a single row
+    centre = corners.mean(axis=0)
+    margin = 0.3 * length + 8
+    width_px = round(length + 2 * margin)
+    rows = round(band)
+    origin = centre - u * (length / 2 + margin) - v * (band / 2)
+    # Patch coordinates (x along the scan direction, y across it) to frame coordinates.
+    src = np.array([[0, 0], [width_px, 0], [0, rows]], dtype=np.float32)
+    dst = np.array([origin, origin + u * width_px, origin + v * rows], dtype=np.float32)
+    matrix = cv2.getAffineTransform(src, dst)
+    frame_h, frame_w = gray.shape[:2]
+    if not (
+        (corners >= 0).all() and (corners[:, 0] < frame_w).all() and (corners[:, 1] < frame_h).all()
+    ):
+        return None  # part of the symbol lies outside the frame
+    # Off the frame reads as dark: the quiet zone is measured as far as the frame shows it.
+    patch = cv2.warpAffine(
+        gray, matrix, (width_px, rows), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=0
+    ).astype(np.float32)
+    start, stop = round(margin), round(margin + length)
+    symbol = patch[:, start:stop]
+    if symbol.size == 0:
+        return None
+    dark, light = np.percentile(symbol, [5, 95])
+    sc = float(light - dark) / 255.0
+    lines = np.linspace(0.2 * rows, 0.8 * rows, SCAN_LINES).astype(int)
+    mods: list[float] = []
+    edges: list[float] = []
+    runs: list[int] = []
+    for y in lines:
+        profile = symbol[y]
+        line_mod, line_edges, line_runs = _scan_line(profile)
+        if line_mod is not None:
+            mods.append(line_mod)
+        edges.extend(line_edges)
+        runs.extend(line_runs)
+    if not mods or not runs:
+        return None
+    fixed = code.modules or MODULES.get(code.format)
+    if fixed:
+        module = length / fixed
+    else:
+        smallest = np.sort(np.asarray(runs, dtype=np.float64))
+        module = float(np.median(smallest[: max(1, len(smallest) // 4)]))
+    threshold = (light + dark) / 2
+    centre_line = patch[rows // 2]
+    # The outline may end inside the outer bar: skip up to 2 modules of it first.
+    skip = round(2 * module)
+    quiet = min(
+        _light_run(centre_line[:start][::-1], threshold, skip),
+        _light_run(centre_line[stop:], threshold, skip),
+    )
+    quiet_modules = quiet / max(module, 0.5)
+    required = QUIET_ZONE_MODULES.get(code.format, 1)
+    return Quality(
+        symbol_contrast=round(sc, 4),
+        # A 2-D symbol's scan lines graze module boundaries now and then: its better lines.
+        modulation=round(
+            float(np.percentile(mods, 50 if fixed is None or code.unused_ec is None else 75)), 4
+        ),
+        edge_px=round(float(np.median(edges)) if edges else math.inf, 3),
+        module_px=round(module, 3),
+        quiet_zone_modules=round(quiet_modules, 2),
+        quiet_zone_ok=quiet_modules >= required,
+        decode_margin=RETRIES.get(code.method, 0),
+        unused_ec=code.unused_ec,
+    )
+
+
+def _scan_line(profile: npt.NDArray[np.float32]) -> tuple[float | None, list[float], list[int]]:
+    """One scan reflectance profile: its modulation, its edge widths and its element widths.
+
+    Elements are found with a hysteresis of 10 % of the line's contrast around the global
+    threshold, so sensor noise does not split an element in two.
+    """
+    high, low = float(profile.max()), float(profile.min())
+    contrast = high - low
+    if contrast < 8:
+        return None, [], []
+    threshold = (high + low) / 2
+    hysteresis = 0.1 * contrast
+    # 1 dark, 0 light, -1 in the hysteresis band (keeps the previous state): forward-filled.
+    state = np.where(
+        profile < threshold - hysteresis, 1, np.where(profile > threshold + hysteresis, 0, -1)
+    )
+    known = np.flatnonzero(state >= 0)
+    if known.size == 0:
+        return None, [], []
+    index = np.where(state >= 0, np.arange(state.size), 0)
+    np.maximum.accumulate(index, out=index)
+    filled = state[index]
+    filled[: known[0]] = state[known[0]]
+    changes = np.flatnonzero(np.diff(filled)) + 1
+    if changes.size < 2:
+        return None, [], []
+    starts = np.concatenate(([0], changes))
+    # Each element's extreme: its darkest pixel if it is a bar, its lightest if a space.
+    extremes = np.where(
+        filled[starts] == 1,
+        np.minimum.reduceat(profile, starts),
+        np.maximum.reduceat(profile, starts),
+    )
+    contrasts = np.abs(np.diff(extremes))
+    # The steepest slope next to each edge (slope[i] is between pixels i and i + 1).
+    slope = np.pad(np.abs(np.diff(profile)), (3, 2))
+    steepest = np.lib.stride_tricks.sliding_window_view(slope, 5)[changes - 1 + 1].max(axis=1)
+    usable = steepest > 0
+    edge_widths = (contrasts[usable] / steepest[usable]).tolist()
+    interior = np.diff(changes).tolist()
+    return float(contrasts.min()) / contrast, edge_widths, interior
+
+
+def _light_run(values: npt.NDArray[np.float32], threshold: float, skip: int) -> float:
+    """Light pixels after the first dark run (at most ``skip`` long) of ``values``, up to the
+    next dark pixel or the frame's edge."""
+    light = values[: skip + 1] >= threshold
+    first_light = int(np.argmax(light)) if light.any() else light.size
+    stops = np.flatnonzero(values[first_light:] < threshold)
+    return float(stops[0] if stops.size else values.size - first_light)
