@@ -179,7 +179,11 @@ def test_backup_while_captures_arrive_is_sound_and_restore_refuses_a_running_dae
             async with http.post(f"{API}/sessions", json={}) as resp:
                 session = (await resp.json())["public_id"]
             while not stop.is_set():
-                body = {"session_public_id": session, "raw_value": "4006381333931"}
+                body = {
+                    "session_public_id": session,
+                    "raw_value": "4006381333931",
+                    "capture_type": "BARCODE",
+                }
                 async with http.post(f"{API}/captures", json=body) as resp:
                     assert resp.status == 201
                     acknowledged.append((await resp.json())["public_id"])

@@ -33,7 +33,11 @@ async def test_an_admin_downloads_a_backup_that_restores(
     operator = await aiohttp_client(app, headers={"X-API-Key": keys.create("l", Role.OPERATOR)})
     session = await (await admin.post(f"{API}/sessions", json={})).json()
     for value in ("4006381333931", "5901234123457", "HELLO"):
-        body = {"session_public_id": session["public_id"], "raw_value": value}
+        body = {
+            "session_public_id": session["public_id"],
+            "raw_value": value,
+            "capture_type": "BARCODE",
+        }
         assert (await admin.post(f"{API}/captures", json=body)).status == 201
 
     resp = await admin.get(f"{API}/backup")

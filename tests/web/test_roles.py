@@ -98,7 +98,7 @@ async def test_a_viewer_reads_everything_and_changes_nothing(as_user: Any) -> No
         assert (await client.get(API + path)).status == 200, path
     changes = [
         ("POST", "/sessions", {"json": {}}),
-        ("POST", "/captures", {"json": {"raw_value": "4006381333931"}}),
+        ("POST", "/captures", {"json": {"raw_value": "4006381333931", "capture_type": "BARCODE"}}),
         ("POST", "/sources/cam0/trigger", {}),
         ("PUT", "/products/04006381333931", {"json": {"name": "x"}}),
         ("POST", "/products/import", {"data": CATALOG, "headers": {"Content-Type": "text/csv"}}),
@@ -125,7 +125,11 @@ async def test_an_operator_runs_sessions_and_manual_entry_but_not_the_catalog(
     session = await started.json()
     capture = await client.post(
         f"{API}/captures",
-        json={"raw_value": "4006381333931", "session_public_id": session["public_id"]},
+        json={
+            "raw_value": "4006381333931",
+            "capture_type": "BARCODE",
+            "session_public_id": session["public_id"],
+        },
     )
     assert capture.status in (200, 201), await capture.text()
     ended = await client.post(f"{API}/sessions/{session['public_id']}/end")

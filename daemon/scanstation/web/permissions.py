@@ -30,6 +30,8 @@ ROUTE_ROLES: dict[tuple[str, str], Role | None] = {
     # the UI and the login session
     ("GET", "/"): V,
     ("GET", "/assets/{path}"): V,
+    ("GET", "/api"): V,
+    ("GET", f"{API_BASE}/openapi.json"): V,
     ("GET", "/auth/session"): V,
     ("POST", "/auth/logout"): V,
     # sessions
@@ -59,6 +61,8 @@ ROUTE_ROLES: dict[tuple[str, str], Role | None] = {
     ("GET", f"{API_BASE}/events"): V,
     ("GET", f"{API_BASE}/stats"): V,
     ("GET", f"{API_BASE}/metrics"): V,
+    ("GET", f"{API_BASE}/noreads"): V,
+    ("GET", f"{API_BASE}/noreads/{{name}}"): V,
     ("GET", f"{API_BASE}/sources/{{name}}/snapshot.jpg"): V,
     ("GET", f"{API_BASE}/sources/{{name}}/stream.mjpg"): V,
     ("POST", f"{API_BASE}/sources/{{name}}/trigger"): OP,
