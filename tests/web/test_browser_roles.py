@@ -114,7 +114,8 @@ async def test_browser_a_viewer_sees_no_controls_and_is_refused_anyway(
         ("POST", "/scanner/api/v1/sessions", {}),
         ("POST", f"/scanner/api/v1/sessions/{ids['session']}/end", None),
         ("POST", "/scanner/api/v1/captures",
-         {"session_public_id": ids["session"], "raw_value": "4006381333931", "capture_type": "BARCODE"}),
+         {"session_public_id": ids["session"], "raw_value": "4006381333931",
+          "capture_type": "BARCODE"}),
         ("PUT", "/scanner/api/v1/products/04006381333931", {"name": "Changed"}),
         ("GET", "/scanner/api/v1/config", None),
     ]  # fmt: skip

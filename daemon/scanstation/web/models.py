@@ -427,6 +427,16 @@ class TimeRange(Query):
     until: str | None = Field(None, max_length=40, description="As since.")
 
 
+class AuditQuery(PageQuery):
+    action: str = Field(
+        "", max_length=40, description="An action (login) or its prefix (user, config)."
+    )
+    since: str | None = Field(
+        None, max_length=40, description="ISO 8601, epoch seconds, or an age such as 7d."
+    )
+    until: str | None = Field(None, max_length=40, description="As since.")
+
+
 class ImageQuery(Query):
     width: int | None = Field(None, ge=32, le=1024, description="A JPEG thumbnail this wide.")
 

@@ -21,7 +21,9 @@ from scanstation.services.roles import Role
 from scanstation.store import audit
 from scanstation.web.context import API_BASE, services
 from scanstation.web.errors import ApiError, read_json
-from scanstation.web.params import int_param, page_json, time_param
+from scanstation.web.models import AuditQuery, TimeRange
+from scanstation.web.openapi import operation
+from scanstation.web.params import page_json, query, time_param
 from scanstation.web.permissions import principal
 from scanstation.web.ui_auth import UI_AUTH
 from scanstation.web.users import FIRST_ADMIN, key_files
@@ -30,6 +32,7 @@ routes = web.RouteTableDef()
 
 
 @routes.get(f"{API_BASE}/users")
+@operation("Every user who can log in (admin)")
 async def list_users(request: web.Request) -> web.Response:
     """Every user who can log in (never a password hash); the first admin first."""
     users = request.app[UI_AUTH].users
@@ -49,15 +52,16 @@ async def list_users(request: web.Request) -> web.Response:
 
 
 @routes.get(f"{API_BASE}/audit")
+@operation("The audit log, newest first (admin)", query=AuditQuery)
 async def list_audit(request: web.Request) -> web.Response:
     """The audit log, newest first; ?action=login (or a prefix such as user), since, until."""
-    limit = int_param(request, "limit", 50, 1, 500)
-    offset = int_param(request, "offset", 0, 0, 10**9)
+    q = query(request, AuditQuery)
+    limit, offset = q.limit, q.offset
     total, rows = await audit.entries(
         services(request).store,
         limit=limit,
         offset=offset,
-        action=request.query.get("action") or None,
+        action=q.action or None,
         since=time_param(request, "since"),
         until=time_param(request, "until"),
     )
@@ -65,6 +69,7 @@ async def list_audit(request: web.Request) -> web.Response:
 
 
 @routes.get(f"{API_BASE}/audit.csv")
+@operation("The audit log as CSV (admin)", query=TimeRange, responses={200: "text/csv"})
 async def export_audit(request: web.Request) -> web.Response:
     out = io.StringIO()
     await write_audit_csv(
@@ -83,6 +88,7 @@ async def export_audit(request: web.Request) -> web.Response:
 
 
 @routes.get(f"{API_BASE}/config")
+@operation("The running configuration as JSON (admin)")
 async def current_config(request: web.Request) -> web.Response:
     """The configuration the daemon runs with, as JSON (secrets live in files it names)."""
     return web.json_response(services(request).config.model_dump(mode="json"))
@@ -138,6 +144,11 @@ def _open_and_unlink(path: Path) -> BinaryIO:
 
 
 @routes.get(f"{API_BASE}/backup")
+@operation(
+    "The whole station as a backup file (admin)",
+    responses={200: "application/octet-stream"},
+    errors=(409,),
+)
 async def download_backup(request: web.Request) -> web.StreamResponse:
     """The whole station as one `scanstation backup` file (restore it with the CLI)."""
     if request.method == "HEAD":  # no backup is built just to measure it
@@ -146,6 +157,18 @@ async def download_backup(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post(f"{API_BASE}/backup")
+@operation(
+    "The whole station as a backup file sealed with a passphrase (admin)",
+    content={
+        "application/json": {
+            "type": "object",
+            "properties": {"passphrase": {"type": "string", "minLength": MIN_PASSPHRASE}},
+            "required": ["passphrase"],
+        }
+    },
+    responses={200: "application/octet-stream"},
+    errors=(409,),
+)
 async def download_sealed_backup(request: web.Request) -> web.StreamResponse:
     """The same, sealed with ``{"passphrase": "…"}`` (at least 10 characters)."""
     body = await read_json(request)
@@ -162,6 +185,11 @@ PASSPHRASE_HEADER = "X-Backup-Passphrase"  # noqa: S105 (a header name)
 
 
 @routes.post(f"{API_BASE}/restore")
+@operation(
+    "Restore a backup file and restart in place (admin)",
+    content={"application/octet-stream": {"type": "string", "format": "binary"}},
+    errors=(409,),
+)
 async def restore_from_upload(request: web.Request) -> web.Response:
     """A backup file as the body (application/octet-stream; its passphrase, if sealed, in
     X-Backup-Passphrase): checked completely, then put in place while the daemon restarts.

@@ -16,6 +16,7 @@ from scanstation.config.risks import risky_settings
 from scanstation.store import audit
 from scanstation.web.context import API_BASE, Services, services
 from scanstation.web.errors import ApiError, read_json
+from scanstation.web.openapi import operation
 from scanstation.web.permissions import principal
 
 routes = web.RouteTableDef()
@@ -66,6 +67,7 @@ def _answer(svc: Services, change: config_edit.Plan) -> dict[str, Any]:
 
 
 @routes.get(f"{API_BASE}/config/schema")
+@operation("The settings form: sections, fields and values (admin)")
 async def config_form(request: web.Request) -> web.Response:
     svc = services(request)
     return web.json_response(
@@ -79,6 +81,20 @@ async def config_form(request: web.Request) -> web.Response:
 
 
 @routes.post(f"{API_BASE}/config/preview")
+@operation(
+    "Preview a configuration change: the diff and what restarts (admin)",
+    content={
+        "application/json": {
+            "type": "object",
+            "properties": {
+                "changes": {"type": "object", "description": "section.key → value (null removes)"},
+                "base_sha256": {"type": "string"},
+            },
+            "required": ["changes"],
+        }
+    },
+    errors=(409,),
+)
 async def preview(request: web.Request) -> web.Response:
     svc = services(request)
     _, changes = await _changes(request)
@@ -118,6 +134,20 @@ async def _write_and_restart(
 
 
 @routes.post(f"{API_BASE}/config/apply")
+@operation(
+    "Apply a configuration change and restart in place (admin)",
+    content={
+        "application/json": {
+            "type": "object",
+            "properties": {
+                "changes": {"type": "object", "description": "section.key → value (null removes)"},
+                "base_sha256": {"type": "string"},
+            },
+            "required": ["changes"],
+        }
+    },
+    errors=(409,),
+)
 async def apply(request: web.Request) -> web.Response:
     svc = services(request)
     body, changes = await _changes(request)
@@ -132,6 +162,7 @@ async def apply(request: web.Request) -> web.Response:
 
 
 @routes.post(f"{API_BASE}/config/rollback")
+@operation("Put the previous configuration file back and restart (admin)", errors=(409,))
 async def rollback(request: web.Request) -> web.Response:
     svc = services(request)
     path = _editable(svc)
