@@ -44,9 +44,9 @@ function topProduct(p) {
   if (p.name) return p.name;
   const gtin = h("span", { class: "mono" }, p.gtin);
   if (p.in_catalog === false) {
-    return [gtin, " ", h("span", { class: "badge NOT_FOUND", title: "Scanned, but not in the local catalog" }, "not in catalog")];
+    return [gtin, " ", h("span", { class: "badge NOT_FOUND", title: t("Scanned, but not in the local catalog") }, t("not in catalog"))];
   }
-  return [gtin, " ", h("span", { class: "muted" }, "(no name in the catalog)")];
+  return [gtin, " ", h("span", { class: "muted" }, t("(no name in the catalog)"))];
 }
 
 function statusStack(byStatus) {
