@@ -203,7 +203,7 @@ async def running_station(
                 triggers=default_triggers if triggers is None else triggers,
                 telemetry=telemetry,
                 # As app.py wires it: the station's API keys authorise commands too.
-                api_key_valid=lambda token: api_keys.verify(token) is not None,
+                api_key_role=lambda token: getattr(api_keys.verify(token), "role", None),
             )
             station.tasks.append(asyncio.create_task(station.link.run()))
         try:

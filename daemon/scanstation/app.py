@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -28,6 +29,7 @@ from scanstation.model import Capture, Enricher, Scan
 from scanstation.pipeline import Pipeline
 from scanstation.publish.mqtt import MqttLink
 from scanstation.readstats import ReadStats
+from scanstation.services.backup import backup_loop
 from scanstation.services.noreads import NoReadRing
 from scanstation.services.retention import retention_loop
 from scanstation.sources.base import Camera, Source
@@ -37,6 +39,7 @@ from scanstation.web.auth import ApiKeyStore
 from scanstation.web.context import Services
 from scanstation.web.limits import QuietAcceptErrors, limit_connections, raise_fd_limit
 from scanstation.web.server import make_app
+from scanstation.web.users import key_files
 
 if TYPE_CHECKING:
     from scanstation.hw.gpio import GpioIO
@@ -365,8 +368,11 @@ async def run(
     *,
     on_ready: Callable[[Daemon], None] | None = None,
     extra_sources: list[Source] | None = None,
+    config_path: Path | None = None,
+    restart: Callable[[], None] | None = None,
 ) -> None:
-    """Run the daemon until ``stop`` is set."""
+    """Run the daemon until ``stop`` is set. ``restart`` (with ``config_path``, the file the
+    config came from) lets the settings page restart it with the file read again."""
     private_dir(config.storage.path)  # 0700 whatever the umask: captures are private
     if warning := raise_fd_limit(config.http.max_connections):
         log.warning("%s", warning)
@@ -407,7 +413,7 @@ async def run(
             pipeline,
             triggers=triggers,
             telemetry=station_telemetry(sources, read_stats),
-            api_key_valid=lambda token: api_keys.verify(token) is not None,
+            api_key_role=lambda token: getattr(api_keys.verify(token), "role", None),
         )
         services = Services(
             config,
@@ -421,6 +427,8 @@ async def run(
             triggers=triggers,
             camera_stats={c.name: c.stats for c in all_cameras(sources)},
             mqtt=mqtt,
+            config_path=config_path,
+            restart=restart,
             read_stats=read_stats,
             noreads=ring,
         )
@@ -455,6 +463,10 @@ async def run(
                     tg.create_task(
                         retention_loop(config.images_path, config.storage.image_retention_days),
                         name="image-retention",
+                    ),
+                    tg.create_task(
+                        backup_loop(config, store, config_path, key_files(config)),
+                        name="backups",
                     ),
                     # systemd's watchdog is fed only while the database and these tasks live
                     # (a broker that is merely unreachable does not count as unhealthy).

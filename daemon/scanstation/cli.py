@@ -67,6 +67,21 @@ DELEGATED: dict[str, tuple[str, str, str]] = {
         "set_password_main",
         "set the web UI password",
     ),
+    "backup": (
+        "scanstation.commands.backup",
+        "backup_main",
+        "one file with the database, config, keys and images (safe while the daemon runs)",
+    ),
+    "restore": (
+        "scanstation.commands.backup",
+        "restore_main",
+        "restore a backup (daemon stopped; into empty storage, or over it with --force)",
+    ),
+    "user": (
+        "scanstation.commands.users",
+        "user_main",
+        "web UI users and their roles: add | list | remove | set-role | set-password",
+    ),
 }
 BENCHMARKS = (
     "ingest",
@@ -155,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
     key_sub = p.add_subparsers(dest="key_command", required=True, metavar="ACTION")
     create = key_sub.add_parser("create", help="create a key; printed alone on the last line")
     create.add_argument("--label", default="", help="a note to tell keys apart")
+    create.add_argument(
+        "--role",
+        default="admin",
+        choices=["admin", "operator", "viewer"],
+        help="what the key may do (default admin)",
+    )
     _config_arg(create)
     lst = key_sub.add_parser("list", help="list keys (ids and labels, never the keys)")
     _config_arg(lst)
@@ -213,8 +234,12 @@ def _run_until_signalled(
     seconds: float | None = None,
     on_ready: Callable[[Any], None] | None = None,
     extra_sources: list[Any] | None = None,
-) -> None:
+    config_path: Path | None = None,
+) -> bool:
+    """Runs the daemon; True when it stopped to restart (the settings page applied a change)."""
     from scanstation import app
+
+    restarting: list[bool] = []
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -223,9 +248,22 @@ def _run_until_signalled(
             loop.add_signal_handler(sig, stop.set)
         if seconds is not None:
             loop.call_later(seconds, stop.set)
-        await app.run(config, stop, on_ready=on_ready, extra_sources=extra_sources)
+
+        def restart() -> None:
+            restarting.append(True)
+            stop.set()
+
+        await app.run(
+            config,
+            stop,
+            on_ready=on_ready,
+            extra_sources=extra_sources,
+            config_path=config_path,
+            restart=restart if config_path is not None else None,
+        )
 
     asyncio.run(main())
+    return bool(restarting)
 
 
 # ---- commands ---------------------------------------------------------------------------
@@ -275,7 +313,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     os.umask(0o077)
     ensure_api_key(config, sys.stderr)
     ensure_ui_password(config, sys.stderr)
-    _run_until_signalled(config)
+    from scanstation.commands.backup import apply_staged
+
+    path = find_config_file(args.config)
+    # A change applied on the settings page (or a restore uploaded there) stops the daemon
+    # cleanly; it starts again here with the file read again (validated before it was
+    # written) and the staged restore put in place while nothing holds the storage.
+    apply_staged(config)
+    while _run_until_signalled(config, config_path=path):
+        log.info("restarting with the configuration %s", path)
+        config = _load(args)
+        apply_staged(config)
     return EXIT_OK
 
 
@@ -369,6 +417,9 @@ def cmd_catalog(args: argparse.Namespace) -> int:
             return await store.upsert_products(products)
 
     count = asyncio.run(main())
+    from scanstation.commands.users import record_audit
+
+    record_audit(config, "catalog.import", str(args.file), {"products": count})
     print(f"imported {count} products into {config.db_path}")
     return EXIT_OK
 
@@ -406,12 +457,23 @@ def cmd_api_key(args: argparse.Namespace) -> int:
     keys = ApiKeyStore(config.api_keys_path)
     if args.key_command == "list":
         writer = csv.writer(sys.stdout)
-        writer.writerow(["key_id", "label", "created"])
+        writer.writerow(["key_id", "label", "created", "role"])
         for record in keys.records():
-            writer.writerow(safe_row([record.key_id, record.label, record.created]))
+            writer.writerow(
+                safe_row([record.key_id, record.label, record.created, record.role.value])
+            )
         return EXIT_OK
-    key = keys.create(label=args.label)
-    print(f"Created an API key (stored hashed in {config.api_keys_path}); it is shown only now:")
+    from scanstation.commands.users import record_audit
+    from scanstation.services.roles import Role
+
+    role = Role(args.role)
+    key = keys.create(label=args.label, role=role)
+    key_id = key.split("_")[1]
+    record_audit(config, "api-key.create", key_id, {"label": args.label, "role": role.value})
+    print(
+        f"Created an API key with the {role.value} role (stored hashed in "
+        f"{config.api_keys_path}); it is shown only now:"
+    )
     print(key)
     return EXIT_OK
 

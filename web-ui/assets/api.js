@@ -1,5 +1,7 @@
 // The station's API as seen from the browser: the session cookie plus its CSRF token.
 
+import { t } from "./login/i18n.js";
+
 export const BASE = "/scanner/api/v1";
 let csrfToken = null;
 
@@ -22,8 +24,30 @@ export async function startSession() {
     toLogin();
     return false;
   }
-  csrfToken = (await resp.json()).csrf_token;
+  const session = await resp.json();
+  csrfToken = session.csrf_token;
+  // What the UI shows follows the role (CSS hides [data-needs] above it); the server refuses
+  // those requests anyway.
+  me = { username: session.username, role: session.role };
+  document.body.dataset.role = session.role;
   return true;
+}
+
+const RANK = { viewer: 0, operator: 1, admin: 2 };
+let me = { username: null, role: null };
+
+// The session's CSRF token, for a request the helpers below do not make (a file download).
+export function csrf() {
+  return csrfToken;
+}
+
+export function whoami() {
+  return me;
+}
+
+// Whether the logged-in user has at least this role.
+export function can(role) {
+  return me.role !== null && RANK[me.role] >= RANK[role];
 }
 
 export async function request(path, { method = "GET", body, raw, contentType } = {}) {
@@ -55,6 +79,22 @@ export const get = (path) => request(path);
 export const post = (path, body) => request(path, { method: "POST", body });
 export const patch = (path, body) => request(path, { method: "PATCH", body });
 export const put = (path, body) => request(path, { method: "PUT", body });
+
+// After a change that restarts the station: wait until it answers again, then reload.
+export async function waitForRestart(status) {
+  status.textContent = t("Restarting the station…");
+  await new Promise((r) => setTimeout(r, 1500));
+  for (let i = 0; i < 120; i++) {
+    try {
+      const resp = await fetch("/healthz", { cache: "no-store" });
+      if (resp.ok) break;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  location.reload();
+}
 
 export async function logout() {
   try {

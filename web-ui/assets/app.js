@@ -1,7 +1,8 @@
 // The app shell: login check, hash routes, and one live event stream shared by the views.
 
-import { BASE, get, logout, startSession } from "./api.js";
+import { BASE, get, logout, startSession, whoami } from "./api.js";
 import { clear, h } from "./dom.js";
+import { languageSwitch, loadLanguage, t, translateDom } from "./login/i18n.js";
 import * as live from "./views/live.js";
 import * as sessions from "./views/sessions.js";
 import * as session from "./views/session.js";
@@ -9,6 +10,8 @@ import * as capture from "./views/capture.js";
 import * as products from "./views/products.js";
 import * as dashboard from "./views/dashboard.js";
 import * as camera from "./views/camera.js";
+import * as admin from "./views/admin.js";
+import * as settings from "./views/settings.js";
 import * as noreads from "./views/noreads.js";
 
 const routes = [
@@ -19,6 +22,8 @@ const routes = [
   [/^#\/products$/, products, "products"],
   [/^#\/dashboard$/, dashboard, "dashboard"],
   [/^#\/camera$/, camera, "camera"],
+  [/^#\/admin$/, admin, "admin"],
+  [/^#\/settings$/, settings, "settings"],
   [/^#\/noreads$/, noreads, "dashboard"],
 ];
 
@@ -49,16 +54,17 @@ function connect() {
   source = new EventSource(`${BASE}/events`);
   source.addEventListener("open", () => {
     conn.className = "conn live";
-    text.textContent = "live";
-    conn.title = "Live updates are flowing";
+    text.textContent = t("live");
+    conn.title = t("Live updates are flowing");
   });
   source.addEventListener("error", async () => {
     conn.className = "conn down";
-    text.textContent = "offline";
-    conn.title = "Live updates stopped; retrying";
+    text.textContent = t("offline");
+    conn.title = t("Live updates stopped; retrying");
     // A closed stream may mean the login ended: check, and go to the login page if so.
     if (source.readyState === EventSource.CLOSED) {
-      if (await startSession()) setTimeout(connect, 3000);
+      // The station may be restarting (a settings change): try again until it answers.
+      if (await startSession().catch(() => true)) setTimeout(connect, 3000);
     }
   });
   for (const kind of ["capture", "session", "proposal", "product", "catalog", "alert", "dropped", "shutdown"]) {
@@ -95,14 +101,14 @@ async function render() {
   // Every route sets the title (an unknown one too), so the tab never shows the last page's.
   document.title = "scanstation";
   if (!found) {
-    view.append(h("h1", {}, "Not found"), h("p", {}, `No page at ${location.hash}. `, h("a", { href: "#/live" }, "Back to the live feed")));
+    view.append(h("h1", {}, t("Not found")), h("p", {}, t("No page at {hash}.", { hash: location.hash }), " ", h("a", { href: "#/live" }, t("Back to the live feed"))));
   } else {
     const ctx = { on, params: match.slice(1) };
     try {
       current = (await found[0].render(view, ctx)) || null;
     } catch (e) {
-      if (!view.querySelector("h1")) view.prepend(h("h1", {}, "Could not load this page"));
-      view.append(h("p", { class: "error", role: "alert" }, `Could not load this page: ${e.message}`));
+      if (!view.querySelector("h1")) view.prepend(h("h1", {}, t("Could not load this page")));
+      view.append(h("p", { class: "error", role: "alert" }, t("Could not load this page: {error}", { error: e.message })));
     }
   }
   const heading = view.querySelector("h1");
@@ -114,8 +120,13 @@ async function render() {
 }
 
 async function main() {
+  await loadLanguage();
+  translateDom();
+  document.getElementById("lang-slot").replaceWith(languageSwitch());
   if (!(await startSession())) return;
   document.getElementById("logout").addEventListener("click", logout);
+  const me = whoami();
+  if (me.username) document.getElementById("whoami").textContent = `${me.username} · ${t(me.role)}`;
   get("/stats")
     .then((s) => {
       document.getElementById("device-name").textContent = s.device_id || "scanstation";

@@ -1,5 +1,7 @@
 // Small DOM helpers: build elements without innerHTML (no markup injection from data).
 
+import { dateTime, language, number, percent as formatPercent, t } from "./login/i18n.js";
+
 export function h(tag, attrs = {}, ...children) {
   const svg = tag.startsWith("svg:");
   const el = svg
@@ -38,7 +40,7 @@ export function clear(el) {
 }
 
 export function badge(text, cls = text) {
-  return h("span", { class: `badge ${cls}` }, String(text).replace("_", " "));
+  return h("span", { class: `badge ${cls}` }, t(String(text)));
 }
 
 export function time(iso) {
@@ -47,24 +49,26 @@ export function time(iso) {
   const today = new Date();
   const sameDay = d.toDateString() === today.toDateString();
   return sameDay
-    ? d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" })
-    : d.toLocaleString([], { dateStyle: "short", timeStyle: "short" });
+    ? dateTime(d, { hour: "2-digit", minute: "2-digit", second: "2-digit" })
+    : dateTime(d, { dateStyle: "short", timeStyle: "short" });
 }
 
 export function ago(iso) {
-  if (!iso) return "never";
+  if (!iso) return t("never");
   const s = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
-  if (s < 60) return `${Math.round(s)} s ago`;
-  if (s < 3600) return `${Math.round(s / 60)} min ago`;
-  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
-  return `${Math.round(s / 86400)} d ago`;
+  const rtf = new Intl.RelativeTimeFormat(language(), { numeric: "always", style: "short" });
+  if (s < 60) return rtf.format(-Math.round(s), "second");
+  if (s < 3600) return rtf.format(-Math.round(s / 60), "minute");
+  if (s < 86400) return rtf.format(-Math.round(s / 3600), "hour");
+  return rtf.format(-Math.round(s / 86400), "day");
 }
 
 export function duration(seconds) {
   if (seconds === null || seconds === undefined) return "–";
-  if (seconds < 60) return `${Math.round(seconds)} s`;
-  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
-  return `${(seconds / 3600).toFixed(1)} h`;
+  const unit = (value, u) => number(value, { style: "unit", unit: u, unitDisplay: "short", maximumFractionDigits: 1 });
+  if (seconds < 60) return unit(Math.round(seconds), "second");
+  if (seconds < 3600) return unit(Math.round(seconds / 60), "minute");
+  return unit(seconds / 3600, "hour");
 }
 
 export function meter(percent) {
@@ -73,9 +77,9 @@ export function meter(percent) {
   fill.style.width = `${Math.max(0, Math.min(100, percent))}%`;
   return h(
     "div",
-    { class: "meter", role: "meter", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": percent, "aria-label": `completeness ${percent}%` },
+    { class: "meter", role: "meter", "aria-valuemin": 0, "aria-valuemax": 100, "aria-valuenow": percent, "aria-label": t("completeness {percent}", { percent: formatPercent(percent / 100) }) },
     h("div", { class: "bar" }, fill),
-    h("span", { class: "num" }, `${percent}%`),
+    h("span", { class: "num" }, formatPercent(percent / 100)),
   );
 }
 

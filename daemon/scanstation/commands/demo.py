@@ -453,7 +453,7 @@ def demo_storage(keep: bool) -> Iterator[Path]:
 
 def demo_main(
     args: argparse.Namespace,
-    run: Callable[..., None],
+    run: Callable[..., object],
     ensure_api_key: Callable[[Config, Any], str | None],
 ) -> int:
     """`scanstation demo`; `run` runs the daemon until a signal (cli's _run_until_signalled)."""

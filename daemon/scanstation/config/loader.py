@@ -45,6 +45,7 @@ from scanstation.config.sources import (
     SourceConfig,
 )
 from scanstation.config.station import (
+    BackupConfig,
     ChecksConfig,
     DeviceConfig,
     Gs1Config,
@@ -56,6 +57,7 @@ from scanstation.config.station import (
 class Config(Section):
     device: DeviceConfig = Field(default_factory=DeviceConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
+    backup: BackupConfig = Field(default_factory=BackupConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
     session: SessionConfig = Field(default_factory=SessionConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)

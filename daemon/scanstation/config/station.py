@@ -45,6 +45,30 @@ class DeviceConfig(Section):
         return value
 
 
+class BackupConfig(Section):
+    path: Path | None = Field(
+        None,
+        description="Folder for scheduled backups (`scanstation backup` files named "
+        "`<device>-<UTC time>.backup`); unset: no scheduled backups",
+    )
+    interval_h: float = Field(24.0, gt=0, le=24 * 31, description="Hours between two backups")
+    keep: int = Field(
+        7, ge=1, le=1000, description="Scheduled backups kept in the folder; older ones go"
+    )
+    passphrase_file: Path | None = Field(
+        None, description="File holding a passphrase: scheduled backups are then encrypted"
+    )
+    url: str | None = Field(
+        None,
+        pattern=r"^https?://",
+        description="Also send each scheduled backup here (HTTP POST of the file, "
+        "application/octet-stream, its name in X-Scanstation-Backup)",
+    )
+    token_file: Path | None = Field(
+        None, description="File holding a token sent as `Authorization: Bearer <token>` to url"
+    )
+
+
 class StorageConfig(Section):
     path: Path = Field(
         Path("/var/lib/scanstation"), description="Directory of the SQLite database and images"

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from scanstation.jsonlimits import JsonLimitError, loads_limited
 from scanstation.model import MetadataError, validate_metadata
 from scanstation.publish import PublishError
+from scanstation.services.roles import Role, allows
 
 COMMANDS = (
     "session.start",
@@ -24,6 +25,19 @@ COMMANDS = (
     "outbox.replay",
 )
 """Command names accepted on ``{prefix}/{device}/cmd/{name}``."""
+
+COMMAND_ROLES: dict[str, Role] = {
+    "session.start": Role.OPERATOR,
+    "session.end": Role.OPERATOR,
+    "trigger": Role.OPERATOR,
+    "capture.retry": Role.OPERATOR,
+    "catalog.upsert": Role.ADMIN,
+    "telemetry.now": Role.VIEWER,
+    # Resends what was delivered: the collector asks with the fleet's command token (admin);
+    # a viewer's key may not make a station republish its history.
+    "outbox.replay": Role.OPERATOR,
+}
+"""The least role of an API key that may run each command (the command token is admin)."""
 
 
 COMMAND_QUEUE = 256
@@ -135,6 +149,9 @@ class CommandAuth:
     """The secret read from ``[mqtt] command_token_file`` (None: API keys only)."""
     api_key_valid: Callable[[str], bool] | None = None
     """Whether a string is one of the station's API keys (None: no API keys accepted)."""
+    api_key_role: Callable[[str], Role | None] | None = None
+    """The role of a station API key, None for a string that is not one (used before
+    ``api_key_valid``, whose keys count as admin keys)."""
     exempt: frozenset[str] = frozenset()
     """Commands run without a token (``[mqtt] commands_without_token``)."""
 
@@ -162,13 +179,28 @@ def authorize_command(name: str, authorization: str | None, auth: CommandAuth) -
             f"{name}: authorization must be 'Bearer <token>'",
             "authorization",
         )
+    role = _token_role(token, auth)
+    if role is None:
+        raise CommandError(
+            "unauthorized", f"{name}: the authorization token is not valid", "authorization"
+        )
+    minimum = COMMAND_ROLES.get(name, Role.ADMIN)
+    if not allows(role, minimum):
+        raise CommandError(
+            "forbidden",
+            f"{name}: the API key has the {role.value} role; the command needs {minimum.value}",
+            "authorization",
+        )
+
+
+def _token_role(token: str, auth: CommandAuth) -> Role | None:
     if auth.token and hmac.compare_digest(token.encode(), auth.token.encode()):
-        return
+        return Role.ADMIN
+    if auth.api_key_role is not None and (role := auth.api_key_role(token)) is not None:
+        return role
     if auth.api_key_valid is not None and auth.api_key_valid(token):
-        return
-    raise CommandError(
-        "unauthorized", f"{name}: the authorization token is not valid", "authorization"
-    )
+        return Role.ADMIN
+    return None
 
 
 def parse_command(

@@ -59,6 +59,7 @@ from scanstation.publish.connection import (
 )
 from scanstation.publish.discovery import discovery_messages
 from scanstation.publish.topics import client_id_for, status_payload, topics_for
+from scanstation.services.roles import Role
 from scanstation.store import NotFound, OutboxEvent, Store, StoreError
 
 log = logging.getLogger(__name__)
@@ -188,10 +189,13 @@ class MqttLink:
         triggers: Mapping[str, Callable[[], None]] = {},
         telemetry: Callable[[], dict[str, Any]] | None = None,
         api_key_valid: Callable[[str], bool] | None = None,
+        api_key_role: Callable[[str], Role | None] | None = None,
     ) -> None:
-        """``api_key_valid``: whether a token is a station API key (commands accept one)."""
+        """``api_key_role``: the role of a station API key (None: not a key), checked against
+        each command's minimum role; ``api_key_valid``: a key check whose keys are admins."""
         self.config = config
         self.api_key_valid = api_key_valid
+        self.api_key_role = api_key_role
         self.mqtt = config.mqtt
         self.store = store
         self.pipeline = pipeline
@@ -725,6 +729,7 @@ class MqttLink:
         return CommandAuth(
             token=token,
             api_key_valid=self.api_key_valid,
+            api_key_role=self.api_key_role,
             exempt=frozenset(self.mqtt.commands_without_token),
         )
 
@@ -743,7 +748,7 @@ class MqttLink:
                 authorization=message.authorization,
             )
         except CommandError as exc:
-            if exc.code == "unauthorized":
+            if exc.code in ("unauthorized", "forbidden"):
                 self._c.commands_unauthorized += 1
                 log.info("MQTT: command %s refused: %s", name, exc)
             else:

@@ -78,3 +78,42 @@ async def write_products_csv(store: Store, out: TextIO) -> int:
         if len(products) < 500:
             return count
         offset += 500
+
+
+AUDIT_CSV_COLUMNS = ("time", "actor", "action", "target", "outcome", "remote", "detail")
+
+
+async def write_audit_csv(
+    store: Store, out: TextIO, *, since: float | None = None, until: float | None = None
+) -> int:
+    """The audit log as CSV, oldest first (every cell safe for spreadsheets)."""
+    from scanstation.store import audit
+
+    writer = csv.writer(out)
+    writer.writerow(AUDIT_CSV_COLUMNS)
+    total, offset, pages = 0, 0, []
+    while True:
+        count, page = await audit.entries(
+            store, limit=1000, offset=offset, since=since, until=until
+        )
+        pages.append(page)
+        offset += len(page)
+        if len(page) < 1000 or offset >= count:
+            break
+    for page in reversed(pages):
+        for e in reversed(page):
+            writer.writerow(
+                safe_row(
+                    [
+                        iso(e.time),
+                        e.actor,
+                        e.action,
+                        e.target,
+                        e.outcome,
+                        e.remote,
+                        json.dumps(e.detail, ensure_ascii=False, sort_keys=True),
+                    ]
+                )
+            )
+            total += 1
+    return total

@@ -168,6 +168,21 @@ MIGRATIONS: tuple[str, ...] = (
     """
     DROP INDEX IF EXISTS captures_gtin;
     """,
+    # Security-relevant actions (logins, failed logins, users and roles, API keys, the
+    # configuration, catalog imports, backups): who did what, when, from where.
+    """
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL DEFAULT '',
+        outcome TEXT NOT NULL DEFAULT 'ok',
+        remote TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX audit_log_time ON audit_log(time);
+    """,
 )
 
 

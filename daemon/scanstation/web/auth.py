@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scanstation.jsonlimits import loads_limited
+from scanstation.services.roles import Role
 
 KEY_PREFIX = "ss_"
 
@@ -29,6 +30,8 @@ class ApiKeyRecord:
     sha256: str
     label: str
     created: float
+    role: Role = Role.ADMIN
+    """What the key may do (keys made before roles existed are admin keys)."""
 
 
 class ApiKeyStore:
@@ -47,15 +50,18 @@ class ApiKeyStore:
             return []
         if mtime != self._mtime:
             data = loads_limited(self.path.read_text(encoding="utf-8") or "[]")
-            self._records = [ApiKeyRecord(**item) for item in data]
+            self._records = [
+                ApiKeyRecord(**{**item, "role": Role(item.get("role", Role.ADMIN))})
+                for item in data
+            ]
             self._mtime = mtime
         return self._records
 
-    def create(self, label: str = "") -> str:
+    def create(self, label: str = "", role: Role = Role.ADMIN) -> str:
         """Make a new key, store its hash and return the key (shown once, never stored)."""
         key_id = secrets.token_hex(4)
         key = f"{KEY_PREFIX}{key_id}_{secrets.token_urlsafe(32)}"
-        record = ApiKeyRecord(key_id, hash_key(key), label, time.time())
+        record = ApiKeyRecord(key_id, hash_key(key), label, time.time(), role)
         records = [*self.records(), record]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
@@ -85,4 +91,5 @@ def _as_dict(record: ApiKeyRecord) -> dict[str, object]:
         "sha256": record.sha256,
         "label": record.label,
         "created": record.created,
+        "role": record.role.value,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -35,6 +36,10 @@ class Services:
     """Counters of the camera sources (frames, decodes, no-reads, fps, decode ms), by name."""
     mqtt: Any = None
     """The MQTT link (its ``state`` feeds /stats and /metrics); None in tests without one."""
+    config_path: Path | None = None
+    """The config file the daemon was started with (the settings page edits it)."""
+    restart: Callable[[], None] | None = None
+    """Restarts the daemon in place with the config file read again (None: cannot)."""
     read_stats: ReadStats = field(default_factory=ReadStats)
     """Read-rate statistics and quality trends per source (/stats, /metrics)."""
     noreads: NoReadRing | None = None

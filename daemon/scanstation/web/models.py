@@ -31,6 +31,7 @@ from scanstation.model import (
     PUBLIC_ID_LENGTH,
     RAW_VALUE_MAX_LENGTH,
 )
+from scanstation.services.roles import Role
 from scanstation.web.passwords import MAX_LENGTH as PASSWORD_MAX_LENGTH
 
 PUBLIC_ID_PATTERN = f"^[{PUBLIC_ID_ALPHABET}]{{{PUBLIC_ID_LENGTH}}}$"
@@ -426,6 +427,16 @@ class TimeRange(Query):
     until: str | None = Field(None, max_length=40, description="As since.")
 
 
+class AuditQuery(PageQuery):
+    action: str = Field(
+        "", max_length=40, description="An action (login) or its prefix (user, config)."
+    )
+    since: str | None = Field(
+        None, max_length=40, description="ISO 8601, epoch seconds, or an age such as 7d."
+    )
+    until: str | None = Field(None, max_length=40, description="As since.")
+
+
 class ImageQuery(Query):
     width: int | None = Field(None, ge=32, le=1024, description="A JPEG thumbnail this wide.")
 
@@ -450,6 +461,8 @@ class UiSessionOut(BaseModel):
     idle_timeout_s: float | None = None
     expires: float | None = None
     api_key: bool | None = Field(None, description="True when asked with an API key instead.")
+    username: str | None = Field(None, description="Who is logged in (key:<id> for an API key).")
+    role: Role | None = Field(None, description="That user's or key's role.")
 
 
 class LoggedOut(Out):
@@ -465,6 +478,9 @@ class HealthOut(Out):
 
 class LoginBody(Body):
     password: Annotated[str, StringConstraints(min_length=1, max_length=PASSWORD_MAX_LENGTH)]
+    username: Annotated[str, StringConstraints(max_length=64)] = Field(
+        "", description="A named user; empty or admin logs in the first admin."
+    )
 
 
 class AnyObject(BaseModel):

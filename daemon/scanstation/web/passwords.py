@@ -111,7 +111,7 @@ def password_path(config: Config) -> Path:
     return config.storage.path / PASSWORD_FILE
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write ``text`` atomically to ``path`` with mode 0600 (never readable by others)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -128,7 +128,7 @@ def _write_private(path: Path, text: str) -> None:
 def set_password(config: Config, password: str) -> Path:
     """Store the hash of ``password`` as the UI password; returns the file written."""
     path = password_path(config)
-    _write_private(path, hash_password(password).encode() + "\n")
+    write_private(path, hash_password(password).encode() + "\n")
     # A generated first-run password is no longer valid: do not leave it lying around.
     with contextlib.suppress(FileNotFoundError):
         (config.storage.path / INITIAL_PASSWORD_NOTE).unlink()
@@ -173,7 +173,7 @@ def ensure_ui_password(config: Config, out: TextIO = sys.stderr) -> Path | None:
     password = secrets.token_urlsafe(12)
     set_password(config, password)
     note = config.storage.path / INITIAL_PASSWORD_NOTE
-    _write_private(note, password + "\n")
+    write_private(note, password + "\n")
     print(f"No web UI password was set: generated one, stored in {note} (mode 0600).", file=out)
     print(
         "Log in with it, then change it with `scanstation set-password` (which deletes that file).",

@@ -14,9 +14,11 @@ from scanstation.web.auth import ApiKeyStore
 from scanstation.web.context import SERVICES, Services
 from scanstation.web.errors import Handler, error_middleware, error_response
 from scanstation.web.passwords import PasswordStore, password_path
+from scanstation.web.permissions import role_middleware
 from scanstation.web.routes import setup_routes
 from scanstation.web.ui import security_headers_middleware, setup_ui
 from scanstation.web.ui_auth import auth_middleware, setup_ui_auth
+from scanstation.web.users import UserStore, users_path
 
 API_KEYS = web.AppKey("api_keys", ApiKeyStore)
 OPEN_PATHS = frozenset({"/healthz"})
@@ -98,12 +100,20 @@ def make_app(
             host_allowlist_middleware(allowed, explicit=bool(config.http.allowed_hosts)),
             # X-API-Key (as api_key_middleware did) or the UI's sessionid cookie + CSRF token.
             auth_middleware,
+            # Then the route's minimum role (web/permissions.py) for that principal.
+            role_middleware,
         ],
         client_max_size=config.http.max_upload_bytes + 64 * 1024,
     )
     app[SERVICES] = services
     app[API_KEYS] = ApiKeyStore(config.api_keys_path)
-    setup_ui_auth(app, services.store, PasswordStore(password_path(config)), app[API_KEYS])
+    setup_ui_auth(
+        app,
+        services.store,
+        PasswordStore(password_path(config)),
+        app[API_KEYS],
+        UserStore(users_path(config)),
+    )
     setup_routes(app, previews)
     setup_ui(app, web_ui)
     return app

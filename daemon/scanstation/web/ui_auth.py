@@ -21,12 +21,15 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from scanstation.store import Store, ui_sessions
+from scanstation.services.roles import Role
+from scanstation.store import Store, audit, ui_sessions
 from scanstation.web.auth import ApiKeyStore
 from scanstation.web.errors import ApiError, Handler, error_response, read_json
 from scanstation.web.models import LoggedOut, LoginBody, UiSessionOut
 from scanstation.web.openapi import operation
-from scanstation.web.passwords import MAX_LENGTH, PasswordStore
+from scanstation.web.passwords import MAX_LENGTH, PasswordStore, hash_password, verify_password
+from scanstation.web.permissions import PRINCIPAL, Principal
+from scanstation.web.users import FIRST_ADMIN, UserStore
 
 log = logging.getLogger(__name__)
 
@@ -137,8 +140,14 @@ class UiSessionTable:
         self._touched[session.token_sha256] = now
         return token, session
 
-    def lookup(self, token: str | None, password_tag: str | None) -> UiSession | None:
-        """The live session for a cookie value, or None (unknown, expired, old password)."""
+    def lookup(
+        self, token: str | None, current_tag: Callable[[str], str | None]
+    ) -> UiSession | None:
+        """The live session for a cookie value, or None (unknown, expired, old password).
+
+        ``current_tag`` maps the tag stored at login to the tag its user has now (None: the
+        user is gone); a different tag means the password changed since the login.
+        """
         if not token or len(token) > 100:
             return None
         digest = _digest(token)
@@ -146,6 +155,7 @@ class UiSessionTable:
         if session is None:
             return None
         now = self.clock()
+        password_tag = current_tag(session.password_tag)
         expired = (
             now - session.last_seen > IDLE_TTL_S
             or now - session.created > ABSOLUTE_TTL_S
@@ -254,17 +264,72 @@ class UiAuth:
     passwords: PasswordStore
     sessions: UiSessionTable
     api_keys: ApiKeyStore
+    users: UserStore | None = None
+    """Named users besides the first admin (None: only the first admin logs in)."""
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
 
     def password_tag(self) -> str | None:
+        """The first admin's tag: which ``ui-password`` hash is current."""
         try:
             current = self.passwords.current()
         except ValueError:
             return None
         return None if current is None else _digest(current.encode())[:16]
 
+    def user_tag(self, name: str) -> str | None:
+        """A named user's tag (``u:<name>:<hash digest>``), None when there is no such user."""
+        user = self._user(name)
+        return None if user is None else f"u:{name}:{_digest(user.password.encode())[:16]}"
+
+    def current_tag(self, stored: str) -> str | None:
+        """The tag the user a session was opened for has now (see UiSessionTable.lookup)."""
+        if stored.startswith("u:"):
+            return self.user_tag(stored.split(":", 2)[1])
+        return self.password_tag()
+
+    def principal_of(self, session: UiSession) -> Principal | None:
+        if not session.password_tag.startswith("u:"):
+            return Principal(FIRST_ADMIN, Role.ADMIN, "user")
+        user = self._user(session.password_tag.split(":", 2)[1])
+        return None if user is None else Principal(user.name, user.role, "user")
+
+    def _user(self, name: str) -> Any:
+        if self.users is None:
+            return None
+        try:
+            return self.users.get(name)
+        except (ValueError, KeyError, TypeError, OSError):  # a damaged users file: no users
+            log.warning("cannot read the users file %s", self.users.path, exc_info=True)
+            return None
+
+    def lookup(self, request: web.Request) -> tuple[UiSession, Principal] | None:
+        """The live session of a request's cookie and who it belongs to, or None."""
+        session = self.sessions.lookup(request.cookies.get(COOKIE_NAME), self.current_tag)
+        if session is None:
+            return None
+        who = self.principal_of(session)
+        return None if who is None else (session, who)
+
+    def check_login(self, username: str, password: str) -> str | None:
+        """Blocking (scrypt): the tag of a session for these credentials, None if wrong."""
+        if username in ("", FIRST_ADMIN):
+            return self.password_tag() if self.passwords.verify(password) else None
+        user = self._user(username)
+        if user is None:
+            # The same scrypt work as for a real user: timing does not tell names apart.
+            verify_password(password, _dummy_hash())
+            return None
+        return self.user_tag(username) if verify_password(password, user.password) else None
+
 
 UI_AUTH = web.AppKey("ui_auth", UiAuth)
+_DUMMY: list[Any] = []
+
+
+def _dummy_hash() -> Any:
+    if not _DUMMY:
+        _DUMMY.append(hash_password(secrets.token_urlsafe(16)))
+    return _DUMMY[0]
 
 
 def open_path(path: str, method: str) -> bool:
@@ -301,19 +366,22 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     auth = request.app[UI_AUTH]
     key = request.headers.get(API_KEY_HEADER)
     if key is not None:
-        if auth.api_keys.verify(key) is None:
+        record = auth.api_keys.verify(key)
+        if record is None:
             return error_response(
                 401, "the API key is not valid", headers={"WWW-Authenticate": API_KEY_HEADER}
             )
+        request[PRINCIPAL] = Principal(f"key:{record.key_id}", record.role, "api-key")
         return await handler(request)
-    session = auth.sessions.lookup(request.cookies.get(COOKIE_NAME), auth.password_tag())
-    if session is None:
+    found = auth.lookup(request)
+    if found is None:
         message = (
             "log in to the web UI, or send a valid X-API-Key header"
             if COOKIE_NAME not in request.cookies
             else "the UI session has ended; log in again"
         )
         return _unauthenticated(request, message)
+    session, request[PRINCIPAL] = found
     if request.method not in SAFE_METHODS:
         # Either convention (SPEC §10): X-CSRF-Token, or Django's X-CSRFToken echoing the
         # csrftoken cookie. Both are compared with this session's own token, so a cookie
@@ -356,8 +424,10 @@ def _set_csrf_cookie(response: web.Response, request: web.Request, session: UiSe
     )
 
 
-def _session_body(session: UiSession) -> dict[str, Any]:
+def _session_body(session: UiSession, who: Principal) -> dict[str, Any]:
     return {
+        "username": who.name,
+        "role": who.role.value,
         "csrf_token": session.csrf_token,
         "created": session.created,
         "idle_timeout_s": IDLE_TTL_S,
@@ -372,7 +442,10 @@ def _session_body(session: UiSession) -> dict[str, Any]:
     errors=(401, 429),
 )
 async def login(request: web.Request) -> web.Response:
-    """POST /auth/login {"password"} → the sessionid cookie and the session's CSRF token."""
+    """POST /auth/login {"username", "password"} → the sessionid cookie and the CSRF token.
+
+    Without a username (or with ``admin``) the password is the first admin's.
+    """
     auth = request.app[UI_AUTH]
     address = request.remote or "unknown"
     wait = auth.limiter.retry_after(address)
@@ -388,24 +461,41 @@ async def login(request: web.Request) -> web.Response:
     if request.content_type != "application/json":
         raise ApiError(415, f"expected a JSON body (application/json), got {request.content_type}")
     body = await read_json(request, max_bytes=MAX_LENGTH + 256)
-    password = LoginBody.model_validate(body if isinstance(body, dict) else {}).password
-    tag = auth.password_tag()
-    if tag is None:
+    sent = LoginBody.model_validate(body if isinstance(body, dict) else {})
+    password = sent.password
+    username = sent.username.strip().lower()
+    if username in ("", FIRST_ADMIN) and auth.password_tag() is None:
         raise ApiError(
             403,
             "no web UI password is set on this device; run `scanstation set-password`",
             field="password",
         )
-    if not await asyncio.to_thread(auth.passwords.verify, password):
+    tag = await asyncio.to_thread(auth.check_login, username, password)
+    if tag is None:
         auth.limiter.failed(address)
         log.warning(
             "failed UI login from %s (%d in a row)", address, auth.limiter.failures(address)
         )
-        raise ApiError(401, "wrong password", field="password")
+        await audit.record(
+            auth.sessions.store,
+            username or FIRST_ADMIN,
+            "login",
+            outcome="refused",
+            remote=address,
+            detail={"failures_in_a_row": auth.limiter.failures(address)},
+        )
+        raise ApiError(
+            401, "wrong user name or password" if username else "wrong password", field="password"
+        )
     auth.limiter.succeeded(address)
     await auth.sessions.delete(request.cookies.get(COOKIE_NAME))  # no session fixation
     token, session = await auth.sessions.create(tag, address, request.headers.get("User-Agent", ""))
-    response = web.json_response(_session_body(session))
+    who = auth.principal_of(session)
+    assert who is not None  # the tag was just checked
+    await audit.record(
+        auth.sessions.store, who.name, "login", remote=address, detail={"role": who.role.value}
+    )
+    response = web.json_response(_session_body(session, who))
     _set_cookie(response, request, token)
     _set_csrf_cookie(response, request, session)
     return response
@@ -424,20 +514,26 @@ async def logout(request: web.Request) -> web.Response:
 @operation("The web UI session's CSRF token", responses={200: UiSessionOut})
 async def current_session(request: web.Request) -> web.Response:
     """GET /auth/session: the CSRF token of the logged-in browser (401 without a session)."""
-    auth = request.app[UI_AUTH]
-    session = auth.sessions.lookup(request.cookies.get(COOKIE_NAME), auth.password_tag())
-    if session is None:  # the middleware let an X-API-Key request through
-        return web.json_response({"csrf_token": None, "api_key": True})
-    response = web.json_response(_session_body(session))
-    _set_csrf_cookie(response, request, session)
+    found = request.app[UI_AUTH].lookup(request)
+    if found is None:  # the middleware let an X-API-Key request through
+        who = request[PRINCIPAL]
+        return web.json_response(
+            {"csrf_token": None, "api_key": True, "username": who.name, "role": who.role.value}
+        )
+    response = web.json_response(_session_body(*found))
+    _set_csrf_cookie(response, request, found[0])
     return response
 
 
 def setup_ui_auth(
-    app: web.Application, store: Store, passwords: PasswordStore, keys: ApiKeyStore
+    app: web.Application,
+    store: Store,
+    passwords: PasswordStore,
+    keys: ApiKeyStore,
+    users: UserStore | None = None,
 ) -> None:
     """Register the login routes and open/close the session table with the app."""
-    auth = UiAuth(passwords, UiSessionTable(store), keys)
+    auth = UiAuth(passwords, UiSessionTable(store), keys, users)
     app[UI_AUTH] = auth
 
     async def sessions_ctx(app: web.Application) -> Any:

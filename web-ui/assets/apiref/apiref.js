@@ -1,7 +1,12 @@
 // The API reference page: renders the station's own OpenAPI document (no copy of it here).
 // Text goes in with textContent only: nothing from the document is parsed as HTML.
 
+import { N_, loadLanguage, t, translateDom } from "/assets/login/i18n.js";
+
 const DOC_URL = "/scanner/api/v1/openapi.json";
+const FIELD_COLUMNS = [N_("field"), N_("type"), "", N_("rules"), N_("meaning")];
+const PARAM_COLUMNS = [N_("parameter"), N_("in"), N_("type"), "", N_("rules"), N_("meaning")];
+const column = (key) => el("th", {}, key ? t(key) : "");
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -70,7 +75,7 @@ function fieldTable(doc, schema) {
       { "data-field": name },
       el("td", {}, el("code", {}, name)),
       el("td", {}, typeOf(doc, prop)),
-      el("td", {}, required.has(name) ? "required" : "optional"),
+      el("td", {}, required.has(name) ? t("required") : t("optional")),
       el("td", { class: "rule" }, rulesOf(prop)),
       el("td", {}, prop.description || resolve(doc, prop).description || ""),
     ),
@@ -78,18 +83,18 @@ function fieldTable(doc, schema) {
   return el(
     "table",
     {},
-    el("thead", {}, el("tr", {}, ["field", "type", "", "rules", "meaning"].map((t) => el("th", {}, t)))),
+    el("thead", {}, el("tr", {}, FIELD_COLUMNS.map(column))),
     el("tbody", {}, rows),
   );
 }
 
 // "auth: X-API-Key header, or sessionid cookie + X-CSRF-Token header, or …"
 function authText(doc, security) {
-  if (!security || security.length === 0) return "open (no credentials)";
+  if (!security || security.length === 0) return t("open (no credentials)");
   const schemes = doc.components.securitySchemes || {};
   const describe = (key) => (schemes[key] ? `${schemes[key].name} ${schemes[key].in}` : key);
   const ways = security.map((req) => Object.keys(req).map(describe).join(" + "));
-  return `auth: ${ways.join(", or ")}`;
+  return t("auth: {ways}", { ways: ways.join(t(", or ")) });
 }
 
 function operation(doc, path, method, op) {
@@ -107,32 +112,34 @@ function operation(doc, path, method, op) {
     el("p", { class: "auth" }, authText(doc, op.security)),
     op.description ? el("p", {}, op.description) : null,
     params.length
-      ? [el("h4", {}, "Parameters"),
+      ? [el("h4", {}, t("Parameters")),
         el("table", {},
-          el("thead", {}, el("tr", {}, ["name", "in", "type", "", "rules", "meaning"].map((t) => el("th", {}, t)))),
+          el("thead", {}, el("tr", {}, PARAM_COLUMNS.map(column))),
           el("tbody", {}, params.map((p) => el("tr", { "data-field": p.name },
             el("td", {}, el("code", {}, p.name)), el("td", {}, p.in), el("td", {}, typeOf(doc, p.schema)),
-            el("td", {}, p.required ? "required" : "optional"), el("td", { class: "rule" }, rulesOf(p.schema || {})),
+            el("td", {}, p.required ? t("required") : t("optional")), el("td", { class: "rule" }, rulesOf(p.schema || {})),
             el("td", {}, p.description || "")))))]
       : null,
     body.map(([media, content]) => [
-      el("h4", {}, `Request body (${media})`),
+      el("h4", {}, t("Request body ({media})", { media })),
       fieldTable(doc, content.schema),
     ]),
     ok.map(([status, answer]) => [
-      el("h4", {}, `${status}: ${Object.keys(answer.content || {}).join(", ") || "no body"}`),
+      el("h4", {}, `${status}: ${Object.keys(answer.content || {}).join(", ") || t("no body")}`),
       answer.content && answer.content["application/json"]
         ? fieldTable(doc, answer.content["application/json"].schema)
         : null,
     ]),
     errors.length
-      ? el("p", { class: "muted" }, `Errors ${errors.join(", ")}: `,
+      ? el("p", { class: "muted" }, t("Errors {statuses}:", { statuses: errors.join(", ") }), " ",
         el("code", {}, '{"error": {"code", "message", "field"}}'))
       : null,
   );
 }
 
 async function main() {
+  await loadLanguage();
+  translateDom();
   const main = document.getElementById("reference");
   const toc = document.getElementById("toc");
   const response = await fetch(DOC_URL, { credentials: "same-origin" });
@@ -141,11 +148,11 @@ async function main() {
     return;
   }
   if (!response.ok) {
-    main.replaceChildren(el("p", { role: "alert" }, `Could not load ${DOC_URL}: ${response.status}`));
+    main.replaceChildren(el("p", { role: "alert" }, t("Could not load {url}: {status}", { url: DOC_URL, status: response.status })));
     return;
   }
   const doc = await response.json();
-  document.title = `${doc.info.title} ${doc.info.version} · API reference`;
+  document.title = `${doc.info.title} ${doc.info.version} · ${t("API reference")}`;
   const groups = new Map();
   for (const [path, item] of Object.entries(doc.paths)) {
     const group = path.replace("/scanner/api/v1", "").split("/")[1] || "station";

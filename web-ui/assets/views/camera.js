@@ -2,6 +2,7 @@
 
 import { BASE, get } from "../api.js";
 import { clear, h } from "../dom.js";
+import { number, t } from "../login/i18n.js";
 
 // Variance of the Laplacian of a grey downscaled frame: higher is sharper (compare while turning the lens).
 function sharpness(img, canvas) {
@@ -26,30 +27,30 @@ function sharpness(img, canvas) {
 export async function render(view) {
   const stats = await get("/stats");
   const cameras = stats.sources.filter((s) => s.preview);
-  view.append(h("h1", {}, "Camera preview"));
+  view.append(h("h1", {}, t("Camera preview")));
   if (!cameras.length) {
     view.append(h("p", { class: "empty" }, stats.sources.length
-      ? "None of the configured sources offers a preview (only cameras do)."
-      : "No sources are configured."));
+      ? t("None of the configured sources offers a preview (only cameras do).")
+      : t("No sources are configured.")));
     return null;
   }
-  const select = h("select", { id: "camera-source" }, cameras.map((c) => h("option", { value: c.name }, `${c.name} (${c.state})`)));
+  const select = h("select", { id: "camera-source" }, cameras.map((c) => h("option", { value: c.name }, `${c.name} (${t(c.state)})`)));
   const mode = h("select", { id: "camera-mode" },
-    h("option", { value: "frames" }, "Live (frames, about 5 a second)"),
-    h("option", { value: "stream" }, "MJPEG stream"),
-    h("option", { value: "slow" }, "Slow link (a frame every 2 s)"));
+    h("option", { value: "frames" }, t("Live (frames, about 5 a second)")),
+    h("option", { value: "stream" }, t("MJPEG stream")),
+    h("option", { value: "slow" }, t("Slow link (a frame every 2 s)")));
   const focus = h("output", { id: "focus", "aria-live": "off" }, "–");
-  const img = h("img", { alt: "Camera preview", id: "camera-img" });
+  const img = h("img", { alt: t("Camera preview"), id: "camera-img" });
   const holder = h("div", { class: "camera-view" }, img, h("div", { class: "crosshair", "aria-hidden": "true" }));
   const canvas = h("canvas", { hidden: true });
   view.append(
     h("div", { class: "toolbar" },
-      h("div", { class: "field" }, h("label", { for: "camera-source" }, "Camera"), select),
-      h("div", { class: "field" }, h("label", { for: "camera-mode" }, "Mode"), mode),
-      h("div", { class: "field" }, h("label", { for: "focus" }, "Sharpness"), focus)),
+      h("div", { class: "field" }, h("label", { for: "camera-source" }, t("Camera")), select),
+      h("div", { class: "field" }, h("label", { for: "camera-mode" }, t("Mode")), mode),
+      h("div", { class: "field" }, h("label", { for: "focus" }, t("Sharpness")), focus)),
     holder,
     canvas,
-    h("p", { class: "hint" }, "Turn the focus ring until the sharpness figure peaks; centre the code on the cross."),
+    h("p", { class: "hint" }, t("Turn the focus ring until the sharpness figure peaks; centre the code on the cross.")),
   );
   let run = 0; // bumped on every change: an older frame loop sees it and stops
   let focusTimer = null;
@@ -68,10 +69,10 @@ export async function render(view) {
           if (objectUrl) URL.revokeObjectURL(objectUrl);
           objectUrl = url;
         } else {
-          focus.textContent = resp.status === 409 ? "no frame yet" : `error ${resp.status}`;
+          focus.textContent = resp.status === 409 ? t("no frame yet") : t("error {status}", { status: resp.status });
         }
       } catch {
-        focus.textContent = "offline";
+        focus.textContent = t("offline");
       }
       await new Promise((r) => setTimeout(r, Math.max(0, pauseMs - (performance.now() - started))));
     }
@@ -89,13 +90,13 @@ export async function render(view) {
   focusTimer = setInterval(() => {
     if (img.complete && img.naturalWidth) {
       try {
-        focus.textContent = Math.round(sharpness(img, canvas)).toString();
+        focus.textContent = number(Math.round(sharpness(img, canvas)));
       } catch {
         focus.textContent = "–";
       }
     }
   }, 1000);
-  img.addEventListener("error", () => { focus.textContent = "no frame"; });
+  img.addEventListener("error", () => { focus.textContent = t("no frame"); });
   select.addEventListener("change", start);
   mode.addEventListener("change", start);
   start();

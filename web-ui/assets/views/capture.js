@@ -4,6 +4,7 @@ import { BASE, get, patch, post } from "../api.js";
 import { append, badge, clear, h, printable, time, toast } from "../dom.js";
 import { captureTitle, checkBadges } from "./common.js";
 import { aiName, gs1Order } from "./gs1.js";
+import { percent, t } from "../login/i18n.js";
 
 function fields(pairs) {
   return h("dl", { class: "fields" }, pairs.filter(([, v]) => v !== undefined && v !== null && v !== "").map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]));
@@ -14,17 +15,17 @@ function qrPanel(qr) {
   return h(
     "section",
     { class: "panel", "aria-labelledby": "qr-h" },
-    h("h2", { id: "qr-h" }, "QR link analysis"),
+    h("h2", { id: "qr-h" }, t("QR link analysis")),
     fields([
-      ["Resolver", [qr.resolver_type, qr.is_closient_resolver ? " (Closient)" : ""].join("")],
-      ["Domain", qr.resolver_domain],
-      ["GTIN found", qr.extracted_gtin],
-      ["Final URL", qr.final_url],
-      ["Error", qr.error_message],
+      [t("Resolver"), [qr.resolver_type, qr.is_closient_resolver ? " (Closient)" : ""].join("")],
+      [t("Domain"), qr.resolver_domain],
+      [t("GTIN found"), qr.extracted_gtin],
+      [t("Final URL"), qr.final_url],
+      [t("Error"), qr.error_message],
     ]),
     qr.hops?.length
-      ? h("ol", { class: "hops", "aria-label": "Redirect hops" }, qr.hops.map((hop) => h("li", {}, h("span", { class: "badge" }, hop.status_code ?? "–"), " ", h("span", { class: "mono" }, hop.url))))
-      : h("p", { class: "muted" }, "No redirects followed."),
+      ? h("ol", { class: "hops", "aria-label": t("Redirect hops") }, qr.hops.map((hop) => h("li", {}, h("span", { class: "badge" }, hop.status_code ?? "–"), " ", h("span", { class: "mono" }, hop.url))))
+      : h("p", { class: "muted" }, t("No redirects followed.")),
   );
 }
 
@@ -37,16 +38,16 @@ export async function render(view, { on, params }) {
     const [c, proposals] = await Promise.all([get(`/captures/${id}`), get(`/captures/${id}/proposals`)]);
     clear(root);
     const retry = ["FAILED", "NOT_FOUND"].includes(c.status)
-      ? h("button", { type: "button", class: "secondary", onclick: () => act(() => post(`/captures/${id}/retry`), "Retried") }, "Retry")
+      ? h("button", { type: "button", class: "secondary", dataset: { needs: "operator" }, onclick: () => act(() => post(`/captures/${id}/retry`), t("Retried")) }, t("Retry"))
       : null;
     const image = c.uploaded_image_key
       ? h("a", { href: `${BASE}/captures/${id}/image`, target: "_blank", rel: "noopener" },
-          h("img", { class: "photo", src: `${BASE}/captures/${id}/image?width=640`, alt: `Photo of the capture` }))
-      : h("div", { class: "panel empty" }, "No image with this capture.");
+          h("img", { class: "photo", src: `${BASE}/captures/${id}/image?width=640`, alt: t("Photo of the capture") }))
+      : h("div", { class: "panel empty" }, t("No image with this capture."));
     append(root, 
       h("h1", {}, captureTitle(c)),
       h("div", { class: "toolbar" }, badge(c.status), checkBadges(c.checks),
-        h("a", { href: `#/sessions/${c.session_public_id}` }, "Session"),
+        h("a", { href: `#/sessions/${c.session_public_id}` }, t("Session")),
         h("div", { class: "spacer" }), retry),
       h(
         "div",
@@ -55,28 +56,28 @@ export async function render(view, { on, params }) {
         h(
           "section",
           { class: "panel", "aria-labelledby": "cap-h" },
-          h("h2", { id: "cap-h" }, "Capture"),
+          h("h2", { id: "cap-h" }, t("Capture")),
           fields([
-            ["Raw value", h("span", { class: "mono" }, printable(c.raw_value))],
-            ["GTIN", c.gtin],
-            ["Product", c.product_name],
-            ["Type", c.capture_type],
-            ["Symbology", [c.symbology, c.symbology_identifier].filter(Boolean).join(" ")],
-            ["Source", c.source],
-            ["Created", time(c.created)],
-            ["Processed", time(c.processed_at)],
-            ["Revision", c.revision],
-            ["Error", c.error_message ? h("span", { class: "error" }, c.error_message) : ""],
+            [t("Raw value"), h("span", { class: "mono" }, printable(c.raw_value))],
+            [t("GTIN"), c.gtin],
+            [t("Product"), c.product_name],
+            [t("Type"), t(c.capture_type)],
+            [t("Symbology"), [c.symbology, c.symbology_identifier].filter(Boolean).join(" ")],
+            [t("Source"), c.source],
+            [t("Created"), time(c.created)],
+            [t("Processed"), time(c.processed_at)],
+            [t("Revision"), c.revision],
+            [t("Error"), c.error_message ? h("span", { class: "error" }, c.error_message) : ""],
           ]),
         ),
       ),
       Object.keys(c.gs1_dl_data || {}).length
-        ? h("section", { class: "panel", "aria-labelledby": "gs1-h" }, h("h2", { id: "gs1-h" }, "GS1 fields"),
+        ? h("section", { class: "panel", "aria-labelledby": "gs1-h" }, h("h2", { id: "gs1-h" }, t("GS1 fields")),
             fields(gs1Order(c.gs1_dl_data).map(([ai, v]) => [aiName(ai), h("span", { class: "mono" }, v)])))
         : null,
       Object.keys(c.checks || {}).length
-        ? h("section", { class: "panel", "aria-labelledby": "chk-h" }, h("h2", { id: "chk-h" }, "Checks"),
-            fields(Object.entries(c.checks).map(([k, v]) => [k.replaceAll("_", " "), typeof v === "object" ? JSON.stringify(v) : String(v)])))
+        ? h("section", { class: "panel", "aria-labelledby": "chk-h" }, h("h2", { id: "chk-h" }, t("Checks")),
+            fields(Object.entries(c.checks).map(([k, v]) => [t(k), typeof v === "object" ? JSON.stringify(v) : String(v)])))
         : null,
       qrPanel(c.qr_analysis),
       proposalsPanel(c, proposals.results),
@@ -94,9 +95,9 @@ export async function render(view, { on, params }) {
   }
 
   function proposalsPanel(c, proposals) {
-    const panel = h("section", { class: "panel", "aria-labelledby": "prop-h" }, h("h2", { id: "prop-h" }, `Proposals (${proposals.length})`));
+    const panel = h("section", { class: "panel", "aria-labelledby": "prop-h" }, h("h2", { id: "prop-h" }, t("Proposals ({n})", { n: proposals.length })));
     if (!proposals.length) {
-      append(panel, h("p", { class: "muted" }, "No enrichment proposals for this capture."));
+      append(panel, h("p", { class: "muted" }, t("No enrichment proposals for this capture.")));
       return panel;
     }
     const rows = proposals.map((p) =>
@@ -104,32 +105,32 @@ export async function render(view, { on, params }) {
         "tr",
         { dataset: { id: p.public_id, status: p.status } },
         h("th", { scope: "row" }, p.field_name),
-        h("td", {}, h("div", {}, p.proposed_value), p.current_value ? h("div", { class: "muted" }, `now: ${p.current_value}`) : null,
+        h("td", {}, h("div", {}, p.proposed_value), p.current_value ? h("div", { class: "muted" }, t("now: {value}", { value: p.current_value })) : null,
           p.reasoning ? h("div", { class: "muted" }, p.reasoning) : null),
-        h("td", { class: "num" }, `${Math.round(p.confidence * 100)}%`),
+        h("td", { class: "num" }, percent(p.confidence)),
         h("td", { class: "hide-narrow" }, p.source),
         h("td", {}, badge(p.status)),
         h("td", { class: "actions-cell" }, h("div", { class: "actions" },
-          h("button", { type: "button", class: "ok", disabled: p.status === "ACCEPTED", "aria-label": `Accept ${p.field_name}: ${p.proposed_value}`,
-            onclick: () => act(() => patch(`/proposals/${p.public_id}`, { status: "ACCEPTED" })) }, "Accept"),
-          h("button", { type: "button", class: "danger", disabled: p.status === "REJECTED", "aria-label": `Reject ${p.field_name}: ${p.proposed_value}`,
-            onclick: () => act(() => patch(`/proposals/${p.public_id}`, { status: "REJECTED" })) }, "Reject"))),
+          h("button", { type: "button", class: "ok", dataset: { needs: "operator" }, disabled: p.status === "ACCEPTED", "aria-label": t("Accept {field}: {value}", { field: p.field_name, value: p.proposed_value }),
+            onclick: () => act(() => patch(`/proposals/${p.public_id}`, { status: "ACCEPTED" })) }, t("Accept")),
+          h("button", { type: "button", class: "danger", dataset: { needs: "operator" }, disabled: p.status === "REJECTED", "aria-label": t("Reject {field}: {value}", { field: p.field_name, value: p.proposed_value }),
+            onclick: () => act(() => patch(`/proposals/${p.public_id}`, { status: "REJECTED" })) }, t("Reject")))),
       ),
     );
     const accepted = proposals.filter((p) => p.status === "ACCEPTED").length;
     append(panel, 
       h("div", { class: "table-wrap" }, h("table", { class: "stacked" },
-        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Field"), h("th", { scope: "col" }, "Proposed"),
-          h("th", { scope: "col", class: "num" }, "Confidence"), h("th", { scope: "col", class: "hide-narrow" }, "Source"),
-          h("th", { scope: "col" }, "Status"), h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Actions")))),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, t("Field")), h("th", { scope: "col" }, t("Proposed")),
+          h("th", { scope: "col", class: "num" }, t("Confidence")), h("th", { scope: "col", class: "hide-narrow" }, t("Source")),
+          h("th", { scope: "col" }, t("Status")), h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, t("Actions"))))),
         h("tbody", {}, rows))),
       h("div", { class: "toolbar" }, h("div", { class: "spacer" }),
-        h("button", { type: "button", id: "apply", disabled: accepted === 0,
+        h("button", { type: "button", id: "apply", dataset: { needs: "operator" }, disabled: accepted === 0,
           onclick: () => act(async () => {
             const result = await post(`/captures/${id}/apply`);
-            toast(`Applied ${result.applied.length} to ${result.product?.name || result.product?.gtin}` +
-              (result.skipped.length ? ` (${result.skipped.length} skipped)` : ""));
-          }) }, `Apply ${accepted} accepted to the product`)),
+            toast(t("Applied {n} to {product}", { n: result.applied.length, product: result.product?.name || result.product?.gtin }) +
+              (result.skipped.length ? ` (${t("{n} skipped", { n: result.skipped.length })})` : ""));
+          }) }, t("Apply {n} accepted to the product", { n: accepted }))),
     );
     return panel;
   }

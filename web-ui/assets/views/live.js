@@ -3,18 +3,19 @@
 import { get, post } from "../api.js";
 import { announce, clear, h, toast } from "../dom.js";
 import { captureRow, captureTitle } from "./common.js";
+import { t } from "../login/i18n.js";
 
 const SHOWN = 40;
 
 export async function render(view, { on }) {
-  const list = h("ul", { class: "feed", id: "feed", "aria-label": "Captures, newest first" });
-  const empty = h("p", { class: "empty" }, "No captures yet. Scan a code, or type one below.");
-  const input = h("input", { id: "manual-code", name: "code", autocomplete: "off", placeholder: "e.g. 09506000134352", maxlength: 500 });
+  const list = h("ul", { class: "feed", id: "feed", "aria-label": t("Captures, newest first") });
+  const empty = h("p", { class: "empty" }, t("No captures yet. Scan a code, or type one below."));
+  const input = h("input", { id: "manual-code", name: "code", autocomplete: "off", placeholder: t("e.g. {example}", { example: "09506000134352" }), maxlength: 500 });
   const form = h(
     "form",
-    { class: "toolbar", "aria-label": "Manual entry" },
-    h("div", { class: "field" }, h("label", { for: "manual-code" }, "Enter a code by hand"), input),
-    h("button", { type: "submit" }, "Add"),
+    { class: "toolbar", "aria-label": t("Manual entry"), dataset: { needs: "operator" } },
+    h("div", { class: "field" }, h("label", { for: "manual-code" }, t("Enter a code by hand")), input),
+    h("button", { type: "submit" }, t("Add")),
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -28,7 +29,7 @@ export async function render(view, { on }) {
       toast(e.message, true);
     }
   });
-  view.append(h("h1", {}, "Live feed"), form, empty, list);
+  view.append(h("h1", {}, t("Live feed")), form, empty, list);
 
   const page = await get(`/captures?limit=${SHOWN}`);
   for (const c of page.results) list.append(captureRow(c));
@@ -43,7 +44,7 @@ export async function render(view, { on }) {
     while (list.children.length > SHOWN) list.lastElementChild.remove();
     empty.hidden = true;
     if (["COMPLETED", "NOT_FOUND", "FAILED"].includes(c.status)) {
-      announce(`${captureTitle(c)}: ${c.status.replace("_", " ").toLowerCase()}`);
+      announce(`${captureTitle(c)}: ${t(c.status)}`);
     }
   });
   const offDropped = on("dropped", async () => {

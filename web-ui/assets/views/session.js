@@ -4,6 +4,7 @@ import { get, post } from "../api.js";
 import { append, badge, clear, h, printable, time, toast } from "../dom.js";
 import { captureTitle, checkBadges, pager, thumb } from "./common.js";
 import { aiName, gs1Order } from "./gs1.js";
+import { number, t } from "../login/i18n.js";
 
 const LIMIT = 50;
 
@@ -27,6 +28,7 @@ export async function render(view, { on, params }) {
       ? h("button", {
           type: "button",
           class: "secondary",
+          dataset: { needs: "operator" },
           onclick: async () => {
             try {
               await post(`/sessions/${id}/end`);
@@ -35,16 +37,16 @@ export async function render(view, { on, params }) {
               toast(e.message, true);
             }
           },
-        }, "End session")
+        }, t("End session"))
       : null;
     append(head, 
-      h("h1", {}, `Session ${time(s.created)}`),
+      h("h1", {}, t("Session {time}", { time: time(s.created) })),
       h(
         "div",
         { class: "toolbar" },
         badge(s.status),
-        h("span", { class: "muted" }, `${s.capture_count} captures · ${s.photo_count} photos · ${s.capture_mode.replace("_", " ")}${s.source ? ` · ${s.source}` : ""}`),
-        st.in_progress ? h("span", { class: "muted" }, ` · ${st.in_progress} in progress`) : null,
+        h("span", { class: "muted" }, `${t("{n} captures", { n: number(s.capture_count) })} · ${t("{n} photos", { n: number(s.photo_count) })} · ${t(s.capture_mode)}${s.source ? ` · ${s.source}` : ""}`),
+        st.in_progress ? h("span", { class: "muted" }, ` · ${t("{n} in progress", { n: number(st.in_progress) })}`) : null,
         h("div", { class: "spacer" }),
         end,
       ),
@@ -55,7 +57,7 @@ export async function render(view, { on, params }) {
     const page = await get(`/captures?session=${encodeURIComponent(id)}&limit=${LIMIT}&offset=${offset}`);
     clear(body);
     if (!page.results.length) {
-      append(body, h("p", { class: "empty" }, "No captures in this session yet."));
+      append(body, h("p", { class: "empty" }, t("No captures in this session yet.")));
       return;
     }
     const rows = page.results.map((c) =>
@@ -69,7 +71,7 @@ export async function render(view, { on, params }) {
           h("a", { href: `#/captures/${c.public_id}` }, captureTitle(c)),
           h("div", { class: "muted mono" }, printable(c.raw_value)),
           h("div", { class: "show-narrow" }, badge(c.status), " ", checkBadges(c.checks)),
-          c.qr_analysis ? h("div", { class: "muted" }, `QR: ${c.qr_analysis.hop_count ?? 0} hops → ${c.qr_analysis.resolver_type || "?"}`) : null,
+          c.qr_analysis ? h("div", { class: "muted" }, t("QR: {n} hops → {resolver}", { n: c.qr_analysis.hop_count ?? 0, resolver: c.qr_analysis.resolver_type || "?" })) : null,
         ),
         h("td", { class: "hide-phone" }, badge(c.status), " ", checkBadges(c.checks), c.error_message ? h("div", { class: "error" }, c.error_message) : null),
         h("td", { class: "hide-narrow" }, gs1Cell(c.gs1_dl_data)),
@@ -83,13 +85,13 @@ export async function render(view, { on, params }) {
         h(
           "table",
           {},
-          h("caption", { class: "visually-hidden" }, "Captures of this session"),
+          h("caption", { class: "visually-hidden" }, t("Captures of this session")),
           h("thead", {}, h("tr", {},
-            h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Image")),
-            h("th", { scope: "col" }, "Product / value"),
-            h("th", { scope: "col", class: "hide-phone" }, "Status"),
-            h("th", { scope: "col", class: "hide-narrow" }, "GS1 fields"),
-            h("th", { scope: "col", class: "hide-narrow" }, "Time"))),
+            h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, t("Image"))),
+            h("th", { scope: "col" }, t("Product / value")),
+            h("th", { scope: "col", class: "hide-phone" }, t("Status")),
+            h("th", { scope: "col", class: "hide-narrow" }, t("GS1 fields")),
+            h("th", { scope: "col", class: "hide-narrow" }, t("Time")))),
           h("tbody", {}, rows),
         ),
       ),

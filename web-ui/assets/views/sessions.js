@@ -3,6 +3,7 @@
 import { get, post } from "../api.js";
 import { append, badge, clear, h, time, toast } from "../dom.js";
 import { pager } from "./common.js";
+import { number, t } from "../login/i18n.js";
 
 const LIMIT = 25;
 
@@ -10,17 +11,17 @@ export async function render(view, { on }) {
   const status = h(
     "select",
     { id: "session-status" },
-    h("option", { value: "" }, "All"),
-    ["ACTIVE", "COMPLETED", "EXPIRED"].map((s) => h("option", { value: s }, s.toLowerCase())),
+    h("option", { value: "" }, t("All")),
+    ["ACTIVE", "COMPLETED", "EXPIRED"].map((s) => h("option", { value: s }, t(s))),
   );
   const body = h("div");
-  const newButton = h("button", { type: "button" }, "New session");
+  const newButton = h("button", { type: "button", dataset: { needs: "operator" } }, t("New session"));
   view.append(
-    h("h1", {}, "Sessions"),
+    h("h1", {}, t("Sessions")),
     h(
       "div",
       { class: "toolbar" },
-      h("div", { class: "field" }, h("label", { for: "session-status" }, "Status"), status),
+      h("div", { class: "field" }, h("label", { for: "session-status" }, t("Status")), status),
       h("div", { class: "spacer" }),
       newButton,
     ),
@@ -34,7 +35,7 @@ export async function render(view, { on }) {
     const page = await get(`/sessions?${q}`);
     clear(body);
     if (!page.results.length) {
-      append(body, h("p", { class: "empty" }, "No sessions."));
+      append(body, h("p", { class: "empty" }, t("No sessions.")));
       return;
     }
     const rows = page.results.map((s) =>
@@ -43,10 +44,10 @@ export async function render(view, { on }) {
         { class: "clickable", onclick: () => (location.hash = `#/sessions/${s.public_id}`) },
         h("td", {}, h("a", { href: `#/sessions/${s.public_id}` }, time(s.created))),
         h("td", {}, badge(s.status)),
-        h("td", { class: "hide-narrow" }, s.capture_mode.replace("_", " ")),
+        h("td", { class: "hide-narrow" }, t(s.capture_mode)),
         h("td", { class: "hide-narrow" }, s.source || "–"),
-        h("td", { class: "num" }, s.capture_count),
-        h("td", { class: "num" }, s.photo_count),
+        h("td", { class: "num" }, number(s.capture_count)),
+        h("td", { class: "num" }, number(s.photo_count)),
       ),
     );
     append(body, 
@@ -56,19 +57,19 @@ export async function render(view, { on }) {
         h(
           "table",
           {},
-          h("caption", { class: "visually-hidden" }, "Sessions, newest first"),
+          h("caption", { class: "visually-hidden" }, t("Sessions, newest first")),
           h(
             "thead",
             {},
             h(
               "tr",
               {},
-              h("th", { scope: "col" }, "Started"),
-              h("th", { scope: "col" }, "Status"),
-              h("th", { scope: "col", class: "hide-narrow" }, "Mode"),
-              h("th", { scope: "col", class: "hide-narrow" }, "Source"),
-              h("th", { scope: "col", class: "num" }, "Captures"),
-              h("th", { scope: "col", class: "num" }, "Photos"),
+              h("th", { scope: "col" }, t("Started")),
+              h("th", { scope: "col" }, t("Status")),
+              h("th", { scope: "col", class: "hide-narrow" }, t("Mode")),
+              h("th", { scope: "col", class: "hide-narrow" }, t("Source")),
+              h("th", { scope: "col", class: "num" }, t("Captures")),
+              h("th", { scope: "col", class: "num" }, t("Photos")),
             ),
           ),
           h("tbody", {}, rows),

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from scanstation.web import openapi
 from scanstation.web.routes import (
+    admin,
     captures,
     exports,
     images,
@@ -23,6 +24,7 @@ from scanstation.web.routes import (
     products,
     proposals,
     sessions,
+    settings,
     sources,
     stats,
 )
@@ -30,6 +32,7 @@ from scanstation.web.routes.health import healthz
 
 RESOURCES = (
     *(sessions, captures, proposals, products, exports, live, stats, metrics, noreads),
+    *(admin, settings),
     openapi,
 )
 """Route modules in the order their routes are added (previews and images after them)."""

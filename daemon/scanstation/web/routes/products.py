@@ -8,12 +8,13 @@ from aiohttp.http_exceptions import HttpProcessingError
 from scanstation.bus import EventKind
 from scanstation.payloads import product_json
 from scanstation.services.catalog import CatalogError, gtin14, parse_products
-from scanstation.store import NotFound, review
+from scanstation.store import NotFound, audit, review
 from scanstation.web.context import API_BASE, services
 from scanstation.web.errors import ApiError, read_body
 from scanstation.web.models import ImportResult, ProductBody, ProductOut, ProductPage, ProductQuery
 from scanstation.web.openapi import operation
 from scanstation.web.params import body, page_json, query
+from scanstation.web.permissions import principal
 
 routes = web.RouteTableDef()
 
@@ -127,5 +128,14 @@ async def import_products(request: web.Request) -> web.Response:
     except CatalogError as exc:
         raise ApiError(422, str(exc)) from None
     count = await svc.store.upsert_products(products)
+    who = principal(request)
+    await audit.record(
+        svc.store,
+        who.name if who else "",
+        "catalog.import",
+        target=filename,
+        remote=request.remote or "",
+        detail={"products": count},
+    )
     svc.bus.publish(EventKind.CATALOG, {"imported": count})
     return web.json_response({"imported": count}, status=200)
