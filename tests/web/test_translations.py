@@ -194,7 +194,9 @@ async def test_the_language_switch_changes_and_keeps_the_language(
     await p.page.goto(station.url + "/login")
     await p.page.get_by_label("Password").fill(PASSWORD)
     await p.page.locator("#lang").select_option("it")
-    await p.page.wait_for_function("document.documentElement.lang === 'it'")
+    # A selector, not wait_for_function: the page's CSP (script-src 'self') forbids the
+    # eval a string expression needs.
+    await p.page.locator("html[lang='it']").wait_for(state="attached")
     assert await p.page.locator("button[type=submit]").inner_text() == "Accedi"
     await p.page.locator("#password").fill(PASSWORD)
     await p.page.locator("button[type=submit]").click()
