@@ -118,6 +118,15 @@ class ErrorBody(Out):
 # ---- sessions -----------------------------------------------------------------------------
 
 
+class ConfigChange(Body):
+    """A change to the configuration file, previewed or applied from the settings page."""
+
+    changes: dict[str, Any] = Field(description="section.key → value (null removes)")
+    base_sha256: str | None = Field(
+        None, description="The file's digest the preview showed; applied only if it still matches"
+    )
+
+
 class SessionCreate(Body):
     capture_mode: CaptureModeName = "both"
     metadata: Metadata = None

@@ -15,8 +15,10 @@ from scanstation.config import edit as config_edit
 from scanstation.config.risks import risky_settings
 from scanstation.store import audit
 from scanstation.web.context import API_BASE, Services, services
-from scanstation.web.errors import ApiError, read_json
+from scanstation.web.errors import ApiError
+from scanstation.web.models import ConfigChange
 from scanstation.web.openapi import operation
+from scanstation.web.params import body
 from scanstation.web.permissions import principal
 
 routes = web.RouteTableDef()
@@ -38,13 +40,6 @@ def _editable(svc: Services) -> Any:
 def _field_of(message: str) -> str:
     m = re.search(r"'([\w.\[\]]+)'", message)
     return m.group(1) if m else "changes"
-
-
-async def _changes(request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
-    body = await read_json(request)
-    if not isinstance(body, dict) or not isinstance(body.get("changes"), dict):
-        raise ApiError(422, 'send {"changes": {"section.key": value, …}}', field="changes")
-    return body, body["changes"]
 
 
 def _plan(svc: Services, changes: dict[str, Any]) -> config_edit.Plan:
@@ -83,22 +78,13 @@ async def config_form(request: web.Request) -> web.Response:
 @routes.post(f"{API_BASE}/config/preview")
 @operation(
     "Preview a configuration change: the diff and what restarts (admin)",
-    content={
-        "application/json": {
-            "type": "object",
-            "properties": {
-                "changes": {"type": "object", "description": "section.key → value (null removes)"},
-                "base_sha256": {"type": "string"},
-            },
-            "required": ["changes"],
-        }
-    },
+    body=ConfigChange,
     errors=(409,),
 )
 async def preview(request: web.Request) -> web.Response:
     svc = services(request)
-    _, changes = await _changes(request)
-    change = await asyncio.to_thread(_plan, svc, changes)
+    sent = await body(request, ConfigChange)
+    change = await asyncio.to_thread(_plan, svc, sent.changes)
     return web.json_response(await asyncio.to_thread(_answer, svc, change))
 
 
@@ -136,23 +122,14 @@ async def _write_and_restart(
 @routes.post(f"{API_BASE}/config/apply")
 @operation(
     "Apply a configuration change and restart in place (admin)",
-    content={
-        "application/json": {
-            "type": "object",
-            "properties": {
-                "changes": {"type": "object", "description": "section.key → value (null removes)"},
-                "base_sha256": {"type": "string"},
-            },
-            "required": ["changes"],
-        }
-    },
+    body=ConfigChange,
     errors=(409,),
 )
 async def apply(request: web.Request) -> web.Response:
     svc = services(request)
-    body, changes = await _changes(request)
-    change = await asyncio.to_thread(_plan, svc, changes)
-    if body.get("base_sha256") not in (None, config_edit.sha256(change.old_text)):
+    sent = await body(request, ConfigChange)
+    change = await asyncio.to_thread(_plan, svc, sent.changes)
+    if sent.base_sha256 not in (None, config_edit.sha256(change.old_text)):
         raise ApiError(
             409, "the config file changed since the preview; preview again", field="base_sha256"
         )
