@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scanstation.config import Config, ConfigError, load_config
+from scanstation.commands import run_with_config
+from scanstation.config import Config
 from scanstation.config.loader import find_config_file
 from scanstation.services.backup import (
     CONFIG_MEMBER,
@@ -80,15 +81,10 @@ def _audit(config: Config, action: str, target: str, detail: dict[str, Any]) -> 
 
 
 def _main(name: str, argv: list[str]) -> int:
-    try:
-        args = _parser(name).parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"scanstation {name}: bad config: {exc}", file=sys.stderr)
-        return 2
+    return run_with_config(name, _parser(name), argv, lambda args, config: _run(name, args, config))
+
+
+def _run(name: str, args: argparse.Namespace, config: Config) -> int:
     try:
         if name == "backup":
             passphrase = _passphrase(args, confirm=True)

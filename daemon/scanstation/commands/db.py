@@ -11,9 +11,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from scanstation.commands import run_with_config
 from scanstation.store.files import SQLITE_SUFFIXES
 from scanstation.store.recovery import backup, integrity_problems, raw_copy, salvage
+
+if TYPE_CHECKING:
+    from scanstation.config import Config
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,18 +51,10 @@ def _remove_side_files(db: Path) -> None:
 
 
 def db_main(argv: list[str]) -> int:
-    from scanstation.config import ConfigError, load_config
+    return run_with_config("db", _parser(), argv, _run)
 
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help is 0, bad usage 2
-        return int(exc.code or 0)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"scanstation db: bad config: {exc}", file=sys.stderr)
-        return 2
+
+def _run(args: argparse.Namespace, config: Config) -> int:
     db = config.db_path
     if args.action == "check":
         problems = integrity_problems(db)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from scanstation.barcode.scantext import ScanText
-from scanstation.commands import CommandLineError
+from scanstation.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandLineError
 from scanstation.hw import keymaps
 from scanstation.hw.keymaps import EV_KEY, KeyEvent
 from scanstation.sources.hid import (
@@ -35,8 +35,6 @@ from scanstation.sources.hid import (
     looks_like_scanner,
     open_evdev,
 )
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
 class RecordingError(CommandLineError, ValueError):

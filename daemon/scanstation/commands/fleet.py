@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from scanstation.commands import CommandLineError
+from scanstation.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandLineError
 from scanstation.jsonlimits import JsonLimitError, loads_limited
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 STALE_FACTOR = 2.5
 """An online station silent for this many telemetry intervals is shown as stale."""
 DEFAULT_INTERVAL_S = 30.0

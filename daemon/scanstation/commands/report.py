@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from scanstation import payloads
+from scanstation.commands import CommandLineError, run_with_config
+from scanstation.config import Config
 from scanstation.payloads import iso
 from scanstation.store import Store
 from scanstation.store.analytics import (
@@ -197,21 +199,12 @@ async def _report(args: argparse.Namespace, db_path: Path, recall_list: Path | N
 
 def report_main(argv: list[str]) -> int:
     """`scanstation report gtins|batches|recalls|completeness`: 0 ok, 1 failure, 2 bad usage."""
-    from scanstation.config import ConfigError, load_config
+    return run_with_config("report", _parser(), argv, _run)
 
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help is 0, bad usage 2
-        return int(exc.code or 0)
+
+def _run(args: argparse.Namespace, config: Config) -> int:
     if args.limit is not None and args.limit < 1:
-        print("scanstation report: --limit must be 1 or more", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"scanstation report: bad config: {exc}", file=sys.stderr)
-        return 2
+        raise CommandLineError("--limit must be 1 or more")
     recall_list = args.recall_list or config.checks.recall_list
     if args.what == "recalls" and recall_list is None:
         print(

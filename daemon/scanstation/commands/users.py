@@ -14,7 +14,8 @@ import getpass
 import sys
 from typing import Any
 
-from scanstation.config import Config, ConfigError, load_config
+from scanstation.commands import run_with_config
+from scanstation.config import Config
 from scanstation.services import ServiceError
 from scanstation.services.exports import safe_row
 from scanstation.services.roles import ROLE_NAMES, Role, parse_role
@@ -76,16 +77,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def user_main(argv: list[str]) -> int:
-    parser = _parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse: --help is 0, bad usage 2
-        return int(exc.code or 0)
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"scanstation user: bad config: {exc}", file=sys.stderr)
-        return 2
+    return run_with_config("user", _parser(), argv, _main)
+
+
+def _main(args: argparse.Namespace, config: Config) -> int:
     users = UserStore(users_path(config))
     try:
         return _run(args, config, users)
