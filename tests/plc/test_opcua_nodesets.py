@@ -5,8 +5,11 @@ schema (OPC 10000-3 §8.48: a subtype's fields start with its base type's)."""
 from __future__ import annotations
 
 import base64
+import doctest
 import hashlib
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from importlib import resources
 
@@ -80,3 +83,25 @@ def test_completed_definitions_have_the_layout_of_the_nodesets_binary_schema() -
     assert ids.findall(autoid.nodeset_text(autoid.NODESET_FILES[1])) == ids.findall(
         FOLDER.joinpath(autoid.NODESET_FILES[1]).read_text("utf-8")
     )
+
+
+def test_the_fix_up_doctest() -> None:
+    assert doctest.testmod(autoid).failed == 0
+
+
+def test_a_daemon_with_opc_ua_off_never_imports_asyncua_nor_reads_the_nodesets() -> None:
+    """OPC UA is off by default, and then costs the daemon nothing at start."""
+    script = (
+        "import sys\n"
+        "from scanstation import app\n"
+        "from scanstation.config import parse_config\n"
+        "from scanstation.readstats import ReadStats\n"
+        "config = parse_config({}, environ={})\n"
+        "assert not config.opcua.enabled\n"
+        "links = app.init_plc_links(config, ReadStats(), {'cam': lambda: None})\n"
+        "print(links, 'asyncua' in sys.modules, 'scanstation.plc.opcua' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.split() == ["[]", "False", "False"]
