@@ -40,7 +40,9 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import ctypes
 import datetime as dt
+import gc
 import logging
 import threading
 import time
@@ -250,6 +252,7 @@ class OpcUaLink:
             generator.event.data_types["DeviceName"] = ua.VariantType.String
             generator.event.data_types["ScanResult"] = ua.VariantType.ExtensionObject
             generators.append(generator)
+        release_build_memory()
         try:
             await server.start()
         except OSError as exc:
@@ -462,6 +465,14 @@ class OpcUaLink:
         for waiter in self._waiters:
             with contextlib.suppress(asyncio.QueueFull):
                 waiter.put_nowait(result)
+
+
+def release_build_memory() -> None:
+    """Give back what building the address space freed (the nodesets' text and XML trees):
+    a collection, then glibc's malloc_trim (about 10 MB of RSS; nothing off glibc)."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 async def load_models(server: Server) -> None:
