@@ -231,27 +231,42 @@ class OpcUaLink:
             self._finished.set_exception(exc)
         else:
             self._finished.set_result(None)
+        finally:
+            # A restart (settings applied) builds a new server in this process: the old
+            # address space goes back to the collector, or its cycles would stay frozen.
+            gc.unfreeze()
+            gc.collect()
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue[_Window | int] = asyncio.Queue(maxsize=EVENT_QUEUE)
-        server = Server()
-        await server.init()
-        server.set_endpoint(self.config.endpoint)
-        server.set_server_name(f"scanstation {self.device_name}")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        await load_models(server)
-        device, event_type = await self._build(server)
-        generators = []
-        for emitter in (device.nodeid, _nid(ObjectIds.Server, 0)):
-            # The type already declares what it generates: no GeneratesEvent on the instance.
-            generator = EventGenerator(server.iserver.isession)
-            await generator.init(event_type, emitter, add_generates_event=False)
-            # The nodeset declares these fields without a value, so asyncua cannot tell their
-            # Variant type from it: String and an ExtensionObject array (OpticalScanResult[]).
-            generator.event.data_types["DeviceName"] = ua.VariantType.String
-            generator.event.data_types["ScanResult"] = ua.VariantType.ExtensionObject
-            generators.append(generator)
+        # The build allocates some 500,000 objects that live as long as the server. Python's
+        # automatic collections during it, and every full collection after it, would walk
+        # them all with the GIL held (about 0.2 s here, each time), pausing the daemon's
+        # loop: collections are off while building, and what was built is then frozen
+        # out of them (gc.freeze).
+        gc.disable()
+        try:
+            server = Server()
+            await server.init()
+            server.set_endpoint(self.config.endpoint)
+            server.set_server_name(f"scanstation {self.device_name}")
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+            await load_models(server)
+            device, event_type = await self._build(server)
+            generators = []
+            for emitter in (device.nodeid, _nid(ObjectIds.Server, 0)):
+                # The type already declares what it generates: no GeneratesEvent on the instance.
+                generator = EventGenerator(server.iserver.isession)
+                await generator.init(event_type, emitter, add_generates_event=False)
+                # The nodeset declares these fields without a value, so asyncua cannot tell their
+                # Variant type from it: String and an ExtensionObject array (OpticalScanResult[]).
+                generator.event.data_types["DeviceName"] = ua.VariantType.String
+                generator.event.data_types["ScanResult"] = ua.VariantType.ExtensionObject
+                generators.append(generator)
+        finally:
+            gc.freeze()
+            gc.enable()
         release_build_memory()
         try:
             await server.start()
@@ -281,6 +296,7 @@ class OpcUaLink:
         finally:
             self._loop = None
             await server.stop()
+            self._nodes.clear()
 
     def _actual_endpoint(self, server: Server) -> str:
         port = getattr(getattr(server, "bserver", None), "port", None)
@@ -468,9 +484,9 @@ class OpcUaLink:
 
 
 def release_build_memory() -> None:
-    """Give back what building the address space freed (the nodesets' text and XML trees):
-    a collection, then glibc's malloc_trim (about 10 MB of RSS; nothing off glibc)."""
-    gc.collect()
+    """Give back the heap the address space's build freed (the nodesets' text and XML
+    trees): glibc's malloc_trim, about 10 MB of RSS (nothing off glibc; the GIL is released
+    while it runs)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
