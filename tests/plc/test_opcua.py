@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ from asyncua.ua.uaerrors import BadInvalidArgument
 
 from lane import lane_config, running_lane, until
 from scanstation import __version__
+from scanstation.plc import PlcError
 from scanstation.plc.opcua import OpcUaLink
+from scanstation.readstats import ReadStats
 
 OPCUA = {"enabled": True, "endpoint": "opc.tcp://127.0.0.1:0/scanstation/"}
 DI = "http://opcfoundation.org/UA/DI/"
@@ -151,3 +154,33 @@ async def test_opcua_client_browses_the_autoid_device_calls_scan_and_gets_scan_r
             good = await (await device.get_child(f"{own}:GoodReads")).read_value()
             assert good == 1
             await subscription.delete()
+
+
+async def test_an_endpoint_in_use_is_an_error_naming_the_setting(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = lane_config(
+            tmp_path, opcua={"enabled": True, "endpoint": f"opc.tcp://127.0.0.1:{port}/x/"}
+        )
+        link = OpcUaLink(config.opcua, ReadStats(), None, device_name="lane-7")
+        with pytest.raises(PlcError, match=rf"opcua.endpoint = 'opc.tcp://127.0.0.1:{port}/x/'"):
+            await asyncio.wait_for(link.run(), 60)
+    assert not link.listening.is_set()
+
+
+def test_device_health_follows_the_camera_and_the_quality_trend(tmp_path: Path) -> None:
+    """What DeviceHealth is set to (DI's DeviceHealthEnumeration), from the daemon's state."""
+    config = lane_config(tmp_path, opcua=OPCUA)
+    state = ["running"]
+    stats = ReadStats(quality_alarm=60.0)
+    link = OpcUaLink(config.opcua, stats, None, device_name="lane-7", health=lambda: state[0])
+    assert link.health_value() == 0  # NORMAL
+    for score in (40.0, 35.0, 30.0):  # labels fading
+        stats.code_read("lane", "4006381333931", score)
+    assert link.health_value() == 4  # MAINTENANCE_REQUIRED
+    state[0] = "reconnecting"
+    assert link.health_value() == 1  # FAILURE: the camera is gone
+    state[0] = "starting"
+    assert link.health_value() == 2  # CHECK_FUNCTION

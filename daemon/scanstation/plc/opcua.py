@@ -288,11 +288,14 @@ class OpcUaLink:
                     get.cancel()
                     break
                 item = get.result()
-                if isinstance(item, int):
-                    await self._write_health(item)
-                else:
-                    self._hand_to_scans(item.result)
-                    await self._publish(item, generators)
+                try:
+                    if isinstance(item, int):
+                        await self._write_health(item)
+                    else:
+                        self._hand_to_scans(item.result)
+                        await self._publish(item, generators)
+                except Exception:  # one window's values or events, never the server
+                    log.exception("opcua: could not publish %r", item)
         finally:
             self._loop = None
             await server.stop()
