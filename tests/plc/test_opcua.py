@@ -133,10 +133,26 @@ async def test_opcua_client_browses_the_autoid_device_calls_scan_and_gets_scan_r
             with pytest.raises(BadInvalidArgument):
                 await device.call_method(scan, scan_settings(0.0, 0, data_available=False))
 
+            # Two cycles: each is one window, the second triggered once the first closed;
+            # the results are every code of both, the status that of the last with a code.
+            call = asyncio.create_task(device.call_method(scan, scan_settings(10000.0, 2)))
+            await until(lambda: lane.source.stats().triggers == 3)
+            lane.show("01-ean13.jpg")
+            await until(lambda: lane.source.stats().triggers == 4)
+            lane.show("06-two-codes.jpg")
+            results, status = await asyncio.wait_for(call, 15)
+            assert len(results) == 3
+            assert results[0].ScanData.String == "4006381333931"
+            assert {r.ScanData.String for r in results[1:]} == {
+                "5901234123457",
+                "https://example.com/p/42",
+            }
+            assert status == 9  # MULTIPLE_IDENTIFIERS: the second window read two codes
+
             # Windows the photo-eye (here: the lane's own trigger) opens raise events too.
             await lane.window("06-two-codes.jpg")
-            await until(lambda: len(handler.received) == 3)
-            first, *others = handler.received
+            await until(lambda: len(handler.received) == 6)
+            first, *_, fifth, sixth = handler.received
             assert first.DeviceName == "lane-7"
             [scanned] = first.ScanResult
             assert isinstance(scanned, TYPES.OpticalScanResult)
@@ -145,14 +161,14 @@ async def test_opcua_client_browses_the_autoid_device_calls_scan_and_gets_scan_r
             )  # fmt: skip
             assert before <= scanned.Timestamp <= dt.datetime.now(dt.UTC)
             assert first.EventType == ua.NodeId(1009, ai)  # OpticalScanEventType
-            assert {e.ScanResult[0].ScanData.String for e in others} == {
+            assert {e.ScanResult[0].ScanData.String for e in (fifth, sixth)} == {
                 "5901234123457",
                 "https://example.com/p/42",
             }
-            assert all("multiple" in e.Message.Text for e in others)
+            assert all("multiple" in e.Message.Text for e in (fifth, sixth))
             own = await client.get_namespace_index("urn:scanstation")
             good = await (await device.get_child(f"{own}:GoodReads")).read_value()
-            assert good == 1
+            assert good == 2
             await subscription.delete()
 
 
