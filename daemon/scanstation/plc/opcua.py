@@ -28,8 +28,10 @@ event from the device and from the Server object: ``DeviceName`` and ``ScanResul
 asyncua is imported only when ``[opcua] enabled``. The server runs in a thread of its own
 with its own event loop: building the address space (the standard one, then the two
 nodesets) is CPU work of one to a few seconds that asyncua does without yielding, and would
-stall the daemon's loop (the cameras, the pipeline) for that long; the thread also keeps a
-busy OPC UA client off the daemon's loop. The daemon's loop only posts each closed window
+stall the daemon's loop (the cameras, the pipeline) for that long; a client's requests are
+served there too, not on the daemon's loop (they share the GIL, not the loop; the build's
+objects are frozen out of the collector, see ``_serve``). The daemon's loop only posts each
+closed window
 (with the counters as they are then) and the health to it, and the Scan method fires the
 trigger back on the daemon's loop. No security policy is offered: keep the endpoint on
 loopback or a PLC-only network.
