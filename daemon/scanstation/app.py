@@ -286,11 +286,16 @@ def init_outputs(
 
 
 def init_plc_links(
-    config: Config, read_stats: ReadStats, triggers: dict[str, Callable[[], None]]
+    config: Config,
+    read_stats: ReadStats,
+    triggers: dict[str, Callable[[], None]],
+    health: dict[str, Any] | None = None,
 ) -> list[Any]:
     """The Modbus TCP and OPC UA servers that are enabled (each library imported only then);
-    their trigger is the first camera's with a software or GPIO trigger."""
+    their trigger is the first camera's with a software or GPIO trigger (``health``: the
+    sources' health records by name, for OPC UA's DeviceHealth)."""
     first = next(iter(triggers.items()), None)
+    record = (health or {}).get(first[0]) if first else None
     links: list[Any] = []
     if config.modbus.enabled:
         from scanstation.plc.modbus import ModbusLink
@@ -313,6 +318,7 @@ def init_plc_links(
                 first[1] if first else None,
                 device_name=config.device.id,
                 trigger_source=first[0] if first else "",
+                health=(lambda: str(record.state)) if record is not None else None,
             )
         )
     return links
@@ -404,7 +410,12 @@ async def run(
         )
         button.pipeline = pipeline
         triggers = software_triggers(sources)
-        plc_links = init_plc_links(config, read_stats, triggers)
+        plc_links = init_plc_links(
+            config,
+            read_stats,
+            triggers,
+            {s.name: s.health for s in [*sources, *all_cameras(sources)]},
+        )
         # Always started: with no [mqtt] host it idles and the outbox keeps every event.
         api_keys = ApiKeyStore(config.api_keys_path)
         mqtt = MqttLink(

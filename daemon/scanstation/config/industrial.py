@@ -55,6 +55,15 @@ class OpcUaConfig(Section):
     device_name: str = Field(
         "", description="Browse name of the AutoID device object (default: the device id)"
     )
+    manufacturer: str = Field(
+        "scanstation", max_length=200, description="DI Manufacturer of the device object"
+    )
+    model: str = Field(
+        "scanstation barcode station", max_length=200, description="DI Model of the device object"
+    )
+    manual_url: str = Field(
+        "", max_length=500, description="DI DeviceManual: where the station's manual is"
+    )
 
     @field_validator("endpoint")
     @classmethod

@@ -10,6 +10,10 @@ and stops when
 - **OPC UA**: an asyncua client in its own thread receives the OpticalScanEvent of that
   code (subscription publishing interval 0: the server's fastest).
 
+Start-up: the OPC UA server's time to listening and the process's RSS then, in fresh
+processes, against a bare asyncua Server (its standard address space, no nodesets), and the
+longest stall of the bench's own loop while the server starts (it builds in its thread).
+
 Side by side: one bare Modbus poll round trip, the floor of any commit → register figure (a
 PLC polling every 10 ms adds up to 10 ms on top). The OPC UA subscription asks for a
 publishing interval of 0, so the server sends each notification as it is queued.
@@ -35,6 +39,7 @@ from scanstation.config import parse_config
 from scanstation.model import Capture, CaptureType
 from scanstation.outputs import Outputs
 from scanstation.pipeline import Pipeline
+from scanstation.plc.autoid import AUTOID_URI, DI_URI
 from scanstation.plc.modbus import ModbusLink
 from scanstation.plc.opcua import NAMESPACE, OpcUaLink
 from scanstation.readstats import ReadStats
@@ -95,7 +100,9 @@ class OpcUaListener(threading.Thread):
         self.stop = threading.Event()
 
     def event_notification(self, event: Any) -> None:
-        self.seen.setdefault(str(event.ScanData), time.perf_counter())
+        now = time.perf_counter()
+        for result in event.ScanResult or []:
+            self.seen.setdefault(str(result.ScanData.String), now)
 
     def run(self) -> None:
         asyncio.run(self._main())
@@ -104,11 +111,14 @@ class OpcUaListener(threading.Thread):
         from asyncua.client.client import Client
 
         async with Client(self.endpoint, timeout=10) as client:
-            idx = await client.get_namespace_index(NAMESPACE)
-            device_set = await client.nodes.objects.get_child(f"{idx}:DeviceSet")
-            [device] = await device_set.get_children()
+            await client.load_data_type_definitions()  # decodes the OpticalScanResult
+            di = await client.get_namespace_index(DI_URI)
+            ai = await client.get_namespace_index(AUTOID_URI)
+            own = await client.get_namespace_index(NAMESPACE)
+            device_set = await client.nodes.objects.get_child(f"{di}:DeviceSet")
+            device = await device_set.get_child(f"{own}:bench")
             event_type = await client.nodes.base_event_type.get_child(
-                [f"{idx}:AutoIdScanEventType", f"{idx}:OpticalScanEventType"]
+                [f"{ai}:AutoIdScanEventType", f"{ai}:OpticalScanEventType"]
             )
             subscription = await client.create_subscription(0, self)
             await subscription.subscribe_events(device, event_type)
@@ -141,14 +151,16 @@ async def plc_run(root: Path, scans: int) -> dict[str, dict[str, float]]:
         pipeline.on_finished.append(outputs.on_capture)
         modbus = ModbusLink(config.modbus, stats, None)
         opcua = OpcUaLink(config.opcua, stats, None, device_name="bench")
-        tasks = [
-            asyncio.create_task(pipeline.run()),
-            asyncio.create_task(modbus.run()),
-            asyncio.create_task(opcua.run()),
-        ]
+        tasks = [asyncio.create_task(pipeline.run()), asyncio.create_task(modbus.run())]
         try:
             await asyncio.wait_for(modbus.listening.wait(), 20)
-            await asyncio.wait_for(opcua.listening.wait(), 20)
+            # The daemon's loop while the OPC UA server builds its address space: the
+            # longest it went without running (a 10 ms ticker's lateness).
+            stalls: list[float] = []
+            ticker = asyncio.create_task(_tick(stalls))
+            tasks.append(asyncio.create_task(opcua.run()))
+            await asyncio.wait_for(opcua.listening.wait(), 60)
+            ticker.cancel()
             poller, listener = ModbusPoller(modbus.port), OpcUaListener(opcua.endpoint)
             poller.start()
             listener.start()
@@ -187,14 +199,91 @@ async def plc_run(root: Path, scans: int) -> dict[str, dict[str, float]]:
         "modbus": _figures(modbus_s),
         "modbus_poll_round_trip": _figures(poller.round_trips),
         "opcua": _figures(opcua_s),
+        "opcua_start_loop_stall": {"max_ms": 1000 * max(stalls, default=0.0)},
     }
+
+
+async def _tick(stalls: list[float]) -> None:
+    while True:
+        t0 = time.perf_counter()
+        await asyncio.sleep(0.01)
+        stalls.append(max(time.perf_counter() - t0 - 0.01, 0.0))
+
+
+STARTUP = """
+import asyncio, json, sys, time
+t0 = time.perf_counter()
+
+def rss_mb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+async def product(endpoint):
+    from scanstation.config import parse_config
+    from scanstation.plc.opcua import OpcUaLink
+    from scanstation.readstats import ReadStats
+    config = parse_config({"opcua": {"enabled": True, "endpoint": endpoint}}, environ={})
+    link = OpcUaLink(config.opcua, ReadStats(), None, device_name="bench")
+    task = asyncio.create_task(link.run())
+    await asyncio.wait_for(link.listening.wait(), 120)
+    return task
+
+async def bare(endpoint):
+    from asyncua import Server
+    from scanstation.config import parse_config  # what the daemon has loaded either way
+    from scanstation.readstats import ReadStats
+    server = Server()
+    await server.init()
+    server.set_endpoint(endpoint)
+    await server.start()
+    return server
+
+async def main(kind, endpoint):
+    before = rss_mb()
+    held = await (product if kind == "product" else bare)(endpoint)
+    now = rss_mb()
+    print(json.dumps({"s": time.perf_counter() - t0, "rss_mb": now, "added_mb": now - before}))
+    sys.stdout.flush()
+    import os
+    os._exit(0)
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def startup_run(kind: str) -> dict[str, float]:
+    """One fresh process: import, build and listen (``product``: the AutoID server, both
+    nodesets; ``bare``: a bare asyncua Server, its standard address space only)."""
+    import os
+    import subprocess
+
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}/bench/"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run(  # noqa: S603 (this interpreter, our own script)
+        [sys.executable, "-c", STARTUP, kind, endpoint],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        check=True,
+    )
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return figures
 
 
 async def run_all(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     runs = []
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="scanstation-bench-plc-") as tmp:
-            runs.append(await plc_run(Path(tmp), args.scans))
+            run = await plc_run(Path(tmp), args.scans)
+        # Start-up in fresh processes, product and bare asyncua interleaved.
+        for kind in ("product", "bare"):
+            figures = await asyncio.to_thread(startup_run, kind)
+            run[f"opcua_startup_{kind}"] = figures
+        runs.append(run)
         print(f"  repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
     return {
         path: {key: statistics.median(r[path][key] for r in runs) for key in runs[0][path]}
@@ -213,14 +302,23 @@ def main(argv: list[str]) -> int:
         if args.json:
             print(json.dumps(result, indent=2))
             return 0
-        print(f"{'path':<48} {'p50 ms':>8} {'p99 ms':>8}")
+        print(f"{'path':<56} {'p50 ms':>8} {'p99 ms':>8}")
         labels = {
             "modbus": "Modbus: code committed → counter read by a PLC",
             "modbus_poll_round_trip": "baseline: one bare Modbus poll round trip",
-            "opcua": "OPC UA: code committed → ScanResult event received",
+            "opcua": "OPC UA: code committed → OpticalScanEvent received",
         }
         for key, label in labels.items():
             row = result[key]
-            print(f"{label:<48} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f}")
+            print(f"{label:<56} {row['p50_ms']:>8.3f} {row['p99_ms']:>8.3f}")
+        product, bare = result["opcua_startup_product"], result["opcua_startup_bare"]
+        print(f"{'OPC UA start, fresh process':<56} {'s':>8} {'RSS MB':>8}")
+        print(
+            f"{'  AutoID server (DI + AutoID nodesets)':<56} {product['s']:>8.2f} "
+            f"{product['rss_mb']:>8.1f}"
+        )
+        print(f"{'  baseline: bare asyncua Server':<56} {bare['s']:>8.2f} {bare['rss_mb']:>8.1f}")
+        stall = result["opcua_start_loop_stall"]["max_ms"]
+        print(f"longest stall of the daemon's loop while it starts: {stall:.0f} ms")
         return 0
     return 130
