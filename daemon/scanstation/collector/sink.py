@@ -44,37 +44,39 @@ NOT_STATIONS = frozenset({"_fleet"})
 
 _ISO = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}([.,]\d{1,9})?)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
 
-INSERT_CAPTURES = f"""
-WITH staged AS (
-  SELECT device_id, to_timestamp(received) AS received_at, payload,
-    CASE WHEN jsonb_typeof(payload->'seq') = 'number' AND payload->>'seq' ~ '^[1-9][0-9]{{0,17}}$'
-      THEN (payload->>'seq')::bigint END AS seq,
-    CASE WHEN jsonb_typeof(payload->'created') = 'string' AND payload->>'created' ~ '{_ISO}'
-      THEN (payload->>'created')::timestamptz END AS created
-  FROM capture_raw
-  WHERE jsonb_typeof(payload) = 'object'
-    AND jsonb_typeof(payload->'event_id') = 'string' AND payload->>'event_id' <> ''
-    AND (NOT payload ? 'device_id'
-         OR (jsonb_typeof(payload->'device_id') = 'string' AND payload->>'device_id' = device_id))
-), valid AS (
-  SELECT * FROM staged WHERE seq IS NOT NULL AND created IS NOT NULL
-), inserted AS (
-  INSERT INTO capture_events (device_id, seq, event_id, public_id, status, raw_value, gtin,
-    site, created, received_at, payload)
-  SELECT device_id, seq, left(payload->>'event_id', 128),
-    left(COALESCE(payload->>'public_id', ''), 64),
-    left(COALESCE(payload->>'status', ''), 32),
-    left(COALESCE(payload->>'raw_value', ''), 4096),
-    left(COALESCE(payload->>'gtin', ''), 14),
-    left(COALESCE(payload->>'site', ''), 256),
-    created, received_at, payload
-  FROM valid WHERE created >= %(cutoff)s
-  ON CONFLICT DO NOTHING RETURNING 1
+_SEQ = "CASE WHEN payload->>'seq' ~ '^[1-9][0-9]{0,17}$' THEN (payload->>'seq')::bigint END"
+_CREATED = (
+    f"CASE WHEN jsonb_typeof(payload->'created') = 'string' AND payload->>'created' ~ '{_ISO}' "
+    "THEN (payload->>'created')::timestamptz END"
 )
-SELECT (SELECT count(*) FROM valid), (SELECT count(*) FROM valid WHERE created < %(cutoff)s),
-  (SELECT count(*) FROM inserted), (SELECT array_agg(DISTINCT device_id) FROM valid)
+_VALID = (
+    "jsonb_typeof(payload) = 'object' AND jsonb_typeof(payload->'seq') = 'number' "
+    "AND jsonb_typeof(payload->'event_id') = 'string' AND payload->>'event_id' <> '' "
+    "AND (NOT payload ? 'device_id' OR (jsonb_typeof(payload->'device_id') = 'string' "
+    "AND payload->>'device_id' = device_id))"
+)
+
+INSERT_CAPTURES = f"""
+INSERT INTO capture_events (device_id, seq, event_id, public_id, status, raw_value, gtin, site,
+  created, received_at, payload)
+SELECT device_id, seq, left(payload->>'event_id', 128),
+  left(COALESCE(payload->>'public_id', ''), 64), left(COALESCE(payload->>'status', ''), 32),
+  left(COALESCE(payload->>'raw_value', ''), 4096), left(COALESCE(payload->>'gtin', ''), 14),
+  left(COALESCE(payload->>'site', ''), 256), created, to_timestamp(received), payload
+FROM (SELECT device_id, received, payload, {_SEQ} AS seq, {_CREATED} AS created
+      FROM capture_raw WHERE {_VALID}) AS staged
+WHERE seq IS NOT NULL AND created >= %(cutoff)s
+ON CONFLICT DO NOTHING
 """
 """The captures of ``capture_raw`` checked, their columns taken out, inserted once."""
+
+COUNT_CAPTURES = f"""
+SELECT count(*), count(*) FILTER (WHERE created < %(cutoff)s), array_agg(DISTINCT device_id)
+FROM (SELECT device_id, {_SEQ} AS seq, {_CREATED} AS created
+      FROM capture_raw WHERE {_VALID}) AS staged
+WHERE seq IS NOT NULL AND created IS NOT NULL
+"""
+"""What a batch that did not store every capture held: valid ones, expired ones, stations."""
 
 REDO_CAREFULLY = (psycopg.errors.DataError, psycopg.errors.CheckViolation)
 """What PostgreSQL raises for a payload that is not JSON (or holds what jsonb cannot) and
@@ -142,6 +144,8 @@ class Sink:
         self.prefix = topic_prefix
         self.retention_days = retention_days
         self._months: set[tuple[int, int]] = set()
+        self._stations: set[str] = set()
+        """Stations this sink has made sure have a row (added after the COMMIT)."""
         # A naive ISO time in a payload is UTC, as in Python's checks.
         conn.execute("SET TIME ZONE 'UTC'")
         conn.execute(
@@ -257,9 +261,13 @@ class Sink:
                     for row in captures:
                         copy.write_row(row)
                 cur.execute(INSERT_CAPTURES, {"cutoff": cutoff})
-                counts = cur.fetchone()
-                assert counts is not None
-                valid, expired, stored, devices = counts
+                stored = max(cur.rowcount, 0)
+                valid, expired, devices = len(captures), 0, {c[0] for c in captures}
+                if stored < len(captures):  # duplicates, expired or refused: which?
+                    cur.execute(COUNT_CAPTURES, {"cutoff": cutoff})
+                    counts = cur.fetchone()
+                    assert counts is not None
+                    valid, expired, devices = counts
                 if valid < len(captures):
                     log.warning(
                         "collector: %d capture events refused: each needs an integer seq "
@@ -272,10 +280,11 @@ class Sink:
                 result.duplicates = valid - expired - stored
                 result.devices = set(devices or ())
                 # A station known from its captures before its presence: a row to heal from.
-                cur.executemany(
-                    "INSERT INTO stations (device_id) VALUES (%s) ON CONFLICT DO NOTHING",
-                    [(d,) for d in sorted(result.devices)],
-                )
+                if result.devices - self._stations:
+                    cur.executemany(
+                        "INSERT INTO stations (device_id) VALUES (%s) ON CONFLICT DO NOTHING",
+                        [(d,) for d in sorted(result.devices - self._stations)],
+                    )
             # Telemetry first: a presence message of the same batch has the last word.
             if telemetry:
                 cur.executemany(
@@ -313,6 +322,7 @@ class Sink:
                     "payload) VALUES (%s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING",
                     alerts,
                 )
+        self._stations |= result.devices
         return result
 
     def _raw_capture(self, device: str, message: Message) -> tuple[str, float, str] | None:
