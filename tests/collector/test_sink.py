@@ -147,6 +147,10 @@ def test_postgresql_refuses_what_python_refused_when_it_takes_the_columns_out(co
         capture("lane-01", 10**20),  # beyond bigint
         deep,  # nested deeper than the JSON limits allow
         Message("scanstation/lane-01/captures", b'{"seq": 1, "x": "\xff"}', time.time()),
+        Message("scanstation/lane-01/captures", b'"a string"', time.time()),
+        Message("scanstation/lane-01/captures", b"null", time.time()),
+        capture("lane-01", 11, device_id=None),
+        capture("lane-01", True),  # type: ignore[arg-type]
     ]
     naive = capture("lane-01", 10, "2026-12-03T10:00:00")  # no offset: UTC
     result = sink.store([*bad, naive, capture("lane-01", 1)])

@@ -44,16 +44,17 @@ NOT_STATIONS = frozenset({"_fleet"})
 
 _ISO = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}(:\d{2}(:\d{2}([.,]\d{1,9})?)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
 
-_SEQ = "CASE WHEN payload->>'seq' ~ '^[1-9][0-9]{0,17}$' THEN (payload->>'seq')::bigint END"
+# A JSON integer's text is its digits: a string ("5"), a float (5.0), true or null is not.
+_SEQ = "CASE WHEN (payload->'seq')::text ~ '^[1-9][0-9]{0,17}$' THEN (payload->>'seq')::bigint END"
 _CREATED = (
     f"CASE WHEN jsonb_typeof(payload->'created') = 'string' AND payload->>'created' ~ '{_ISO}' "
     "THEN (payload->>'created')::timestamptz END"
 )
+# A payload that is not an object has no keys: its seq is NULL. jsonb equality compares
+# types too: a device_id of 7 is not "7", and null is no device.
 _VALID = (
-    "jsonb_typeof(payload) = 'object' AND jsonb_typeof(payload->'seq') = 'number' "
-    "AND jsonb_typeof(payload->'event_id') = 'string' AND payload->>'event_id' <> '' "
-    "AND (NOT payload ? 'device_id' OR (jsonb_typeof(payload->'device_id') = 'string' "
-    "AND payload->>'device_id' = device_id))"
+    "payload->>'event_id' <> '' AND jsonb_typeof(payload->'event_id') = 'string' "
+    "AND (payload->'device_id' IS NULL OR payload->'device_id' = to_jsonb(device_id))"
 )
 
 INSERT_CAPTURES = f"""
