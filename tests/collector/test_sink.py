@@ -153,13 +153,17 @@ def test_postgresql_refuses_what_python_refused_when_it_takes_the_columns_out(co
         capture("lane-01", True),  # type: ignore[arg-type]
     ]
     naive = capture("lane-01", 10, "2026-12-03T10:00:00")  # no offset: UTC
-    result = sink.store([*bad, naive, capture("lane-01", 1)])
-    assert (result.stored, result.duplicates, result.rejected) == (1, 1, len(bad))
+    bom = Message(  # Python's parser accepts a byte order mark; so does the collector
+        "scanstation/lane-01/captures", b"\xef\xbb\xbf" + capture("lane-01", 12).payload, 0.0
+    )
+    result = sink.store([*bad, naive, bom, capture("lane-01", 1)])
+    assert (result.stored, result.duplicates, result.rejected) == (2, 1, len(bad))
     assert result.devices == {"lane-01"}
     rows = conn.execute("SELECT seq, created FROM capture_events ORDER BY seq").fetchall()
     assert rows == [
         (1, datetime(2026, 12, 3, 10, tzinfo=UTC)),
         (10, datetime(2026, 12, 3, 10, tzinfo=UTC)),
+        (12, datetime(2026, 12, 3, 10, tzinfo=UTC)),
     ]
 
 

@@ -14,9 +14,10 @@ write on its socket pair. At collector rates that is most of the process's CPU. 
   goes through paho's own path, with ``on_message`` as usual;
 - sends a batch's PUBACKs as one write (``ack_many``).
 
-It overrides three of paho's internal methods (``_sock_recv``, ``_sock_close``, and uses
-``_packet_queue``) and ``loop_read``; paho is pinned below 3, and the collector's tests run
-through it against a real broker.
+It overrides two of paho's internal methods (``_sock_recv``, ``_sock_close``) and
+``loop_read``, and reads or calls a few more (``_in_packet``, ``_protocol``,
+``_msgtime_mutex``/``_last_bytes_received`` for the keepalive, ``_packet_queue``); paho is
+pinned below 3, and the collector's tests run through it against a real broker.
 """
 
 from __future__ import annotations

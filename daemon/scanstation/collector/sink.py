@@ -375,4 +375,7 @@ def _seq(value: Any) -> int | None:
 
 
 def _json(message: Message) -> str:
-    return message.payload.decode("utf-8", "replace").replace("\\u0000", "")
+    """The payload as jsonb takes it: without a UTF-8 byte order mark (Python's parser
+    accepts one, PostgreSQL's does not) and without \\u0000 (jsonb has no NUL)."""
+    text = message.payload.decode("utf-8", "replace").removeprefix("\ufeff")
+    return text.replace("\\u0000", "")
