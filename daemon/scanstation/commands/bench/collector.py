@@ -42,9 +42,9 @@ from scanstation.commands.bench.ingest_mqtt import mosquitto
 BROKER_EXTRA = "max_inflight_messages 5000\nmax_queued_messages 1000000\n"
 PREFIX = "scanstation"
 PUBLISHER_INFLIGHT = 1000
-"""``mosquitto_pub -M``: three publishers stand for a fleet's stream, so each keeps more
-QoS 1 messages in flight than one station (``[mqtt] inflight``, 20); with the default 20 the
-publishers alone top out near the rate under test."""
+"""QoS 1 messages each simulated station keeps unacknowledged (``mosquitto_pub -M`` too):
+three publishers stand for a fleet's stream, so each keeps more in flight than one station
+(``[mqtt] inflight``, 20); with 20, ``mosquitto_pub`` alone tops out near the rate under test."""
 HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -119,8 +119,9 @@ class Station:
     """One simulated station's MQTT 5 connection, as cheap as a client can be: its QoS 1
     PUBLISH packets are encoded before the clock starts and written in runs of up to its
     window (what the broker has not acknowledged yet), a reader thread counts the PUBACKs.
-    The stations under test are other machines; here they must leave the two cores to the
-    collectors, the broker and PostgreSQL. ``close`` checks that every event was PUBACKed."""
+    Real stations are other machines; here they must leave the two cores to what is under
+    test: the collectors, the broker and PostgreSQL. ``close`` checks that every event was
+    PUBACKed."""
 
     def __init__(self, port: int, device: str, window: int) -> None:
         from paho.mqtt.packettypes import PacketTypes
