@@ -48,3 +48,9 @@ def test_bench_collector_runs_every_mode_and_reports_its_figures(pg_server: str)
         assert report[key] > 0
     assert 0 < report["latency_p50_ms"] <= report["latency_p99_ms"]
     assert len(report["runs"]["2"]) == 1
+    # Each mode's range of rounds, and where the CPU of a collector run went.
+    low, high = report["spread_events_per_s"]["2"]
+    assert low == high == report["collector_2_events_per_s"]
+    assert {"collectors", "broker", "postgresql", "bench"} <= set(report["cpu_us_per_event"]["2"])
+    assert report["cpu_us_per_event"]["2"]["collectors"] > 0
+    assert report["publishers_alone_events_per_s"]["stations"] > 0

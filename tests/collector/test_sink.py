@@ -133,6 +133,64 @@ def test_bad_messages_are_counted_not_stored(conn: Any) -> None:
     assert (result.stored, result.rejected) == (1, 7)
 
 
+def test_postgresql_refuses_what_python_refused_when_it_takes_the_columns_out(conn: Any) -> None:
+    sink = Sink(conn, "scanstation", retention_days=36500)
+    assert sink.store([capture("lane-01", 1)]).stored == 1  # the month's partition exists now
+    deep = capture("lane-01", 9, nested=json.loads("[" * 40 + "]" * 40))
+    bad = [
+        capture("lane-01", 2.0),  # type: ignore[arg-type]  (a float seq)
+        capture("lane-01", "3"),  # type: ignore[arg-type]  (a string seq)
+        capture("lane-01", 4, "now"),  # PostgreSQL would read it; not an ISO time
+        capture("lane-01", 5, device_id=7),
+        capture("lane-01", 6, event_id=""),
+        capture("lane-01", 7, created=None),  # type: ignore[arg-type]
+        capture("lane-01", 10**20),  # beyond bigint
+        deep,  # nested deeper than the JSON limits allow
+        Message("scanstation/lane-01/captures", b'{"seq": 1, "x": "\xff"}', time.time()),
+        Message("scanstation/lane-01/captures", b'"a string"', time.time()),
+        Message("scanstation/lane-01/captures", b"null", time.time()),
+        capture("lane-01", 11, device_id=None),
+        capture("lane-01", True),  # type: ignore[arg-type]
+    ]
+    naive = capture("lane-01", 10, "2026-12-03T10:00:00")  # no offset: UTC
+    bom = Message(  # Python's parser accepts a byte order mark; so does the collector
+        "scanstation/lane-01/captures", b"\xef\xbb\xbf" + capture("lane-01", 12).payload, 0.0
+    )
+    result = sink.store([*bad, naive, bom, capture("lane-01", 1)])
+    assert (result.stored, result.duplicates, result.rejected) == (2, 1, len(bad))
+    assert result.devices == {"lane-01"}
+    rows = conn.execute("SELECT seq, created FROM capture_events ORDER BY seq").fetchall()
+    assert rows == [
+        (1, datetime(2026, 12, 3, 10, tzinfo=UTC)),
+        (10, datetime(2026, 12, 3, 10, tzinfo=UTC)),
+        (12, datetime(2026, 12, 3, 10, tzinfo=UTC)),
+    ]
+
+
+def test_a_batch_postgresql_refuses_is_checked_in_python_and_its_valid_events_stored(
+    conn: Any,
+) -> None:
+    sink = Sink(conn, "scanstation", retention_days=30)
+    now = datetime.now(UTC).isoformat()
+    assert sink.store([capture("lane-01", 1, now)]).stored == 1
+    result = sink.store(
+        [
+            capture("lane-01", 2, now),
+            Message("scanstation/lane-01/captures", b'{"seq": 3, "not json', time.time()),
+            capture("lane-01", 4, "2026-02-30T00:00:00Z"),  # no such day
+            capture("lane-01", 5, "2001-01-01T00:00:00Z"),  # older than the retention
+            capture("lane-01", 1, now),  # a redelivery
+            capture("lane-01", 6, now),
+        ]
+    )
+    assert (result.stored, result.duplicates, result.rejected, result.expired) == (2, 1, 2, 1)
+    seqs = [r[0] for r in conn.execute("SELECT seq FROM capture_events ORDER BY seq")]
+    assert seqs == [1, 2, 6]
+    # The next clean batch takes the quick way again and counts the same.
+    again = sink.store([capture("lane-01", 5, "2001-01-01T00:00:00Z"), capture("lane-01", 7, now)])
+    assert (again.stored, again.expired, again.rejected) == (1, 1, 0)
+
+
 def test_presence_telemetry_noreads_and_alerts_land_in_their_tables(conn: Any) -> None:
     sink = Sink(conn, "scanstation", retention_days=36500)
     now = time.time()

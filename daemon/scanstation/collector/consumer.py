@@ -1,8 +1,9 @@
 """The collector process: paho-mqtt with manual acknowledgement feeding batched commits.
 
 Threads: paho's network thread receives (``loop_start``) and puts messages on a bounded
-queue; the writer thread (``run``) gathers a batch, stores it in one transaction and only
-then acknowledges its messages (``manual_ack``); the healer thread looks for seq gaps.
+queue, one list per socket read; the writer thread (``run``) gathers a batch, stores it in
+one transaction and only then acknowledges its messages (``manual_ack``, the batch's
+PUBACKs in one write); the healer thread looks for seq gaps.
 The MQTT session is persistent (``clean_start=False``, a session expiry, a stable client
 id), so what a killed collector had received but not committed is delivered again when it
 returns; the unique key of capture_events makes the second copy a no-op.
@@ -27,7 +28,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from scanstation.collector import CollectorError
-from scanstation.collector.bufferedpaho import BufferedClient
+from scanstation.collector.bufferedpaho import BufferedClient, Publish
 from scanstation.collector.schema import migrate
 from scanstation.collector.sink import KINDS, BatchResult, Message, Sink
 from scanstation.config import Config
@@ -124,7 +125,13 @@ class Collector:
         self.stats = Stats()
         self.stop = threading.Event()
         self.connected = threading.Event()
-        self._queue: queue.Queue[Message] = queue.Queue(self.cfg.receive_maximum * 2 + 1024)
+        # One list per socket read (at most a 64 KiB chunk of messages, or one message):
+        # about receive_maximum * 2 + 1024 station events of a kilobyte wait at most.
+        self._queue: queue.Queue[list[Message]] = queue.Queue(
+            max(16, (self.cfg.receive_maximum * 2 + 1024) // 64)
+        )
+        self._carry: list[Message] = []
+        """Messages of a read that did not fit in the last batch."""
         self._lock = threading.Lock()
         self._generation = 0
         self._client = self._make_client()
@@ -137,7 +144,9 @@ class Collector:
 
     # -- MQTT --
 
-    def _base_client(self, client_id: str, protocol: MQTTProtocolVersion, **kw: Any) -> paho.Client:
+    def _base_client(
+        self, client_id: str, protocol: MQTTProtocolVersion, **kw: Any
+    ) -> BufferedClient:
         mqtt = self.config.mqtt
         client = BufferedClient(
             CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol, **kw
@@ -154,10 +163,13 @@ class Collector:
             client.tls_set_context(context)
         return client
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> BufferedClient:
         if self.cfg.protocol == "5":
             client = self._base_client(
-                client_id(self.config), MQTTProtocolVersion.MQTTv5, manual_ack=True
+                client_id(self.config),
+                MQTTProtocolVersion.MQTTv5,
+                manual_ack=True,
+                on_publishes=self._on_publishes,
             )
         else:
             client = self._base_client(
@@ -165,6 +177,7 @@ class Collector:
                 MQTTProtocolVersion.MQTTv311,
                 manual_ack=True,
                 clean_session=False,
+                on_publishes=self._on_publishes,
             )
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -233,15 +246,26 @@ class Collector:
             log.warning("collector: too many command replies waiting; dropped one")
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        """A message paho decoded itself (the first of a read, or one cut by a read's end)."""
         self._queue.put(
-            Message(
-                message.topic,
-                bytes(message.payload),
-                time.time(),
-                message.mid,
-                message.qos,
-                self._generation,
-            )
+            [
+                Message(
+                    message.topic,
+                    bytes(message.payload),
+                    time.time(),
+                    message.mid,
+                    message.qos,
+                    self._generation,
+                )
+            ]
+        )
+
+    def _on_publishes(self, publishes: list[Publish]) -> None:
+        """The PUBLISH packets of one socket read, decoded by BufferedClient."""
+        now = time.time()
+        generation = self._generation
+        self._queue.put(
+            [Message(topic, body, now, mid, qos, generation) for topic, body, mid, qos in publishes]
         )
 
     def publish_command(
@@ -264,30 +288,35 @@ class Collector:
     # -- the writer --
 
     def _ack(self, messages: list[Message]) -> None:
+        """PUBACK the batch's messages (one write), those of the current connection only."""
         with self._lock:
-            for message in messages:
-                if message.generation != self._generation:
-                    self.stats.stale_acks += 1
-                    continue
-                if message.qos:
-                    self._client.ack(message.mid, message.qos)
-                self.stats.acked += 1
+            current = self._generation
+            mids = [m.mid for m in messages if m.generation == current and m.qos == 1]
+            fresh = sum(1 for m in messages if m.generation == current)
+            self.stats.stale_acks += len(messages) - fresh
+            self.stats.acked += fresh
+            self._client.ack_many(mids)
 
     def _gather(self) -> list[Message]:
-        try:
-            first = self._queue.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
+        size = self.cfg.batch_size
+        batch, self._carry = self._carry[:size], self._carry[size:]
+        if not batch:
+            try:
+                batch = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                return []
         deadline = time.monotonic() + self.cfg.batch_linger_ms / 1000
-        while len(batch) < self.cfg.batch_size:
+        while len(batch) < size:
             wait = min(IDLE_FLUSH_S, deadline - time.monotonic())
             try:
-                batch.append(
+                more = (
                     self._queue.get(timeout=max(wait, 0)) if wait > 0 else self._queue.get_nowait()
                 )
             except queue.Empty:
                 break
+            room = size - len(batch)
+            batch.extend(more[:room])
+            self._carry = more[room:]
         return batch
 
     def run(self) -> None:

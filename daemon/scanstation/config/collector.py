@@ -47,8 +47,9 @@ class CollectorConfig(Section):
         "5",
         description=(
             "MQTT version of the consuming connection. 5: Session Expiry and Receive Maximum; "
-            "3.1.1: about a third less CPU per message in paho (no properties), the session "
-            "kept until the broker expires it. Commands always go over MQTT 5"
+            "3.1.1: the session kept until the broker expires it, the broker's inflight "
+            "limit the only window. The same CPU per message either way. Commands always go "
+            "over MQTT 5"
         ),
     )
     receive_maximum: int = Field(

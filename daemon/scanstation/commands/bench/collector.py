@@ -1,12 +1,16 @@
 """`scanstation bench collector`: capture events/s stored in PostgreSQL by 1 and 2 collectors,
-beside a bare psycopg batched insert of the same rows; latency publish → committed.
+beside the bare psycopg path of the same rows; latency publish → committed.
 
 Everything is real and local: a Mosquitto started on a free port, the PostgreSQL named by
 ``--database`` (a fresh database is created for each run and dropped after), the collectors
 as ``scanstation collector`` processes. Simulated stations are ``mosquitto_pub`` clients publishing
 QoS 1 copies of a capture event made by the station's own pipeline (one real Store + Pipeline
-walk), each with its own seq, event_id and public_id. Modes are interleaved round by round
-and the median of each is quoted.
+walk), each with its own seq, event_id and public_id. The bare baseline is psycopg's best
+path for the same rows, parsed beforehand: COPY into a staging table and one INSERT … SELECT
+… ON CONFLICT DO NOTHING per batch, as the collector stores them. Modes are interleaved round
+by round (bare, 1 collector, 2 collectors); the median of each is quoted with its range, and
+the CPU each process of a collector run used (collectors, broker, publishers, PostgreSQL
+backends, this process) per event stored.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -35,6 +41,11 @@ from scanstation.commands.bench.ingest_mqtt import mosquitto
 
 BROKER_EXTRA = "max_inflight_messages 5000\nmax_queued_messages 1000000\n"
 PREFIX = "scanstation"
+PUBLISHER_INFLIGHT = 1000
+"""QoS 1 messages each simulated station keeps unacknowledged (``mosquitto_pub -M`` too):
+three publishers stand for a fleet's stream, so each keeps more in flight than one station
+(``[mqtt] inflight``, 20); with 20, ``mosquitto_pub`` alone tops out near the rate under test."""
+HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def real_event(workdir: Path) -> dict[str, Any]:
@@ -90,9 +101,193 @@ def make_events(
     return events
 
 
+def _remaining(length: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, length = length & 127, length >> 7
+        out.append(byte | (128 if length else 0))
+        if not length:
+            return bytes(out)
+
+
+def _utf8(text: str) -> bytes:
+    data = text.encode()
+    return struct.pack("!H", len(data)) + data
+
+
+class Station:
+    """One simulated station's MQTT 5 connection, as cheap as a client can be: its QoS 1
+    PUBLISH packets are encoded before the clock starts and written in runs of up to its
+    window (what the broker has not acknowledged yet), a reader thread counts the PUBACKs.
+    Real stations are other machines; here they must leave the two cores to what is under
+    test: the collectors, the broker and PostgreSQL. ``close`` checks that every event was
+    PUBACKed."""
+
+    def __init__(self, port: int, device: str, window: int) -> None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        self.device = device
+        self.topic = _utf8(f"{PREFIX}/{device}/captures")
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # CONNECT: MQTT 5, clean start, keepalive 60 s, no properties.
+        body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00" + _utf8(f"bench-{device}-{os.getpid()}")
+        self.sock.sendall(b"\x10" + _remaining(len(body)) + body)
+        kind, connack = self._read_packet()
+        if kind != 0x20 or connack[1] != 0:
+            raise RuntimeError(f"the broker refused station {device}: {connack!r}")
+        props, _ = Properties(PacketTypes.CONNACK).unpack(connack[2:])  # type: ignore[no-untyped-call]
+        self.window = min(window, int(getattr(props, "ReceiveMaximum", 65535)))
+        self.sock.settimeout(None)
+        self.sent = 0
+        self.acked = 0
+        self.refused = 0
+        self.error: str | None = None
+        self._acks = threading.Condition()
+        self._reader = threading.Thread(target=self._read_acks, daemon=True)
+        self._reader.start()
+
+    def _read_packet(self) -> tuple[int, bytes]:
+        head = self.sock.recv(1)
+        if not head:
+            raise RuntimeError(f"the broker closed station {self.device}'s connection")
+        length = shift = 0
+        while True:
+            byte = self.sock.recv(1)[0]
+            length |= (byte & 127) << shift
+            shift += 7
+            if not byte & 128:
+                break
+        body = b""
+        while len(body) < length:
+            body += self.sock.recv(length - len(body))
+        return head[0] & 0xF0, body
+
+    def _read_acks(self) -> None:
+        buf = b""
+        while True:
+            try:
+                data = self.sock.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                with self._acks:
+                    if self.acked < self.sent and self.error is None:
+                        self.error = "the broker closed the connection"
+                    self._acks.notify_all()
+                return
+            buf += data
+            acked = refused = pos = 0
+            while pos + 2 <= len(buf):
+                length = buf[pos + 1]  # PUBACK / DISCONNECT bodies are short (one byte)
+                if length & 128 or pos + 2 + length > len(buf):
+                    break
+                if buf[pos] & 0xF0 == 0x40:
+                    acked += 1
+                    refused += length > 2 and buf[pos + 4] >= 0x80
+                elif buf[pos] & 0xF0 == 0xE0:
+                    self.error = f"the broker disconnected: {buf[pos : pos + 2 + length]!r}"
+                pos += 2 + length
+            buf = buf[pos:]
+            with self._acks:
+                self.acked += acked
+                self.refused += refused
+                self._acks.notify_all()
+
+    def packets(self, payloads: list[bytes]) -> list[bytes]:
+        out = []
+        for i, payload in enumerate(payloads):
+            mid = struct.pack("!H", i % 65535 + 1)
+            body = self.topic + mid + b"\x00" + payload  # no properties
+            out.append(b"\x32" + _remaining(len(body)) + body)
+        return out
+
+    def send(self, packets: list[bytes]) -> None:
+        """Write ``packets`` with at most ``window`` unacknowledged."""
+        done = 0
+        while done < len(packets):
+            with self._acks:
+                while self.sent - self.acked >= self.window and self.error is None:
+                    self._acks.wait(1)
+                if self.error:
+                    raise RuntimeError(f"station {self.device}: {self.error}")
+                room = self.window - (self.sent - self.acked)
+                self.sent += min(room, len(packets) - done)
+            run = packets[done : done + room]
+            self.sock.sendall(b"".join(run))
+            done += len(run)
+
+    def close(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        with self._acks:
+            while self.acked < self.sent and self.error is None:
+                if not self._acks.wait(max(deadline - time.monotonic(), 0)):
+                    break
+        try:
+            self.sock.sendall(b"\xe0\x00")  # DISCONNECT
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        self._reader.join(5)
+        self.sock.close()
+        if self.acked < self.sent or self.refused:
+            raise RuntimeError(
+                f"station {self.device}: {self.acked} of {self.sent} events acknowledged, "
+                f"{self.refused} refused ({self.error or 'timed out'})"
+            )
+
+
+class Stations:
+    """The simulated stations (one ``Station`` connection each)."""
+
+    processes: dict[str, subprocess.Popen[bytes]] = {}  # noqa: RUF012 (none: in this process)
+
+    def __init__(self, port: int, devices: list[str]) -> None:
+        self.stations = {d: Station(port, d, PUBLISHER_INFLIGHT) for d in devices}
+
+    def publish(
+        self, events: list[tuple[str, int, bytes]], rate: float | None
+    ) -> dict[tuple[str, int], float]:
+        """Publish every event: at full speed (one writer thread per station), or paced at
+        ``rate`` events/s with the time of each one kept (for the latency)."""
+        sent: dict[tuple[str, int], float] = {}
+        by_device: dict[str, list[bytes]] = {}
+        for device, _, payload in events:
+            by_device.setdefault(device, []).append(payload)
+        packets = {d: self.stations[d].packets(p) for d, p in by_device.items()}
+        if rate is None:
+            start = time.time()
+            for device, seq, _ in events:
+                sent[(device, seq)] = start
+            threads = [
+                threading.Thread(target=self.stations[d].send, args=(packets[d],)) for d in packets
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            return sent
+        start_m = time.monotonic()
+        index = dict.fromkeys(packets, 0)
+        for i, (device, seq, _) in enumerate(events):
+            delay = start_m + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            sent[(device, seq)] = time.time()
+            self.stations[device].send([packets[device][index[device]]])
+            index[device] += 1
+        return sent
+
+    def close(self) -> None:
+        for station in self.stations.values():
+            station.close()
+
+
 class Publishers:
-    """One ``mosquitto_pub -l`` per simulated station (QoS 1, MQTT 5): a C client, so the
-    publishing side costs the two cores little next to the collectors under test."""
+    """One ``mosquitto_pub -l`` per simulated station (QoS 1, MQTT 5), the C client; only
+    for ``publishers_alone``: at 35–50 µs of CPU per event it takes a third of two cores at
+    10,000 events/s, which the collectors under test would have to share."""
 
     def __init__(self, port: int, devices: list[str]) -> None:
         binary = shutil.which("mosquitto_pub")
@@ -108,6 +303,8 @@ class Publishers:
                     str(port),
                     "-q",
                     "1",
+                    "-M",
+                    str(PUBLISHER_INFLIGHT),
                     "-l",
                     "-V",
                     "mqttv5",
@@ -183,6 +380,113 @@ def fresh_database(admin: str) -> Iterator[str]:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / HZ
+
+
+class CpuMeter:
+    """CPU seconds used by labelled processes during a run, sampled every 0.1 s (a process
+    that exits keeps its last sample). Linux /proc; elsewhere it measures nothing."""
+
+    def __init__(self) -> None:
+        self.pids: dict[int, str] = {}
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def add(self, label: str, pid: int) -> None:
+        if pid not in self.pids:
+            self.pids[pid] = label
+            used = _cpu_seconds(pid)
+            if used is not None:
+                self._first[pid] = self._last[pid] = used
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _sample(self) -> None:
+        for pid in list(self.pids):
+            used = _cpu_seconds(pid)
+            if used is not None:
+                self._first.setdefault(pid, used)
+                self._last[pid] = used
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            self._sample()
+
+    def stop(self, events: int) -> dict[str, float]:
+        """µs of CPU per event by label."""
+        self._sample()
+        self._stop.set()
+        self._thread.join()
+        used: dict[str, float] = {}
+        for pid, label in self.pids.items():
+            if pid in self._last:
+                used[label] = used.get(label, 0.0) + self._last[pid] - self._first[pid]
+        return {label: round(s / events * 1e6, 1) for label, s in sorted(used.items())}
+
+
+def _broker_pid_of(port: int) -> int | None:
+    """The bench's Mosquitto: the process whose config file names ``listener {port}``."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                args = (entry / "cmdline").read_bytes().split(b"\0")
+                if Path(args[0].decode(errors="replace")).name == "mosquitto" and "-c" in [
+                    a.decode(errors="replace") for a in args
+                ]:
+                    conf = Path(args[args.index(b"-c") + 1].decode())
+                    if f"listener {port} " in conf.read_text():
+                        return int(entry.name)
+    return None
+
+
+def _backends(dsn: str) -> list[int]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def wait_stored(dsn: str, events: list[tuple[str, int, bytes]], timeout: float = 300) -> None:
+    """Until every event is in capture_events. A COUNT(*) of the table costs PostgreSQL
+    milliseconds that the collectors under test would lose at every poll; the newest seq per
+    station is an index lookup, so the count is only asked once every station's last seq is in."""
+    last: dict[str, int] = {}
+    for device, seq, _ in events:
+        last[device] = max(seq, last.get(device, 0))
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            done = all(
+                (
+                    conn.execute(
+                        "SELECT 1 FROM capture_events WHERE device_id = %s AND seq = %s",
+                        (device, seq),
+                    ).fetchone()
+                    is not None
+                )
+                for device, seq in last.items()
+            )
+            if done:
+                row = conn.execute("SELECT COUNT(*) FROM capture_events").fetchone()
+                stored = int(row[0]) if row else 0
+                if stored >= len(events):
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {_count(dsn)} of {len(events)} events stored")
+            time.sleep(0.05)
+
+
 def _count(dsn: str) -> int:
     with psycopg.connect(dsn) as conn:
         row = conn.execute("SELECT COUNT(*) FROM capture_events").fetchone()
@@ -221,7 +525,7 @@ def run_collectors(
     rate: float | None = None,
     batch_size: int = 1000,
     protocol: str = "5",
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Start ``collectors`` processes on a fresh database, publish ``events``, wait for all."""
     with fresh_database(admin) as dsn:
         with psycopg.connect(dsn) as conn:
@@ -257,6 +561,7 @@ def run_collectors(
                         stderr=subprocess.STDOUT,
                     )
                 )
+        meter = CpuMeter()
         try:
             deadline = time.monotonic() + 30
             while not all("connected to" in log.read_text() for log in logs):
@@ -267,16 +572,22 @@ def run_collectors(
                 time.sleep(0.05)
             time.sleep(0.5)  # the SUBACKs
             devices = sorted({e[0] for e in events})
-            publishers = Publishers(port, devices)
+            publishers = Stations(port, devices)
+            for process in processes:
+                meter.add("collectors", process.pid)
+            broker = _broker_pid_of(port)
+            if broker is not None:
+                meter.add("broker", broker)
+            for pid in _backends(dsn):
+                meter.add("postgresql", pid)
+            meter.add("bench", os.getpid())
+            meter.start()
             try:
                 sent = publishers.publish(events, rate)
-                deadline = time.monotonic() + 300
-                while _count(dsn) < len(events):
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"only {_count(dsn)} of {len(events)} events stored")
-                    time.sleep(0.05)
+                wait_stored(dsn, events)
             finally:
                 publishers.close()
+            cpu = meter.stop(len(events))
             with psycopg.connect(dsn) as conn:
                 rows = conn.execute(
                     "SELECT device_id, seq, extract(epoch FROM stored_at)::float8 "
@@ -298,15 +609,79 @@ def run_collectors(
         "events_per_s": len(rows) / (last - first),
         "p50_ms": _percentile(latencies, 0.5),
         "p99_ms": _percentile(latencies, 0.99),
+        "cpu_us_per_event": cpu,
     }
 
 
-def run_bare(admin: str, events: list[tuple[str, int, bytes]], batch_size: int) -> dict[str, float]:
-    """psycopg alone: the same rows, executemany INSERT … ON CONFLICT DO NOTHING per batch."""
+def run_publishers_alone(
+    port: int, events: list[tuple[str, int, bytes]], kind: str
+) -> dict[str, Any]:
+    """The simulated stations into the broker with a C subscriber (``mosquitto_sub``, QoS 1)
+    taking them out: the rate the load generator itself reaches, with no collector."""
+    binary = shutil.which("mosquitto_sub")
+    if binary is None:
+        raise RuntimeError("mosquitto_sub is missing (apt install mosquitto-clients)")
+    sub = subprocess.Popen(  # noqa: S603 (a fixed binary, our own arguments)
+        [
+            binary,
+            "-p",
+            str(port),
+            "-q",
+            "1",
+            "-V",
+            "mqttv5",
+            "-C",
+            str(len(events)),
+            "-t",
+            f"{PREFIX}/+/captures",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    meter = CpuMeter()
+    try:
+        time.sleep(0.5)  # its SUBACK
+        devices = sorted({e[0] for e in events})
+        publishers: Stations | Publishers = (
+            Stations(port, devices) if kind == "stations" else Publishers(port, devices)
+        )
+        meter.add("subscriber", sub.pid)
+        for process in publishers.processes.values():
+            meter.add("publishers", process.pid)
+        broker = _broker_pid_of(port)
+        if broker is not None:
+            meter.add("broker", broker)
+        meter.add("bench", os.getpid())
+        meter.start()
+        started = time.time()
+        publishers.publish(events, None)
+        publishers.close()
+        sub.wait(120)
+        elapsed = time.time() - started
+    finally:
+        if sub.poll() is None:
+            sub.kill()
+            sub.wait()
+    return {"events_per_s": len(events) / elapsed, "cpu_us_per_event": meter.stop(len(events))}
+
+
+BARE_COLUMNS = (
+    "device_id, seq, event_id, public_id, status, raw_value, gtin, site, created, received_at, "
+    "payload"
+)
+
+
+def run_bare(admin: str, events: list[tuple[str, int, bytes]], batch_size: int) -> dict[str, Any]:
+    """psycopg alone, at its best: the same rows parsed beforehand, COPY into a staging table
+    and one INSERT … SELECT … ON CONFLICT DO NOTHING per batch, one COMMIT per batch."""
     from datetime import UTC, datetime
 
     with fresh_database(admin) as dsn, psycopg.connect(dsn) as conn:
         migrate(conn)
+        conn.execute(
+            "CREATE TEMPORARY TABLE bare_stage (LIKE capture_events INCLUDING DEFAULTS) "
+            "ON COMMIT DELETE ROWS"
+        )
+        conn.commit()
         received = datetime.now(UTC)
         rows = []
         for device, seq, payload in events:
@@ -327,18 +702,27 @@ def run_bare(admin: str, events: list[tuple[str, int, bytes]], batch_size: int) 
                 )
             )
         create_partitions(conn, {month_of(r[8]) for r in rows})
+        meter = CpuMeter()
+        meter.add("postgresql", conn.info.backend_pid)
+        meter.add("bench", os.getpid())
+        meter.start()
         started = time.perf_counter()
         with conn.cursor() as cur:
             for i in range(0, len(rows), batch_size):
-                cur.executemany(
-                    "INSERT INTO capture_events (device_id, seq, event_id, public_id, status, "
-                    "raw_value, gtin, site, created, received_at, payload) VALUES "
-                    "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::jsonb) ON CONFLICT DO NOTHING",
-                    rows[i : i + batch_size],
+                with cur.copy(f"COPY bare_stage ({BARE_COLUMNS}) FROM STDIN") as copy:
+                    for row in rows[i : i + batch_size]:
+                        copy.write_row(row)
+                cur.execute(
+                    f"INSERT INTO capture_events ({BARE_COLUMNS}) SELECT {BARE_COLUMNS} "
+                    "FROM bare_stage ON CONFLICT DO NOTHING"
                 )
                 conn.commit()
         elapsed = time.perf_counter() - started
-    return {"events_per_s": len(rows) / elapsed}
+        stored = _count(dsn)
+        cpu = meter.stop(len(rows))
+    if stored != len(rows):
+        raise RuntimeError(f"the bare insert stored {stored} of {len(rows)} rows")
+    return {"events_per_s": len(rows) / elapsed, "cpu_us_per_event": cpu}
 
 
 def main(argv: list[str]) -> int:
@@ -368,8 +752,12 @@ def main(argv: list[str]) -> int:
         template = real_event(workdir / "station")
         per_station = max(args.events // args.stations, 1)
         events = make_events(template, args.stations, per_station)
-        results: dict[str, list[dict[str, float]]] = {"bare": [], "1": [], "2": []}
+        results: dict[str, list[dict[str, Any]]] = {"bare": [], "1": [], "2": []}
         with mosquitto(workdir, BROKER_EXTRA) as port:
+            alone = {
+                kind: run_publishers_alone(port, events, kind)
+                for kind in ("stations", "mosquitto_pub")
+            }
             for _ in range(args.rounds):
                 results["bare"].append(run_bare(args.database, events, args.batch_size))
                 for n in ("1", "2"):
@@ -399,7 +787,18 @@ def main(argv: list[str]) -> int:
             )
 
     def median(mode: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[mode])
+        return float(statistics.median(r[key] for r in results[mode]))
+
+    def spread(mode: str) -> list[int]:
+        rates = [r["events_per_s"] for r in results[mode]]
+        return [round(min(rates)), round(max(rates))]
+
+    def cpu(mode: str) -> dict[str, float]:
+        labels = sorted({k for r in results[mode] for k in r["cpu_us_per_event"]})
+        return {
+            k: round(statistics.median(r["cpu_us_per_event"].get(k, 0.0) for r in results[mode]), 1)
+            for k in labels
+        }
 
     bare = median("bare", "events_per_s")
     report = {
@@ -411,6 +810,11 @@ def main(argv: list[str]) -> int:
         "collector_1_events_per_s": round(median("1", "events_per_s")),
         "collector_2_events_per_s": round(median("2", "events_per_s")),
         "collector_2_vs_bare": round(median("2", "events_per_s") / bare, 2),
+        "spread_events_per_s": {mode: spread(mode) for mode in ("bare", "1", "2")},
+        "publishers_alone_events_per_s": {k: round(v["events_per_s"]) for k, v in alone.items()},
+        "publishers_alone_cpu_us_per_event": {k: v["cpu_us_per_event"] for k, v in alone.items()},
+        "cpu_us_per_event": {mode: cpu(mode) for mode in ("bare", "1", "2")},
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "latency_rate_events_per_s": args.rate,
         "latency_p50_ms": round(latency["p50_ms"], 1),
         "latency_p99_ms": round(latency["p99_ms"], 1),
@@ -420,12 +824,20 @@ def main(argv: list[str]) -> int:
         print(json.dumps(report))
         return 0
     print(f"{len(events)} events from {args.stations} stations, {args.rounds} interleaved rounds")
-    print(f"  bare psycopg batched insert   {report['bare_insert_events_per_s']:>8} events/s")
-    print(f"  1 collector                   {report['collector_1_events_per_s']:>8} events/s")
-    print(
-        f"  2 collectors                  {report['collector_2_events_per_s']:>8} events/s "
-        f"({report['collector_2_vs_bare']}x bare)"
-    )
+    ranges = report["spread_events_per_s"]
+    for label, mode, key in (
+        ("bare psycopg COPY + INSERT", "bare", "bare_insert_events_per_s"),
+        ("1 collector", "1", "collector_1_events_per_s"),
+        ("2 collectors", "2", "collector_2_events_per_s"),
+    ):
+        low, high = ranges[mode]
+        print(f"  {label:28s} {report[key]:>8} events/s  (rounds {low}..{high})")
+    print(f"  2 collectors / bare: {report['collector_2_vs_bare']}")
+    for kind, rate in report["publishers_alone_events_per_s"].items():
+        print(f"  publishers alone ({kind} -> broker -> mosquitto_sub): {rate} events/s")
+    for mode, used in report["cpu_us_per_event"].items():
+        shares = ", ".join(f"{k} {v}" for k, v in used.items())
+        print(f"  CPU µs per event, {mode}: {shares}")
     print(
         f"  publish -> committed at {args.rate:g}/s (2 collectors): "
         f"p50 {report['latency_p50_ms']} ms, p99 {report['latency_p99_ms']} ms"
