@@ -20,13 +20,11 @@ from typing import Any, TextIO
 
 from scanstation import __version__
 from scanstation.barcode.interpret import InterpretError
-from scanstation.commands import CommandLineError
+from scanstation.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandLineError
 from scanstation.config import Config, ConfigError, load_config
 from scanstation.config.loader import find_config_file
 
 log = logging.getLogger("scanstation")
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 # Sub-commands whose implementation lives with the capability they belong to.
 DELEGATED: dict[str, tuple[str, str, str]] = {

@@ -17,11 +17,10 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from scanstation.collector import CollectorError
-from scanstation.config import Config, ConfigError, load_config
+from scanstation.commands import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, run_with_config
+from scanstation.config import Config
 
 log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 EXPORT_COLUMNS = (
     "device_id",
@@ -143,12 +142,10 @@ def _cell(value: Any) -> Any:
 
 
 def collector_main(argv: Sequence[str]) -> int:
-    args = _parser().parse_args(list(argv))
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"scanstation collector: bad config: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_with_config("collector", _parser(), argv, _main)
+
+
+def _main(args: argparse.Namespace, config: Config) -> int:
     problems = check_config(config)
     if problems:
         for problem in problems:
