@@ -66,6 +66,12 @@ log = logging.getLogger(__name__)
 
 
 DRAIN_BATCH = 256
+"""Outbox rows read per pass of the drain."""
+
+
+FULL_READ_INTERVAL_S = 1.0
+"""The drain reads from the oldest waiting row at least this often (rows made waiting again
+below its cursor: ``outbox.replay``), besides whenever nothing follows the cursor."""
 
 
 STATS_INTERVAL_S = 2.0
@@ -206,6 +212,12 @@ class MqttLink:
         self.protocol: Literal["5", "3.1.1"] = self.mqtt.protocol
         self.on_delivered: list[Callable[[OutboxEvent], None]] = []
         """Called for every event the broker acknowledged (benchmarks, tests)."""
+        self.on_read: list[Callable[[list[OutboxEvent]], None]] = []
+        """Called with the events each outbox read found to send (benchmarks)."""
+        self.on_sent: list[Callable[[OutboxEvent], None]] = []
+        """Called for every event handed to the connection (benchmarks)."""
+        self.on_settled: list[Callable[[list[int]], None]] = []
+        """Called with the row ids whose delivered mark was committed (benchmarks)."""
         self._c = _Counters()
         self._conn: Connection | None = None
         self._acked: list[int] = []
@@ -442,22 +454,32 @@ class MqttLink:
     async def _drain(self, conn: Connection, drain: _Drain) -> None:
         """Publish outbox rows in id (= seq) order, at most ``window`` unacknowledged.
 
-        Each pass reads the oldest rows and skips those already handled (in flight, acked
-        and awaiting deletion, being dead-lettered, waiting for a retry). There is no
-        "after id" cursor: SQLite reuses the highest rowid once that row is deleted, so a
-        new event can carry the id of one just acknowledged.
+        Woken by the commit that added rows (``Store.outbox_changed``), each pass reads the
+        rows after the highest id this connection has read (ids only grow: AUTOINCREMENT)
+        and publishes them back to back until the window is full. When nothing follows
+        that cursor, or a second has gone by, a pass reads from the oldest waiting row
+        instead and skips those already handled (in flight, acked and awaiting their
+        delivered mark, being dead-lettered, waiting for a retry): rows made waiting again
+        (``outbox.replay``), or an id below the cursor, are found that way.
         """
         changed = self.store.outbox_changed
+        cursor = 0
+        full_at = 0.0
         while True:
             changed.clear()
-            busy = len(self._in_flight) + len(self._acked_ids) + len(self._dead_ids)
-            # Rows deleted before this read cannot show up in it; rows deleted while it runs
-            # can, and are recognised by this set.
-            self._just_deleted = set()
-            rows = await self.store.outbox_batch(0, busy + len(drain.retries) + DRAIN_BATCH)
+            now = time.monotonic()
+            full = cursor == 0 or now - full_at > FULL_READ_INTERVAL_S
+            rows = await self._read(drain, 0 if full else cursor)
+            if not full and not rows:
+                full = True
+                rows = await self._read(drain, 0)
+            if full:
+                full_at = time.monotonic()
+            if rows:
+                cursor = max(cursor, rows[-1].id)
             # Read after the await: a refusal that arrived during the read put its event
             # among the retries, and it must not go out again at once as if fresh.
-            waiting = {e.id for _, e in drain.retries}
+            waiting = {e.id for _, e in drain.retries} if drain.retries else ()
             fresh = [e for e in rows if e.id not in waiting and not self._handled(e.id)]
             now = time.monotonic()
             due = [event for when, event in drain.retries if when <= now]
@@ -470,6 +492,8 @@ class MqttLink:
                     async with asyncio.timeout(timeout):
                         await changed.wait()
                 continue
+            for hook in self.on_read:
+                hook(fresh)
             for event in (*due, *fresh):
                 # A suspect (in flight when a connection died) goes alone, so that a
                 # message the broker answers by disconnecting is found and set aside.
@@ -487,6 +511,17 @@ class MqttLink:
                     await asyncio.sleep(drain.next_at - time.monotonic())
                     drain.next_at += 1 / self.mqtt.publish_rate_limit
                 self._publish_event(conn, drain, event, permits)
+
+    async def _read(self, drain: _Drain, after_id: int) -> list[OutboxEvent]:
+        """Waiting rows after ``after_id``; from the oldest (0), room for the handled ones."""
+        limit = DRAIN_BATCH
+        if after_id == 0:
+            busy = len(self._in_flight) + len(self._acked_ids) + len(self._dead_ids)
+            limit += busy + len(drain.retries)
+        # Rows deleted before this read cannot show up in it; rows deleted while it runs
+        # can, and are recognised by this set.
+        self._just_deleted = set()
+        return await self.store.outbox_batch(after_id, limit)
 
     def _handled(self, row_id: int) -> bool:
         return (
@@ -511,25 +546,24 @@ class MqttLink:
                 "(mqtt.max_payload_bytes or the broker's maximum packet size)",
             )
             return
-        try:
-            future = conn.publish(topic, payload, qos=1)
-        except MqttError:
-            _release(drain.window, permits)
-            raise
         self._c.in_flight += 1
         self._in_flight[event.id] = event
-        future.add_done_callback(lambda f: self._on_ack(drain, event, permits, f))
+        try:
+            conn.send(topic, payload, lambda reason: self._on_ack(drain, event, permits, reason))
+        except MqttError:
+            self._c.in_flight -= 1
+            self._in_flight.pop(event.id, None)
+            _release(drain.window, permits)
+            raise
+        for hook in self.on_sent:
+            hook(event)
 
-    def _on_ack(
-        self, drain: _Drain, event: OutboxEvent, permits: int, future: asyncio.Future[int]
-    ) -> None:
+    def _on_ack(self, drain: _Drain, event: OutboxEvent, permits: int, reason: int) -> None:
+        """The broker answered ``event`` (called from the connection's read, on the loop)."""
         _release(drain.window, permits)
         self._c.in_flight = max(self._c.in_flight - 1, 0)
-        if future.cancelled() or future.exception() is not None:
-            return  # the connection is gone: the row stays and the next connection sends it
         self._in_flight.pop(event.id, None)
         self._suspects.pop(event.id, None)
-        reason = future.result()
         kind = refusal_kind(reason)
         if kind == "ok":
             self._c.published += 1
@@ -619,6 +653,8 @@ class MqttLink:
             raise
         self._acked_ids.difference_update(ids)
         self._just_deleted.update(ids)
+        for hook in self.on_settled:
+            hook(ids)
         # A new row may have taken a deleted row's id while it was skipped: look again.
         self.store.outbox_changed.set()
 
