@@ -462,23 +462,30 @@ class MqttLink:
 
         Woken by the commit that added rows (``Store.outbox_changed``), each pass reads the
         rows after the highest id this connection has read (ids only grow: AUTOINCREMENT)
-        and publishes them back to back until the window is full. When nothing follows
-        that cursor, or a second has gone by, a pass reads from the oldest waiting row
-        instead and skips those already handled (in flight, acked and awaiting their
-        delivered mark, being dead-lettered, waiting for a retry): rows made waiting again
-        (``outbox.replay``), or an id below the cursor, are found that way.
+        and publishes them back to back, as the window allows; it reads again at once only
+        after a full read or a new signal. When nothing follows that cursor, or a second
+        has gone by, a pass reads from the oldest waiting row instead and skips those
+        already handled (in flight, acked and awaiting their delivered mark, being
+        dead-lettered, waiting for a retry): rows made waiting again (``outbox.replay``),
+        or an id below the cursor, are found that way.
         """
         changed = self.store.outbox_changed
         cursor = 0
         full_at = 0.0
+        more = True  # rows may be waiting: read before waiting for a signal
         while True:
+            if not more and not changed.is_set():
+                wait = min((w for w, _ in drain.retries), default=None)
+                timeout = None if wait is None else max(wait - time.monotonic(), 0.01)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await changed.wait()
             changed.clear()
-            now = time.monotonic()
-            full = cursor == 0 or now - full_at > FULL_READ_INTERVAL_S
-            rows = await self._read(drain, 0 if full else cursor)
+            full = cursor == 0 or time.monotonic() - full_at > FULL_READ_INTERVAL_S
+            rows, more = await self._read(drain, 0 if full else cursor)
             if not full and not rows:
                 full = True
-                rows = await self._read(drain, 0)
+                rows, more = await self._read(drain, 0)
             if full:
                 full_at = time.monotonic()
             if rows:
@@ -492,11 +499,7 @@ class MqttLink:
             if due:
                 drain.retries = [(w, e) for w, e in drain.retries if w > now]
             if not fresh and not due:
-                wait = min((w for w, _ in drain.retries), default=None)
-                timeout = None if wait is None else max(wait - now, 0.01)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        await changed.wait()
+                more = False
                 continue
             for hook in self.on_read:
                 hook(fresh)
@@ -518,8 +521,9 @@ class MqttLink:
                     drain.next_at += 1 / self.mqtt.publish_rate_limit
                 self._publish_event(conn, drain, event, permits)
 
-    async def _read(self, drain: _Drain, after_id: int) -> list[OutboxEvent]:
-        """Waiting rows after ``after_id``; from the oldest (0), room for the handled ones."""
+    async def _read(self, drain: _Drain, after_id: int) -> tuple[list[OutboxEvent], bool]:
+        """Waiting rows after ``after_id`` (from the oldest, 0: room for the handled ones),
+        and whether the read was full (more may follow)."""
         limit = DRAIN_BATCH
         if after_id == 0:
             busy = len(self._in_flight) + len(self._acked_ids) + len(self._dead_ids)
@@ -527,7 +531,8 @@ class MqttLink:
         # Rows deleted before this read cannot show up in it; rows deleted while it runs
         # can, and are recognised by this set.
         self._just_deleted = set()
-        return await self.store.outbox_batch(after_id, limit)
+        rows = await self.store.outbox_batch(after_id, limit)
+        return rows, len(rows) >= limit
 
     def _handled(self, row_id: int) -> bool:
         return (
