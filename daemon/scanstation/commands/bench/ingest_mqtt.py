@@ -92,6 +92,9 @@ class _Paho:
         self.client.on_socket_open = _nodelay
         self.acked = 0
         self.sent_at: dict[int, float] = {}
+        self.early: dict[int, float] = {}
+        """PUBACK times of packet ids whose send time was not noted yet (latency runs)."""
+        self.timing = False
         self.latencies: list[float] = []
         self.done = threading.Event()
         self.target = 0
@@ -108,6 +111,8 @@ class _Paho:
             sent = self.sent_at.pop(mid, None)
             if sent is not None:
                 self.latencies.append(now - sent)
+            elif self.timing:
+                self.early[mid] = now
             if self.acked >= self.target:
                 self.done.set()
 
@@ -125,15 +130,23 @@ class _Paho:
         count = int(rate * seconds)
         self.acked, self.target, self.latencies = 0, count, []
         self.done.clear()
+        self.timing = True
         started = time.perf_counter()
         for i in range(count):
             time.sleep(max(0.0, started + i / rate - time.perf_counter()))
+            sent = time.perf_counter()
+            # Not under self.lock: paho calls on_publish holding its own lock, which
+            # publish() takes too (holding both in opposite orders deadlocks).
+            info = self.client.publish("bench/paho", payload, qos=1)
             with self.lock:
-                sent = time.perf_counter()
-                info = self.client.publish("bench/paho", payload, qos=1)
-                self.sent_at[info.mid] = sent
+                acked = self.early.pop(info.mid, None)
+                if acked is None:
+                    self.sent_at[info.mid] = sent
+                else:
+                    self.latencies.append(acked - sent)
         if not self.done.wait(30):
             raise RuntimeError("bare paho: PUBACKs missing in the latency run")
+        self.timing = False
         return self.latencies
 
     def close(self) -> None:
