@@ -119,6 +119,42 @@ async def test_outbox_replay_over_mqtt_resends_the_same_events(
     assert telemetry["last_seq"] == 6
 
 
+async def test_outbox_replay_is_answered_while_new_captures_keep_flowing(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Replayed rows lie below the drain's cursor; a steady flow of new rows after it must
+    not keep them waiting."""
+    config = station_config(tmp_path / "s", broker.port)
+    with Subscriber(broker.port, [f"{BASE}/captures"]) as sub:
+        async with running_station(config) as station:
+            await wait_until(lambda: station.link.state.connected)
+            await station.scan(*["4006381333931"] * 5)
+            await outbox_drained(station.store)
+            await sub.until(lambda ms: len(ms) >= 5, what="five events")
+            flowing = True
+
+            async def flow() -> None:
+                while flowing:  # 50 captures/s, the whole time
+                    await station.capture()
+                    await asyncio.sleep(0.02)
+
+            task = asyncio.create_task(flow())
+            try:
+                await asyncio.sleep(0.3)
+                asked = time.monotonic()
+                counts = await station.store.outbox_replay(2, 3)
+                seqs = lambda ms: [m.json()["seq"] for m in ms]  # noqa: E731
+                got = await sub.until(lambda ms: seqs(ms).count(2) == 2, timeout=10, what="seq 2")
+                took = time.monotonic() - asked
+                await sub.until(lambda ms: seqs(ms).count(3) == 2, timeout=10, what="seq 3")
+            finally:
+                flowing = False
+                await task
+    assert counts == {"replayed": 2, "pending": 0, "unavailable": 0}
+    assert took < 3.0  # the drain reads from the oldest row at least once a second
+    assert max(seqs(got)) > 5  # new captures were flowing meanwhile
+
+
 async def test_keep_delivered_hours_0_deletes_on_puback(broker: Broker, tmp_path: Path) -> None:
     config = station_config(tmp_path / "s", broker.port, keep_delivered_hours=0)
     async with running_station(config) as station:

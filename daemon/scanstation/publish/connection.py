@@ -196,6 +196,35 @@ def read_password(path: Path | None) -> str | None:
         raise MqttError(f"mqtt.password_file {path}: cannot read it: {exc.strerror}") from None
 
 
+READ_CHUNK = 65536
+"""Bytes taken from the socket per read: every PUBACK a readable event brings, at once."""
+
+
+class _Client(paho.Client):
+    """paho's client reading its socket in chunks.
+
+    paho reads each packet with a recv() per header byte and one for the rest: three system
+    calls per PUBACK. Here one recv takes what the socket holds and paho's reads are served
+    from it; ``buffered`` says what is left, since the loop's reader is not woken for it.
+    """
+
+    _chunk = b""
+    _pos = 0
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._pos >= len(self._chunk):
+            data = super()._sock_recv(READ_CHUNK)  # BlockingIOError when nothing is there
+            if len(data) <= bufsize:
+                return data  # b"" is the end of the stream: paho closes
+            self._chunk, self._pos = data, 0
+        start = self._pos
+        self._pos = min(start + bufsize, len(self._chunk))
+        return self._chunk[start : self._pos]
+
+    def buffered(self) -> int:
+        return len(self._chunk) - self._pos
+
+
 class Connection:
     """One paho client on the asyncio loop: connect, publish with PUBACK futures, receive.
 
@@ -213,7 +242,7 @@ class Connection:
         protocol = (
             MQTTProtocolVersion.MQTTv5 if options.protocol == "5" else MQTTProtocolVersion.MQTTv311
         )
-        self.client = paho.Client(
+        self.client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=options.client_id,
             protocol=protocol,
@@ -230,7 +259,8 @@ class Connection:
             self.client.tls_set_context(options.tls)
         self.connack: asyncio.Future[tuple[int, Properties | None]] = self.loop.create_future()
         self.closed: asyncio.Future[str] = self.loop.create_future()
-        self._acks: dict[int, asyncio.Future[int]] = {}
+        self._acks: dict[int, asyncio.Future[int] | Callable[[int], None]] = {}
+        """PUBACK waiters by packet id: a future (``publish``) or a callback (``send``)."""
         self._early_acks: dict[int, int] = {}
         self._subacks: dict[int, asyncio.Future[list[int]]] = {}
         self._misc: asyncio.Task[None] | None = None
@@ -324,20 +354,36 @@ class Connection:
         properties: Properties | None = None,
     ) -> asyncio.Future[int]:
         """Publish; the future resolves with the PUBACK reason code (0 at once for QoS 0)."""
+        future: asyncio.Future[int] = self.loop.create_future()
+        mid = self._publish(topic, payload, qos, retain, properties)
+        if qos == 0:
+            future.set_result(0)
+        elif (early := self._early_acks.pop(mid, None)) is not None:
+            # paho may call on_publish before publish() returns (paho #361, #482).
+            future.set_result(early)
+        else:
+            self._acks[mid] = future
+        return future
+
+    def send(self, topic: str, payload: bytes, on_ack: Callable[[int], None]) -> None:
+        """Publish QoS 1 without a future: ``on_ack(reason code)`` is called on the loop
+        thread when the PUBACK arrives, and never if the connection ends first (the outbox
+        drain's path: one call per event instead of a future and its scheduled callback)."""
+        mid = self._publish(topic, payload, 1, False, None)
+        if (early := self._early_acks.pop(mid, None)) is not None:
+            on_ack(early)
+        else:
+            self._acks[mid] = on_ack
+
+    def _publish(
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties | None
+    ) -> int:
         if self.closed.done():
             raise MqttError(f"not connected to {self.broker}")
         info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise MqttError(f"publish to {topic!r} failed: {paho.error_string(info.rc)}")
-        future: asyncio.Future[int] = self.loop.create_future()
-        if qos == 0:
-            future.set_result(0)
-        elif (early := self._early_acks.pop(info.mid, None)) is not None:
-            # paho may call on_publish before publish() returns (paho #361, #482).
-            future.set_result(early)
-        else:
-            self._acks[info.mid] = future
-        return future
+        return info.mid
 
     async def subscribe(self, topic: str, qos: int = 1) -> list[int]:
         result, mid = self.client.subscribe(topic, qos=qos)
@@ -379,12 +425,14 @@ class Connection:
         if not self.closed.done():
             self.closed.set_result(reason)
         error = MqttError(f"{self.broker}: {reason}")
-        for futures in (self._acks, self._subacks):
-            for future in futures.values():
-                if not future.done():
-                    future.set_exception(error)
-                    future.exception()
-            futures.clear()
+        waiters: list[Any] = [*self._acks.values(), *self._subacks.values()]
+        self._acks.clear()
+        self._subacks.clear()
+        for future in waiters:
+            # A send() callback is dropped: its event stays in the outbox for the next link.
+            if isinstance(future, asyncio.Future) and not future.done():
+                future.set_exception(error)
+                future.exception()
         if self._misc is not None:
             self._misc.cancel()
 
@@ -396,11 +444,13 @@ class Connection:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        future = self._acks.pop(mid, None)
-        if future is None:
+        waiter = self._acks.pop(mid, None)
+        if waiter is None:
             self._early_acks[mid] = reason_code.value
-        elif not future.done():
-            future.set_result(reason_code.value)
+        elif not isinstance(waiter, asyncio.Future):
+            waiter(reason_code.value)
+        elif not waiter.done():
+            waiter.set_result(reason_code.value)
 
     def _on_subscribe(
         self,
@@ -472,9 +522,12 @@ class Connection:
         try:
             while True:
                 rc = self.client.loop_read()
-                # An SSL socket can hold decoded bytes select() does not see (paho #131).
+                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    break
+                # Bytes already read (ours, or decoded by an SSL socket: paho #131) wake no
+                # reader: go on while there are some.
                 sock = self.client.socket()
-                if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not (
+                if not self.client.buffered() and not (
                     sock is not None and hasattr(sock, "pending") and sock.pending() > 0
                 ):
                     break

@@ -66,6 +66,12 @@ log = logging.getLogger(__name__)
 
 
 DRAIN_BATCH = 256
+"""Outbox rows read per pass of the drain."""
+
+
+FULL_READ_INTERVAL_S = 1.0
+"""The drain reads from the oldest waiting row at least this often (rows made waiting again
+below its cursor: ``outbox.replay``), besides whenever nothing follows the cursor."""
 
 
 STATS_INTERVAL_S = 2.0
@@ -75,7 +81,12 @@ STOP_TIMEOUT_S = 1.5
 """How long a clean stop may wait for the ``offline`` PUBACK and the DISCONNECT."""
 
 
-ACK_LINGER_S = 0.1
+ACK_LINGER_S = 1.0
+"""How long acknowledged rows gather before their delivered mark is written (one commit).
+Each such commit is one more fsync on the writer the captures share, and a capture arriving
+during it waits for it: at a lane's rate, one a second instead of ten keeps that out of the
+capture's p99 and off the SD card. A crash in between sends those events again (at least
+once: consumers de-duplicate by event_id)."""
 
 
 PRUNE_INTERVAL_S = 300.0
@@ -83,7 +94,7 @@ PRUNE_INTERVAL_S = 300.0
 
 
 ACK_BATCH = 512
-"""Acknowledged rows are deleted in batches: after ACK_LINGER_S or once ACK_BATCH gather."""
+"""Acknowledged rows are settled in batches: after ACK_LINGER_S or once ACK_BATCH gather."""
 
 
 # ---- state -------------------------------------------------------------------------------
@@ -206,12 +217,19 @@ class MqttLink:
         self.protocol: Literal["5", "3.1.1"] = self.mqtt.protocol
         self.on_delivered: list[Callable[[OutboxEvent], None]] = []
         """Called for every event the broker acknowledged (benchmarks, tests)."""
+        self.on_read: list[Callable[[list[OutboxEvent]], None]] = []
+        """Called with the events each outbox read found to send (benchmarks)."""
+        self.on_sent: list[Callable[[OutboxEvent], None]] = []
+        """Called for every event handed to the connection (benchmarks)."""
+        self.on_settled: list[Callable[[list[int]], None]] = []
+        """Called with the row ids whose delivered mark was committed (benchmarks)."""
         self._c = _Counters()
         self._conn: Connection | None = None
         self._acked: list[int] = []
         self._acked_ids: set[int] = set()
         self._dead_ids: set[int] = set()
         self._flush_wanted = asyncio.Event()
+        self._ack_batch_full = asyncio.Event()
         self._commands: asyncio.Queue[Incoming] = asyncio.Queue(COMMAND_QUEUE)
         self._replies: OrderedDict[bytes, tuple[str, bytes]] = OrderedDict()
         self._rand = random.Random()
@@ -442,34 +460,49 @@ class MqttLink:
     async def _drain(self, conn: Connection, drain: _Drain) -> None:
         """Publish outbox rows in id (= seq) order, at most ``window`` unacknowledged.
 
-        Each pass reads the oldest rows and skips those already handled (in flight, acked
-        and awaiting deletion, being dead-lettered, waiting for a retry). There is no
-        "after id" cursor: SQLite reuses the highest rowid once that row is deleted, so a
-        new event can carry the id of one just acknowledged.
+        Woken by the commit that added rows (``Store.outbox_changed``), each pass reads the
+        rows after the highest id this connection has read (ids only grow: AUTOINCREMENT)
+        and publishes them back to back, as the window allows; it reads again at once only
+        after a full read or a new signal. When nothing follows that cursor, or a second
+        has gone by, a pass reads from the oldest waiting row instead and skips those
+        already handled (in flight, acked and awaiting their delivered mark, being
+        dead-lettered, waiting for a retry): rows made waiting again (``outbox.replay``),
+        or an id below the cursor, are found that way.
         """
         changed = self.store.outbox_changed
+        cursor = 0
+        full_at = 0.0
+        more = True  # rows may be waiting: read before waiting for a signal
         while True:
+            if not more and not changed.is_set():
+                wait = min((w for w, _ in drain.retries), default=None)
+                timeout = None if wait is None else max(wait - time.monotonic(), 0.01)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await changed.wait()
             changed.clear()
-            busy = len(self._in_flight) + len(self._acked_ids) + len(self._dead_ids)
-            # Rows deleted before this read cannot show up in it; rows deleted while it runs
-            # can, and are recognised by this set.
-            self._just_deleted = set()
-            rows = await self.store.outbox_batch(0, busy + len(drain.retries) + DRAIN_BATCH)
+            full = cursor == 0 or time.monotonic() - full_at > FULL_READ_INTERVAL_S
+            rows, more = await self._read(drain, 0 if full else cursor)
+            if not full and not rows:
+                full = True
+                rows, more = await self._read(drain, 0)
+            if full:
+                full_at = time.monotonic()
+            if rows:
+                cursor = max(cursor, rows[-1].id)
             # Read after the await: a refusal that arrived during the read put its event
             # among the retries, and it must not go out again at once as if fresh.
-            waiting = {e.id for _, e in drain.retries}
+            waiting = {e.id for _, e in drain.retries} if drain.retries else ()
             fresh = [e for e in rows if e.id not in waiting and not self._handled(e.id)]
             now = time.monotonic()
             due = [event for when, event in drain.retries if when <= now]
             if due:
                 drain.retries = [(w, e) for w, e in drain.retries if w > now]
             if not fresh and not due:
-                wait = min((w for w, _ in drain.retries), default=None)
-                timeout = None if wait is None else max(wait - now, 0.01)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        await changed.wait()
+                more = False
                 continue
+            for hook in self.on_read:
+                hook(fresh)
             for event in (*due, *fresh):
                 # A suspect (in flight when a connection died) goes alone, so that a
                 # message the broker answers by disconnecting is found and set aside.
@@ -487,6 +520,19 @@ class MqttLink:
                     await asyncio.sleep(drain.next_at - time.monotonic())
                     drain.next_at += 1 / self.mqtt.publish_rate_limit
                 self._publish_event(conn, drain, event, permits)
+
+    async def _read(self, drain: _Drain, after_id: int) -> tuple[list[OutboxEvent], bool]:
+        """Waiting rows after ``after_id`` (from the oldest, 0: room for the handled ones),
+        and whether the read was full (more may follow)."""
+        limit = DRAIN_BATCH
+        if after_id == 0:
+            busy = len(self._in_flight) + len(self._acked_ids) + len(self._dead_ids)
+            limit += busy + len(drain.retries)
+        # Rows deleted before this read cannot show up in it; rows deleted while it runs
+        # can, and are recognised by this set.
+        self._just_deleted = set()
+        rows = await self.store.outbox_batch(after_id, limit)
+        return rows, len(rows) >= limit
 
     def _handled(self, row_id: int) -> bool:
         return (
@@ -511,31 +557,32 @@ class MqttLink:
                 "(mqtt.max_payload_bytes or the broker's maximum packet size)",
             )
             return
-        try:
-            future = conn.publish(topic, payload, qos=1)
-        except MqttError:
-            _release(drain.window, permits)
-            raise
         self._c.in_flight += 1
         self._in_flight[event.id] = event
-        future.add_done_callback(lambda f: self._on_ack(drain, event, permits, f))
+        try:
+            conn.send(topic, payload, lambda reason: self._on_ack(drain, event, permits, reason))
+        except MqttError:
+            self._c.in_flight -= 1
+            self._in_flight.pop(event.id, None)
+            _release(drain.window, permits)
+            raise
+        for hook in self.on_sent:
+            hook(event)
 
-    def _on_ack(
-        self, drain: _Drain, event: OutboxEvent, permits: int, future: asyncio.Future[int]
-    ) -> None:
+    def _on_ack(self, drain: _Drain, event: OutboxEvent, permits: int, reason: int) -> None:
+        """The broker answered ``event`` (called from the connection's read, on the loop)."""
         _release(drain.window, permits)
         self._c.in_flight = max(self._c.in_flight - 1, 0)
-        if future.cancelled() or future.exception() is not None:
-            return  # the connection is gone: the row stays and the next connection sends it
         self._in_flight.pop(event.id, None)
         self._suspects.pop(event.id, None)
-        reason = future.result()
         kind = refusal_kind(reason)
         if kind == "ok":
             self._c.published += 1
             self._acked.append(event.id)
             self._acked_ids.add(event.id)
             self._flush_wanted.set()
+            if len(self._acked) >= ACK_BATCH:
+                self._ack_batch_full.set()
             for hook in self.on_delivered:
                 hook(event)
             return
@@ -597,9 +644,12 @@ class MqttLink:
         while True:
             await self._flush_wanted.wait()
             if len(self._acked) < ACK_BATCH:
-                # Gather acknowledgements for a moment: one deleting transaction (one fsync
+                # Gather acknowledgements for a moment: one settling transaction (one fsync
                 # on the writer the pipeline shares) per batch instead of one per event.
-                await asyncio.sleep(ACK_LINGER_S)
+                self._ack_batch_full.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(ACK_LINGER_S):
+                        await self._ack_batch_full.wait()
             try:
                 await self._flush_acks()
             except Exception:  # the rows stay; they are deleted on the next try
@@ -619,6 +669,8 @@ class MqttLink:
             raise
         self._acked_ids.difference_update(ids)
         self._just_deleted.update(ids)
+        for hook in self.on_settled:
+            hook(ids)
         # A new row may have taken a deleted row's id while it was skipped: look again.
         self.store.outbox_changed.set()
 

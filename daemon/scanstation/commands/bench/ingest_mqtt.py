@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import shutil
@@ -22,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
@@ -30,7 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from scanstation.bus import EventBus
 from scanstation.commands.bench import VALUES, free_port
 from scanstation.config import Config, parse_config
-from scanstation.model import Capture, CaptureType
+from scanstation.model import CaptureType
 from scanstation.pipeline import Pipeline
 from scanstation.publish.mqtt import MqttLink
 from scanstation.store import NewCapture, OutboxEvent, Store
@@ -76,14 +77,24 @@ def _percentile(values: list[float], share: float) -> float:
 # ---- the baseline: bare paho -------------------------------------------------------------
 
 
+def _nodelay(client: Any, userdata: Any, sock: Any) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class _Paho:
-    """paho with its network thread, the way a plain script publishes."""
+    """paho with its network thread, the way a plain script publishes: QoS 1, the same window
+    of unacknowledged messages as the station (paho queues the rest itself and sends each as
+    a PUBACK frees a slot), and TCP_NODELAY, as the station sets it."""
 
     def __init__(self, port: int, inflight: int) -> None:
         self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv5)
         self.client.max_inflight_messages_set(inflight)
+        self.client.on_socket_open = _nodelay
         self.acked = 0
         self.sent_at: dict[int, float] = {}
+        self.early: dict[int, float] = {}
+        """PUBACK times of packet ids whose send time was not noted yet (latency runs)."""
+        self.timing = False
         self.latencies: list[float] = []
         self.done = threading.Event()
         self.target = 0
@@ -100,6 +111,8 @@ class _Paho:
             sent = self.sent_at.pop(mid, None)
             if sent is not None:
                 self.latencies.append(now - sent)
+            elif self.timing:
+                self.early[mid] = now
             if self.acked >= self.target:
                 self.done.set()
 
@@ -117,14 +130,23 @@ class _Paho:
         count = int(rate * seconds)
         self.acked, self.target, self.latencies = 0, count, []
         self.done.clear()
+        self.timing = True
         started = time.perf_counter()
         for i in range(count):
             time.sleep(max(0.0, started + i / rate - time.perf_counter()))
+            sent = time.perf_counter()
+            # Not under self.lock: paho calls on_publish holding its own lock, which
+            # publish() takes too (holding both in opposite orders deadlocks).
+            info = self.client.publish("bench/paho", payload, qos=1)
             with self.lock:
-                info = self.client.publish("bench/paho", payload, qos=1)
-                self.sent_at[info.mid] = time.perf_counter()
+                acked = self.early.pop(info.mid, None)
+                if acked is None:
+                    self.sent_at[info.mid] = sent
+                else:
+                    self.latencies.append(acked - sent)
         if not self.done.wait(30):
             raise RuntimeError("bare paho: PUBACKs missing in the latency run")
+        self.timing = False
         return self.latencies
 
     def close(self) -> None:
@@ -152,51 +174,88 @@ def _config(
     )
 
 
+STAGES = ("commit", "wake_read", "publish", "puback", "settle")
+"""Where a capture's time goes, in order: its group commit (fsync included) until
+``create_capture`` returns (acknowledged); the outbox signal → the drain's read of its row;
+the read → the PUBLISH handed to paho (the window wait included); → its PUBACK read; the
+PUBACK → its delivered mark committed (after the PUBACK, so not in the latency)."""
+
+
+def _public_id(payload: str) -> str:
+    head = '{"public_id": "'
+    if payload.startswith(head):  # cheap: the capture's id leads the event
+        return payload[len(head) : payload.index('"', len(head))]
+    return str(json.loads(payload)["public_id"])
+
+
 class _Station:
     """Store → Pipeline → MqttLink, built as app.py builds them."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, stages: bool = False) -> None:
         self.config = config
+        self.trace = stages
+        """Time every stage of every capture (the latency run); else only count PUBACKs."""
         self.started: dict[str, float] = {}
+        self.acked: dict[str, float] = {}
         self.latencies: list[float] = []
-        self.created_at: dict[str, float] = {}
-        self.finished_at: dict[str, float] = {}
-        self.stages: dict[str, list[float]] = {"insert": [], "walk": [], "publish": []}
-        """Where the time goes: durable insert (with the walk, when it is local), the walk
-        to a terminal status after it (a walk needing the network), outbox→PUBACK."""
+        self.times: dict[int, dict[str, float]] = {}
+        """Outbox row id → stage → time."""
+        self.row_of: dict[str, int] = {}
         self.delivered = 0
+        self.settled = 0
         self.all_delivered = asyncio.Event()
+        self.all_settled = asyncio.Event()
         self.target = 0
+        self.rate = 0.0
+        self.cpu_us_per_capture = 0.0
+
+    def on_read(self, events: list[OutboxEvent]) -> None:
+        now = time.perf_counter()
+        for event in events:
+            self.times.setdefault(event.id, {}).setdefault("read", now)
+
+    def on_sent(self, event: OutboxEvent) -> None:
+        self.times.setdefault(event.id, {})["sent"] = time.perf_counter()
 
     def on_delivered(self, event: OutboxEvent) -> None:
         if event.topic != "captures":
             return
         now = time.perf_counter()
-        head = '{"public_id": "'
-        if event.payload.startswith(head):  # cheap: the capture's id leads the event
-            public_id = event.payload[len(head) : event.payload.index('"', len(head))]
-        else:
-            public_id = json.loads(event.payload)["public_id"]
-        started = self.started.pop(public_id, None)
-        created = self.created_at.pop(public_id, None)
-        finished = self.finished_at.pop(public_id, None)
-        if started is not None:
-            self.latencies.append(now - started)
-            if created is not None and finished is not None:
-                # A code's walk is local: done before its insert, which stores it terminal
-                # (its hooks run before create_capture returns), so its walk stage is 0.
-                self.stages["insert"].append(min(created, finished) - started)
-                self.stages["walk"].append(max(finished - created, 0.0))
-                self.stages["publish"].append(now - finished)
+        if self.trace:
+            public_id = _public_id(event.payload)
+            started = self.started.get(public_id)
+            if started is not None:
+                self.latencies.append(now - started)
+            self.times.setdefault(event.id, {})["puback"] = now
+            self.row_of[public_id] = event.id
         self.delivered += 1
         if self.delivered >= self.target:
             self.all_delivered.set()
 
-    def on_finished(self, capture: Capture) -> None:
-        self.finished_at.setdefault(capture.public_id, time.perf_counter())
+    def on_settled(self, ids: list[int]) -> None:
+        now = time.perf_counter()
+        for row in ids:
+            if (times := self.times.get(row)) is not None and "puback" in times:
+                times["settled"] = now
+                self.settled += 1
+        if self.settled >= self.target:
+            self.all_settled.set()
 
-    async def run(self, producers: int, count: int, rate: float | None) -> float:
-        """Create ``count`` captures (as fast as possible, or at ``rate``); returns captures/s."""
+    def stage_times(self) -> dict[str, list[float]]:
+        """Seconds per stage, one value per capture that went through all of them."""
+        out: dict[str, list[float]] = {stage: [] for stage in STAGES}
+        for public_id, row in self.row_of.items():
+            t = self.times.get(row, {})
+            marks = [self.started.get(public_id), self.acked.get(public_id)]
+            marks += [t.get(k) for k in ("read", "sent", "puback", "settled")]
+            if any(m is None for m in marks):
+                continue
+            for stage, (a, b) in zip(STAGES, itertools.pairwise(marks), strict=True):
+                out[stage].append(max(cast(float, b) - cast(float, a), 0.0))
+        return out
+
+    async def run(self, producers: int, count: int, rate: float | None) -> None:
+        """Create ``count`` captures (as fast as possible, or at ``rate``) until every PUBACK."""
         async with Store(
             self.config.db_path,
             synchronous=self.config.storage.synchronous,
@@ -206,7 +265,10 @@ class _Station:
             pipeline = Pipeline(store, self.config, bus=EventBus())
             link = MqttLink(self.config, store, pipeline)
             link.on_delivered.append(self.on_delivered)
-            pipeline.on_finished.append(self.on_finished)
+            if self.trace:
+                link.on_read.append(self.on_read)
+                link.on_sent.append(self.on_sent)
+                link.on_settled.append(self.on_settled)
             tasks = [asyncio.create_task(pipeline.run()), asyncio.create_task(link.run())]
             try:
                 while not link.state.connected:  # noqa: ASYNC110 (the link has no event)
@@ -222,10 +284,12 @@ class _Station:
                     capture = await pipeline.create_capture(
                         session, NewCapture(CaptureType.BARCODE, raw_value=value)
                     )
-                    self.created_at[capture.public_id] = time.perf_counter()
-                    self.started[capture.public_id] = t0
+                    if self.trace:
+                        self.acked[capture.public_id] = time.perf_counter()
+                        self.started[capture.public_id] = t0
 
                 started = time.perf_counter()
+                cpu = time.process_time()
                 if rate is None:
 
                     async def produce(offset: int) -> None:
@@ -242,7 +306,12 @@ class _Station:
                         task.add_done_callback(pending.discard)
                 async with asyncio.timeout(120):
                     await self.all_delivered.wait()
-                return count / (time.perf_counter() - started)
+                self.rate = count / (time.perf_counter() - started)
+                self.cpu_us_per_capture = 1e6 * (time.process_time() - cpu) / count
+                if self.trace:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(5):
+                            await self.all_settled.wait()
             finally:
                 for task in tasks:
                     task.cancel()
@@ -252,17 +321,30 @@ class _Station:
 async def _scanstation(
     root: Path, port: int, args: argparse.Namespace, rate: float | None
 ) -> _Station:
-    station = _Station(_config(root, port, args.inflight, args.commit_interval_ms))
+    config = _config(root, port, args.inflight, args.commit_interval_ms)
+    station = _Station(config, stages=rate is not None)
     count = int(args.rate * args.seconds) if rate is not None else args.count
-    station.rate = await station.run(args.producers, count, rate)  # type: ignore[attr-defined]
+    await station.run(args.producers, count, rate)
     return station
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": round(1000 * _percentile(values, 0.5), 3),
+        "p99": round(1000 * _percentile(values, 0.99), 3),
+    }
 
 
 # ---- the command --------------------------------------------------------------------------
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Throughput runs, then latency runs, each alternating bare paho and the station."""
     runs: dict[str, list[float]] = {"paho": [], "scanstation": []}
+    p99s: dict[str, list[float]] = {"paho": [], "scanstation": []}
+    latencies: dict[str, list[float]] = {"paho": [], "scanstation": []}
+    stages: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    cpu: list[float] = []
     with tempfile.TemporaryDirectory(prefix="scanstation-bench-mqtt-") as tmp:
         root = Path(tmp)
         broker = contextlib.nullcontext(args.broker_port) if args.broker_port else mosquitto(root)
@@ -273,45 +355,54 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 for repeat in range(args.repeats):
                     runs["paho"].append(bare.throughput(sample, args.count))
                     station = asyncio.run(_scanstation(root / f"s{repeat}", port, args, None))
-                    runs["scanstation"].append(station.rate)  # type: ignore[attr-defined]
-                    print(f"  repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
-                paho_lat = bare.latency(sample, args.rate, args.seconds)
+                    runs["scanstation"].append(station.rate)
+                    cpu.append(station.cpu_us_per_capture)
+                    print(f"  throughput {repeat + 1}/{args.repeats}", file=sys.stderr, flush=True)
+                for repeat in range(args.repeats):
+                    lat = bare.latency(sample, args.rate, args.seconds)
+                    latencies["paho"] += lat
+                    p99s["paho"].append(_percentile(lat, 0.99))
+                    steady = asyncio.run(_scanstation(root / f"r{repeat}", port, args, args.rate))
+                    latencies["scanstation"] += steady.latencies
+                    p99s["scanstation"].append(_percentile(steady.latencies, 0.99))
+                    for stage, values in steady.stage_times().items():
+                        stages[stage] += values
+                    print(f"  latency {repeat + 1}/{args.repeats}", file=sys.stderr, flush=True)
             finally:
                 bare.close()
-            steady = asyncio.run(_scanstation(root / "steady", port, args, args.rate))
     ratios = [s / b for s, b in zip(runs["scanstation"], runs["paho"], strict=True)]
+
+    def path(name: str) -> dict[str, Any]:
+        return {
+            "rate": statistics.median(runs[name]),
+            "p50_ms": 1000 * _percentile(latencies[name], 0.5),
+            "p99_ms": 1000 * statistics.median(p99s[name]),
+            "runs": [round(r) for r in runs[name]],
+            "p99_ms_runs": [round(1000 * v, 2) for v in p99s[name]],
+        }
+
     return {
         "puback_per_s": round(statistics.median(runs["scanstation"])),
         "bare_puback_per_s": round(statistics.median(runs["paho"])),
         "ratio": round(statistics.median(ratios), 3),
         "ratio_spread": [round(min(ratios), 3), round(max(ratios), 3)],
-        "p99_ms_at_100_per_s": round(1000 * _percentile(steady.latencies, 0.99), 2),
-        "bare_p99_ms_at_100_per_s": round(1000 * _percentile(paho_lat, 0.99), 2),
-        "bare_paho": {
-            "rate": statistics.median(runs["paho"]),
-            "p50_ms": 1000 * _percentile(paho_lat, 0.5),
-            "p99_ms": 1000 * _percentile(paho_lat, 0.99),
-            "runs": runs["paho"],
-        },
-        "scanstation": {
-            "rate": statistics.median(runs["scanstation"]),
-            "p50_ms": 1000 * _percentile(steady.latencies, 0.5),
-            "p99_ms": 1000 * _percentile(steady.latencies, 0.99),
-            "runs": runs["scanstation"],
-            "stages_at_rate_ms": {
-                stage: {
-                    "p50": 1000 * _percentile(values, 0.5),
-                    "p99": 1000 * _percentile(values, 0.99),
-                }
-                for stage, values in steady.stages.items()
-                if values
-            },
-        },
+        "p99_ms_at_100_per_s": round(1000 * statistics.median(p99s["scanstation"]), 2),
+        "p99_ms_at_100_per_s_spread": [
+            round(1000 * min(p99s["scanstation"]), 2),
+            round(1000 * max(p99s["scanstation"]), 2),
+        ],
+        "bare_p99_ms_at_100_per_s": round(1000 * statistics.median(p99s["paho"]), 2),
+        "stages_at_rate_ms": {stage: _ms(v) for stage, v in stages.items() if v},
+        "cpu_us_per_capture": round(statistics.median(cpu), 1),
+        "bare_paho": path("paho"),
+        "scanstation": path("scanstation"),
         "settings": {
             "count": args.count,
             "repeats": args.repeats,
             "producers": args.producers,
             "inflight": args.inflight,
+            "qos": 1,
+            "tcp_nodelay": True,
             "latency_rate": args.rate,
             "latency_seconds": args.seconds,
             "payload_bytes": len(sample),
@@ -319,6 +410,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 root, port, 1, args.commit_interval_ms
             ).storage.commit_interval_ms,
             "cores": os.cpu_count(),
+            "load_average": [round(v, 2) for v in os.getloadavg()],
         },
     }
 
@@ -344,11 +436,11 @@ def _sample_payload(root: Path, port: int, args: argparse.Namespace) -> bytes:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scanstation bench ingest --mqtt", description=__doc__)
     parser.add_argument("--count", type=int, default=10000, help="captures per throughput run")
-    parser.add_argument("--repeats", type=int, default=3, help="throughput runs (median quoted)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each kind (A, B, …)")
     parser.add_argument("--producers", type=int, default=64, help="concurrent capture producers")
     parser.add_argument("--inflight", type=int, default=20, help="unacknowledged publishes")
     parser.add_argument("--rate", type=float, default=100.0, help="captures/s of the latency run")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency run")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each latency run")
     parser.add_argument(
         "--commit-interval-ms",
         type=float,
@@ -387,7 +479,7 @@ def main(argv: list[str]) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    rate = f"p50/p99 at {args.rate:.0f}/s"
+    rate = f"p50/p99 at {args.rate:.0f}/s (p99: median of runs)"
     print(f"{'path':<46} {'per second':>11}  {rate}")
     for name, key in (
         ("bare paho QoS 1: publish → PUBACK", "bare_paho"),
@@ -395,9 +487,13 @@ def main(argv: list[str]) -> int:
     ):
         r = result[key]
         print(f"{name:<46} {r['rate']:>11,.0f}  {r['p50_ms']:.2f} / {r['p99_ms']:.2f} ms")
-    stages = result["scanstation"]["stages_at_rate_ms"]
+    stages = result["stages_at_rate_ms"]
     print(
         f"  where the time goes at {args.rate:.0f}/s (p50 / p99): "
         + "; ".join(f"{k} {v['p50']:.2f} / {v['p99']:.2f} ms" for k, v in stages.items())
+    )
+    print(
+        f"  ratio {result['ratio']} (spread {result['ratio_spread']}); "
+        f"CPU {result['cpu_us_per_capture']} µs per capture"
     )
     return 0
