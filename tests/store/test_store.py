@@ -139,3 +139,87 @@ def test_id_ranges_groups_consecutive_ids() -> None:
 
     assert id_ranges([7, 1, 2, 3, 9, 8, 3]) == [(1, 3), (7, 9)]
     assert id_ranges([]) == []
+
+
+async def test_migration_5_carries_outbox_and_scan_events_over_and_never_reuses_an_id(
+    tmp_path: Path,
+) -> None:
+    from scanstation.store.schema import MIGRATIONS
+
+    path = tmp_path / "scanstation.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:4], start=1):
+        old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};COMMIT;")
+    old.executescript(
+        """
+        INSERT INTO sessions (id, public_id, status, capture_mode, created, modified)
+            VALUES (1, 'S', 'ACTIVE', 'both', 1, 1);
+        INSERT INTO captures (id, public_id, session_id, status, capture_type, created, modified)
+            VALUES (1, 'C1', 1, 'COMPLETED', 'BARCODE', 10, 10),
+                   (2, 'C2', 1, 'NOT_FOUND', 'BARCODE', 20, 20);
+        INSERT INTO scan_events (capture_id, gtin, time, device_id, source, batch)
+            VALUES (1, '04006381333931', 10, 'd', 'hid', 'L1'),
+                   (2, '09506000134352', 20, 'd', 'hid', '');
+        INSERT INTO outbox (destination, topic, event_id, seq, payload, created)
+            VALUES ('mqtt', 'captures', 'e1', 1, '{"n": 1}', 10),
+                   ('mqtt', 'captures', 'e2', 2, '{"n": 2}', 20),
+                   ('webhook:erp', 'captures', 'e2', 2, '{"n": 2}', 20),
+                   ('mqtt', 'noreads', 'e3', NULL, '{"n": 3}', 30);
+        UPDATE outbox SET delivered = 40 WHERE event_id = 'e1';
+        -- A delivered last row deleted: its id (5) must not come back.
+        INSERT INTO outbox (destination, topic, event_id, payload, created)
+            VALUES ('mqtt', 'noreads', 'e4', '{}', 50);
+        DELETE FROM outbox WHERE event_id = 'e4';
+        """
+    )
+    before = old.execute(
+        "SELECT id, destination, topic, event_id, seq, payload, created, delivered FROM outbox "
+        "ORDER BY id"
+    ).fetchall()
+    analytics = old.execute("SELECT * FROM scan_events ORDER BY capture_id").fetchall()
+    old.close()
+    async with Store(path) as store:
+        after = await store.fetchall(
+            "SELECT id, destination, topic, event_id, seq, payload, created, delivered "
+            "FROM outbox ORDER BY id"
+        )
+        assert [tuple(r) for r in after] == before
+        rows = await store.fetchall(
+            "SELECT capture_id, capture_id, gtin, time, device_id, source, site, lat, lon, "
+            "batch, serial, expiry FROM scan_events ORDER BY capture_id"
+        )
+        assert [tuple(r)[1:] for r in rows] == [tuple(r)[1:] for r in analytics]
+        assert [e.event_id for e in await store.outbox_batch(0, 10)] == ["e2", "e3"]
+        assert (await store.outbox_replay(1, 1)) == {"replayed": 1, "pending": 0, "unavailable": 0}
+        event = await store.add_outbox_event("noreads", {"n": 6})
+        newest = await store.fetchone("SELECT id FROM outbox WHERE event_id = ?", (event,))
+        assert newest is not None
+        assert newest[0] == 6  # above the deleted 5
+        await store.outbox_delete([6])
+        await store.add_outbox_event("noreads", {"n": 7})
+        ids = [e.id for e in await store.outbox_batch(0, 10)]
+        assert ids == [1, 2, 4, 7]  # 6, delivered and deleted, is not given again
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+async def test_settling_delivered_rows_commits_without_an_fsync_of_its_own(
+    tmp_path: Path,
+) -> None:
+    async with Store(tmp_path / "scanstation.db") as store:
+        seen: list[int] = []
+        await store.add_outbox_event("noreads", {"n": 1})
+
+        async def synchronous(db: aiosqlite.Connection) -> None:
+            rows = list(await db.execute_fetchall("PRAGMA synchronous"))
+            seen.append(int(rows[0][0]))
+
+        await store.write(synchronous, durable=False)
+        await store.write(synchronous)
+        assert seen == [1, 2]  # NORMAL for the not-durable group, FULL again after it
+        ids = [e.id for e in await store.outbox_batch(0, 10)]
+        await store.outbox_delete(ids)
+        assert await store.outbox_batch(0, 10) == []
+        assert await store.published_seq() == 0

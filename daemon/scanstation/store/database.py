@@ -65,9 +65,10 @@ from scanstation.store.rows import (
     row_to_product,
     row_to_proposal,
     row_to_session,
+    time_ordered_public_id,
 )
 from scanstation.store.schema import MIGRATIONS, SCHEMA_VERSION
-from scanstation.store.writer import Batchable, SyncConnection, T, WriteOp, run_now
+from scanstation.store.writer import Batchable, NotDurable, SyncConnection, T, WriteOp, run_now
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +156,8 @@ DestinationsOf = Callable[[Capture], Sequence[str]]
 """Extra outbox destinations of a finished capture (webhook outputs), besides MQTT."""
 
 _OUTBOX_INSERT = (
-    "INSERT INTO outbox (destination, topic, event_id, seq, payload, created) "
-    "VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO outbox (id, destination, topic, event_id, seq, payload, created) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _SCAN_EVENT_INSERT = (
     "INSERT INTO scan_events (capture_id, gtin, time, device_id, source, site, "
@@ -165,6 +166,33 @@ _SCAN_EVENT_INSERT = (
     "ON CONFLICT(capture_id) DO UPDATE SET gtin = excluded.gtin, "
     "batch = excluded.batch, serial = excluded.serial, expiry = excluded.expiry"
 )
+
+
+async def _take_outbox_ids(db: aiosqlite.Connection, count: int) -> int:
+    """Reserve ``count`` outbox row ids; returns the first.
+
+    Ids are never reused, even once every row is delivered and deleted (a drainer's "after
+    id N" cursor never skips a new event): they come from counters 'outbox_id' — on the page
+    a capture's commit writes anyway — and are above every id in the table.
+    """
+    rows = list(
+        await db.execute_fetchall(
+            "INSERT INTO counters (name, value) "
+            "VALUES ('outbox_id', (SELECT COALESCE(MAX(id), 0) FROM outbox) + ?1) "
+            "ON CONFLICT(name) DO UPDATE SET value = MAX(value + ?1, excluded.value) "
+            "RETURNING value",
+            (count,),
+        )
+    )
+    return int(rows[0][0]) - count + 1
+
+
+async def _insert_outbox(db: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert outbox rows (destination, topic, event_id, seq, payload, created), ids given."""
+    if not rows:
+        return
+    first = await _take_outbox_ids(db, len(rows))
+    await db.executemany(_OUTBOX_INSERT, [(first + n, *row) for n, row in enumerate(rows)])
 
 
 async def _take_seqs(db: aiosqlite.Connection, count: int) -> int:
@@ -347,7 +375,7 @@ async def _insert_finished(
             "checks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             inserts,
         )
-        await db.executemany(_OUTBOX_INSERT, outbox)
+        await _insert_outbox(db, outbox)
         if analytics:
             await db.executemany(_SCAN_EVENT_INSERT, analytics)
     return results
@@ -496,16 +524,24 @@ class Store:
 
     # ---- the writer ----------------------------------------------------------------------
 
-    async def write(self, op: WriteOp[T] | Batchable, *, urgent: bool = False) -> T:
+    async def write(
+        self, op: WriteOp[T] | Batchable, *, urgent: bool = False, durable: bool = True
+    ) -> T:
         """Run ``op`` inside the next group-committed transaction; return once it is durable.
 
         ``urgent`` (capture inserts, which a source waits on): the op joins the next group
         ahead of the others, so a walk's large terminal write never keeps it out of a group.
+        ``durable=False``: return once committed (visible, survives the process being
+        killed); a power cut may undo it until the next durable commit (see NotDurable).
         """
         if self._writer_task is None:
             raise RuntimeError("the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await (self._urgent if urgent else self._queue).put((op, future))
+        queued: WriteOp[Any] | Batchable = op
+        if not durable:
+            assert not isinstance(op, Batchable), "a Batchable is always durable"
+            queued = cast(WriteOp[Any], NotDurable(op))
+        await (self._urgent if urgent else self._queue).put((queued, future))
         self._wake.set()
         return await future
 
@@ -572,6 +608,11 @@ class Store:
         assert db is not None
         conn = cast(aiosqlite.Connection, SyncConnection(db))
         results: list[Any] = []
+        lazy = self.synchronous in ("FULL", "EXTRA") and all(
+            isinstance(op, NotDurable) for op in ops
+        )
+        if lazy:
+            db.execute("PRAGMA synchronous=NORMAL")
         db.execute("BEGIN IMMEDIATE")
         try:
             index = 0
@@ -585,13 +626,17 @@ class Store:
                     results.extend(run_now(op.handler(conn, items)))
                     index = end
                 else:
-                    results.append(run_now(op(conn)))
+                    inner = op.op if isinstance(op, NotDurable) else op
+                    results.append(run_now(inner(conn)))
                     index += 1
             db.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
             raise
+        finally:
+            if lazy:
+                db.execute(f"PRAGMA synchronous={self.synchronous}")
         return results
 
     # ---- reads ---------------------------------------------------------------------------
@@ -709,7 +754,9 @@ class Store:
         now = time.time()
         return Capture(
             id=0,
-            public_id=new_public_id(),
+            # Time-ordered: the unique index on captures.public_id grows at its end instead
+            # of taking a random page per capture (a page per commit, and per checkpoint).
+            public_id=time_ordered_public_id(),
             session_public_id=session_public_id,
             status=CaptureStatus.PENDING,
             capture_type=new.capture_type,
@@ -998,7 +1045,7 @@ class Store:
                     outbox,
                     analytics,
                 )
-            await db.executemany(_OUTBOX_INSERT, outbox)
+            await _insert_outbox(db, outbox)
             written.update(row[0] for row in outbox)
             if analytics:
                 await db.executemany(_SCAN_EVENT_INSERT, analytics)
@@ -1030,11 +1077,7 @@ class Store:
         now = time.time()
 
         async def op(db: aiosqlite.Connection) -> None:
-            await db.execute(
-                "INSERT INTO outbox (destination, topic, event_id, seq, payload, created) "
-                "VALUES (?, ?, ?, NULL, ?, ?)",
-                (destination, topic, event_id, text, now),
-            )
+            await _insert_outbox(db, [(destination, topic, event_id, None, text, now)])
 
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((op, future))  # QueueFull only with 8,192 writes waiting
@@ -1101,7 +1144,9 @@ class Store:
                     "DELETE FROM outbox WHERE destination = ? AND id BETWEEN ? AND ?", params
                 )
 
-        await self.write(op)
+        # Not durable: a power cut undoing it only sends these events again (consumers
+        # de-duplicate by event_id), and a lane's PUBACKs cost no fsync of their own.
+        await self.write(op, durable=False)
 
     async def outbox_replay(
         self, from_seq: int, to_seq: int, destination: str = MQTT_DESTINATION
@@ -1147,7 +1192,7 @@ class Store:
             )
             return cursor.rowcount
 
-        return await self.write(op)
+        return await self.write(op, durable=False)  # undone by a power cut: pruned again
 
     async def published_seq(self) -> int:
         """The highest capture seq the broker acknowledged (0 before the first)."""
@@ -1192,12 +1237,12 @@ class Store:
                 (error, row_id),
             )
 
-        await self.write(op)
+        await self.write(op, durable=False)  # a refusal lost to a power cut is counted again
 
     async def outbox_dead_letter(self, row_id: int, error: str) -> None:
         """Move an event its destination will never take to outbox_dead (kept for inspection).
 
-        The dead row gets its own id: outbox ids can be reused once deleted, dead rows stay.
+        The dead row gets its own id (in outbox_dead's own sequence); dead rows stay.
         """
         now = time.time()
 
@@ -1365,7 +1410,7 @@ class Store:
             "SELECT e.time, e.gtin, e.device_id, e.source, e.site, e.lat, e.lon, e.batch, "
             "e.serial, e.expiry, c.public_id FROM scan_events e "
             "JOIN captures c ON c.id = e.capture_id WHERE e.time >= ? AND e.time < ? "
-            "ORDER BY e.id",
+            "ORDER BY e.capture_id",
             (since if since is not None else 0, until if until is not None else 1e12),
         )
 

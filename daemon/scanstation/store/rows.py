@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +13,8 @@ from typing import Any
 import aiosqlite
 
 from scanstation.model import (
+    PUBLIC_ID_ALPHABET,
+    PUBLIC_ID_LENGTH,
     Capture,
     CaptureMode,
     CaptureStatus,
@@ -23,6 +27,26 @@ from scanstation.model import (
 )
 
 MQTT_DESTINATION = "mqtt"
+
+# UUID version 7, RFC 9562 variant: the bits a version 7 UUID sets in its 128-bit number.
+_UUID7_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID7_BITS = (0x7000 << 64) | (0x8000 << 48)
+
+
+def time_ordered_public_id() -> str:
+    """A public id (SPEC §5: a 22-character shortuuid) of a time-ordered UUID version 7.
+
+    The same encoding as ``model.new_public_id`` (base 57, most significant digit first,
+    padded to 22) of 48 bits of Unix time in ms and 74 random bits: ids made one after
+    another sort together, so the unique index on them grows at its end.
+    """
+    number = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    number = (number & _UUID7_MASK) | _UUID7_BITS
+    digits = []
+    for _ in range(PUBLIC_ID_LENGTH):
+        number, digit = divmod(number, 57)
+        digits.append(PUBLIC_ID_ALPHABET[digit])
+    return "".join(reversed(digits))
 
 
 CAPTURE_COLUMNS = """

@@ -183,6 +183,62 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX audit_log_time ON audit_log(time);
     """,
+    # Fewer pages written per capture (SD card wear, docs/benchmarks.md "bench wear"): every
+    # b-tree a capture's commit touches costs at least one whole page in the WAL.
+    # - outbox: no AUTOINCREMENT (its sqlite_sequence row was one more page a commit) and no
+    #   unique (destination, event_id) index (event ids are fresh UUIDv7s; nothing reads by
+    #   them). Ids are still never reused: the store takes them from counters 'outbox_id',
+    #   on the page the capture seq is already written to. outbox_destination is dropped:
+    #   outbox_pending has the same key for what waits, rowid ranges serve the rest.
+    # - scan_events: keyed by its capture (no separate unique index), and no (gtin, time)
+    #   index: reports filter by time (scan_events_time) and group in memory.
+    """
+    CREATE TABLE outbox_new (
+        id INTEGER PRIMARY KEY,
+        destination TEXT NOT NULL DEFAULT 'mqtt',
+        topic TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        seq INTEGER,
+        payload TEXT NOT NULL,
+        created REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        delivered REAL
+    );
+    INSERT INTO outbox_new (id, destination, topic, event_id, seq, payload, created, attempts,
+        last_error, delivered)
+    SELECT id, destination, topic, event_id, seq, payload, created, attempts, last_error,
+        delivered FROM outbox ORDER BY id;
+    INSERT INTO counters (name, value) VALUES ('outbox_id', MAX(
+        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
+        COALESCE((SELECT MAX(id) FROM outbox), 0)))
+    ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value);
+    DROP TABLE outbox;
+    ALTER TABLE outbox_new RENAME TO outbox;
+    CREATE INDEX outbox_pending ON outbox(destination, id) WHERE delivered IS NULL;
+    CREATE INDEX outbox_delivered ON outbox(delivered) WHERE delivered IS NOT NULL;
+    CREATE INDEX outbox_seq ON outbox(destination, seq) WHERE seq IS NOT NULL;
+    CREATE TABLE scan_events_new (
+        capture_id INTEGER PRIMARY KEY REFERENCES captures(id),
+        gtin TEXT NOT NULL,
+        time REAL NOT NULL,
+        device_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        site TEXT NOT NULL DEFAULT '',
+        lat REAL,
+        lon REAL,
+        batch TEXT NOT NULL DEFAULT '',
+        serial TEXT NOT NULL DEFAULT '',
+        expiry TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO scan_events_new (capture_id, gtin, time, device_id, source, site, lat, lon,
+        batch, serial, expiry)
+    SELECT capture_id, gtin, time, device_id, source, site, lat, lon, batch, serial, expiry
+    FROM scan_events ORDER BY capture_id;
+    DROP TABLE scan_events;
+    ALTER TABLE scan_events_new RENAME TO scan_events;
+    CREATE INDEX scan_events_time ON scan_events(time);
+    """,
 )
 
 
