@@ -9,7 +9,7 @@ from pathlib import Path
 import aiosqlite
 import pytest
 
-from scanstation.model import CaptureType
+from scanstation.model import CaptureStatus, CaptureType
 from scanstation.store import SCHEMA_VERSION, Conflict, NewCapture, NotFound, Store
 
 
@@ -190,6 +190,14 @@ async def test_migration_5_carries_outbox_and_scan_events_over_and_never_reuses_
         )
         assert [tuple(r)[1:] for r in rows] == [tuple(r)[1:] for r in analytics]
         assert [e.event_id for e in await store.outbox_batch(0, 10)] == ["e2", "e3"]
+        assert await store.status_counts() == {"COMPLETED": 1, "NOT_FOUND": 1}
+        retried = await store.retry_capture("C2")
+        assert await store.status_counts() == {"COMPLETED": 1, "PENDING": 1}
+        assert await store.unfinished_capture_ids() == [retried.id]
+        listed, total = await store.list_captures(status=CaptureStatus.COMPLETED)
+        assert ([c.public_id for c in listed], total) == (["C1"], 1)
+        listed, total = await store.list_captures(status=CaptureStatus.PENDING)
+        assert ([c.public_id for c in listed], total) == (["C2"], 1)
         assert (await store.outbox_replay(1, 1)) == {"replayed": 1, "pending": 0, "unavailable": 0}
         event = await store.add_outbox_event("noreads", {"n": 6})
         newest = await store.fetchone("SELECT id FROM outbox WHERE event_id = ?", (event,))

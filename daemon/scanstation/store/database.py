@@ -54,6 +54,8 @@ from scanstation.store.rows import (
     PRODUCT_FIELDS,
     PROPOSAL_COLUMNS,
     SESSION_COLUMNS,
+    UNFINISHED_STATUSES,
+    UNFINISHED_TERM,
     CaptureOutcome,
     NewCapture,
     OutboxEvent,
@@ -72,11 +74,18 @@ from scanstation.store.writer import Batchable, NotDurable, SyncConnection, T, W
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 1024
-"""Page size of a new database: 1 KiB pages write ~1/3 of the bytes of 4 KiB ones per capture."""
-WAL_AUTOCHECKPOINT_PAGES = 4096
-"""Checkpoint once the WAL holds this many pages (4 MiB of 1 KiB pages, SQLite's default in
-bytes): a page written by many commits is copied to the database once per checkpoint."""
+PAGE_SIZE = 512
+"""Page size of a new database: a commit writes every page it touched whole to the WAL, and a
+capture's commit touches ~17 b-tree pages, most of them for a few bytes each: at a lane's rate
+512 B pages write ~30% fewer bytes than 1 KiB ones and ~1/4 of 4 KiB ones (bench wear)."""
+WAL_AUTOCHECKPOINT_BYTES = 4 << 20
+"""Checkpoint once the WAL holds this many bytes of pages (SQLite's default of 1,000 4 KiB
+pages): a page written by many commits is copied to the database once per checkpoint."""
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    """JSON of a column's object; the common empty one without the encoder."""
+    return json.dumps(value) if value else "{}"
 
 
 def _same_handler(op: object, first: Batchable) -> bool:
@@ -316,18 +325,29 @@ async def _insert_finished(
         if status is not CaptureStatus.FAILED and o.gtin in catalog:
             status = CaptureStatus.COMPLETED
             product_id, product_public_id, product_name = catalog[o.gtin]
-        capture = dataclasses.replace(
-            c,
+        # Built field by field: dataclasses.replace costs more than the insert's own SQL.
+        capture = Capture(
             id=capture_id,
+            public_id=c.public_id,
+            session_public_id=c.session_public_id,
             status=status,
+            capture_type=c.capture_type,
+            raw_value=c.raw_value,
             gtin=o.gtin,
+            symbology=c.symbology,
+            symbology_identifier=c.symbology_identifier,
+            source=c.source,
+            error_message=o.error_message,
+            created=c.created,
+            processed_at=now,
             gs1_dl_data=dict(o.gs1_dl_data or {}),
             product_public_id=product_public_id,
             product_name=product_name,
-            error_message=o.error_message,
-            checks=dict(o.checks or {}),
+            uploaded_image_key=c.uploaded_image_key,
             qr_analysis=o.qr_analysis,
-            processed_at=now,
+            metadata=c.metadata,
+            checks=dict(o.checks or {}),
+            revision=c.revision,
         )
         inserts.append(
             (
@@ -345,12 +365,12 @@ async def _insert_finished(
                 c.created,
                 now,
                 now,
-                json.dumps(capture.gs1_dl_data),
+                _dumps(capture.gs1_dl_data),
                 product_id,
                 c.uploaded_image_key,
                 json.dumps(o.qr_analysis) if o.qr_analysis is not None else None,
-                json.dumps(c.metadata),
-                json.dumps(capture.checks),
+                _dumps(c.metadata),
+                _dumps(capture.checks),
             )
         )
         first = len(outbox)
@@ -442,6 +462,9 @@ class Store:
         try:
             for pragma in self._pragmas():
                 db.execute(pragma)
+            # In pages of this database's own size (an existing one keeps the size it has).
+            page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+            db.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_BYTES // page_size}")
             self._migrate(db)
             # The schema is read in full here, so a damaged file is found at start.
             db.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -462,8 +485,7 @@ class Store:
             # the bytes per capture — SD card wear — low (docs/benchmarks.md, bench wear).
             f"PRAGMA page_size={PAGE_SIZE}",
             "PRAGMA journal_mode=WAL",
-            f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}",
-            f"PRAGMA journal_size_limit={WAL_AUTOCHECKPOINT_PAGES * PAGE_SIZE}",
+            f"PRAGMA journal_size_limit={WAL_AUTOCHECKPOINT_BYTES}",
             f"PRAGMA synchronous={self.synchronous}",
             "PRAGMA foreign_keys=ON",
             "PRAGMA busy_timeout=30000",
@@ -514,6 +536,27 @@ class Store:
             await asyncio.get_running_loop().run_in_executor(self._executor, writer.close)
             self._executor.shutdown(wait=False)
         self._reader = self._writer = None
+
+    async def checkpoint(self, mode: str = "PASSIVE") -> tuple[int, int, int]:
+        """Copy the WAL into the database now, on the writer's thread between groups
+        (``mode``: PASSIVE, FULL, RESTART or TRUNCATE); SQLite's (busy, WAL pages, pages
+        checkpointed). The writer checkpoints by itself every WAL_AUTOCHECKPOINT_BYTES."""
+        if mode not in ("PASSIVE", "FULL", "RESTART", "TRUNCATE"):
+            raise ValueError(f"checkpoint mode {mode!r} is not PASSIVE, FULL, RESTART or TRUNCATE")
+        writer = self._writer
+        if writer is None:
+            raise RuntimeError("the store is not open")
+
+        def run() -> tuple[int, int, int]:
+            row = writer.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
+            return int(row[0]), int(row[1]), int(row[2])
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+
+    async def page_size(self) -> int:
+        """The database's page size in bytes."""
+        row = await self.fetchone("PRAGMA page_size")
+        return int(row[0]) if row else 0
 
     async def __aenter__(self) -> Store:
         await self.open()
@@ -895,6 +938,8 @@ class Store:
         if status is not None:
             clauses.append("c.status = ?")
             params.append(status.value)
+            if status.value in UNFINISHED_STATUSES:
+                clauses.append(UNFINISHED_TERM)
         if since is not None:
             clauses.append("c.created >= ?")
             params.append(since)
@@ -907,14 +952,16 @@ class Store:
             "ORDER BY c.id DESC LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
+        if clauses == ["c.status = ?"]:  # COMPLETED or NOT_FOUND: counted by the triggers
+            return [row_to_capture(r) for r in rows], (await self.status_counts()).get(params[0], 0)
         total = await self.fetchone(f"SELECT COUNT(*) FROM {CAPTURE_FROM} {where}", params)
         return [row_to_capture(r) for r in rows], int(total[0]) if total else 0
 
     async def unfinished_capture_ids(self) -> list[int]:
         """Captures left in progress (by a crash or stop): the pipeline walks them again."""
         rows = await self.fetchall(
-            "SELECT id FROM captures WHERE status IN "
-            "('PENDING', 'LOOKING_UP', 'ENRICHING', 'RESOLVING') ORDER BY id"
+            f"SELECT id FROM captures c WHERE {UNFINISHED_TERM} AND c.status != 'FAILED' "
+            "ORDER BY id"
         )
         return [r[0] for r in rows]
 
@@ -1415,5 +1462,9 @@ class Store:
         )
 
     async def status_counts(self) -> dict[str, int]:
-        rows = await self.fetchall("SELECT status, COUNT(*) FROM captures GROUP BY status")
-        return {r[0]: r[1] for r in rows}
+        """Captures by status (statuses with none left out), as the triggers count them."""
+        rows = await self.fetchall(
+            "SELECT substr(name, 10), value FROM counters "
+            "WHERE name >= 'captures:' AND name < 'captures;' AND value > 0"
+        )
+        return {str(r[0]): int(r[1]) for r in rows}

@@ -142,10 +142,7 @@ class Dashboard:
 
 
 async def dashboard(store: Store, *, midnight: float, now: float) -> Dashboard:
-    by_status = {
-        r[0]: int(r[1])
-        for r in await store.fetchall("SELECT status, COUNT(*) FROM captures GROUP BY status")
-    }
+    by_status = await store.status_counts()
     today = {
         r[0]: int(r[1])
         for r in await store.fetchall(

@@ -192,7 +192,29 @@ MIGRATIONS: tuple[str, ...] = (
     #   outbox_pending has the same key for what waits, rowid ranges serve the rest.
     # - scan_events: keyed by its capture (no separate unique index), and no (gtin, time)
     #   index: reports filter by time (scan_events_time) and group in memory.
+    # - captures: the status index holds only the captures a list filters out of many
+    #   (in progress, FAILED), so a finished capture does not touch it; the count of each
+    #   status is kept by triggers in counters ('captures:<STATUS>'), on the page the commit
+    #   writes anyway.
     """
+    DROP INDEX captures_status;
+    CREATE INDEX captures_unfinished ON captures(status)
+        WHERE status IN ('PENDING', 'LOOKING_UP', 'ENRICHING', 'RESOLVING', 'FAILED');
+    INSERT INTO counters (name, value)
+        SELECT 'captures:' || status, COUNT(*) FROM captures GROUP BY status;
+    CREATE TRIGGER captures_count_insert AFTER INSERT ON captures BEGIN
+        INSERT INTO counters (name, value) VALUES ('captures:' || NEW.status, 1)
+        ON CONFLICT(name) DO UPDATE SET value = value + 1;
+    END;
+    CREATE TRIGGER captures_count_status AFTER UPDATE OF status ON captures
+    WHEN OLD.status IS NOT NEW.status BEGIN
+        UPDATE counters SET value = value - 1 WHERE name = 'captures:' || OLD.status;
+        INSERT INTO counters (name, value) VALUES ('captures:' || NEW.status, 1)
+        ON CONFLICT(name) DO UPDATE SET value = value + 1;
+    END;
+    CREATE TRIGGER captures_count_delete AFTER DELETE ON captures BEGIN
+        UPDATE counters SET value = value - 1 WHERE name = 'captures:' || OLD.status;
+    END;
     CREATE TABLE outbox_new (
         id INTEGER PRIMARY KEY,
         destination TEXT NOT NULL DEFAULT 'mqtt',
