@@ -189,9 +189,12 @@ MIGRATIONS: tuple[str, ...] = (
     #   unique (destination, event_id) index (event ids are fresh UUIDv7s; nothing reads by
     #   them). Ids are still never reused: the store takes them from counters 'outbox_id',
     #   on the page the capture seq is already written to. outbox_destination is dropped:
-    #   outbox_pending has the same key for what waits, rowid ranges serve the rest.
+    #   outbox_pending has the same key for what waits, rowid ranges serve the rest. Nor is
+    #   outbox_delivered kept (one more page for every PUBACK): rows are in created order by
+    #   id, so the prune reads the old ones as a prefix of the table.
     # - scan_events: keyed by its capture (no separate unique index), and no (gtin, time)
-    #   index: reports filter by time (scan_events_time) and group in memory.
+    #   index, which took a page a commit in the middle of the table: reports filter by time
+    #   on scan_events_time, which now holds the GTIN too and still grows at its end.
     # - captures: the status index holds only the captures a list filters out of many
     #   (in progress, FAILED), so a finished capture does not touch it; the count of each
     #   status is kept by triggers in counters ('captures:<STATUS>'), on the page the commit
@@ -238,7 +241,6 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE outbox;
     ALTER TABLE outbox_new RENAME TO outbox;
     CREATE INDEX outbox_pending ON outbox(destination, id) WHERE delivered IS NULL;
-    CREATE INDEX outbox_delivered ON outbox(delivered) WHERE delivered IS NOT NULL;
     CREATE INDEX outbox_seq ON outbox(destination, seq) WHERE seq IS NOT NULL;
     CREATE TABLE scan_events_new (
         capture_id INTEGER PRIMARY KEY REFERENCES captures(id),
@@ -259,7 +261,8 @@ MIGRATIONS: tuple[str, ...] = (
     FROM scan_events ORDER BY capture_id;
     DROP TABLE scan_events;
     ALTER TABLE scan_events_new RENAME TO scan_events;
-    CREATE INDEX scan_events_time ON scan_events(time);
+    -- With the GTIN: reports counting by GTIN over a period read this index alone.
+    CREATE INDEX scan_events_time ON scan_events(time, gtin);
     """,
 )
 
