@@ -956,8 +956,8 @@ class Store:
             counts = await self.status_counts()
             total = counts.get(params[0], 0) if clauses else sum(counts.values())
             return [row_to_capture(r) for r in rows], total
-        total = await self.fetchone(f"SELECT COUNT(*) FROM {CAPTURE_FROM} {where}", params)
-        return [row_to_capture(r) for r in rows], int(total[0]) if total else 0
+        row = await self.fetchone(f"SELECT COUNT(*) FROM {CAPTURE_FROM} {where}", params)
+        return [row_to_capture(r) for r in rows], int(row[0]) if row else 0
 
     async def unfinished_capture_ids(self) -> list[int]:
         """Captures left in progress (by a crash or stop): the pipeline walks them again."""
