@@ -1156,7 +1156,7 @@ class Store:
     ) -> list[OutboxEvent]:
         rows = await self.fetchall(
             "SELECT id, topic, event_id, seq, payload, created, attempts FROM outbox "
-            "WHERE destination = ? AND id > ? AND delivered IS NULL ORDER BY id LIMIT ?",
+            "WHERE destination = ? AND id > ? AND delivered < 0 ORDER BY id LIMIT ?",
             (destination, after_id, limit),
         )
         return [OutboxEvent(*row) for row in rows]
@@ -1185,7 +1185,7 @@ class Store:
             if keep:
                 await db.executemany(
                     "UPDATE outbox SET delivered = ? WHERE destination = ? "
-                    "AND id BETWEEN ? AND ? AND delivered IS NULL",
+                    "AND id BETWEEN ? AND ? AND delivered < 0",
                     [(now, *p) for p in params],
                 )
             else:
@@ -1210,8 +1210,8 @@ class Store:
 
         async def op(db: aiosqlite.Connection) -> dict[str, int]:
             cursor = await db.execute(
-                "UPDATE outbox SET delivered = NULL WHERE destination = ? AND topic = 'captures' "
-                "AND seq BETWEEN ? AND ? AND delivered IS NOT NULL",
+                "UPDATE outbox SET delivered = -0.5 WHERE destination = ? "
+                "AND topic = 'captures' AND seq BETWEEN ? AND ? AND delivered >= 0",
                 (destination, from_seq, to_seq),
             )
             replayed = cursor.rowcount
@@ -1248,7 +1248,7 @@ class Store:
             )
             below = int(rows[0][0]) if rows else (1 << 62)
             cursor = await db.execute(
-                "DELETE FROM outbox WHERE id < ? AND delivered IS NOT NULL AND delivered < ?",
+                "DELETE FROM outbox WHERE id < ? AND delivered >= 0 AND delivered < ?",
                 (below, older_than),
             )
             return cursor.rowcount
@@ -1263,7 +1263,7 @@ class Store:
     async def outbox_stats(self, destination: str = MQTT_DESTINATION) -> tuple[int, float | None]:
         """(depth, created time of the oldest event or None) for one destination."""
         row = await self.fetchone(
-            "SELECT COUNT(*), MIN(created) FROM outbox WHERE destination = ? AND delivered IS NULL",
+            "SELECT COUNT(*), MIN(created) FROM outbox WHERE destination = ? AND delivered < 0",
             (destination,),
         )
         return (int(row[0]), row[1]) if row else (0, None)

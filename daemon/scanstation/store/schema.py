@@ -191,7 +191,10 @@ MIGRATIONS: tuple[str, ...] = (
     #   on the page the capture seq is already written to. outbox_destination is dropped:
     #   outbox_pending has the same key for what waits, rowid ranges serve the rest. Nor is
     #   outbox_delivered kept (one more page for every PUBACK): rows are in created order by
-    #   id, so the prune reads the old ones as a prefix of the table.
+    #   id, so the prune reads the old ones as a prefix of the table. A waiting row's
+    #   delivered is -0.5 instead of NULL: an 8-byte float like the time that replaces it,
+    #   so marking a row delivered rewrites its page alone — a record that grows moves the
+    #   split of an outbox payload between its page and its overflow chain, and rewrites all.
     # - scan_events: keyed by its capture (no separate unique index), and no (gtin, time)
     #   index, which took a page a commit in the middle of the table: reports filter by time
     #   on scan_events_time, which now holds the GTIN too and still grows at its end.
@@ -228,19 +231,19 @@ MIGRATIONS: tuple[str, ...] = (
         created REAL NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
         last_error TEXT NOT NULL DEFAULT '',
-        delivered REAL
+        delivered REAL NOT NULL DEFAULT -0.5
     );
     INSERT INTO outbox_new (id, destination, topic, event_id, seq, payload, created, attempts,
         last_error, delivered)
     SELECT id, destination, topic, event_id, seq, payload, created, attempts, last_error,
-        delivered FROM outbox ORDER BY id;
+        COALESCE(delivered, -0.5) FROM outbox ORDER BY id;
     INSERT INTO counters (name, value) VALUES ('outbox_id', MAX(
         COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
         COALESCE((SELECT MAX(id) FROM outbox), 0)))
     ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value);
     DROP TABLE outbox;
     ALTER TABLE outbox_new RENAME TO outbox;
-    CREATE INDEX outbox_pending ON outbox(destination, id) WHERE delivered IS NULL;
+    CREATE INDEX outbox_pending ON outbox(destination, id) WHERE delivered < 0;
     CREATE INDEX outbox_seq ON outbox(destination, seq) WHERE seq IS NOT NULL;
     CREATE TABLE scan_events_new (
         capture_id INTEGER PRIMARY KEY REFERENCES captures(id),
