@@ -13,7 +13,12 @@ from typing import Any
 from scanstation.barcode.interpret import InterpretError, RecallList
 from scanstation.store import Store
 from scanstation.store.errors import StoreError
-from scanstation.store.rows import PRODUCT_COLUMNS, PRODUCT_FIELDS, row_to_product
+from scanstation.store.rows import (
+    PRODUCT_COLUMNS,
+    PRODUCT_FIELDS,
+    period_of_captures,
+    row_to_product,
+)
 
 COMPLETENESS_BUCKETS = ((0, 24), (25, 49), (50, 74), (75, 99), (100, 100))
 
@@ -116,17 +121,15 @@ class CompletenessReport:
 
 
 def _period(
-    since: float | None, until: float | None, column: str = "time"
+    since: float | None, until: float | None, column: str = "capture_id"
 ) -> tuple[str, list[float]]:
-    """SQL conditions for [since, until) (none without bounds: a full scan beats the index)."""
-    terms, params = [], []
-    if since is not None:
-        terms.append(f"{column} >= ?")
-        params.append(since)
-    if until is not None:
-        terms.append(f"{column} < ?")
-        params.append(until)
-    return " AND ".join(terms) or "1", params
+    """SQL conditions for [since, until) (none without bounds: a full scan beats the index).
+
+    A scan event's time is its capture's created time, and the event's key is the capture's
+    row id: the period is found on captures_created (scan_events keeps no time index of its
+    own, one page fewer written per capture).
+    """
+    return period_of_captures(since, until, column)
 
 
 async def gtin_counts(
@@ -138,7 +141,7 @@ async def gtin_counts(
     only_unknown: bool = False,
 ) -> list[GtinCount]:
     """Scans per GTIN in [since, until), most scanned first."""
-    period, params = _period(since, until, "e.time")
+    period, params = _period(since, until, "e.capture_id")
     rows = await store.fetchall(
         "SELECT e.gtin, COALESCE(p.name, ''), p.id IS NOT NULL, p.completeness, e.scans, "
         "e.batches, e.devices, e.first_seen, e.last_seen FROM (SELECT gtin, COUNT(*) AS scans, "

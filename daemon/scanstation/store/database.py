@@ -1470,7 +1470,7 @@ class Store:
         return await self.fetchall(
             "SELECT e.time, e.gtin, e.device_id, e.source, e.site, e.lat, e.lon, e.batch, "
             "e.serial, e.expiry, c.public_id FROM scan_events e "
-            "JOIN captures c ON c.id = e.capture_id WHERE e.time >= ? AND e.time < ? "
+            "JOIN captures c ON c.id = e.capture_id WHERE c.created >= ? AND c.created < ? "
             "ORDER BY e.capture_id",
             (since if since is not None else 0, until if until is not None else 1e12),
         )

@@ -156,7 +156,8 @@ async def dashboard(store: Store, *, midnight: float, now: float) -> Dashboard:
         # Count first, then name the ten winners (not a product lookup per scan).
         "SELECT t.gtin, COALESCE(p.name, ''), t.n, p.gtin IS NOT NULL FROM (SELECT gtin, "
         "COUNT(*) AS n "
-        "FROM scan_events WHERE time >= ? GROUP BY gtin ORDER BY n DESC, gtin LIMIT 10) t "
+        "FROM scan_events WHERE capture_id IN (SELECT id FROM captures WHERE created >= ?) "
+        "GROUP BY gtin ORDER BY n DESC, gtin LIMIT 10) t "
         "LEFT JOIN products p ON p.gtin = t.gtin ORDER BY t.n DESC, t.gtin",
         (now - 7 * 86400,),
     )

@@ -68,6 +68,23 @@ UNFINISHED_TERM = "c.status IN ('PENDING', 'LOOKING_UP', 'ENRICHING', 'RESOLVING
 """captures_unfinished's own WHERE, word for word: a query must repeat it to use the index."""
 
 
+def period_of_captures(
+    since: float | None, until: float | None, column: str
+) -> tuple[str, list[float]]:
+    """SQL condition that ``column`` (a capture row id) names a capture created in [since,
+    until), found on captures_created; "1" without bounds."""
+    terms, params = [], []
+    if since is not None:
+        terms.append("created >= ?")
+        params.append(since)
+    if until is not None:
+        terms.append("created < ?")
+        params.append(until)
+    if not terms:
+        return "1", []
+    return f"{column} IN (SELECT id FROM captures WHERE {' AND '.join(terms)})", params
+
+
 CAPTURE_FROM = """
     captures c JOIN sessions s ON s.id = c.session_id LEFT JOIN products p ON p.id = c.product_id
 """

@@ -195,9 +195,10 @@ MIGRATIONS: tuple[str, ...] = (
     #   delivered is -0.5 instead of NULL: an 8-byte float like the time that replaces it,
     #   so marking a row delivered rewrites its page alone — a record that grows moves the
     #   split of an outbox payload between its page and its overflow chain, and rewrites all.
-    # - scan_events: keyed by its capture (no separate unique index), and no (gtin, time)
-    #   index, which took a page a commit in the middle of the table: reports filter by time
-    #   on scan_events_time, which now holds the GTIN too and still grows at its end.
+    # - scan_events: keyed by its capture (no separate unique index) and no index of its
+    #   own: an event's time is its capture's created time, so reports find a period on
+    #   captures_created and read the events by capture id; (gtin, time) took a page a
+    #   commit in the middle of its index.
     # - captures: the status index holds only the captures a list filters out of many
     #   (in progress, FAILED), so a finished capture does not touch it; the count of each
     #   status is kept by triggers in counters ('captures:<STATUS>'), on the page the commit
@@ -264,8 +265,6 @@ MIGRATIONS: tuple[str, ...] = (
     FROM scan_events ORDER BY capture_id;
     DROP TABLE scan_events;
     ALTER TABLE scan_events_new RENAME TO scan_events;
-    -- With the GTIN: reports counting by GTIN over a period read this index alone.
-    CREATE INDEX scan_events_time ON scan_events(time, gtin);
     """,
 )
 
