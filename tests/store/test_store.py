@@ -201,6 +201,18 @@ async def test_migration_5_carries_outbox_and_scan_events_over_and_never_reuses_
         assert ([c.public_id for c in listed], total) == (["C1"], 1)
         listed, total = await store.list_captures(status=CaptureStatus.PENDING)
         assert ([c.public_id for c in listed], total) == (["C2"], 1)
+        other = await store.create_session()
+        await store.add_capture(
+            other.public_id, NewCapture(CaptureType.BARCODE, "1"), idle_timeout=1e12
+        )
+        added = await store.add_capture(
+            "S", NewCapture(CaptureType.BARCODE, "2"), idle_timeout=1e12
+        )
+        listed, total = await store.list_captures(session_public_id="S")
+        assert ([c.public_id for c in listed], total) == ([added.public_id, "C2", "C1"], 3)
+        assert await store.session_capture_counts(1) == {"COMPLETED": 1, "PENDING": 2}
+        listed, total = await store.list_captures(session_public_id=other.public_id)
+        assert total == len(listed) == 1
         assert (await store.outbox_replay(1, 1)) == {"replayed": 1, "pending": 0, "unavailable": 0}
         event = await store.add_outbox_event("noreads", {"n": 6})
         newest = await store.fetchone("SELECT id FROM outbox WHERE event_id = ?", (event,))

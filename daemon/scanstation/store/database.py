@@ -54,6 +54,7 @@ from scanstation.store.rows import (
     PRODUCT_FIELDS,
     PROPOSAL_COLUMNS,
     SESSION_COLUMNS,
+    SESSION_RANGE_TERM,
     UNFINISHED_STATUSES,
     UNFINISHED_TERM,
     CaptureOutcome,
@@ -935,6 +936,7 @@ class Store:
         if session_public_id is not None:
             clauses.append("s.public_id = ?")
             params.append(session_public_id)
+            clauses.append(SESSION_RANGE_TERM)
         if status is not None:
             clauses.append("c.status = ?")
             params.append(status.value)
@@ -1284,7 +1286,8 @@ class Store:
     async def session_capture_counts(self, session_id: int) -> dict[str, int]:
         """Status name → number of captures of one session (row id), statuses present only."""
         rows = await self.fetchall(
-            "SELECT status, COUNT(*) FROM captures WHERE session_id = ? GROUP BY status",
+            "SELECT c.status, COUNT(*) FROM sessions s JOIN captures c "
+            f"ON {SESSION_RANGE_TERM} AND c.session_id = s.id WHERE s.id = ? GROUP BY c.status",
             (session_id,),
         )
         return {str(r[0]): int(r[1]) for r in rows}

@@ -85,6 +85,13 @@ def period_of_captures(
     return f"{column} IN (SELECT id FROM captures WHERE {' AND '.join(terms)})", params
 
 
+SESSION_RANGE_TERM = (
+    "c.id BETWEEN COALESCE(s.first_capture_id, 0) AND COALESCE(s.last_capture_id, 0)"
+)
+"""A session's captures lie in the row ids between its first and last (captures_session
+is gone: the range is read by rowid, the session filter applied on it)."""
+
+
 CAPTURE_FROM = """
     captures c JOIN sessions s ON s.id = c.session_id LEFT JOIN products p ON p.id = c.product_id
 """

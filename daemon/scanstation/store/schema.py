@@ -202,7 +202,9 @@ MIGRATIONS: tuple[str, ...] = (
     # - captures: the status index holds only the captures a list filters out of many
     #   (in progress, FAILED), so a finished capture does not touch it; the count of each
     #   status is kept by triggers in counters ('captures:<STATUS>'), on the page the commit
-    #   writes anyway.
+    #   writes anyway. A session's captures are found in the range of row ids its first and
+    #   last capture span (kept by a trigger on the session row, which each capture's commit
+    #   updates anyway) instead of by the captures_session index.
     """
     DROP INDEX captures_status;
     CREATE INDEX captures_unfinished ON captures(status)
@@ -221,6 +223,17 @@ MIGRATIONS: tuple[str, ...] = (
     END;
     CREATE TRIGGER captures_count_delete AFTER DELETE ON captures BEGIN
         UPDATE counters SET value = value - 1 WHERE name = 'captures:' || OLD.status;
+    END;
+    ALTER TABLE sessions ADD COLUMN first_capture_id INTEGER;
+    ALTER TABLE sessions ADD COLUMN last_capture_id INTEGER;
+    UPDATE sessions SET
+        first_capture_id = (SELECT MIN(id) FROM captures WHERE session_id = sessions.id),
+        last_capture_id = (SELECT MAX(id) FROM captures WHERE session_id = sessions.id);
+    DROP INDEX captures_session;
+    CREATE TRIGGER captures_session_range AFTER INSERT ON captures BEGIN
+        UPDATE sessions SET first_capture_id = COALESCE(first_capture_id, NEW.id),
+            last_capture_id = MAX(COALESCE(last_capture_id, 0), NEW.id)
+        WHERE id = NEW.session_id;
     END;
     CREATE TABLE outbox_new (
         id INTEGER PRIMARY KEY,
