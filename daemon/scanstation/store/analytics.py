@@ -120,16 +120,14 @@ class CompletenessReport:
     """GTINs scanned in the period that the catalog does not know, most scanned first."""
 
 
-def _period(
-    since: float | None, until: float | None, column: str = "capture_id"
-) -> tuple[str, list[float]]:
-    """SQL conditions for [since, until) (none without bounds: a full scan beats the index).
+def _period(since: float | None, until: float | None, table: str = "") -> tuple[str, list[float]]:
+    """SQL conditions for [since, until) on scan_events (``table``: its alias, if any).
 
-    A scan event's time is its capture's created time, and the event's key is the capture's
-    row id: the period is found on captures_created (scan_events keeps no time index of its
-    own, one page fewer written per capture).
+    Without bounds none (a full scan beats any index); with them a range of the events' row
+    ids (scan_events keeps no time index of its own: one page fewer written per capture).
     """
-    return period_of_captures(since, until, column)
+    prefix = f"{table}." if table else ""
+    return period_of_captures(since, until, f"{prefix}capture_id", f"{prefix}time")
 
 
 async def gtin_counts(
@@ -141,7 +139,7 @@ async def gtin_counts(
     only_unknown: bool = False,
 ) -> list[GtinCount]:
     """Scans per GTIN in [since, until), most scanned first."""
-    period, params = _period(since, until, "e.capture_id")
+    period, params = _period(since, until, "e")
     rows = await store.fetchall(
         "SELECT e.gtin, COALESCE(p.name, ''), p.id IS NOT NULL, p.completeness, e.scans, "
         "e.batches, e.devices, e.first_seen, e.last_seen FROM (SELECT gtin, COUNT(*) AS scans, "

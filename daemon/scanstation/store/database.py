@@ -63,6 +63,7 @@ from scanstation.store.rows import (
     _admit,
     _CaptureInsert,
     _insert_captures,
+    period_of_captures,
     product_completeness,
     row_to_capture,
     row_to_product,
@@ -1470,12 +1471,12 @@ class Store:
     async def scan_events(
         self, *, since: float | None = None, until: float | None = None
     ) -> list[sqlite3.Row]:
+        period, params = period_of_captures(since, until, "e.capture_id", "e.time")
         return await self.fetchall(
             "SELECT e.time, e.gtin, e.device_id, e.source, e.site, e.lat, e.lon, e.batch, "
             "e.serial, e.expiry, c.public_id FROM scan_events e "
-            "JOIN captures c ON c.id = e.capture_id WHERE c.created >= ? AND c.created < ? "
-            "ORDER BY e.capture_id",
-            (since if since is not None else 0, until if until is not None else 1e12),
+            f"JOIN captures c ON c.id = e.capture_id WHERE {period} ORDER BY e.capture_id",
+            params,
         )
 
     async def status_counts(self) -> dict[str, int]:

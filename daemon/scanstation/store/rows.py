@@ -69,20 +69,32 @@ UNFINISHED_TERM = "c.status IN ('PENDING', 'LOOKING_UP', 'ENRICHING', 'RESOLVING
 
 
 def period_of_captures(
-    since: float | None, until: float | None, column: str
+    since: float | None, until: float | None, id_column: str, time_column: str
 ) -> tuple[str, list[float]]:
-    """SQL condition that ``column`` (a capture row id) names a capture created in [since,
-    until), found on captures_created; "1" without bounds."""
-    terms, params = [], []
+    """SQL condition for scan events in [since, until): "1" without bounds.
+
+    An event's time is its capture's created time and its key the capture's row id, so the
+    events of the period lie between the lowest id created at or after ``since`` (found on
+    captures_created) and the highest created before ``until``: a range of the events' own
+    row ids, read in order, with the time checked on each (exact under any clock step).
+    """
+    terms: list[str] = []
+    params: list[float] = []
     if since is not None:
-        terms.append("created >= ?")
-        params.append(since)
+        terms.append(
+            # On the index: what follows ``since`` (not the rows before it, by rowid).
+            f"{id_column} >= (SELECT COALESCE(MIN(id), 1 << 62) FROM captures "
+            f"INDEXED BY captures_created WHERE created >= ?) AND {time_column} >= ?"
+        )
+        params += [since, since]
     if until is not None:
-        terms.append("created < ?")
-        params.append(until)
-    if not terms:
-        return "1", []
-    return f"{column} IN (SELECT id FROM captures WHERE {' AND '.join(terms)})", params
+        terms.append(
+            # Back from the newest: what follows ``until`` (not the history before it).
+            f"{id_column} <= COALESCE((SELECT id FROM captures NOT INDEXED WHERE created < ? "
+            f"ORDER BY id DESC LIMIT 1), 0) AND {time_column} < ?"
+        )
+        params += [until, until]
+    return " AND ".join(terms) or "1", params
 
 
 SESSION_RANGE_TERM = (
