@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import aiosqlite
@@ -246,3 +247,43 @@ async def test_settling_delivered_rows_commits_without_an_fsync_of_its_own(
         await store.outbox_delete(ids)
         assert await store.outbox_batch(0, 10) == []
         assert await store.published_seq() == 0
+
+
+async def test_a_group_with_a_durable_write_commits_with_its_fsync(tmp_path: Path) -> None:
+    async with Store(tmp_path / "scanstation.db") as store:
+        seen: list[int] = []
+
+        async def synchronous(db: aiosqlite.Connection) -> None:
+            rows = list(await db.execute_fetchall("PRAGMA synchronous"))
+            seen.append(int(rows[0][0]))
+
+        # Queued together: one group, FULL because one of its writes must be durable.
+        await asyncio.gather(
+            store.write(synchronous, durable=False), store.write(synchronous, durable=True)
+        )
+        assert seen == [2, 2]
+
+
+async def test_prune_deletes_only_rows_delivered_before_the_cut(tmp_path: Path) -> None:
+    async with Store(tmp_path / "scanstation.db") as store:
+        for n in range(6):
+            await store.add_outbox_event("noreads", {"n": n})
+        ids = [e.id for e in await store.outbox_batch(0, 10)]
+        await store.outbox_delete(ids[:4], keep=True)  # delivered now; 2 still wait
+        assert await store.outbox_prune_delivered(time.time() - 60) == 0
+        assert await store.outbox_prune_delivered(time.time() + 1) == 4
+        assert [e.id for e in await store.outbox_batch(0, 10)] == ids[4:]
+        assert await store.outbox_stats() == (2, pytest.approx(time.time(), abs=60))
+
+
+def test_capture_public_ids_are_shortuuids_in_time_order() -> None:
+    from scanstation.model import PUBLIC_ID_ALPHABET, PUBLIC_ID_LENGTH
+    from scanstation.store.rows import time_ordered_public_id
+
+    made = []
+    for _ in range(3):
+        made.append(time_ordered_public_id())
+        time.sleep(0.002)  # a new millisecond: the order is by time, not chance
+    assert made == sorted(made)
+    assert len(set(made)) == 3
+    assert all(len(i) == PUBLIC_ID_LENGTH and set(i) <= set(PUBLIC_ID_ALPHABET) for i in made)
