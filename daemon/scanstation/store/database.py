@@ -161,6 +161,9 @@ async def _finished_in_memory(
     return captures
 
 
+_Queued = WriteOp[Any] | Batchable | NotDurable
+"""What the writer's queues hold: a write op, a Batchable, or a write op not made durable."""
+
 EventMaker = Callable[[Capture, int], dict[str, Any]]
 """Builds a finished capture's event payload from the capture and its sequence number."""
 DestinationsOf = Callable[[Capture], Sequence[str]]
@@ -421,11 +424,11 @@ class Store:
         self._writer: sqlite3.Connection | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "store-writer")
         self._reader: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]] = (
-            asyncio.Queue(maxsize=8192)
+        self._queue: asyncio.Queue[tuple[_Queued, asyncio.Future[Any]]] = asyncio.Queue(
+            maxsize=8192
         )
-        self._urgent: asyncio.Queue[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]] = (
-            asyncio.Queue(maxsize=8192)
+        self._urgent: asyncio.Queue[tuple[_Queued, asyncio.Future[Any]]] = asyncio.Queue(
+            maxsize=8192
         )
         """Capture inserts: taken into each group before any other write."""
         self._wake = asyncio.Event()
@@ -582,10 +585,10 @@ class Store:
         if self._writer_task is None:
             raise RuntimeError("the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        queued: WriteOp[Any] | Batchable = op
+        queued: WriteOp[Any] | Batchable | NotDurable = op
         if not durable:
             assert not isinstance(op, Batchable), "a Batchable is always durable"
-            queued = cast(WriteOp[Any], NotDurable(op))
+            queued = NotDurable(op)
         await (self._urgent if urgent else self._queue).put((queued, future))
         self._wake.set()
         return await future
@@ -598,7 +601,7 @@ class Store:
                 await self._wake.wait()
                 if self.commit_interval:
                     await asyncio.sleep(self.commit_interval)
-            batch: list[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]] = []
+            batch: list[tuple[_Queued, asyncio.Future[Any]]] = []
             while len(batch) < self.max_batch and not urgent.empty():
                 batch.append(urgent.get_nowait())
             from_urgent = len(batch)
@@ -612,9 +615,7 @@ class Store:
                 for _ in range(len(batch) - from_urgent):
                     queue.task_done()
 
-    async def _commit_batch(
-        self, batch: list[tuple[WriteOp[Any] | Batchable, asyncio.Future[Any]]]
-    ) -> None:
+    async def _commit_batch(self, batch: list[tuple[_Queued, asyncio.Future[Any]]]) -> None:
         ops = [op for op, _ in batch]
         loop = asyncio.get_running_loop()
         try:
@@ -647,7 +648,7 @@ class Store:
             if not future.done():
                 future.set_result(result)
 
-    def _transaction(self, ops: list[WriteOp[Any] | Batchable]) -> list[Any]:
+    def _transaction(self, ops: list[WriteOp[Any] | Batchable | NotDurable]) -> list[Any]:
         """One group on the writer thread: BEGIN IMMEDIATE, every op, COMMIT (or ROLLBACK)."""
         db = self._writer
         assert db is not None
