@@ -206,11 +206,11 @@ MIGRATIONS: tuple[str, ...] = (
     #   last capture span (kept by a trigger on the session row, which each capture's commit
     #   updates anyway) instead of by the captures_session index.
     """
+    INSERT INTO counters (name, value)  -- counted on captures_status, before it goes
+        SELECT 'captures:' || status, COUNT(*) FROM captures GROUP BY status;
     DROP INDEX captures_status;
     CREATE INDEX captures_unfinished ON captures(status)
         WHERE status IN ('PENDING', 'LOOKING_UP', 'ENRICHING', 'RESOLVING', 'FAILED');
-    INSERT INTO counters (name, value)
-        SELECT 'captures:' || status, COUNT(*) FROM captures GROUP BY status;
     CREATE TRIGGER captures_count_insert AFTER INSERT ON captures BEGIN
         INSERT INTO counters (name, value) VALUES ('captures:' || NEW.status, 1)
         ON CONFLICT(name) DO UPDATE SET value = value + 1;
