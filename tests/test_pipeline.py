@@ -266,3 +266,24 @@ async def test_pipeline_local_capture_is_acknowledged_terminal_after_one_commit(
     assert [tuple(r) for r in scans] == [("04006381333931", "lane")]
     assert pipeline.counters.created == 1
     assert pipeline.counters.finished == {"COMPLETED": 1}
+
+
+async def test_status_counts_follow_every_write_path(pipeline: Pipeline) -> None:
+    store = pipeline.store
+    await store.upsert_products([{"gtin": "04006381333931", "name": "Highlighter"}])
+    done = await walk(pipeline, "4006381333931", "5901234123457", "4006381333932", "123")
+    await pipeline.retry(done[1].public_id)  # NOT_FOUND → PENDING → walked again
+    await pipeline.idle()
+    session = await store.create_session()
+    await store.add_capture(  # left PENDING, as a walk not yet done
+        session.public_id, NewCapture(CaptureType.BARCODE, "5901234123457"), idle_timeout=60
+    )
+    counted = {
+        r[0]: r[1] for r in await store.fetchall("SELECT status, COUNT(*) FROM captures GROUP BY 1")
+    }
+    assert await store.status_counts() == counted
+    assert counted["PENDING"] == 1
+    for status in CaptureStatus:
+        listed, total = await store.list_captures(status=status, limit=100)
+        assert total == len(listed) == counted.get(status.value, 0)
+    assert (await store.list_captures(limit=1))[1] == sum(counted.values())

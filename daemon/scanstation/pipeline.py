@@ -212,9 +212,12 @@ class Pipeline:
             idle_timeout=idle_timeout,
         )
         self.counters.created += 1
-        # The live stream sees the capture arrive, then its terminal status, as for a walk.
-        stored = dataclasses.replace(pending, id=capture.id)
-        self.bus.publish(EventKind.CAPTURE, lambda: capture_json(stored))
+        # The live stream sees the capture arrive, then its terminal status, as for a walk
+        # (built only when the stream has a listener).
+        row_id = capture.id
+        self.bus.publish(
+            EventKind.CAPTURE, lambda: capture_json(dataclasses.replace(pending, id=row_id))
+        )
         try:
             await self._finished(capture)
         except Exception:  # the capture is on disk: a hook failing must not fail its ack
@@ -578,11 +581,10 @@ class Pipeline:
         key = gs1_key(ais)
         other_key = not gtin and key is not None and key[0] != "GTIN"
         status = CaptureStatus.COMPLETED if other_key else CaptureStatus.NOT_FOUND
-        lookup = dataclasses.replace(lookup, gtin=gtin)
         scan_event = None
-        if lookup.gtin:
+        if gtin:
             scan_event = {
-                "gtin": lookup.gtin,
+                "gtin": gtin,
                 "batch": ais.get("10", ""),
                 "serial": ais.get("21", ""),
                 "expiry": ais.get("17", ""),
@@ -594,14 +596,14 @@ class Pipeline:
                 "device_id": self.config.device.id,
                 "source": capture.source,
                 "capture_public_id": capture.public_id,
-                "gtin": lookup.gtin,
+                "gtin": gtin,
                 "raw_value": capture.raw_value,
                 "checks": checks,
             }
         return CaptureOutcome(
             capture.id,
             status,
-            gtin=lookup.gtin,
+            gtin=gtin,
             gs1_dl_data=ais,
             checks=checks,
             scan_event=scan_event,

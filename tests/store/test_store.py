@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import aiosqlite
 import pytest
 
-from scanstation.model import CaptureType
+from scanstation.model import CaptureStatus, CaptureType
 from scanstation.store import SCHEMA_VERSION, Conflict, NewCapture, NotFound, Store
 
 
@@ -139,3 +140,150 @@ def test_id_ranges_groups_consecutive_ids() -> None:
 
     assert id_ranges([7, 1, 2, 3, 9, 8, 3]) == [(1, 3), (7, 9)]
     assert id_ranges([]) == []
+
+
+async def test_migration_5_carries_outbox_and_scan_events_over_and_never_reuses_an_id(
+    tmp_path: Path,
+) -> None:
+    from scanstation.store.schema import MIGRATIONS
+
+    path = tmp_path / "scanstation.db"
+    old = sqlite3.connect(path, isolation_level=None)
+    for number, script in enumerate(MIGRATIONS[:4], start=1):
+        old.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};COMMIT;")
+    old.executescript(
+        """
+        INSERT INTO sessions (id, public_id, status, capture_mode, created, modified)
+            VALUES (1, 'S', 'ACTIVE', 'both', 1, 1);
+        INSERT INTO captures (id, public_id, session_id, status, capture_type, created, modified)
+            VALUES (1, 'C1', 1, 'COMPLETED', 'BARCODE', 10, 10),
+                   (2, 'C2', 1, 'NOT_FOUND', 'BARCODE', 20, 20);
+        INSERT INTO scan_events (capture_id, gtin, time, device_id, source, batch)
+            VALUES (1, '04006381333931', 10, 'd', 'hid', 'L1'),
+                   (2, '09506000134352', 20, 'd', 'hid', '');
+        INSERT INTO outbox (destination, topic, event_id, seq, payload, created)
+            VALUES ('mqtt', 'captures', 'e1', 1, '{"n": 1}', 10),
+                   ('mqtt', 'captures', 'e2', 2, '{"n": 2}', 20),
+                   ('webhook:erp', 'captures', 'e2', 2, '{"n": 2}', 20),
+                   ('mqtt', 'noreads', 'e3', NULL, '{"n": 3}', 30);
+        UPDATE outbox SET delivered = 40 WHERE event_id = 'e1';
+        -- A delivered last row deleted: its id (5) must not come back.
+        INSERT INTO outbox (destination, topic, event_id, payload, created)
+            VALUES ('mqtt', 'noreads', 'e4', '{}', 50);
+        DELETE FROM outbox WHERE event_id = 'e4';
+        """
+    )
+    before = old.execute(
+        "SELECT id, destination, topic, event_id, seq, payload, created, delivered FROM outbox "
+        "ORDER BY id"
+    ).fetchall()
+    analytics = old.execute("SELECT * FROM scan_events ORDER BY capture_id").fetchall()
+    old.close()
+    async with Store(path) as store:
+        after = await store.fetchall(
+            "SELECT id, destination, topic, event_id, seq, payload, created, delivered "
+            "FROM outbox ORDER BY id"
+        )
+        # A waiting row's delivered is -0.5 now (NULL before): the same size as a time.
+        assert [tuple(r) for r in after] == [
+            (*row[:7], -0.5 if row[7] is None else row[7]) for row in before
+        ]
+        rows = await store.fetchall(
+            "SELECT capture_id, capture_id, gtin, time, device_id, source, site, lat, lon, "
+            "batch, serial, expiry FROM scan_events ORDER BY capture_id"
+        )
+        assert [tuple(r)[1:] for r in rows] == [tuple(r)[1:] for r in analytics]
+        assert [e.event_id for e in await store.outbox_batch(0, 10)] == ["e2", "e3"]
+        assert await store.status_counts() == {"COMPLETED": 1, "NOT_FOUND": 1}
+        retried = await store.retry_capture("C2")
+        assert await store.status_counts() == {"COMPLETED": 1, "PENDING": 1}
+        assert await store.unfinished_capture_ids() == [retried.id]
+        listed, total = await store.list_captures(status=CaptureStatus.COMPLETED)
+        assert ([c.public_id for c in listed], total) == (["C1"], 1)
+        listed, total = await store.list_captures(status=CaptureStatus.PENDING)
+        assert ([c.public_id for c in listed], total) == (["C2"], 1)
+        other = await store.create_session()
+        await store.add_capture(
+            other.public_id, NewCapture(CaptureType.BARCODE, "1"), idle_timeout=1e12
+        )
+        added = await store.add_capture(
+            "S", NewCapture(CaptureType.BARCODE, "2"), idle_timeout=1e12
+        )
+        listed, total = await store.list_captures(session_public_id="S")
+        assert ([c.public_id for c in listed], total) == ([added.public_id, "C2", "C1"], 3)
+        assert await store.session_capture_counts(1) == {"COMPLETED": 1, "PENDING": 2}
+        listed, total = await store.list_captures(session_public_id=other.public_id)
+        assert total == len(listed) == 1
+        assert (await store.outbox_replay(1, 1)) == {"replayed": 1, "pending": 0, "unavailable": 0}
+        event = await store.add_outbox_event("noreads", {"n": 6})
+        newest = await store.fetchone("SELECT id FROM outbox WHERE event_id = ?", (event,))
+        assert newest is not None
+        assert newest[0] == 6  # above the deleted 5
+        await store.outbox_delete([6])
+        await store.add_outbox_event("noreads", {"n": 7})
+        ids = [e.id for e in await store.outbox_batch(0, 10)]
+        assert ids == [1, 2, 4, 7]  # 6, delivered and deleted, is not given again
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+async def test_settling_delivered_rows_commits_without_an_fsync_of_its_own(
+    tmp_path: Path,
+) -> None:
+    async with Store(tmp_path / "scanstation.db") as store:
+        seen: list[int] = []
+        await store.add_outbox_event("noreads", {"n": 1})
+
+        async def synchronous(db: aiosqlite.Connection) -> None:
+            rows = list(await db.execute_fetchall("PRAGMA synchronous"))
+            seen.append(int(rows[0][0]))
+
+        await store.write(synchronous, durable=False)
+        await store.write(synchronous)
+        assert seen == [1, 2]  # NORMAL for the not-durable group, FULL again after it
+        ids = [e.id for e in await store.outbox_batch(0, 10)]
+        await store.outbox_delete(ids)
+        assert await store.outbox_batch(0, 10) == []
+        assert await store.published_seq() == 0
+
+
+async def test_a_group_with_a_durable_write_commits_with_its_fsync(tmp_path: Path) -> None:
+    async with Store(tmp_path / "scanstation.db") as store:
+        seen: list[int] = []
+
+        async def synchronous(db: aiosqlite.Connection) -> None:
+            rows = list(await db.execute_fetchall("PRAGMA synchronous"))
+            seen.append(int(rows[0][0]))
+
+        # Queued together: one group, FULL because one of its writes must be durable.
+        await asyncio.gather(
+            store.write(synchronous, durable=False), store.write(synchronous, durable=True)
+        )
+        assert seen == [2, 2]
+
+
+async def test_prune_deletes_only_rows_delivered_before_the_cut(tmp_path: Path) -> None:
+    async with Store(tmp_path / "scanstation.db") as store:
+        for n in range(6):
+            await store.add_outbox_event("noreads", {"n": n})
+        ids = [e.id for e in await store.outbox_batch(0, 10)]
+        await store.outbox_delete(ids[:4], keep=True)  # delivered now; 2 still wait
+        assert await store.outbox_prune_delivered(time.time() - 60) == 0
+        assert await store.outbox_prune_delivered(time.time() + 1) == 4
+        assert [e.id for e in await store.outbox_batch(0, 10)] == ids[4:]
+        assert await store.outbox_stats() == (2, pytest.approx(time.time(), abs=60))
+
+
+def test_capture_public_ids_are_shortuuids_in_time_order() -> None:
+    from scanstation.model import PUBLIC_ID_ALPHABET, PUBLIC_ID_LENGTH
+    from scanstation.store.rows import time_ordered_public_id
+
+    made = []
+    for _ in range(3):
+        made.append(time_ordered_public_id())
+        time.sleep(0.002)  # a new millisecond: the order is by time, not chance
+    assert made == sorted(made)
+    assert len(set(made)) == 3
+    assert all(len(i) == PUBLIC_ID_LENGTH and set(i) <= set(PUBLIC_ID_ALPHABET) for i in made)

@@ -13,7 +13,12 @@ from typing import Any
 from scanstation.barcode.interpret import InterpretError, RecallList
 from scanstation.store import Store
 from scanstation.store.errors import StoreError
-from scanstation.store.rows import PRODUCT_COLUMNS, PRODUCT_FIELDS, row_to_product
+from scanstation.store.rows import (
+    PRODUCT_COLUMNS,
+    PRODUCT_FIELDS,
+    period_of_captures,
+    row_to_product,
+)
 
 COMPLETENESS_BUCKETS = ((0, 24), (25, 49), (50, 74), (75, 99), (100, 100))
 
@@ -115,18 +120,14 @@ class CompletenessReport:
     """GTINs scanned in the period that the catalog does not know, most scanned first."""
 
 
-def _period(
-    since: float | None, until: float | None, column: str = "time"
-) -> tuple[str, list[float]]:
-    """SQL conditions for [since, until) (none without bounds: a full scan beats the index)."""
-    terms, params = [], []
-    if since is not None:
-        terms.append(f"{column} >= ?")
-        params.append(since)
-    if until is not None:
-        terms.append(f"{column} < ?")
-        params.append(until)
-    return " AND ".join(terms) or "1", params
+def _period(since: float | None, until: float | None, table: str = "") -> tuple[str, list[float]]:
+    """SQL conditions for [since, until) on scan_events (``table``: its alias, if any).
+
+    Without bounds none (a full scan beats any index); with them a range of the events' row
+    ids (scan_events keeps no time index of its own: one page fewer written per capture).
+    """
+    prefix = f"{table}." if table else ""
+    return period_of_captures(since, until, f"{prefix}capture_id", f"{prefix}time")
 
 
 async def gtin_counts(
@@ -138,7 +139,7 @@ async def gtin_counts(
     only_unknown: bool = False,
 ) -> list[GtinCount]:
     """Scans per GTIN in [since, until), most scanned first."""
-    period, params = _period(since, until, "e.time")
+    period, params = _period(since, until, "e")
     rows = await store.fetchall(
         "SELECT e.gtin, COALESCE(p.name, ''), p.id IS NOT NULL, p.completeness, e.scans, "
         "e.batches, e.devices, e.first_seen, e.last_seen FROM (SELECT gtin, COUNT(*) AS scans, "

@@ -13,6 +13,7 @@ from scanstation.store import Conflict, NotFound, Store
 from scanstation.store.rows import (
     PRODUCT_COLUMNS,
     PROPOSAL_COLUMNS,
+    period_of_captures,
     row_to_product,
     row_to_proposal,
 )
@@ -142,10 +143,7 @@ class Dashboard:
 
 
 async def dashboard(store: Store, *, midnight: float, now: float) -> Dashboard:
-    by_status = {
-        r[0]: int(r[1])
-        for r in await store.fetchall("SELECT status, COUNT(*) FROM captures GROUP BY status")
-    }
+    by_status = await store.status_counts()
     today = {
         r[0]: int(r[1])
         for r in await store.fetchall(
@@ -155,13 +153,14 @@ async def dashboard(store: Store, *, midnight: float, now: float) -> Dashboard:
             (midnight,),
         )
     }
+    week, week_params = period_of_captures(now - 7 * 86400, None, "capture_id", "time")
     top = await store.fetchall(
         # Count first, then name the ten winners (not a product lookup per scan).
         "SELECT t.gtin, COALESCE(p.name, ''), t.n, p.gtin IS NOT NULL FROM (SELECT gtin, "
         "COUNT(*) AS n "
-        "FROM scan_events WHERE time >= ? GROUP BY gtin ORDER BY n DESC, gtin LIMIT 10) t "
+        f"FROM scan_events WHERE {week} GROUP BY gtin ORDER BY n DESC, gtin LIMIT 10) t "
         "LEFT JOIN products p ON p.gtin = t.gtin ORDER BY t.n DESC, t.gtin",
-        (now - 7 * 86400,),
+        week_params,
     )
     completeness = await store.fetchone(
         "SELECT COUNT(*), AVG(completeness), "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +13,8 @@ from typing import Any
 import aiosqlite
 
 from scanstation.model import (
+    PUBLIC_ID_ALPHABET,
+    PUBLIC_ID_LENGTH,
     Capture,
     CaptureMode,
     CaptureStatus,
@@ -24,6 +28,30 @@ from scanstation.model import (
 
 MQTT_DESTINATION = "mqtt"
 
+# UUID version 7, RFC 9562 variant: the bits a version 7 UUID sets in its 128-bit number.
+_UUID7_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID7_BITS = (0x7000 << 64) | (0x8000 << 48)
+
+
+def time_ordered_public_id() -> str:
+    """A public id (SPEC §5: a 22-character shortuuid) of a time-ordered UUID version 7.
+
+    The same encoding as ``model.new_public_id`` (base 57, most significant digit first,
+    padded to 22) of 48 bits of Unix time in ms and 74 random bits: ids made one after
+    another sort together, so the unique index on them grows at its end.
+    """
+    number = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    number = (number & _UUID7_MASK) | _UUID7_BITS
+    pairs = []
+    for _ in range(PUBLIC_ID_LENGTH // 2):  # two digits a division: half the big-int work
+        number, pair = divmod(number, _BASE57_SQUARED)
+        pairs.append(_BASE57_PAIRS[pair])
+    return "".join(reversed(pairs))
+
+
+_BASE57_SQUARED = 57 * 57
+_BASE57_PAIRS = tuple(a + b for a in PUBLIC_ID_ALPHABET for b in PUBLIC_ID_ALPHABET)
+
 
 CAPTURE_COLUMNS = """
     c.id, c.public_id, s.public_id AS session_public_id, c.status, c.capture_type, c.raw_value,
@@ -32,6 +60,48 @@ CAPTURE_COLUMNS = """
     COALESCE(p.name, '') AS product_name, c.uploaded_image_key, c.qr_analysis, c.metadata,
     c.checks, c.revision
 """
+
+
+UNFINISHED_STATUSES = ("PENDING", "LOOKING_UP", "ENRICHING", "RESOLVING", "FAILED")
+"""The statuses indexed by captures_unfinished (in progress, and FAILED)."""
+UNFINISHED_TERM = "c.status IN ('PENDING', 'LOOKING_UP', 'ENRICHING', 'RESOLVING', 'FAILED')"
+"""captures_unfinished's own WHERE, word for word: a query must repeat it to use the index."""
+
+
+def period_of_captures(
+    since: float | None, until: float | None, id_column: str, time_column: str
+) -> tuple[str, list[float]]:
+    """SQL condition for scan events in [since, until): "1" without bounds.
+
+    An event's time is its capture's created time and its key the capture's row id, so the
+    events of the period lie between the lowest id created at or after ``since`` (found on
+    captures_created) and the highest created before ``until``: a range of the events' own
+    row ids, read in order, with the time checked on each (exact under any clock step).
+    """
+    terms: list[str] = []
+    params: list[float] = []
+    if since is not None:
+        terms.append(
+            # On the index: what follows ``since`` (not the rows before it, by rowid).
+            f"{id_column} >= (SELECT COALESCE(MIN(id), 1 << 62) FROM captures "
+            f"INDEXED BY captures_created WHERE created >= ?) AND {time_column} >= ?"
+        )
+        params += [since, since]
+    if until is not None:
+        terms.append(
+            # Back from the newest: what follows ``until`` (not the history before it).
+            f"{id_column} <= COALESCE((SELECT id FROM captures NOT INDEXED WHERE created < ? "
+            f"ORDER BY id DESC LIMIT 1), 0) AND {time_column} < ?"
+        )
+        params += [until, until]
+    return " AND ".join(terms) or "1", params
+
+
+SESSION_RANGE_TERM = (
+    "c.id BETWEEN COALESCE(s.first_capture_id, 0) AND COALESCE(s.last_capture_id, 0)"
+)
+"""A session's captures lie in the row ids between its first and last (captures_session
+is gone: the range is read by rowid, the session filter applied on it)."""
 
 
 CAPTURE_FROM = """

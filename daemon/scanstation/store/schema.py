@@ -183,6 +183,102 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX audit_log_time ON audit_log(time);
     """,
+    # Fewer pages written per capture (SD card wear, docs/benchmarks.md "bench wear"): every
+    # b-tree a capture's commit touches costs at least one whole page in the WAL.
+    # - outbox: no AUTOINCREMENT (its sqlite_sequence row was one more page a commit) and no
+    #   unique (destination, event_id) index (event ids are fresh UUIDv7s; nothing reads by
+    #   them). Ids are still never reused: the store takes them from counters 'outbox_id',
+    #   on the page the capture seq is already written to. outbox_destination is dropped:
+    #   outbox_pending has the same key for what waits, rowid ranges serve the rest. Nor is
+    #   outbox_delivered kept (one more page for every PUBACK): rows are in created order by
+    #   id, so the prune reads the old ones as a prefix of the table. A waiting row's
+    #   delivered is -0.5 instead of NULL: an 8-byte float like the time that replaces it,
+    #   so marking a row delivered rewrites its page alone — a record that grows moves the
+    #   split of an outbox payload between its page and its overflow chain, and rewrites all.
+    # - scan_events: keyed by its capture (no separate unique index) and no index of its
+    #   own: an event's time is its capture's created time, so reports find a period on
+    #   captures_created and read the events by capture id; (gtin, time) took a page a
+    #   commit in the middle of its index.
+    # - captures: the status index holds only the captures a list filters out of many
+    #   (in progress, FAILED), so a finished capture does not touch it; the count of each
+    #   status is kept by triggers in counters ('captures:<STATUS>'), on the page the commit
+    #   writes anyway. A session's captures are found in the range of row ids its first and
+    #   last capture span (kept by a trigger on the session row, which each capture's commit
+    #   updates anyway) instead of by the captures_session index.
+    """
+    INSERT INTO counters (name, value)  -- counted on captures_status, before it goes
+        SELECT 'captures:' || status, COUNT(*) FROM captures GROUP BY status;
+    DROP INDEX captures_status;
+    CREATE INDEX captures_unfinished ON captures(status)
+        WHERE status IN ('PENDING', 'LOOKING_UP', 'ENRICHING', 'RESOLVING', 'FAILED');
+    CREATE TRIGGER captures_count_insert AFTER INSERT ON captures BEGIN
+        INSERT INTO counters (name, value) VALUES ('captures:' || NEW.status, 1)
+        ON CONFLICT(name) DO UPDATE SET value = value + 1;
+    END;
+    CREATE TRIGGER captures_count_status AFTER UPDATE OF status ON captures
+    WHEN OLD.status IS NOT NEW.status BEGIN
+        UPDATE counters SET value = value - 1 WHERE name = 'captures:' || OLD.status;
+        INSERT INTO counters (name, value) VALUES ('captures:' || NEW.status, 1)
+        ON CONFLICT(name) DO UPDATE SET value = value + 1;
+    END;
+    CREATE TRIGGER captures_count_delete AFTER DELETE ON captures BEGIN
+        UPDATE counters SET value = value - 1 WHERE name = 'captures:' || OLD.status;
+    END;
+    ALTER TABLE sessions ADD COLUMN first_capture_id INTEGER;
+    ALTER TABLE sessions ADD COLUMN last_capture_id INTEGER;
+    UPDATE sessions SET
+        first_capture_id = (SELECT MIN(id) FROM captures WHERE session_id = sessions.id),
+        last_capture_id = (SELECT MAX(id) FROM captures WHERE session_id = sessions.id);
+    DROP INDEX captures_session;
+    CREATE TRIGGER captures_session_range AFTER INSERT ON captures BEGIN
+        UPDATE sessions SET first_capture_id = COALESCE(first_capture_id, NEW.id),
+            last_capture_id = MAX(COALESCE(last_capture_id, 0), NEW.id)
+        WHERE id = NEW.session_id;
+    END;
+    CREATE TABLE outbox_new (
+        id INTEGER PRIMARY KEY,
+        destination TEXT NOT NULL DEFAULT 'mqtt',
+        topic TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        seq INTEGER,
+        payload TEXT NOT NULL,
+        created REAL NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        delivered REAL NOT NULL DEFAULT -0.5
+    );
+    INSERT INTO outbox_new (id, destination, topic, event_id, seq, payload, created, attempts,
+        last_error, delivered)
+    SELECT id, destination, topic, event_id, seq, payload, created, attempts, last_error,
+        COALESCE(delivered, -0.5) FROM outbox ORDER BY id;
+    INSERT INTO counters (name, value) VALUES ('outbox_id', MAX(
+        COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0),
+        COALESCE((SELECT MAX(id) FROM outbox), 0)))
+    ON CONFLICT(name) DO UPDATE SET value = MAX(value, excluded.value);
+    DROP TABLE outbox;
+    ALTER TABLE outbox_new RENAME TO outbox;
+    CREATE INDEX outbox_pending ON outbox(destination, id) WHERE delivered < 0;
+    CREATE INDEX outbox_seq ON outbox(destination, seq) WHERE seq IS NOT NULL;
+    CREATE TABLE scan_events_new (
+        capture_id INTEGER PRIMARY KEY REFERENCES captures(id),
+        gtin TEXT NOT NULL,
+        time REAL NOT NULL,
+        device_id TEXT NOT NULL,
+        source TEXT NOT NULL,
+        site TEXT NOT NULL DEFAULT '',
+        lat REAL,
+        lon REAL,
+        batch TEXT NOT NULL DEFAULT '',
+        serial TEXT NOT NULL DEFAULT '',
+        expiry TEXT NOT NULL DEFAULT ''
+    );
+    INSERT INTO scan_events_new (capture_id, gtin, time, device_id, source, site, lat, lon,
+        batch, serial, expiry)
+    SELECT capture_id, gtin, time, device_id, source, site, lat, lon, batch, serial, expiry
+    FROM scan_events ORDER BY capture_id;
+    DROP TABLE scan_events;
+    ALTER TABLE scan_events_new RENAME TO scan_events;
+    """,
 )
 
 

@@ -28,6 +28,19 @@ class Batchable:
     item: Any
 
 
+@dataclass(frozen=True, slots=True)
+class NotDurable:
+    """A write whose loss in a power cut costs nothing but a repeat (a delivered outbox row
+    marked or deleted: the event is sent again, and consumers de-duplicate by event_id).
+
+    A group made only of such writes commits without its fsync (``synchronous=NORMAL``,
+    still atomic and never corrupting in WAL mode); its frames reach the disk with the next
+    durable commit's fsync, in the same pages of the WAL, instead of an fsync of their own.
+    """
+
+    op: WriteOp[Any]
+
+
 class SyncConnection:
     """What a write op sees as its connection inside the writer thread.
 

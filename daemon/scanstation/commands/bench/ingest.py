@@ -125,10 +125,11 @@ async def internal(path: Path, count: int, producers: int) -> dict[str, float]:
                 )
                 latencies.append(time.perf_counter() - t0)
 
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.gather(*(produce(p) for p in range(producers)))
         await pipeline.idle()
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started  # every thread: event loop and writer
         walker.cancel()
         await asyncio.gather(walker, return_exceptions=True)
         done = await store.fetchone(
@@ -139,6 +140,7 @@ async def internal(path: Path, count: int, producers: int) -> dict[str, float]:
     latencies.sort()
     return {
         "rate": per_producer * producers / elapsed,
+        "cpu_us_per_capture": 1e6 * cpu / (per_producer * producers),
         "ack_p50_ms": 1000 * latencies[len(latencies) // 2],
         "ack_p99_ms": 1000 * latencies[int(len(latencies) * 0.99)],
     }
@@ -262,6 +264,7 @@ def summary(runs: dict[str, list[dict[str, float]]]) -> dict[str, Any]:
         "bare_one_execute_per_row_per_s": round(medians["bare_single"]["rate"]),
         "ack_p50_ms": round(medians["internal"]["ack_p50_ms"], 2),
         "ack_p99_ms": round(medians["internal"]["ack_p99_ms"], 2),
+        "cpu_us_per_capture": round(medians["internal"]["cpu_us_per_capture"], 1),
         "repeats": len(product),
     }
     if "http" in medians:

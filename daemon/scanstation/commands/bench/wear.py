@@ -4,8 +4,9 @@ a lane's rate (default 5 captures/s), the station built as app.py builds it.
 A child process runs Store → Pipeline (→ outbox → MqttLink with ``--mqtt``, on a Mosquitto of
 its own) and creates captures at ``--rate`` for ``--seconds``; the figures are that process's
 ``/proc/self/io`` write_bytes (what reached the block layer, so run it on a real disk, not a
-tmpfs: ``--dir``) after every capture is terminal (and, with MQTT, acknowledged and its outbox
-row deleted), and its fsync/fdatasync calls counted by strace when it is installed.
+tmpfs: ``--dir``) from an empty WAL to a checkpoint after every capture is terminal (and, with
+MQTT, acknowledged and its outbox row settled), and its fsync/fdatasync calls counted by strace
+when it is installed.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ async def child(root: Path, rate: float, seconds: float, port: int) -> dict[str,
         for value in VALUES:
             await pipeline.create_capture(session, NewCapture(CaptureType.BARCODE, value))
         await _settle(store, pipeline, link)
+        # From an empty WAL, and to the end of a checkpoint: the bytes counted include the
+        # copy of every page into the database (pessimistic for a short run: a page written
+        # by many commits is copied once a run here, once a WAL_AUTOCHECKPOINT_BYTES in life).
+        await store.checkpoint("TRUNCATE")
         count = int(rate * seconds)
         before_bytes, before_commits = write_bytes(), store.commits
         started = time.perf_counter()
@@ -70,11 +75,21 @@ async def child(root: Path, rate: float, seconds: float, port: int) -> dict[str,
                 session, NewCapture(CaptureType.BARCODE, VALUES[i % len(VALUES)])
             )
         await _settle(store, pipeline, link)
-        written, commits = write_bytes() - before_bytes, store.commits - before_commits
+        commits, before_checkpoint = store.commits - before_commits, write_bytes()
+        await store.checkpoint("TRUNCATE")
+        written = write_bytes() - before_bytes
+        checkpoint = write_bytes() - before_checkpoint
+        page_size = await store.page_size()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return {"captures": count, "write_bytes": written, "commits": commits}
+    return {
+        "captures": count,
+        "write_bytes": written,
+        "checkpoint_bytes": checkpoint,
+        "commits": commits,
+        "page_size": page_size,
+    }
 
 
 async def _settle(store: Store, pipeline: Pipeline, link: Any) -> None:
@@ -133,6 +148,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "mqtt": args.mqtt,
         "bytes_per_capture": round(figures["write_bytes"] / captures),
         "kib_per_capture": round(figures["write_bytes"] / captures / 1024, 2),
+        "checkpoint_kib_per_capture": round(figures["checkpoint_bytes"] / captures / 1024, 2),
+        "page_size": figures["page_size"],
         "commits_per_capture": round(figures["commits"] / captures, 2),
         "fsyncs_per_capture": round(fsyncs / captures, 2) if fsyncs is not None else None,
         "filesystem": fs,
@@ -158,7 +175,12 @@ def command_tail(args: argparse.Namespace, root: Path, port: int) -> list[str]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scanstation bench wear", description=__doc__)
     parser.add_argument("--rate", type=float, default=5.0, help="captures per second")
-    parser.add_argument("--seconds", type=float, default=20.0, help="length of the run")
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=60.0,
+        help="length of the run (60 s at 5/s: about one WAL checkpoint's worth of commits)",
+    )
     parser.add_argument("--mqtt", action="store_true", help="publish through our own Mosquitto")
     parser.add_argument(
         "--dir", type=Path, default=None, help="where the database goes (a real disk)"
