@@ -3,9 +3,10 @@
 Each configuration is a real daemon subprocess (web server always; a camera on the file
 backend looping over the bundled 960×540 sample frames, which a loop reads like a live
 camera: newest frame wins, one gray frame per slot, each image read from its file in turn;
-MQTT to a Mosquitto of our own; the classifier) with MALLOC_ARENA_MAX as the systemd unit
-sets it. Figures are read from /proc/PID/status (VmRSS, VmHWM) and /proc/PID/smaps_rollup
-(Pss) after a settling time. A component's share is the difference with that component off.
+MQTT to a Mosquitto of our own; the classifier) with MALLOC_ARENA_MAX and
+MALLOC_MMAP_THRESHOLD_ as the systemd unit sets them. Figures are read from /proc/PID/status
+(VmRSS, VmHWM) and /proc/PID/smaps_rollup (Pss) after a settling time. A component's share
+is the difference with that component off.
 The classifier is loaded on the first photo and released after `[classifier] idle_unload_s`,
 so the full daemon is measured before a photo (classifier not resident), after one
 (resident) and once the idle unload has run. The Pi Zero 2 W profile of
@@ -49,6 +50,10 @@ def memory_of(pid: int) -> dict[str, float]:
         if line.startswith("Pss:"):
             pss = int(line.split()[1]) / 1024
     return {"rss_mb": round(rss, 1), "pss_mb": round(pss, 1), "peak_rss_mb": round(peak, 1)}
+
+
+MMAP_THRESHOLD = "131072"
+"""MALLOC_MMAP_THRESHOLD_ as systemd/scanstation.service sets it (--mmap-threshold)."""
 
 
 @dataclass(frozen=True)
@@ -110,9 +115,15 @@ def _start(
         check=True,
     )
     key = made.stdout.strip().splitlines()[-1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCANSTATION_")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("SCANSTATION_", "MALLOC_"))  # only what the unit sets
+    }
     if arena_max:
         env["MALLOC_ARENA_MAX"] = arena_max
+    if MMAP_THRESHOLD:
+        env["MALLOC_MMAP_THRESHOLD_"] = MMAP_THRESHOLD
     proc = subprocess.Popen(  # noqa: S603
         [*run, "--log-level", "WARNING", "run", "--config", str(config)],
         env=env,
@@ -186,7 +197,19 @@ async def one(
                 await asyncio.sleep(settle)
                 out["after_photo"] = memory_of(proc.pid)
                 if profile.idle_unload_s > 0:
-                    await asyncio.sleep(max(0.0, profile.idle_unload_s - settle) + settle)
+                    # The unload is seen as the resident size falling at least half-way back
+                    # to where it was before the photo; then it settles and is measured.
+                    loaded = out["after_photo"]["rss_mb"]
+                    halfway = (loaded + out["idle"]["rss_mb"]) / 2
+                    waited = time.monotonic()
+                    deadline = waited + profile.idle_unload_s + 30
+                    while memory_of(proc.pid)["rss_mb"] > halfway:
+                        if time.monotonic() > deadline:
+                            break
+                        await asyncio.sleep(0.25)
+                    else:
+                        out["unload_seen_after_s"] = round(time.monotonic() - waited + settle, 1)
+                    await asyncio.sleep(2.0)
                     out["after_unload"] = memory_of(proc.pid)
     finally:
         await asyncio.to_thread(_stop, proc)
@@ -243,12 +266,17 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "fps": PI_ZERO.fps,
         },
         "malloc_arena_max": args.arena_max or None,
+        "malloc_mmap_threshold": args.mmap_threshold or None,
         "decode_threads": profile.decode_threads,
         "idle_unload_s": profile.idle_unload_s,
     }
     if "after_unload" in full:
+        # unload seen: seconds from the photo's capture (plus the settling time) to the fall;
+        # None when the resident size did not fall within idle_unload_s + 30 s.
         result["rss_mb_after_classifier_unload"] = full["after_unload"]["rss_mb"]
+        result["classifier_unload_seen_after_s"] = full.get("unload_seen_after_s")
         result["pi_zero"]["rss_mb_after_classifier_unload"] = zero["after_unload"]["rss_mb"]
+        result["pi_zero"]["classifier_unload_seen_after_s"] = zero.get("unload_seen_after_s")
     return result
 
 
@@ -262,6 +290,11 @@ def main(argv: list[str]) -> int:
         "--decode-threads", type=int, default=0, help="camera decoder threads (0: every core)"
     )
     parser.add_argument(
+        "--mmap-threshold",
+        default="131072",
+        help="MALLOC_MMAP_THRESHOLD_ for the daemon ('' for glibc's own, which moves)",
+    )
+    parser.add_argument(
         "--idle-unload-s",
         type=float,
         default=10.0,
@@ -271,6 +304,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.decode_threads < 0 or args.idle_unload_s < 0 or args.settle < 0:
         parser.error("--decode-threads, --idle-unload-s and --settle must not be negative")
+    global MMAP_THRESHOLD  # one setting for every daemon of the run
+    MMAP_THRESHOLD = args.mmap_threshold
     try:
         result = asyncio.run(measure(args))
     except RuntimeError as exc:
