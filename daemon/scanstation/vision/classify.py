@@ -27,11 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageOps
 
 from scanstation.vision import VisionError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Pillow is imported by the first image, not at start-up (~2 MB)
+    from PIL import Image
+
     from scanstation.config import ClassifierConfig
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,8 @@ def decode_image(
     data: bytes | bytearray | memoryview, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Image.Image:
     """An RGB image from JPEG, PNG or WebP bytes, upright per its EXIF orientation."""
+    from PIL import Image, ImageOps
+
     try:
         image = Image.open(io.BytesIO(bytes(data)), formats=ACCEPTED_FORMATS)
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
@@ -199,6 +202,8 @@ def decode_image(
 
 def image_from_array(array: npt.NDArray[Any]) -> Image.Image:
     """An RGB image from an HxWx3 RGB, HxWx4 RGBA or HxW grey uint8 array."""
+    from PIL import Image
+
     if not isinstance(array, np.ndarray) or array.dtype != np.uint8:
         dtype = getattr(array, "dtype", type(array).__name__)
         raise ClassifierError(f"image array has dtype {dtype}; expected uint8 RGB pixels")
@@ -211,6 +216,8 @@ def image_from_array(array: npt.NDArray[Any]) -> Image.Image:
 
 def fit_square(image: Image.Image, width: int, height: int, center_crop: bool = True) -> Pixels:
     """The model-sized RGB pixels: centre-cropped to the input's aspect ratio, then resized."""
+    from PIL import Image
+
     if center_crop:
         src_w, src_h = image.size
         target = width / height
@@ -405,6 +412,8 @@ class Classifier:
 
     def preprocess(self, image: ImageInput | Image.Image) -> npt.NDArray[Any]:
         """The input tensor for one image (bytes, RGB array or PIL image), batch of one."""
+        from PIL import Image
+
         spec = self.input
         if (
             isinstance(image, np.ndarray)
