@@ -357,6 +357,24 @@ def test_bench_decode_prints_a_table_and_json(capsys: pytest.CaptureFixture[str]
     ]
     assert report["static_scene"]["decoded_frames_skip"] == 1
     assert report["speedup_vs_bare_same_options"] > 0
+    camera = report["camera_path"]
+    assert camera["cpu_ms_per_frame"] > 0  # CPU time per frame beside the wall time
+    assert camera["bare_cpu_ms_per_frame"] > 0
+    assert camera["wall_ms_per_frame"] == pytest.approx(1000 / camera["fps"], rel=0.01)
+
+
+def test_bench_pipeline_reports_latency_and_cpu_per_frame(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from scanstation.commands.bench.pipeline import main
+
+    assert main(["--frames", "6", "--repeats", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["frames"] == 6
+    assert 1 <= report["reads"] <= 6  # a live camera drops frames a busy machine cannot take
+    assert 0 < report["frame_to_commit_p50_ms"] <= report["frame_to_commit_p99_ms"]
+    assert report["cpu_ms_per_frame"] > 0
+    assert 0 < report["decode_cpu_ms_per_frame"] <= report["cpu_ms_per_frame"]
 
 
 def test_bench_decode_rejects_bad_arguments() -> None:

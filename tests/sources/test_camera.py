@@ -146,7 +146,7 @@ def test_presence_forgets_codes_long_gone() -> None:
 def camera_frame(image: np.ndarray, t: float, index: int = 0) -> camera_module.CameraFrame:
     from scanstation.sources.frames import thumbnail
 
-    return camera_module.CameraFrame(image, image, thumbnail(image), index, t)
+    return camera_module.CameraFrame(image, thumbnail(image), index, t)
 
 
 def code(text: str) -> DecodedCode:
@@ -482,6 +482,46 @@ async def test_opencv_backend_replays_a_video_file(tmp_path: Path) -> None:
     await replay(source, emit)
     assert emit.values == [EAN, QR, EAN]
     assert source.stats().frames == len(frames)
+
+
+async def test_a_colour_frame_is_kept_only_in_gray(tmp_path: Path) -> None:
+    """OpenCV hands over BGR (3 bytes a pixel); the camera keeps one gray copy per frame."""
+    video = write_video(tmp_path / "lane.avi", [EMPTY, WITH_EAN, WITH_EAN])
+    source = CameraSource(config(backend="opencv", device=str(video), fps=30))
+    grabbed: list[camera_module.CameraFrame] = []
+    on_grab = source._on_grab
+
+    def keep(frame: camera_module.CameraFrame) -> None:
+        grabbed.append(frame)
+        on_grab(frame)
+
+    source._on_grab = keep  # type: ignore[method-assign]
+    emit = Recorder()
+    await replay(source, emit)
+    assert emit.values == [EAN]
+    assert len(grabbed) == 3
+    for frame in grabbed:
+        assert frame.gray.shape == EMPTY.shape  # 2-D: no BGR copy beside it
+        assert not hasattr(frame, "image")
+    jpeg = source.latest_jpeg(overlay=False)
+    assert jpeg is not None
+    assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_UNCHANGED).ndim == 2
+
+
+async def test_a_looped_replay_is_read_like_a_live_camera(tmp_path: Path) -> None:
+    """loop = true stands in for a camera: the newest frame wins, nothing is kept decoded."""
+    for i, frame in enumerate([EMPTY, WITH_EAN]):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), frame)
+    looped = FileBackend(config(device=str(tmp_path), loop=True, fps=100))
+    once = FileBackend(config(device=str(tmp_path), fps=100))
+    assert looped.live
+    assert not once.live
+    for backend in (looped, once):
+        backend.open()
+    assert all(looped.read() is not None for _ in range(4))  # round and round
+    assert [once.read() is not None for _ in range(3)] == [True, True, False]  # then the end
+    assert not looped._cache
+    assert len(once._cache) == 2
 
 
 async def test_opencv_backend_missing_camera_reports_reconnecting(

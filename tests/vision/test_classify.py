@@ -402,3 +402,43 @@ def test_lazy_classifier_reports_a_missing_model_at_once(tmp_path: Path) -> None
     missing = tmp_path / "nope.tflite"
     with pytest.raises(ClassifierError, match=r"nope\.tflite does not exist"):
         LazyClassifier(ClassifierConfig(model=missing))
+
+
+def test_a_loaded_classifier_keeps_no_model_file_pages_resident() -> None:
+    """The delegate packs the weights at load: the 9 MB file mapping is reclaimed, and the
+    answers stay the same (pages read again would come back on their own)."""
+    code = """
+import json, sys
+from pathlib import Path
+from scanstation.vision.classify import Classifier
+
+def model_rss_kb(path):
+    total, inside = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and not fields[0].endswith(":"):
+            inside = len(fields) > 5 and fields[5] == path
+        elif inside and fields[0] == "Rss:":
+            total += int(fields[1])
+    return total
+
+classifier = Classifier(threads=1)
+path = str(classifier.model_path.resolve())
+after_load = model_rss_kb(path)
+labels = [classifier.classify(Path(sys.argv[1]).read_bytes()).best.label for _ in range(5)]
+print(json.dumps({"load": after_load, "used": model_rss_kb(path), "labels": labels,
+                  "size_kb": classifier.model_path.stat().st_size // 1024}))
+"""
+    photo = Path(__file__).resolve().parents[1] / "data" / "images" / "coffee.jpg"
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(photo)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[2] / "daemon")},
+    )
+    result = json.loads(out.stdout)
+    assert result["labels"] == ["espresso"] * 5
+    assert result["size_kb"] > 9000
+    assert result["load"] < result["size_kb"] / 10  # was the whole file (~9.2 MB)
+    assert result["used"] < result["size_kb"] / 10  # five photos later: still out

@@ -1,9 +1,10 @@
 """Raw barcode value -> validated interpretation: GTIN-14, GS1 AIs, Digital Link, URL or text.
 
 The verdicts follow GS1's Barcode Syntax Engine (see docs/gs1.md for the agreement figure).
-biip does the GTIN, UPC-E, restricted-circulation and date work; the AI rules it lacks
-(companion AIs, forbidden pairs, repeats, country/currency codes, coupons ...) come from
-GS1's Syntax Dictionary in scanstation.barcode.gs1.
+GTIN, UPC-E, restricted-circulation and date arithmetic is scanstation.barcode.gtin (biip's
+results without importing biip, whose GS1 Company Prefix table costs ~20 MB); the AI rules
+biip lacks (companion AIs, forbidden pairs, repeats, country/currency codes, coupons ...)
+come from GS1's Syntax Dictionary in scanstation.barcode.gs1.
 """
 
 from __future__ import annotations
@@ -17,13 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from biip import ParseError
-from biip.checksums import gs1_standard_check_digit
-from biip.gs1_element_strings import GS1ElementString
-from biip.gtin import Gtin
-from biip.rcn import Rcn
-from biip.upc import Upc
-
 from scanstation.barcode import BarcodeError
 from scanstation.barcode.dlcompress import parse_compressed
 from scanstation.barcode.gs1.engine import (
@@ -35,6 +29,14 @@ from scanstation.barcode.gs1.engine import (
     parse_element_string,
 )
 from scanstation.barcode.gs1.linters import check_digit_ok, is_digits
+from scanstation.barcode.gtin import (
+    GtinError,
+    check_digit,
+    expiry_date,
+    gtin_14,
+    rcn_usage,
+    upce_gtin_14,
+)
 from scanstation.barcode.scantext import AIM_IDENTIFIER
 
 __all__ = ["GS1Issue", "InterpretError", "Interpretation", "RecallList", "interpret"]
@@ -149,8 +151,8 @@ class RecallList:
 
 def _gtin14_or_none(value: str) -> str | None:
     try:
-        return str(Gtin.parse(value).as_gtin_14())
-    except ParseError:
+        return gtin_14(value)
+    except GtinError:
         return None
 
 
@@ -190,18 +192,18 @@ def _invalid(raw: str, sym: str, kind: Kind, message: str, ai: str = "") -> Inte
 
 @functools.lru_cache(maxsize=8192)
 def _rcn_facts(gtin14: str) -> dict[str, Any]:
-    """Flags for restricted-circulation numbers (biip) and variable measure GTIN-14s."""
+    """Flags for restricted-circulation numbers (GS1 prefixes) and variable measure GTIN-14s."""
     facts: dict[str, Any] = {}
     if gtin14.startswith("9"):
         # Indicator digit 9: a variable measure trade item (weighed or counted at sale).
         facts["variable_measure"] = True
     try:
-        gtin = Gtin.parse(gtin14)
-    except ParseError:
+        usage = rcn_usage(gtin14)
+    except GtinError:
         return facts
-    if isinstance(gtin, Rcn):
+    if usage:
         facts["restricted_circulation"] = True
-        facts["rcn_usage"] = gtin.usage.value if gtin.usage else ""
+        facts["rcn_usage"] = usage
     return facts
 
 
@@ -233,12 +235,12 @@ def _gtin_digits(raw: str, sym: str, digits: str, *, upce: bool) -> Interpretati
         )
     if len(digits) == 8 and upce:
         try:
-            gtin14 = Upc.parse(digits).as_gtin_14()
-        except ParseError as exc:
+            gtin14 = upce_gtin_14(digits)
+        except GtinError as exc:
             return _invalid(raw, sym, "gtin", str(exc), "01")
         return _result(raw, sym, "gtin", [("01", gtin14)])
     if not check_digit_ok(digits):
-        expected = gs1_standard_check_digit(digits[:-1])
+        expected = check_digit(digits[:-1])
         message = f"Invalid GTIN check digit for {digits!r}: expected {expected}, got {digits[-1]}"
         return _invalid(raw, sym, "gtin", message, "01")
     return _result(raw, sym, "gtin", [("01", digits.zfill(14))])
@@ -266,7 +268,7 @@ def _ean_upc(raw: str, sym: str, data: str) -> Interpretation:
     elif not is_digits(primary):
         return _invalid(raw, sym, "gtin", "Primary message may only contain digits")
     elif not check_digit_ok(primary):
-        expected = gs1_standard_check_digit(primary[:-1])
+        expected = check_digit(primary[:-1])
         message = (
             f"Invalid GTIN check digit for {primary!r}: expected {expected}, got {primary[-1]}"
         )
@@ -386,10 +388,7 @@ _CACHED_MAX_LENGTH = 200
 @functools.lru_cache(maxsize=4096)
 def _expiry_date(yymmdd: str) -> dt.date | None:
     """AI 17 as a date; day 00 means the last day of the month (biip's reading)."""
-    try:
-        return GS1ElementString.parse("17" + yymmdd).date
-    except (ParseError, ValueError):
-        return None
+    return expiry_date(yymmdd)
 
 
 def _with_checks(

@@ -317,7 +317,7 @@ WHEELS: tuple[tuple[str, str, bool], ...] = (
     ("cv2", "cameras and images (opencv-python-headless)", True),
     ("numpy", "images (numpy)", True),
     ("PIL", "images (pillow)", True),
-    ("biip", "GS1 interpretation (biip)", True),
+    ("biip", "the GS1 benchmark baseline, scanstation bench parse (biip)", False),
     ("evdev", "USB barcode guns (evdev)", False),
     ("ai_edge_litert.interpreter", "the classifier (ai-edge-litert)", False),
 )

@@ -7,9 +7,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from biip import ParseError
-from biip.gtin import Gtin
-
+from scanstation.barcode.gtin import GtinError
+from scanstation.barcode.gtin import gtin_14 as _gtin_14
 from scanstation.jsonlimits import JsonLimitError, loads_limited
 from scanstation.services import ServiceError
 from scanstation.store.rows import PRODUCT_FIELDS
@@ -27,8 +26,8 @@ def gtin14(value: str) -> str:
     if not text.isdigit() or len(text) not in (8, 12, 13, 14):
         raise CatalogError(f"GTIN {text!r} must be 8, 12, 13 or 14 digits")
     try:
-        return str(Gtin.parse(text).as_gtin_14())
-    except ParseError as exc:
+        return _gtin_14(text)
+    except GtinError as exc:
         raise CatalogError(f"GTIN {text!r}: {exc}") from None
 
 

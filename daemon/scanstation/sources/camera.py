@@ -94,10 +94,9 @@ def demo_source_config(name: str = "cam0", fps: float = 1.0) -> CameraSourceConf
 class CameraFrame:
     """One grabbed frame with what the grabber thread already worked out about it."""
 
-    image: Frame
-    """The frame as the backend gave it (gray, or BGR from OpenCV)."""
     gray: Frame
-    """Grayscale: the same array for gray backends (no copy)."""
+    """The frame in grayscale, the only copy kept: a colour frame from OpenCV is converted in
+    the grabber thread and dropped there (previews and no-read images are grey)."""
     thumb: Frame
     """An 80-pixel-wide summary used to notice that nothing changed."""
     index: int
@@ -345,7 +344,8 @@ def _grab(
                 return
             t = clock()
             gray = to_gray(image)
-            frame = CameraFrame(image=image, gray=gray, thumb=thumbnail(gray), index=index, t=t)
+            del image  # a BGR frame goes here: only the gray one is kept
+            frame = CameraFrame(gray=gray, thumb=thumbnail(gray), index=index, t=t)
             index += 1
             on_frame(frame)
             mailbox.put(frame, stop)
@@ -514,14 +514,12 @@ class CameraSource:
             log.warning("camera %s: preview encoding failed: %s", self.name, job.exception())
 
     def _encode_preview(self, frame: CameraFrame, overlay: bool) -> bytes:
-        image: Frame = frame.image
+        image: Frame = frame.gray
         shown = self._shown
         codes = shown[1] if shown is not None and shown[0] is frame else []
         if overlay and codes:
-            image = np.asarray(
-                cv2.cvtColor(frame.gray, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image.copy(),
-                dtype=np.uint8,
-            )
+            # Colour only for the outlines, in a copy made for this JPEG alone.
+            image = np.asarray(cv2.cvtColor(frame.gray, cv2.COLOR_GRAY2BGR), dtype=np.uint8)
             for code in codes:
                 cv2.polylines(
                     image, [np.array(code.position, dtype=np.int32)], True, (0, 200, 0), 3
@@ -807,9 +805,7 @@ class CameraSource:
             )
         image = None
         if event.frame is not None:
-            image = await asyncio.to_thread(
-                encode_jpeg, event.frame.image, self.config.jpeg_quality
-            )
+            image = await asyncio.to_thread(encode_jpeg, event.frame.gray, self.config.jpeg_quality)
         return Scan(
             source=self.name,
             raw_value="",

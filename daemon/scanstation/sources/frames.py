@@ -171,7 +171,8 @@ class OpenCvBackend:
         self.config = config
         self.source, self.api = _opencv_source(config.device)
         self.is_file = isinstance(self.source, str) and Path(self.source).is_file()
-        self.live = not self.is_file
+        # A looped video has no end and runs at its fps: it is read like a live camera.
+        self.live = not self.is_file or config.loop
         self._capture: cv2.VideoCapture | None = None
         self._pacer = Pacer(config.fps if self.is_file else 0.0)
 
@@ -216,13 +217,19 @@ class OpenCvBackend:
 
 
 class FileBackend:
-    """Replays an image folder, one image, or a video file at the configured fps (demo, tests)."""
+    """Replays an image folder, one image, or a video file at the configured fps (demo, tests).
+
+    A replay that ends delivers every frame (``live`` False: the reader waits for it). A
+    looped one (``loop = true``) has no end and stands in for a camera: it is live, so the
+    newest frame wins and nothing queues, and each image is read from its file when its
+    turn comes, as a camera hands over a new buffer per frame.
+    """
 
     kind = "file"
-    live = False
 
     def __init__(self, config: CameraSourceConfig) -> None:
         self.config = config
+        self.live = config.loop
         self.path = Path(config.device)
         self._images: list[Path] = []
         self._cache: dict[Path, Frame] = {}
@@ -262,8 +269,8 @@ class FileBackend:
                 frame = load_image(path)
             except DecodeError as exc:
                 raise CameraError(str(exc)) from None
-            # Small replays are looped: keep them decoded (bounded, so memory stays flat).
-            if len(self._cache) < 64:
+            # A replay that ends keeps up to 64 frames decoded (bounded, so memory stays flat).
+            if not self.live and len(self._cache) < 64:
                 self._cache[path] = frame
         self._pacer.wait()
         return frame

@@ -29,11 +29,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from scanstation.config import ObjectWindowConfig
 from scanstation.model import CaptureType, Emit, Scan
 from scanstation.sources.base import SourceHealth
-from scanstation.sources.camera import CameraSource
+
+if TYPE_CHECKING:  # the camera module imports OpenCV and numpy: only when a camera is set up
+    from scanstation.sources.camera import CameraSource
 
 log = logging.getLogger(__name__)
 

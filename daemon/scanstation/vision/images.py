@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Literal
-
-from PIL import Image, ImageOps, UnidentifiedImageError
+from typing import TYPE_CHECKING, Literal
 
 from scanstation.vision import VisionError
+
+if TYPE_CHECKING:  # Pillow is imported by the first upload, not at start-up (~2 MB)
+    from PIL import Image
 
 UploadFormat = Literal["JPEG", "PNG", "WEBP"]
 
@@ -129,6 +130,8 @@ def sanitize_upload(data: bytes, *, max_pixels: int) -> tuple[bytes, str]:
     Raises :class:`UploadError`: 415 when the content is not a readable JPEG, PNG or WebP,
     413 when it has more than ``max_pixels`` pixels.
     """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     fmt = sniff_format(data)
     if fmt is None:
         raise _unsupported(data)

@@ -9,9 +9,8 @@ from __future__ import annotations
 import calendar
 from collections.abc import Callable
 
-from biip.checksums import gs1_standard_check_digit
-
 from scanstation.barcode.gs1.codes import ISO3166_ALPHA2, ISO3166_NUMERIC, ISO4217_NUMERIC
+from scanstation.barcode.gtin import check_digit
 
 Linter = Callable[[str], str | None]
 
@@ -38,7 +37,7 @@ def is_digits(value: str) -> bool:
 
 def check_digit_ok(value: str) -> bool:
     """The GS1 mod-10 check digit (last digit) of an all-digit value is right."""
-    return is_digits(value) and gs1_standard_check_digit(value[:-1]) == int(value[-1])
+    return is_digits(value) and check_digit(value[:-1]) == int(value[-1])
 
 
 def cset_numeric(value: str) -> str | None:

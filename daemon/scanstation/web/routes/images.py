@@ -7,7 +7,6 @@ import io
 from pathlib import Path
 
 from aiohttp import web
-from PIL import Image
 
 from scanstation.store import review
 from scanstation.web.context import API_BASE, services
@@ -31,6 +30,8 @@ IMAGE_TYPES = {
 
 
 def _thumbnail(path: Path, width: int) -> bytes:
+    from PIL import Image  # the first thumbnail imports Pillow, not start-up (~2 MB)
+
     with Image.open(path, formats=["JPEG", "PNG", "WEBP"]) as image:
         image.thumbnail((width, width * 4))
         out = io.BytesIO()
