@@ -124,14 +124,17 @@ def test_ai17_dates_are_biips() -> None:
 def test_the_daemon_never_imports_biip() -> None:
     """biip's import builds its GS1 Company Prefix table (~20 MB resident): not in the daemon.
     Nor do the app, the web server and the sources without a camera load OpenCV, numpy or
-    Pillow (~30 MB): a camera, a photo or a thumbnail brings them in when they come."""
+    Pillow (~30 MB): a camera, a photo or a thumbnail brings them in when they come; nor
+    prometheus-client and tomlkit (~2.6 MB), which the first scrape of /metrics and the first
+    settings change bring in."""
     code = (
         "import sys, json\n"
         "import scanstation.app, scanstation.cli, scanstation.web.server\n"
+        "import scanstation.web.routes, scanstation.web.routes.settings\n"
         "import scanstation.services.catalog, scanstation.sources.objects\n"
         "from scanstation.barcode.interpret import interpret\n"
         "r = interpret(']E0' + '4006381333931')\n"
-        "heavy = {'biip', 'cv2', 'numpy', 'PIL'}\n"
+        "heavy = {'biip', 'cv2', 'numpy', 'PIL', 'prometheus_client', 'tomlkit'}\n"
         "print(json.dumps({'gtin': r.gtin, 'loaded': sorted(m for m in sys.modules"
         " if m.split('.')[0] in heavy)}))\n"
     )

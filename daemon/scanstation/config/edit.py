@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-import tomlkit
 from pydantic import BaseModel
 
 from scanstation.config.base import ConfigError
@@ -144,12 +143,16 @@ def form(config: Config) -> list[dict[str, Any]]:
 
 
 def _toml_value(value: Any) -> Any:
+    import tomlkit  # the settings page's, on first use: not resident in a daemon nobody edits
+
     return tomlkit.item(value) if not isinstance(value, str) else value
 
 
 def plan(path: Path, changes: dict[str, Any], environ: dict[str, str] | None = None) -> Plan:
     """Merges ``changes`` into the file at ``path`` and validates the result (ConfigError
     naming the key otherwise). A value of None removes the key (back to its default)."""
+    import tomlkit
+
     old_text = path.read_text(encoding="utf-8") if path.is_file() else ""
     try:
         doc = tomlkit.parse(old_text)
@@ -217,6 +220,8 @@ def apply(path: Path, change: Plan, keep: Path) -> None:
 
 def rollback_plan(path: Path, keep: Path) -> Plan:
     """The change that puts the kept previous file back (validated like any other)."""
+    import tomlkit
+
     if not keep.is_file():
         raise ConfigError("there is no previous configuration to roll back to")
     old_text = path.read_text(encoding="utf-8") if path.is_file() else ""
