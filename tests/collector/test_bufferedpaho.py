@@ -163,3 +163,22 @@ def test_publishes_decoded_in_bulk_are_intact_and_only_the_acked_ones_are_settle
         pub.loop_stop()
         sub.loop_stop()
         broker.stop()
+
+
+def test_a_publish_too_short_for_its_packet_id_is_left_to_paho() -> None:
+    """A QoS 1 PUBLISH whose remaining length ends before its packet id (malformed) is not
+    decoded in bulk: nothing is handed over, nothing consumed, and no IndexError."""
+    client = BufferedClient(CallbackAPIVersion.VERSION2, protocol=MQTTProtocolVersion.MQTTv311)
+    handed: list[list[Publish]] = []
+    client._on_publishes = handed.append
+    # PUBLISH QoS 1, remaining length 3: topic length 1, topic "t", then no room for the id.
+    client._rbuf, client._rpos = bytes([0x32, 3, 0, 1, ord("t")]), 0
+    client._take_publishes()
+    assert handed == []
+    assert client._rpos == 0
+    # The same packet with its id, then a QoS 0 one: both decoded, the buffer consumed.
+    good = bytes([0x32, 5, 0, 1, ord("t"), 0, 7]) + bytes([0x30, 4, 0, 1, ord("u"), ord("x")])
+    client._rbuf, client._rpos = good, 0
+    client._take_publishes()
+    assert handed == [[("t", b"", 7, 1), ("u", b"x", 0, 0)]]
+    assert client._rpos == len(good)

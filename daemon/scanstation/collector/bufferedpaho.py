@@ -100,6 +100,8 @@ class BufferedClient(paho.Client):
             topic = buf[start + 2 : i].decode("utf-8", "replace")
             mid = 0
             if qos:
+                if i + 2 > stop:
+                    break  # no room for the packet id: malformed, paho's path decides
                 mid = (buf[i] << 8) | buf[i + 1]
                 i += 2
             if v5:
