@@ -145,6 +145,8 @@ async def test_newcomer_follows_the_readme_from_the_top(tmp_path: Path) -> None:
 
 
 async def see_the_scene(browser: Any, url: str, password: str) -> None:
+    from playwright.async_api import expect
+
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     page = await context.new_page()
     await page.goto(url + "/")
@@ -153,13 +155,16 @@ async def see_the_scene(browser: Any, url: str, password: str) -> None:
     await page.wait_for_url("**/#/live")
     feed = page.locator("#feed")
     rows = feed.locator("li.capture")
-    await page.wait_for_function(
-        "[...document.querySelectorAll('#feed li.capture')].filter((li) =>"
-        " ['COMPLETED', 'NOT_FOUND', 'FAILED'].includes(li.dataset.status)).length >= 8"
+    # Locators, not wait_for_function: the UI's CSP (script-src 'self') forbids the eval
+    # a string predicate needs.
+    finished = rows.and_(
+        page.locator("[data-status='COMPLETED'], [data-status='NOT_FOUND'], [data-status='FAILED']")
     )
+    await expect(finished).to_have_count(8, timeout=60_000)
     assert await rows.count() == 8  # each step once: no endless loop
     if target := os.environ.get("SCREENSHOTS_DIR"):  # the README's picture of the demo
-        await page.wait_for_function("[...document.images].every((i) => i.complete)")
+        for image in await page.locator("img").all():
+            await expect(image).to_have_js_property("complete", True)
         await page.screenshot(path=str(REPO / target / "demo-live-1280x800.png"))
     texts = [t.strip() for t in await rows.locator(".title").all_inner_texts()]
     assert texts[::-1] == [

@@ -82,6 +82,13 @@ async def test_three_stations_two_collectors_a_sigkill_and_a_broker_restart(
                     a.kill()  # SIGKILL, whatever it had received and not committed
                 elif chunk == 5:
                     a.start()  # the same client id: its session and unacked messages back
+                    # Connected again before the broker restarts (a slow start on a busy
+                    # machine would otherwise meet a broker that has lost every session).
+                    await wait_until(
+                        lambda: a.log.read_text().count("as collector-a (") >= 2,
+                        60,
+                        "the restarted collector-a to connect",
+                    )
                 elif chunk == 7:
                     await asyncio.to_thread(broker.restart)  # sessions and queues lost
             for station in stations:
