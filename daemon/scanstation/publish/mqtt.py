@@ -461,7 +461,7 @@ class MqttLink:
         """Publish outbox rows in id (= seq) order, at most ``window`` unacknowledged.
 
         Woken by the commit that added rows (``Store.outbox_changed``), each pass reads the
-        rows after the highest id this connection has read (ids only grow: AUTOINCREMENT)
+        rows after the highest id this connection has read (ids only grow and are never reused)
         and publishes them back to back, as the window allows; it reads again at once only
         after a full read or a new signal. When nothing follows that cursor, or a second
         has gone by, a pass reads from the oldest waiting row instead and skips those
