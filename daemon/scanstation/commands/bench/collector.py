@@ -3,9 +3,10 @@ beside the bare psycopg path of the same rows; latency publish → committed.
 
 Everything is real and local: a Mosquitto started on a free port, the PostgreSQL named by
 ``--database`` (a fresh database is created for each run and dropped after), the collectors
-as ``scanstation collector`` processes. Simulated stations are ``mosquitto_pub`` clients publishing
-QoS 1 copies of a capture event made by the station's own pipeline (one real Store + Pipeline
-walk), each with its own seq, event_id and public_id. The bare baseline is psycopg's best
+as ``scanstation collector`` processes. Simulated stations (fleetload.py: a minimal MQTT 5
+client per station in this process) publish QoS 1 copies of a capture event made by the
+station's own pipeline (one real Store + Pipeline walk), each with its own seq, event_id and
+public_id. The bare baseline is psycopg's best
 path for the same rows, parsed beforehand: COPY into a staging table and one INSERT … SELECT
 … ON CONFLICT DO NOTHING per batch, as the collector stores them. Modes are interleaved round
 by round (bare, 1 collector, 2 collectors); the median of each is quoted with its range, and
@@ -21,9 +22,7 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -37,14 +36,10 @@ from typing import Any
 import psycopg
 
 from scanstation.collector.schema import create_partitions, migrate, month_of
+from scanstation.commands.bench.fleetload import PREFIX, Publishers, Stations
 from scanstation.commands.bench.ingest_mqtt import mosquitto
 
 BROKER_EXTRA = "max_inflight_messages 5000\nmax_queued_messages 1000000\n"
-PREFIX = "scanstation"
-PUBLISHER_INFLIGHT = 1000
-"""QoS 1 messages each simulated station keeps unacknowledged (``mosquitto_pub -M`` too):
-three publishers stand for a fleet's stream, so each keeps more in flight than one station
-(``[mqtt] inflight``, 20); with 20, ``mosquitto_pub`` alone tops out near the rate under test."""
 HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -99,273 +94,6 @@ def make_events(
             }
             events.append((device, seq, json.dumps(body).encode()))
     return events
-
-
-def _remaining(length: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, length = length & 127, length >> 7
-        out.append(byte | (128 if length else 0))
-        if not length:
-            return bytes(out)
-
-
-def _utf8(text: str) -> bytes:
-    data = text.encode()
-    return struct.pack("!H", len(data)) + data
-
-
-class Station:
-    """One simulated station's MQTT 5 connection, as cheap as a client can be: its QoS 1
-    PUBLISH packets are encoded before the clock starts and written in runs of up to its
-    window (what the broker has not acknowledged yet), a reader thread counts the PUBACKs.
-    Real stations are other machines; here they must leave the two cores to what is under
-    test: the collectors, the broker and PostgreSQL. ``close`` checks that every event was
-    PUBACKed."""
-
-    def __init__(self, port: int, device: str, window: int) -> None:
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        self.device = device
-        self.topic = _utf8(f"{PREFIX}/{device}/captures")
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # CONNECT: MQTT 5, clean start, keepalive 60 s, no properties.
-        body = b"\x00\x04MQTT\x05\x02\x00\x3c\x00" + _utf8(f"bench-{device}-{os.getpid()}")
-        self.sock.sendall(b"\x10" + _remaining(len(body)) + body)
-        kind, connack = self._read_packet()
-        if kind != 0x20 or connack[1] != 0:
-            raise RuntimeError(f"the broker refused station {device}: {connack!r}")
-        props, _ = Properties(PacketTypes.CONNACK).unpack(connack[2:])  # type: ignore[no-untyped-call]
-        self.window = min(window, int(getattr(props, "ReceiveMaximum", 65535)))
-        self.sock.settimeout(None)
-        self.sent = 0
-        self.acked = 0
-        self.refused = 0
-        self.error: str | None = None
-        self._acks = threading.Condition()
-        self._reader = threading.Thread(target=self._read_acks, daemon=True)
-        self._reader.start()
-
-    def _read_packet(self) -> tuple[int, bytes]:
-        head = self.sock.recv(1)
-        if not head:
-            raise RuntimeError(f"the broker closed station {self.device}'s connection")
-        length = shift = 0
-        while True:
-            byte = self.sock.recv(1)[0]
-            length |= (byte & 127) << shift
-            shift += 7
-            if not byte & 128:
-                break
-        body = b""
-        while len(body) < length:
-            body += self.sock.recv(length - len(body))
-        return head[0] & 0xF0, body
-
-    def _read_acks(self) -> None:
-        buf = b""
-        while True:
-            try:
-                data = self.sock.recv(65536)
-            except OSError:
-                data = b""
-            if not data:
-                with self._acks:
-                    if self.acked < self.sent and self.error is None:
-                        self.error = "the broker closed the connection"
-                    self._acks.notify_all()
-                return
-            buf += data
-            acked = refused = pos = 0
-            while pos + 2 <= len(buf):
-                length = buf[pos + 1]  # PUBACK / DISCONNECT bodies are short (one byte)
-                if length & 128 or pos + 2 + length > len(buf):
-                    break
-                if buf[pos] & 0xF0 == 0x40:
-                    acked += 1
-                    refused += length > 2 and buf[pos + 4] >= 0x80
-                elif buf[pos] & 0xF0 == 0xE0:
-                    self.error = f"the broker disconnected: {buf[pos : pos + 2 + length]!r}"
-                pos += 2 + length
-            buf = buf[pos:]
-            with self._acks:
-                self.acked += acked
-                self.refused += refused
-                self._acks.notify_all()
-
-    def packets(self, payloads: list[bytes]) -> list[bytes]:
-        out = []
-        for i, payload in enumerate(payloads):
-            mid = struct.pack("!H", i % 65535 + 1)
-            body = self.topic + mid + b"\x00" + payload  # no properties
-            out.append(b"\x32" + _remaining(len(body)) + body)
-        return out
-
-    def send(self, packets: list[bytes]) -> None:
-        """Write ``packets`` with at most ``window`` unacknowledged."""
-        done = 0
-        while done < len(packets):
-            with self._acks:
-                while self.sent - self.acked >= self.window and self.error is None:
-                    self._acks.wait(1)
-                if self.error:
-                    raise RuntimeError(f"station {self.device}: {self.error}")
-                room = self.window - (self.sent - self.acked)
-                self.sent += min(room, len(packets) - done)
-            run = packets[done : done + room]
-            self.sock.sendall(b"".join(run))
-            done += len(run)
-
-    def close(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        with self._acks:
-            while self.acked < self.sent and self.error is None:
-                if not self._acks.wait(max(deadline - time.monotonic(), 0)):
-                    break
-        try:
-            self.sock.sendall(b"\xe0\x00")  # DISCONNECT
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-        self._reader.join(5)
-        self.sock.close()
-        if self.acked < self.sent or self.refused:
-            raise RuntimeError(
-                f"station {self.device}: {self.acked} of {self.sent} events acknowledged, "
-                f"{self.refused} refused ({self.error or 'timed out'})"
-            )
-
-
-class Stations:
-    """The simulated stations (one ``Station`` connection each)."""
-
-    processes: dict[str, subprocess.Popen[bytes]] = {}  # noqa: RUF012 (none: in this process)
-
-    def __init__(self, port: int, devices: list[str]) -> None:
-        self.stations = {d: Station(port, d, PUBLISHER_INFLIGHT) for d in devices}
-
-    def publish(
-        self, events: list[tuple[str, int, bytes]], rate: float | None
-    ) -> dict[tuple[str, int], float]:
-        """Publish every event: at full speed (one writer thread per station), or paced at
-        ``rate`` events/s with the time of each one kept (for the latency)."""
-        sent: dict[tuple[str, int], float] = {}
-        by_device: dict[str, list[bytes]] = {}
-        for device, _, payload in events:
-            by_device.setdefault(device, []).append(payload)
-        packets = {d: self.stations[d].packets(p) for d, p in by_device.items()}
-        if rate is None:
-            start = time.time()
-            for device, seq, _ in events:
-                sent[(device, seq)] = start
-            threads = [
-                threading.Thread(target=self.stations[d].send, args=(packets[d],)) for d in packets
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            return sent
-        start_m = time.monotonic()
-        index = dict.fromkeys(packets, 0)
-        for i, (device, seq, _) in enumerate(events):
-            delay = start_m + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            sent[(device, seq)] = time.time()
-            self.stations[device].send([packets[device][index[device]]])
-            index[device] += 1
-        return sent
-
-    def close(self) -> None:
-        for station in self.stations.values():
-            station.close()
-
-
-class Publishers:
-    """One ``mosquitto_pub -l`` per simulated station (QoS 1, MQTT 5), the C client; only
-    for ``publishers_alone``: at 35–50 µs of CPU per event it takes a third of two cores at
-    10,000 events/s, which the collectors under test would have to share."""
-
-    def __init__(self, port: int, devices: list[str]) -> None:
-        binary = shutil.which("mosquitto_pub")
-        if binary is None:
-            raise RuntimeError("mosquitto_pub is missing (apt install mosquitto-clients)")
-        self.processes: dict[str, subprocess.Popen[bytes]] = {
-            device: subprocess.Popen(  # noqa: S603 (a fixed binary, our own arguments)
-                [
-                    binary,
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "-q",
-                    "1",
-                    "-M",
-                    str(PUBLISHER_INFLIGHT),
-                    "-l",
-                    "-V",
-                    "mqttv5",
-                    "-i",
-                    f"bench-{device}-{os.getpid()}",
-                    "-t",
-                    f"{PREFIX}/{device}/captures",
-                ],
-                stdin=subprocess.PIPE,
-            )
-            for device in devices
-        }
-        time.sleep(0.3)
-
-    def publish(
-        self, events: list[tuple[str, int, bytes]], rate: float | None
-    ) -> dict[tuple[str, int], float]:
-        """Publish every event: at full speed (one writer thread per station), or paced at
-        ``rate`` events/s with the time of each one kept (for the latency)."""
-        sent: dict[tuple[str, int], float] = {}
-        if rate is None:
-            by_device: dict[str, list[bytes]] = {}
-            for device, _, payload in events:
-                by_device.setdefault(device, []).append(payload)
-            start = time.time()
-            for device, seq, _ in events:
-                sent[(device, seq)] = start
-
-            def feed(device: str) -> None:
-                stdin = self.processes[device].stdin
-                assert stdin is not None
-                stdin.write(b"\n".join(by_device[device]) + b"\n")
-                stdin.flush()
-
-            threads = [threading.Thread(target=feed, args=(d,)) for d in by_device]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            return sent
-        start = time.monotonic()
-        for i, (device, seq, payload) in enumerate(events):
-            delay = start + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            stdin = self.processes[device].stdin
-            assert stdin is not None
-            sent[(device, seq)] = time.time()
-            stdin.write(payload + b"\n")
-            stdin.flush()
-        return sent
-
-    def close(self) -> None:
-        for process in self.processes.values():
-            if process.stdin is not None:
-                process.stdin.close()
-        for process in self.processes.values():
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 @contextlib.contextmanager
