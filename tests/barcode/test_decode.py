@@ -22,14 +22,8 @@ from scanstation.barcode.decode import (
     parse_formats,
     to_gray,
 )
-from scanstation.commands.bench.decode import (
-    RETAIL_FORMATS,
-    Label,
-    bare_zxing,
-    photo_hit,
-    render_scene,
-    retail_frames,
-)
+from scanstation.commands.bench.decode import bare_zxing, photo_hit
+from scanstation.commands.bench.scenes import RETAIL_FORMATS, Label, render_scene, retail_frames
 from scanstation.sources.camera import bundled_samples_dir
 
 GS = "\x1d"

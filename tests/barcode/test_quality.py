@@ -11,7 +11,7 @@ import pytest
 
 from scanstation.barcode.decode import decode_frame
 from scanstation.barcode.quality import Quality, measure
-from scanstation.commands.bench.decode import Label, render_symbol
+from scanstation.commands.bench.scenes import Label, render_symbol
 
 MODULE_PX = 3
 # Print contrast fading (paper minus ink, of 255) while the image gets blurrier (sigma, px).

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from scanstation.barcode.decode import DecodedCode
-from scanstation.commands.bench.decode import Label, render_scene
+from scanstation.commands.bench.scenes import Label, render_scene
 from scanstation.config import CameraSourceConfig, parse_config
 from scanstation.model import CaptureType, Scan
 from scanstation.sources import camera as camera_module

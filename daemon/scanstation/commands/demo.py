@@ -114,7 +114,7 @@ def scene(qr_url: str, today: dt.date) -> list[Step]:
 
 def render_frame(step: Step, seed: int) -> np.ndarray[Any, Any]:
     """A camera-like grey frame with the step's code on a cluttered background."""
-    from scanstation.commands.bench.decode import Label, render_scene
+    from scanstation.commands.bench.scenes import Label, render_scene
 
     labels = (
         []

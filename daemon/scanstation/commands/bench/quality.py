@@ -17,7 +17,7 @@ from collections import defaultdict
 
 from scanstation.barcode.decode import DecodeOptions, decode_frame
 from scanstation.barcode.quality import measure
-from scanstation.commands.bench.decode import retail_frames
+from scanstation.commands.bench.scenes import retail_frames
 
 
 def _percentile(values: list[float], q: float) -> float:

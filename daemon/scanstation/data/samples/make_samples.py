@@ -13,7 +13,7 @@ from pathlib import Path
 
 import cv2
 
-from scanstation.commands.bench.decode import Label, render_scene
+from scanstation.commands.bench.scenes import Label, render_scene
 
 HERE = Path(__file__).resolve().parent
 SIZE = (960, 540)
