@@ -24,6 +24,7 @@ from aiohttp import web
 from scanstation.bus import EventBus
 from scanstation.config import Config, SourceConfig
 from scanstation.health import camera_rate, source_report
+from scanstation.heap import settled
 from scanstation.hw import systemd
 from scanstation.model import Capture, Enricher, Scan
 from scanstation.pipeline import Pipeline
@@ -503,7 +504,9 @@ async def run(
                 systemd.ready(f"{len(sources)} sources, {url}")
                 if on_ready is not None:
                     on_ready(daemon)
-                await stop.wait()
+                with settled() as frozen:
+                    log.debug("%d objects of start-up kept out of the collector", frozen)
+                    await stop.wait()
 
                 # One shutdown path, < 5 s: no new scans; the walk finishes its batch (what
                 # it cannot finish resumes on the next start); outputs write what they hold;
