@@ -15,13 +15,20 @@ from scanstation.store.errors import (
     StoreError,
     is_disk_full,
 )
-from scanstation.store.rows import MQTT_DESTINATION, CaptureOutcome, NewCapture, OutboxEvent
+from scanstation.store.rows import (
+    MQTT_DESTINATION,
+    CaptureOutcome,
+    ColumnTexts,
+    NewCapture,
+    OutboxEvent,
+)
 from scanstation.store.schema import SCHEMA_VERSION
 
 __all__ = [
     "MQTT_DESTINATION",
     "SCHEMA_VERSION",
     "CaptureOutcome",
+    "ColumnTexts",
     "Conflict",
     "DatabaseDamaged",
     "NewCapture",

@@ -271,6 +271,11 @@ class CaptureOutcome:
     """Payload of an ``alerts`` event (expired or recalled item), or None."""
 
 
+ColumnTexts = tuple[str, str | None, str, str]
+"""The JSON text of a capture's gs1_dl_data, qr_analysis (None: none), metadata and checks,
+as written for its row."""
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxEvent:
     """A row of the outbox: one MQTT message waiting for its PUBACK."""
