@@ -64,6 +64,7 @@ from scanstation.store.rows import (
     _admit,
     _CaptureInsert,
     _insert_captures,
+    insert_rows,
     period_of_captures,
     product_completeness,
     row_to_capture,
@@ -180,17 +181,25 @@ _MQTT_ONLY = frozenset((MQTT_DESTINATION,))
 DestinationsOf = Callable[[Capture], Sequence[str]]
 """Extra outbox destinations of a finished capture (webhook outputs), besides MQTT."""
 
-_OUTBOX_INSERT = (
-    "INSERT INTO outbox (id, destination, topic, event_id, seq, payload, created) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+_OUTBOX_INSERT = "INSERT INTO outbox (id, destination, topic, event_id, seq, payload, created)"
 _SCAN_EVENT_INSERT = (
     "INSERT INTO scan_events (capture_id, gtin, time, device_id, source, site, "
-    "lat, lon, batch, serial, expiry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "lat, lon, batch, serial, expiry)"
+)
+_SCAN_EVENT_UPSERT = (
     # A retried capture is still one scan: its analytics row is replaced.
-    "ON CONFLICT(capture_id) DO UPDATE SET gtin = excluded.gtin, "
+    " ON CONFLICT(capture_id) DO UPDATE SET gtin = excluded.gtin, "
     "batch = excluded.batch, serial = excluded.serial, expiry = excluded.expiry"
 )
+_CAPTURE_INSERT = (
+    "INSERT INTO captures (id, session_id, public_id, status, capture_type, raw_value, "
+    "gtin, symbology, symbology_identifier, source, error_message, created, modified, "
+    "processed_at, gs1_dl_data, product_id, uploaded_image_key, qr_analysis, metadata, checks)"
+)
+
+
+async def _insert_scan_events(db: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> None:
+    await insert_rows(db, _SCAN_EVENT_INSERT, 11, rows, _SCAN_EVENT_UPSERT)
 
 
 async def _take_outbox_ids(db: aiosqlite.Connection, count: int) -> int:
@@ -217,7 +226,7 @@ async def _insert_outbox(db: aiosqlite.Connection, rows: list[tuple[Any, ...]]) 
     if not rows:
         return
     first = await _take_outbox_ids(db, len(rows))
-    await db.executemany(_OUTBOX_INSERT, [(first + n, *row) for n, row in enumerate(rows)])
+    await insert_rows(db, _OUTBOX_INSERT, 7, [(first + n, *row) for n, row in enumerate(rows)])
 
 
 async def _take_seqs(db: aiosqlite.Connection, count: int) -> int:
@@ -415,16 +424,10 @@ async def _insert_finished(
         seq += 1
         results.append((capture, written))
     if inserts:
-        await db.executemany(
-            "INSERT INTO captures (id, session_id, public_id, status, capture_type, raw_value, "
-            "gtin, symbology, symbology_identifier, source, error_message, created, modified, "
-            "processed_at, gs1_dl_data, product_id, uploaded_image_key, qr_analysis, metadata, "
-            "checks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            inserts,
-        )
+        await insert_rows(db, _CAPTURE_INSERT, 20, inserts)
         await _insert_outbox(db, outbox)
         if analytics:
-            await db.executemany(_SCAN_EVENT_INSERT, analytics)
+            await _insert_scan_events(db, analytics)
     return results
 
 
@@ -1123,7 +1126,7 @@ class Store:
                 )
             await _insert_outbox(db, outbox)
             if analytics:
-                await db.executemany(_SCAN_EVENT_INSERT, analytics)
+                await _insert_scan_events(db, analytics)
             return captures
 
         captures = await self.write(op)

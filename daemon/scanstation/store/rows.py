@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
@@ -129,6 +130,36 @@ async def _fetchall(
     db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
 ) -> list[sqlite3.Row]:
     return list(await db.execute_fetchall(sql, params))
+
+
+_CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+_VALUES_SQL: dict[tuple[str, int, int, str], str] = {}
+
+
+async def insert_rows(
+    db: aiosqlite.Connection,
+    head: str,
+    width: int,
+    rows: Sequence[tuple[Any, ...]],
+    tail: str = "",
+) -> None:
+    """``head VALUES (…), (…), … tail`` for many rows of ``width`` columns in a few
+    statements: chunks of 256, 128, … 1 rows, each one multi-row statement.
+
+    One statement is one step of SQLite: the GIL is released once per chunk instead of once
+    per row as executemany does, and no row is bound from Python alone. The chunk sizes are
+    fixed so each table's statements stay few (the connection's statement cache keeps them).
+    """
+    start, count = 0, len(rows)
+    for size in _CHUNKS:
+        while count - start >= size:
+            key = (head, width, size, tail)
+            sql = _VALUES_SQL.get(key)
+            if sql is None:
+                one = "(" + ", ".join("?" * width) + ")"
+                sql = _VALUES_SQL[key] = f"{head} VALUES {', '.join([one] * size)}{tail}"
+            await db.execute(sql, list(itertools.chain.from_iterable(rows[start : start + size])))
+            start += size
 
 
 def _loads(text: str | None, default: Any) -> Any:
@@ -381,11 +412,12 @@ async def _insert_captures(
         rows.append((capture_id, session_id, *item.row))
         results.append(capture_id)
     if rows:
-        await db.executemany(
+        await insert_rows(
+            db,
             "INSERT INTO captures (id, session_id, public_id, status, capture_type, raw_value, "
             "gtin, symbology, symbology_identifier, source, created, modified, gs1_dl_data, "
-            "uploaded_image_key, metadata) "
-            "VALUES (?, ?, ?, 'PENDING', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            "uploaded_image_key, metadata)",
+            15,
+            [(*row[:3], "PENDING", *row[3:]) for row in rows],
         )
     return results
