@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,13 +34,33 @@ def new_public_id() -> str:
     return "".join(reversed(digits))
 
 
+_RANDOM_BATCH = 64
+_random_80: Iterator[int] = iter(())
+
+
+def random_80() -> int:
+    """80 random bits from the operating system's CSPRNG (os.urandom), drawn 64 numbers at a
+    time: one getrandom system call per 64 ids instead of one per id.
+
+    Safe from any thread without a lock: a list iterator hands each number out once under
+    the GIL, and a thread that finds it spent draws a fresh list of its own.
+    """
+    global _random_80
+    for number in _random_80:
+        return number
+    block = os.urandom(10 * _RANDOM_BATCH)
+    numbers = iter([int.from_bytes(block[i : i + 10]) for i in range(0, len(block), 10)])
+    _random_80 = numbers
+    return next(numbers)
+
+
 def time_ordered_uuid() -> str:
     """A UUID version 7 (RFC 9562): 48 bits of Unix time in ms, then 74 random bits.
 
     Ids made one after another sort together, so an index on them grows at its end (a few
     pages a commit) instead of touching a random page per row — fewer bytes to the SD card.
     """
-    number = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    number = (time.time_ns() // 1_000_000) << 80 | random_80()
     number = (number & ~(0xF000 << 64) & ~(0xC000 << 48)) | (0x7000 << 64) | (0x8000 << 48)
     # str(uuid.UUID(int=number)), without building the UUID object.
     h = f"{number:032x}"

@@ -685,6 +685,8 @@ def client_sent(capture: Capture) -> tuple[str, dict[str, str]]:
     client's own value lives on in ``checks["conflicts"]``, so walking again (retry) gives
     the same result and records the same disagreement.
     """
+    if not capture.checks:  # a new capture: nothing walked yet
+        return capture.gtin, dict(capture.gs1_dl_data)
     conflicts = capture.checks.get("conflicts") or {}
     gtin = str((conflicts.get("gtin") or {}).get("client", capture.gtin))
     ais = dict(capture.gs1_dl_data)

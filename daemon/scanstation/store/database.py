@@ -454,6 +454,7 @@ class Store:
         """Capture inserts: taken into each group before any other write."""
         self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by open()
         self.commits = 0
         self.writes = 0
         self.outbox_changed = asyncio.Event()
@@ -470,7 +471,7 @@ class Store:
         # The writer is a plain sqlite3 connection used only on its own thread: a group
         # commit is one hop to that thread (see _transaction), not one per statement.
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "store-writer")
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         try:
             self._writer = await loop.run_in_executor(self._executor, self._open_writer)
         except BaseException:
@@ -605,7 +606,9 @@ class Store:
         """
         if self._writer_task is None:
             raise RuntimeError("the store is not open")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        # The loop the store was opened on (asyncio.get_running_loop makes a system call
+        # on every call on Python 3.11: getpid, to notice a fork).
+        future: asyncio.Future[T] = self._loop.create_future()
         queued: WriteOp[Any] | Batchable | NotDurable = op
         if not durable:
             assert not isinstance(op, Batchable), "a Batchable is always durable"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from scanstation.model import (
     ProposalStatus,
     Session,
     SessionStatus,
+    random_80,
 )
 
 MQTT_DESTINATION = "mqtt"
@@ -41,7 +41,7 @@ def time_ordered_public_id() -> str:
     padded to 22) of 48 bits of Unix time in ms and 74 random bits: ids made one after
     another sort together, so the unique index on them grows at its end.
     """
-    number = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    number = (time.time_ns() // 1_000_000) << 80 | random_80()
     number = (number & _UUID7_MASK) | _UUID7_BITS
     pairs = []
     for _ in range(PUBLIC_ID_LENGTH // 2):  # two digits a division: half the big-int work
