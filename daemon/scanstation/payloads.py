@@ -88,14 +88,6 @@ def capture_json(capture: Capture) -> dict[str, Any]:
     }
 
 
-def _text(value: str) -> str:
-    return encode_basestring_ascii(value)
-
-
-def _text_or_null(value: str | None) -> str:
-    return "null" if value is None else encode_basestring_ascii(value)
-
-
 def capture_json_text(
     capture: Capture,
     tail: str,
@@ -113,50 +105,50 @@ def capture_json_text(
     may be given as the JSON text ``json.dumps`` made of them already (for the row): then
     they are serialised once.
     """
+    text = encode_basestring_ascii  # a str enum member is encoded as its value
     key = gs1_key(capture.gs1_dl_data)
     product = capture.product_public_id
     if product:
-        product_text = encode_basestring_ascii(product)
-        name = _text(capture.product_name) if capture.product_name else "null"
+        product_text = text(product)
+        name = text(capture.product_name) if capture.product_name else "null"
     else:
         product_text = name = "null"
     qr = capture.qr_analysis
     qr_text = "null" if not qr else qr_analysis if qr_analysis is not None else json.dumps(qr)
-    gs1_key_text = (
-        f'{{"type": {_text(key[0])}, "ai": {_text(key[1])}, "value": {_text(key[2])}}}'
-        if key
-        else "null"
-    )
+    created = iso(capture.created)
+    processed = iso(capture.processed_at)
     return "".join(
         (
             '{"public_id": ',
-            _text(capture.public_id),
+            text(capture.public_id),
             ', "session_public_id": ',
-            _text(capture.session_public_id),
+            text(capture.session_public_id),
             ', "status": ',
-            _text(capture.status.value),
+            text(capture.status),
             ', "capture_type": ',
-            _text(capture.capture_type.value),
+            text(capture.capture_type),
             ', "raw_value": ',
-            _text(capture.raw_value),
+            text(capture.raw_value),
             ', "gtin": ',
-            _text(capture.gtin),
+            text(capture.gtin),
             ', "symbology": ',
-            _text(capture.symbology),
+            text(capture.symbology),
             ', "symbology_identifier": ',
-            _text(capture.symbology_identifier),
+            text(capture.symbology_identifier),
             ', "source": ',
-            _text(capture.source),
+            text(capture.source),
             ', "error_message": ',
-            _text(capture.error_message),
+            text(capture.error_message),
             ', "created": ',
-            _text_or_null(iso(capture.created)),
+            "null" if created is None else text(created),
             ', "processed_at": ',
-            _text_or_null(iso(capture.processed_at)),
+            "null" if processed is None else text(processed),
             ', "gs1_dl_data": ',
             gs1_dl_data if gs1_dl_data is not None else json.dumps(capture.gs1_dl_data),
             ', "gs1_key": ',
-            gs1_key_text,
+            f'{{"type": {text(key[0])}, "ai": {text(key[1])}, "value": {text(key[2])}}}'
+            if key
+            else "null",
             ', "product_public_id": ',
             product_text,
             ', "product_short_id": ',
@@ -164,7 +156,7 @@ def capture_json_text(
             ', "product_name": ',
             name,
             ', "uploaded_image_key": ',
-            _text(capture.uploaded_image_key) if capture.uploaded_image_key else "null",
+            text(capture.uploaded_image_key) if capture.uploaded_image_key else "null",
             ', "qr_analysis": ',
             qr_text,
             ', "metadata": ',

@@ -1,0 +1,78 @@
+"""The writer's queue and its multi-row inserts."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from scanstation.model import CaptureType
+from scanstation.store import NewCapture, Store
+from scanstation.store.rows import insert_rows
+from scanstation.store.writer import SyncConnection, WriteQueue, run_now
+
+
+async def test_write_queue_is_bounded_in_order_and_joins() -> None:
+    queue: WriteQueue[int] = WriteQueue(3)
+    for i in range(3):
+        queue.put_nowait(i)
+    with pytest.raises(asyncio.QueueFull):
+        queue.put_nowait(3)
+    blocked = [asyncio.create_task(queue.put(n)) for n in (3, 4)]
+    await asyncio.sleep(0)
+    assert not any(t.done() for t in blocked)
+    assert len(queue) == 3
+    assert queue.take(2) == [0, 1]  # room for both waiting putters
+    await asyncio.gather(*blocked)
+    assert list(queue.items) == [2, 3, 4]
+    joined = asyncio.create_task(queue.join())
+    await asyncio.sleep(0)
+    queue.done(2)
+    await asyncio.sleep(0)
+    assert not joined.done()  # 3 of 5 items still not done
+    assert queue.take(10) == [2, 3, 4]
+    queue.done(3)
+    await asyncio.wait_for(joined, 1)
+
+
+async def test_write_queue_a_cancelled_putter_hands_its_room_on() -> None:
+    queue: WriteQueue[int] = WriteQueue(1)
+    queue.put_nowait(0)
+    first = asyncio.create_task(queue.put(1))
+    second = asyncio.create_task(queue.put(2))
+    await asyncio.sleep(0)
+    queue.take(1)  # wakes the first putter ...
+    first.cancel()  # ... which is cancelled before it runs
+    await asyncio.gather(first, return_exceptions=True)
+    await asyncio.wait_for(second, 1)
+    assert list(queue.items) == [2]
+
+
+@pytest.mark.parametrize("count", [0, 1, 3, 64, 255, 256, 257, 700])
+def test_insert_rows_inserts_every_row_in_order(count: int) -> None:
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b REAL, c)")
+    rows = [(i + 1, f"v{i}", i / 3, None if i % 2 else b"x") for i in range(count)]
+    run_now(insert_rows(SyncConnection(db), "INSERT INTO t (id, a, b, c)", 4, rows))  # type: ignore[arg-type]
+    assert db.execute("SELECT id, a, b, c FROM t ORDER BY rowid").fetchall() == rows
+
+
+async def test_a_group_larger_than_any_chunk_keeps_counts_and_order(store: Store) -> None:
+    session = await store.create_session()
+    created = await asyncio.gather(
+        *(
+            store.add_capture(
+                session.public_id, NewCapture(CaptureType.BARCODE, str(i)), idle_timeout=1e12
+            )
+            for i in range(600)
+        )
+    )
+    assert [c.id for c in created] == list(range(1, 601))
+    assert await store.status_counts() == {"PENDING": 600}
+    stored = await store.get_captures_by_id([c.id for c in created])
+    assert [c.raw_value for c in stored] == [str(i) for i in range(600)]
+    assert (await store.get_session(session.public_id)).capture_count == 600
+    listed, total = await store.list_captures(session_public_id=session.public_id, limit=1)
+    assert total == 600
+    assert listed[0].id == 600
