@@ -49,13 +49,19 @@ async def test_write_queue_a_cancelled_putter_hands_its_room_on() -> None:
     assert list(queue.items) == [2]
 
 
+@pytest.mark.parametrize("width", [4, 20, 60])
 @pytest.mark.parametrize("count", [0, 1, 3, 64, 255, 256, 257, 700])
-def test_insert_rows_inserts_every_row_in_order(count: int) -> None:
+def test_insert_rows_inserts_every_row_in_order(count: int, width: int) -> None:
     db = sqlite3.connect(":memory:", isolation_level=None)
-    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, a TEXT, b REAL, c)")
-    rows = [(i + 1, f"v{i}", i / 3, None if i % 2 else b"x") for i in range(count)]
-    run_now(insert_rows(SyncConnection(db), "INSERT INTO t (id, a, b, c)", 4, rows))  # type: ignore[arg-type]
-    assert db.execute("SELECT id, a, b, c FROM t ORDER BY rowid").fetchall() == rows
+    columns = ", ".join(f"c{i}" for i in range(width))
+    db.execute(f"CREATE TABLE t (id INTEGER PRIMARY KEY, {columns})")
+    rows = [
+        (i + 1, *(f"v{i}" if c % 3 == 0 else i / 3 if c % 3 == 1 else None for c in range(width)))
+        for i in range(count)
+    ]
+    conn = SyncConnection(db)
+    run_now(insert_rows(conn, f"INSERT INTO t (id, {columns})", width + 1, rows))  # type: ignore[arg-type]
+    assert db.execute(f"SELECT id, {columns} FROM t ORDER BY rowid").fetchall() == rows
 
 
 async def test_a_group_larger_than_any_chunk_keeps_counts_and_order(store: Store) -> None:

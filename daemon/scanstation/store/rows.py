@@ -133,6 +133,9 @@ async def _fetchall(
 
 
 _CHUNKS = (256, 128, 64, 32, 16, 8, 4, 2, 1)
+_MAX_VARIABLES = 999
+"""Parameters a statement may bind on every SQLite the station may run on (the limit was 999
+before SQLite 3.32): a 20-column capture row goes 32 rows a statement."""
 _VALUES_SQL: dict[tuple[str, int, int, str], str] = {}
 
 
@@ -144,7 +147,8 @@ async def insert_rows(
     tail: str = "",
 ) -> None:
     """``head VALUES (…), (…), … tail`` for many rows of ``width`` columns in a few
-    statements: chunks of 256, 128, … 1 rows, each one multi-row statement.
+    statements: chunks of 256, 128, … 1 rows (as many as bind at most 999 parameters), each
+    one multi-row statement.
 
     One statement is one step of SQLite: the GIL is released once per chunk instead of once
     per row as executemany does, and no row is bound from Python alone. The chunk sizes are
@@ -152,6 +156,8 @@ async def insert_rows(
     """
     start, count = 0, len(rows)
     for size in _CHUNKS:
+        if size * width > _MAX_VARIABLES and size > 1:
+            continue
         while count - start >= size:
             key = (head, width, size, tail)
             sql = _VALUES_SQL.get(key)
