@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 
 import pytest
 
@@ -82,3 +83,19 @@ async def test_a_group_larger_than_any_chunk_keeps_counts_and_order(store: Store
     listed, total = await store.list_captures(session_public_id=session.public_id, limit=1)
     assert total == 600
     assert listed[0].id == 600
+
+
+def test_capture_public_ids_decode_to_uuid7_of_now() -> None:
+    from scanstation.model import PUBLIC_ID_ALPHABET
+    from scanstation.store.rows import time_ordered_public_id
+
+    for _ in range(2000):
+        before = time.time_ns() // 1_000_000
+        public_id = time_ordered_public_id()
+        after = time.time_ns() // 1_000_000
+        number = 0
+        for char in public_id:  # base 57, most significant digit first
+            number = number * 57 + PUBLIC_ID_ALPHABET.index(char)
+        assert (number >> 76) & 0xF == 7  # version 7
+        assert (number >> 62) & 0x3 == 0b10  # RFC 9562 variant
+        assert before <= number >> 80 <= after

@@ -14,7 +14,6 @@ import aiosqlite
 
 from scanstation.model import (
     PUBLIC_ID_ALPHABET,
-    PUBLIC_ID_LENGTH,
     Capture,
     CaptureMode,
     CaptureStatus,
@@ -43,14 +42,33 @@ def time_ordered_public_id() -> str:
     """
     number = (time.time_ns() // 1_000_000) << 80 | random_80()
     number = (number & _UUID7_MASK) | _UUID7_BITS
-    pairs = []
-    for _ in range(PUBLIC_ID_LENGTH // 2):  # two digits a division: half the big-int work
-        number, pair = divmod(number, _BASE57_SQUARED)
-        pairs.append(_BASE57_PAIRS[pair])
-    return "".join(reversed(pairs))
+    # Four digits a division of the 128-bit number (five of them leave the top two digits:
+    # 2**128 < 57**22), each four split in two pairs (3249 = 57**2) by small-int arithmetic.
+    pairs = _BASE57_PAIRS
+    number, a = divmod(number, _BASE57_QUAD)
+    number, b = divmod(number, _BASE57_QUAD)
+    number, c = divmod(number, _BASE57_QUAD)
+    number, d = divmod(number, _BASE57_QUAD)
+    number, e = divmod(number, _BASE57_QUAD)
+    return "".join(
+        (
+            pairs[number],
+            pairs[e // 3249],
+            pairs[e % 3249],
+            pairs[d // 3249],
+            pairs[d % 3249],
+            pairs[c // 3249],
+            pairs[c % 3249],
+            pairs[b // 3249],
+            pairs[b % 3249],
+            pairs[a // 3249],
+            pairs[a % 3249],
+        )
+    )
 
 
 _BASE57_SQUARED = 57 * 57
+_BASE57_QUAD = _BASE57_SQUARED * _BASE57_SQUARED  # 3249 ** 2
 _BASE57_PAIRS = tuple(a + b for a in PUBLIC_ID_ALPHABET for b in PUBLIC_ID_ALPHABET)
 
 
