@@ -7,10 +7,21 @@ import json
 import random
 import time
 from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 
 from scanstation.bus import EventBus
 from scanstation.config import Config
-from scanstation.model import CaptureStatus, CaptureType, random_80, time_ordered_uuid
+from scanstation.model import (
+    CAPTURE_FIELDS,
+    Capture,
+    CaptureStatus,
+    CaptureType,
+    build_capture,
+    random_80,
+    time_ordered_uuid,
+)
 from scanstation.payloads import capture_json, capture_json_text, iso
 from scanstation.pipeline import Pipeline
 from scanstation.store import NewCapture, Store
@@ -93,3 +104,36 @@ async def test_capture_event_text_is_json_dumps_of_the_event(store: Store, confi
         event_id, text = pipeline._capture_event(capture, 8, texts)
         assert text == json.dumps(pipeline.capture_event_payload(capture, 8, event_id))
         assert capture_json_text(capture, "") == json.dumps(capture_json(capture))
+
+
+def test_build_capture_is_the_dataclass_with_every_field_set() -> None:
+    assert tuple(f.name for f in dataclasses.fields(Capture)) == CAPTURE_FIELDS
+    values: dict[str, Any] = {
+        "id": 3,
+        "public_id": "P",
+        "session_public_id": "S",
+        "status": CaptureStatus.NOT_FOUND,
+        "capture_type": CaptureType.IMAGE,
+        "raw_value": "r",
+        "gtin": "g",
+        "symbology": "EAN13",
+        "symbology_identifier": "]E0",
+        "source": "cam0",
+        "error_message": "e",
+        "created": 1.5,
+        "processed_at": 2.5,
+        "gs1_dl_data": {"01": "x"},
+        "product_public_id": "pp",
+        "product_name": "n",
+        "uploaded_image_key": "k",
+        "qr_analysis": {"q": 1},
+        "metadata": {"m": "v"},
+        "checks": {"c": True},
+        "revision": 4,
+    }
+    built = build_capture(**values)
+    assert type(built) is Capture
+    assert built == Capture(**values)
+    assert [getattr(built, name) for name in CAPTURE_FIELDS] == list(values.values())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.id = 4  # type: ignore[misc]

@@ -220,6 +220,89 @@ class Capture:
     revision: int
 
 
+CAPTURE_FIELDS = (
+    "id",
+    "public_id",
+    "session_public_id",
+    "status",
+    "capture_type",
+    "raw_value",
+    "gtin",
+    "symbology",
+    "symbology_identifier",
+    "source",
+    "error_message",
+    "created",
+    "processed_at",
+    "gs1_dl_data",
+    "product_public_id",
+    "product_name",
+    "uploaded_image_key",
+    "qr_analysis",
+    "metadata",
+    "checks",
+    "revision",
+)
+"""Capture's fields in order, as ``build_capture`` sets them (a test holds it to the class)."""
+_CAPTURE_SETTERS: tuple[Any, ...] = tuple(Capture.__dict__[name].__set__ for name in CAPTURE_FIELDS)
+
+
+def build_capture(
+    *,
+    id: int,
+    public_id: str,
+    session_public_id: str,
+    status: CaptureStatus,
+    capture_type: CaptureType,
+    raw_value: str,
+    gtin: str,
+    symbology: str,
+    symbology_identifier: str,
+    source: str,
+    error_message: str,
+    created: float,
+    processed_at: float | None,
+    gs1_dl_data: dict[str, str],
+    product_public_id: str,
+    product_name: str,
+    uploaded_image_key: str,
+    qr_analysis: dict[str, Any] | None,
+    metadata: dict[str, Any],
+    checks: dict[str, Any],
+    revision: int,
+) -> Capture:
+    """``Capture(...)`` — the same frozen object, every field set — at half its cost.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``; this
+    sets the slots through their descriptors (~2 µs instead of ~4 for 21 fields). A capture
+    is built twice on the ingest path (pending on the loop, terminal in the writer).
+    """
+    capture: Capture = object.__new__(Capture)
+    setters = _CAPTURE_SETTERS
+    setters[0](capture, id)
+    setters[1](capture, public_id)
+    setters[2](capture, session_public_id)
+    setters[3](capture, status)
+    setters[4](capture, capture_type)
+    setters[5](capture, raw_value)
+    setters[6](capture, gtin)
+    setters[7](capture, symbology)
+    setters[8](capture, symbology_identifier)
+    setters[9](capture, source)
+    setters[10](capture, error_message)
+    setters[11](capture, created)
+    setters[12](capture, processed_at)
+    setters[13](capture, gs1_dl_data)
+    setters[14](capture, product_public_id)
+    setters[15](capture, product_name)
+    setters[16](capture, uploaded_image_key)
+    setters[17](capture, qr_analysis)
+    setters[18](capture, metadata)
+    setters[19](capture, checks)
+    setters[20](capture, revision)
+    return capture
+
+
 @dataclass(frozen=True, slots=True)
 class Product:
     id: int

@@ -32,6 +32,7 @@ from scanstation.model import (
     Proposal,
     Session,
     SessionStatus,
+    build_capture,
     new_public_id,
 )
 from scanstation.store.errors import (
@@ -356,7 +357,7 @@ async def _insert_finished(
             status = CaptureStatus.COMPLETED
             product_id, product_public_id, product_name = catalog[o.gtin]
         # Built field by field: dataclasses.replace costs more than the insert's own SQL.
-        capture = Capture(
+        capture = build_capture(
             id=capture_id,
             public_id=c.public_id,
             session_public_id=c.session_public_id,
@@ -822,7 +823,7 @@ class Store:
         """The capture ``new`` becomes once stored, before it is: PENDING, its public id and
         time given, its row id 0 (the insert assigns it)."""
         now = time.time()
-        return Capture(
+        return build_capture(
             id=0,
             # Time-ordered: the unique index on captures.public_id grows at its end instead
             # of taking a random page per capture (a page per commit, and per checkpoint).
