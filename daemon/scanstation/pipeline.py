@@ -59,6 +59,7 @@ from scanstation.store import (
     NewCapture,
     Store,
     StoreError,
+    build_outcome,
     is_disk_full,
 )
 
@@ -605,15 +606,8 @@ class Pipeline:
                 "raw_value": capture.raw_value,
                 "checks": checks,
             }
-        return CaptureOutcome(
-            capture.id,
-            status,
-            gtin=gtin,
-            gs1_dl_data=ais,
-            checks=checks,
-            scan_event=scan_event,
-            alert=alert,
-            qr_analysis=lookup.qr_analysis,
+        return build_outcome(
+            capture.id, status, gtin, ais, None, "", checks, lookup.qr_analysis, scan_event, alert
         )
 
     def _scan_event_defaults(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import time
 
@@ -99,3 +100,15 @@ def test_capture_public_ids_decode_to_uuid7_of_now() -> None:
         assert (number >> 76) & 0xF == 7  # version 7
         assert (number >> 62) & 0x3 == 0b10  # RFC 9562 variant
         assert before <= number >> 80 <= after
+
+
+def test_build_outcome_is_the_dataclass_with_every_field_set() -> None:
+    from scanstation.model import CaptureStatus
+    from scanstation.store import CaptureOutcome, build_outcome
+
+    values = (7, CaptureStatus.FAILED, "g", {"01": "x"}, 3, "e", {"c": 1}, {"q": 2}, {"s": 3}, {})
+    assert len(values) == len(dataclasses.fields(CaptureOutcome))
+    built = build_outcome(*values)
+    assert type(built) is CaptureOutcome
+    assert built == CaptureOutcome(*values)
+    assert [getattr(built, f.name) for f in dataclasses.fields(CaptureOutcome)] == list(values)

@@ -21,6 +21,7 @@ from scanstation.store.rows import (
     ColumnTexts,
     NewCapture,
     OutboxEvent,
+    build_outcome,
 )
 from scanstation.store.schema import SCHEMA_VERSION
 
@@ -37,5 +38,6 @@ __all__ = [
     "StorageFull",
     "Store",
     "StoreError",
+    "build_outcome",
     "is_disk_full",
 ]
