@@ -137,3 +137,19 @@ def test_build_capture_is_the_dataclass_with_every_field_set() -> None:
     assert [getattr(built, name) for name in CAPTURE_FIELDS] == list(values.values())
     with pytest.raises(dataclasses.FrozenInstanceError):
         built.id = 4  # type: ignore[misc]
+
+
+def test_random_bits_drawn_before_a_fork_are_not_repeated_in_the_child() -> None:
+    import os
+
+    random_80()  # the pool holds numbers drawn in this process now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its next number, leave at once
+        os.write(write, random_80().to_bytes(10))
+        os._exit(0)
+    os.close(write)
+    child = int.from_bytes(os.read(read, 10))
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child not in {random_80() for _ in range(64)}  # the parent's next ones

@@ -43,7 +43,8 @@ def random_80() -> int:
     time: one getrandom system call per 64 ids instead of one per id.
 
     Safe from any thread without a lock: a list iterator hands each number out once under
-    the GIL, and a thread that finds it spent draws a fresh list of its own.
+    the GIL, and a thread that finds it spent draws a fresh list of its own. A forked child
+    starts with none drawn (os.register_at_fork), so it never repeats its parent's.
     """
     global _random_80
     for number in _random_80:
@@ -52,6 +53,15 @@ def random_80() -> int:
     numbers = iter([int.from_bytes(block[i : i + 10]) for i in range(0, len(block), 10)])
     _random_80 = numbers
     return next(numbers)
+
+
+def _forget_drawn_random() -> None:
+    """In a forked child: numbers drawn by the parent are never handed out again."""
+    global _random_80
+    _random_80 = iter(())
+
+
+os.register_at_fork(after_in_child=_forget_drawn_random)
 
 
 def time_ordered_uuid() -> str:
