@@ -5,8 +5,7 @@ from __future__ import annotations
 import enum
 import os
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,15 +34,47 @@ def new_public_id() -> str:
     return "".join(reversed(digits))
 
 
+_RANDOM_BATCH = 64
+_random_80: Iterator[int] = iter(())
+
+
+def random_80() -> int:
+    """80 random bits from the operating system's CSPRNG (os.urandom), drawn 64 numbers at a
+    time: one getrandom system call per 64 ids instead of one per id.
+
+    Safe from any thread without a lock: a list iterator hands each number out once under
+    the GIL, and a thread that finds it spent draws a fresh list of its own. A forked child
+    starts with none drawn (os.register_at_fork), so it never repeats its parent's.
+    """
+    global _random_80
+    for number in _random_80:
+        return number
+    block = os.urandom(10 * _RANDOM_BATCH)
+    numbers = iter([int.from_bytes(block[i : i + 10]) for i in range(0, len(block), 10)])
+    _random_80 = numbers
+    return next(numbers)
+
+
+def _forget_drawn_random() -> None:
+    """In a forked child: numbers drawn by the parent are never handed out again."""
+    global _random_80
+    _random_80 = iter(())
+
+
+os.register_at_fork(after_in_child=_forget_drawn_random)
+
+
 def time_ordered_uuid() -> str:
     """A UUID version 7 (RFC 9562): 48 bits of Unix time in ms, then 74 random bits.
 
     Ids made one after another sort together, so an index on them grows at its end (a few
     pages a commit) instead of touching a random page per row — fewer bytes to the SD card.
     """
-    number = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    number = (time.time_ns() // 1_000_000) << 80 | random_80()
     number = (number & ~(0xF000 << 64) & ~(0xC000 << 48)) | (0x7000 << 64) | (0x8000 << 48)
-    return str(uuid.UUID(int=number))
+    # str(uuid.UUID(int=number)), without building the UUID object.
+    h = f"{number:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 # UUID version 4, RFC 4122 variant: the bits uuid.uuid4() sets in its 128-bit number.
@@ -197,6 +228,89 @@ class Capture:
     metadata: dict[str, Any]
     checks: dict[str, Any]
     revision: int
+
+
+CAPTURE_FIELDS = (
+    "id",
+    "public_id",
+    "session_public_id",
+    "status",
+    "capture_type",
+    "raw_value",
+    "gtin",
+    "symbology",
+    "symbology_identifier",
+    "source",
+    "error_message",
+    "created",
+    "processed_at",
+    "gs1_dl_data",
+    "product_public_id",
+    "product_name",
+    "uploaded_image_key",
+    "qr_analysis",
+    "metadata",
+    "checks",
+    "revision",
+)
+"""Capture's fields in order, as ``build_capture`` sets them (a test holds it to the class)."""
+_CAPTURE_SETTERS: tuple[Any, ...] = tuple(Capture.__dict__[name].__set__ for name in CAPTURE_FIELDS)
+
+
+def build_capture(
+    *,
+    id: int,
+    public_id: str,
+    session_public_id: str,
+    status: CaptureStatus,
+    capture_type: CaptureType,
+    raw_value: str,
+    gtin: str,
+    symbology: str,
+    symbology_identifier: str,
+    source: str,
+    error_message: str,
+    created: float,
+    processed_at: float | None,
+    gs1_dl_data: dict[str, str],
+    product_public_id: str,
+    product_name: str,
+    uploaded_image_key: str,
+    qr_analysis: dict[str, Any] | None,
+    metadata: dict[str, Any],
+    checks: dict[str, Any],
+    revision: int,
+) -> Capture:
+    """``Capture(...)`` — the same frozen object, every field set — at half its cost.
+
+    A frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``; this
+    sets the slots through their descriptors (~2 µs instead of ~4 for 21 fields). A capture
+    is built twice on the ingest path (pending on the loop, terminal in the writer).
+    """
+    capture: Capture = object.__new__(Capture)
+    setters = _CAPTURE_SETTERS
+    setters[0](capture, id)
+    setters[1](capture, public_id)
+    setters[2](capture, session_public_id)
+    setters[3](capture, status)
+    setters[4](capture, capture_type)
+    setters[5](capture, raw_value)
+    setters[6](capture, gtin)
+    setters[7](capture, symbology)
+    setters[8](capture, symbology_identifier)
+    setters[9](capture, source)
+    setters[10](capture, error_message)
+    setters[11](capture, created)
+    setters[12](capture, processed_at)
+    setters[13](capture, gs1_dl_data)
+    setters[14](capture, product_public_id)
+    setters[15](capture, product_name)
+    setters[16](capture, uploaded_image_key)
+    setters[17](capture, qr_analysis)
+    setters[18](capture, metadata)
+    setters[19](capture, checks)
+    setters[20](capture, revision)
+    return capture
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from scanstation.model import Capture, Product, Proposal, Session, gs1_key
 
+_second: tuple[int, str] = (-1, "")
+"""The whole second last formatted by ``iso`` and its text up to the seconds (one tuple,
+replaced whole: threads calling ``iso`` at once never see the parts of two seconds)."""
+
 
 def iso(ts: float | None) -> str | None:
-    """Seconds since the epoch as an ISO 8601 UTC timestamp (None stays None)."""
+    """Seconds since the epoch as an ISO 8601 UTC timestamp, to the millisecond (None stays
+    None): ``datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")`` with a Z.
+
+    The text up to the seconds is kept for the last whole second (timestamps on a hot path
+    come in runs of the same second); the fraction is rounded to the microsecond, half to
+    even, as ``datetime.fromtimestamp`` rounds it, then cut to the millisecond.
+    """
+    global _second
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    second = int(ts)
+    if second != ts and ts >= 0:
+        micro = round((ts - second) * 1e6)
+        if micro >= 1_000_000:
+            second, micro = second + 1, micro - 1_000_000
+    else:  # a whole second, or before 1970: no shortcut
+        return (
+            datetime.fromtimestamp(ts, UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z")
+        )
+    cached, text = _second
+    if cached != second:
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = (second, text)
+    return f"{text}.{micro // 1000:03d}Z"
 
 
 def session_json(session: Session) -> dict[str, Any]:
@@ -58,6 +86,89 @@ def capture_json(capture: Capture) -> dict[str, Any]:
         "checks": capture.checks,
         "revision": capture.revision,
     }
+
+
+def capture_json_text(
+    capture: Capture,
+    tail: str,
+    *,
+    gs1_dl_data: str | None = None,
+    qr_analysis: str | None = None,
+    metadata: str | None = None,
+    checks: str | None = None,
+) -> str:
+    """``json.dumps({**capture_json(capture), **extra})``, character for character, where
+    ``tail`` is the rest of that object already serialised (``", \"schema\": …"``, each
+    member led by ", "), built without the dict or the encoder's walk over it.
+
+    ``gs1_dl_data``, ``qr_analysis`` (of a capture that has one), ``metadata`` and ``checks``
+    may be given as the JSON text ``json.dumps`` made of them already (for the row): then
+    they are serialised once.
+    """
+    text = encode_basestring_ascii  # a str enum member is encoded as its value
+    key = gs1_key(capture.gs1_dl_data)
+    product = capture.product_public_id
+    if product:
+        product_text = text(product)
+        name = text(capture.product_name) if capture.product_name else "null"
+    else:
+        product_text = name = "null"
+    qr = capture.qr_analysis
+    qr_text = "null" if not qr else qr_analysis if qr_analysis is not None else json.dumps(qr)
+    created = iso(capture.created)
+    processed = iso(capture.processed_at)
+    return "".join(
+        (
+            '{"public_id": ',
+            text(capture.public_id),
+            ', "session_public_id": ',
+            text(capture.session_public_id),
+            ', "status": ',
+            text(capture.status),
+            ', "capture_type": ',
+            text(capture.capture_type),
+            ', "raw_value": ',
+            text(capture.raw_value),
+            ', "gtin": ',
+            text(capture.gtin),
+            ', "symbology": ',
+            text(capture.symbology),
+            ', "symbology_identifier": ',
+            text(capture.symbology_identifier),
+            ', "source": ',
+            text(capture.source),
+            ', "error_message": ',
+            text(capture.error_message),
+            ', "created": ',
+            "null" if created is None else text(created),
+            ', "processed_at": ',
+            "null" if processed is None else text(processed),
+            ', "gs1_dl_data": ',
+            gs1_dl_data if gs1_dl_data is not None else json.dumps(capture.gs1_dl_data),
+            ', "gs1_key": ',
+            f'{{"type": {text(key[0])}, "ai": {text(key[1])}, "value": {text(key[2])}}}'
+            if key
+            else "null",
+            ', "product_public_id": ',
+            product_text,
+            ', "product_short_id": ',
+            product_text,
+            ', "product_name": ',
+            name,
+            ', "uploaded_image_key": ',
+            text(capture.uploaded_image_key) if capture.uploaded_image_key else "null",
+            ', "qr_analysis": ',
+            qr_text,
+            ', "metadata": ',
+            metadata if metadata is not None else json.dumps(capture.metadata),
+            ', "checks": ',
+            checks if checks is not None else json.dumps(capture.checks),
+            ', "revision": ',
+            str(int(capture.revision)),
+            tail,
+            "}",
+        )
+    )
 
 
 def product_json(product: Product) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import functools
 import inspect
+import json
 import logging
 import os
 import shutil
@@ -48,15 +49,17 @@ from scanstation.model import (
     gs1_key,
     time_ordered_uuid,
 )
-from scanstation.payloads import capture_json, iso
+from scanstation.payloads import capture_json, capture_json_text, iso
 from scanstation.qr.analysis import QrAnalyzer
 from scanstation.services.sessions import Sessions
 from scanstation.store import (
     CaptureOutcome,
+    ColumnTexts,
     Conflict,
     NewCapture,
     Store,
     StoreError,
+    build_outcome,
     is_disk_full,
 )
 
@@ -173,6 +176,9 @@ class Pipeline:
         self.destinations = destinations
         """Extra outbox destinations of a finished capture (webhook outputs), besides MQTT."""
         self.on_finished: list[Callable[[Capture], Awaitable[None] | None]] = list(on_finished)
+        self._event_tail: tuple[Config, str] | None = None
+        """The members every capture event ends with (device, site, location, version), as
+        JSON text, for the configuration they were made from."""
 
     # ---- entry points --------------------------------------------------------------------
 
@@ -600,15 +606,8 @@ class Pipeline:
                 "raw_value": capture.raw_value,
                 "checks": checks,
             }
-        return CaptureOutcome(
-            capture.id,
-            status,
-            gtin=gtin,
-            gs1_dl_data=ais,
-            checks=checks,
-            scan_event=scan_event,
-            alert=alert,
-            qr_analysis=lookup.qr_analysis,
+        return build_outcome(
+            capture.id, status, gtin, ais, None, "", checks, lookup.qr_analysis, scan_event, alert
         )
 
     def _scan_event_defaults(self) -> dict[str, Any]:
@@ -620,12 +619,51 @@ class Pipeline:
             "lon": location.lon if location else None,
         }
 
-    def _capture_event(self, capture: Capture, seq: int) -> dict[str, Any]:
+    def _capture_event(
+        self, capture: Capture, seq: int, texts: ColumnTexts | None = None
+    ) -> tuple[str, str]:
+        """A finished capture's event (SPEC §7): its event_id and its JSON text.
+
+        The text is what ``json.dumps`` gives of ``capture_event_payload``'s dict, built
+        without it; ``texts`` are the JSON of the capture's gs1_dl_data, qr_analysis,
+        metadata and checks as the store serialised them for the row (serialised once).
+        """
+        event_id = time_ordered_uuid()
+        config = self.config
+        cached = self._event_tail
+        if cached is None or cached[0] is not config:
+            location = config.device.location
+            constant = json.dumps(
+                {
+                    "device_id": config.device.id,
+                    "site": config.device.site,
+                    "location": {"lat": location.lat, "lon": location.lon} if location else None,
+                    "version": __version__,
+                }
+            )
+            cached = self._event_tail = (config, ", " + constant[1:-1])
+        tail = f', "schema": "{CAPTURE_EVENT_SCHEMA}", "event_id": "{event_id}", "seq": {int(seq)}'
+        if texts is None:
+            text = capture_json_text(capture, tail + cached[1])
+        else:
+            gs1_dl_data, qr_analysis, metadata, checks = texts
+            text = capture_json_text(
+                capture,
+                tail + cached[1],
+                gs1_dl_data=gs1_dl_data,
+                qr_analysis=qr_analysis,
+                metadata=metadata,
+                checks=checks,
+            )
+        return event_id, text
+
+    def capture_event_payload(self, capture: Capture, seq: int, event_id: str) -> dict[str, Any]:
+        """The event of ``_capture_event`` as a dict (its shape, field by field)."""
         location = self.config.device.location
         return {
             **capture_json(capture),
             "schema": CAPTURE_EVENT_SCHEMA,
-            "event_id": time_ordered_uuid(),
+            "event_id": event_id,
             "seq": seq,
             "device_id": self.config.device.id,
             "site": self.config.device.site,
@@ -641,6 +679,8 @@ def client_sent(capture: Capture) -> tuple[str, dict[str, str]]:
     client's own value lives on in ``checks["conflicts"]``, so walking again (retry) gives
     the same result and records the same disagreement.
     """
+    if not capture.checks:  # a new capture: nothing walked yet
+        return capture.gtin, dict(capture.gs1_dl_data)
     conflicts = capture.checks.get("conflicts") or {}
     gtin = str((conflicts.get("gtin") or {}).get("client", capture.gtin))
     ais = dict(capture.gs1_dl_data)

@@ -15,13 +15,21 @@ from scanstation.store.errors import (
     StoreError,
     is_disk_full,
 )
-from scanstation.store.rows import MQTT_DESTINATION, CaptureOutcome, NewCapture, OutboxEvent
+from scanstation.store.rows import (
+    MQTT_DESTINATION,
+    CaptureOutcome,
+    ColumnTexts,
+    NewCapture,
+    OutboxEvent,
+    build_outcome,
+)
 from scanstation.store.schema import SCHEMA_VERSION
 
 __all__ = [
     "MQTT_DESTINATION",
     "SCHEMA_VERSION",
     "CaptureOutcome",
+    "ColumnTexts",
     "Conflict",
     "DatabaseDamaged",
     "NewCapture",
@@ -30,5 +38,6 @@ __all__ = [
     "StorageFull",
     "Store",
     "StoreError",
+    "build_outcome",
     "is_disk_full",
 ]

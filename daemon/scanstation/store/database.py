@@ -18,9 +18,8 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import aiosqlite
 
@@ -33,6 +32,7 @@ from scanstation.model import (
     Proposal,
     Session,
     SessionStatus,
+    build_capture,
     new_public_id,
 )
 from scanstation.store.errors import (
@@ -58,11 +58,13 @@ from scanstation.store.rows import (
     UNFINISHED_STATUSES,
     UNFINISHED_TERM,
     CaptureOutcome,
+    ColumnTexts,
     NewCapture,
     OutboxEvent,
     _admit,
     _CaptureInsert,
     _insert_captures,
+    insert_rows,
     period_of_captures,
     product_completeness,
     row_to_capture,
@@ -72,7 +74,15 @@ from scanstation.store.rows import (
     time_ordered_public_id,
 )
 from scanstation.store.schema import MIGRATIONS, SCHEMA_VERSION
-from scanstation.store.writer import Batchable, NotDurable, SyncConnection, T, WriteOp, run_now
+from scanstation.store.writer import (
+    Batchable,
+    NotDurable,
+    SyncConnection,
+    T,
+    WriteOp,
+    WriteQueue,
+    run_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -164,22 +174,32 @@ async def _finished_in_memory(
 _Queued = WriteOp[Any] | Batchable | NotDurable
 """What the writer's queues hold: a write op, a Batchable, or a write op not made durable."""
 
-EventMaker = Callable[[Capture, int], dict[str, Any]]
-"""Builds a finished capture's event payload from the capture and its sequence number."""
+EventMaker = Callable[[Capture, int, ColumnTexts | None], tuple[str, str]]
+"""A finished capture's event: (event_id, JSON text) from the capture, its sequence number
+and the JSON of its columns as written for its row (None: not at hand, serialise them)."""
+_MQTT_ONLY = frozenset((MQTT_DESTINATION,))
 DestinationsOf = Callable[[Capture], Sequence[str]]
 """Extra outbox destinations of a finished capture (webhook outputs), besides MQTT."""
 
-_OUTBOX_INSERT = (
-    "INSERT INTO outbox (id, destination, topic, event_id, seq, payload, created) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+_OUTBOX_INSERT = "INSERT INTO outbox (id, destination, topic, event_id, seq, payload, created)"
 _SCAN_EVENT_INSERT = (
     "INSERT INTO scan_events (capture_id, gtin, time, device_id, source, site, "
-    "lat, lon, batch, serial, expiry) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "lat, lon, batch, serial, expiry)"
+)
+_SCAN_EVENT_UPSERT = (
     # A retried capture is still one scan: its analytics row is replaced.
-    "ON CONFLICT(capture_id) DO UPDATE SET gtin = excluded.gtin, "
+    " ON CONFLICT(capture_id) DO UPDATE SET gtin = excluded.gtin, "
     "batch = excluded.batch, serial = excluded.serial, expiry = excluded.expiry"
 )
+_CAPTURE_INSERT = (
+    "INSERT INTO captures (id, session_id, public_id, status, capture_type, raw_value, "
+    "gtin, symbology, symbology_identifier, source, error_message, created, modified, "
+    "processed_at, gs1_dl_data, product_id, uploaded_image_key, qr_analysis, metadata, checks)"
+)
+
+
+async def _insert_scan_events(db: aiosqlite.Connection, rows: list[tuple[Any, ...]]) -> None:
+    await insert_rows(db, _SCAN_EVENT_INSERT, 11, rows, _SCAN_EVENT_UPSERT)
 
 
 async def _take_outbox_ids(db: aiosqlite.Connection, count: int) -> int:
@@ -206,7 +226,7 @@ async def _insert_outbox(db: aiosqlite.Connection, rows: list[tuple[Any, ...]]) 
     if not rows:
         return
     first = await _take_outbox_ids(db, len(rows))
-    await db.executemany(_OUTBOX_INSERT, [(first + n, *row) for n, row in enumerate(rows)])
+    await insert_rows(db, _OUTBOX_INSERT, 7, [(first + n, *row) for n, row in enumerate(rows)])
 
 
 async def _take_seqs(db: aiosqlite.Connection, count: int) -> int:
@@ -236,14 +256,19 @@ def _terminal_rows(
     now: float,
     outbox: list[tuple[Any, ...]],
     analytics: list[tuple[Any, ...]],
-) -> None:
+    texts: ColumnTexts | None = None,
+) -> frozenset[str]:
     """Append a finished capture's outbox rows (its event for every destination, then its
-    alert) and its analytics row: each capture's rows together, in capture order."""
-    event = make_event(capture, seq)
-    text = json.dumps(event)
+    alert) and its analytics row: each capture's rows together, in capture order. Returns
+    the destinations written to."""
+    event_id, text = make_event(capture, seq, texts)
     extra = destinations(capture) if destinations else ()
-    for destination in (MQTT_DESTINATION, *extra):
-        outbox.append((destination, "captures", event["event_id"], event["seq"], text, now))
+    written = _MQTT_ONLY
+    outbox.append((MQTT_DESTINATION, "captures", event_id, seq, text, now))
+    if extra:
+        for destination in extra:
+            outbox.append((destination, "captures", event_id, seq, text, now))
+        written = written.union(extra)
     if outcome.alert is not None:
         alert = {**outcome.alert, "event_id": new_public_id()}
         outbox.append((MQTT_DESTINATION, "alerts", alert["event_id"], None, json.dumps(alert), now))
@@ -264,11 +289,12 @@ def _terminal_rows(
                 row.get("expiry", ""),
             )
         )
+    return written
 
 
-@dataclass(frozen=True, slots=True)
-class _FinishedInsert:
-    """A capture whose walk was done before its insert: stored already terminal."""
+class _FinishedInsert(NamedTuple):
+    """A capture whose walk was done before its insert: stored already terminal (a named
+    tuple: made once per capture on the hot path, cheaper than a frozen dataclass)."""
 
     capture: Capture
     """As it would be stored PENDING (row id 0: assigned by the insert)."""
@@ -281,7 +307,7 @@ class _FinishedInsert:
 
 async def _insert_finished(
     db: aiosqlite.Connection, items: list[_FinishedInsert]
-) -> list[tuple[Capture, set[str]] | str]:
+) -> list[tuple[Capture, frozenset[str]] | str]:
     """Insert captures already terminal, with their events, alerts and analytics rows, for
     one group: the catalog is read once for the group's GTINs. Returns each capture as
     stored with the outbox destinations it wrote, or for a refused one its session's status
@@ -315,7 +341,7 @@ async def _insert_finished(
     count = sum(1 for a in admitted if not isinstance(a, str))
     seq = await _take_seqs(db, count) if count else 0
     now = time.time()
-    results: list[tuple[Capture, set[str]] | str] = []
+    results: list[tuple[Capture, frozenset[str]] | str] = []
     inserts: list[tuple[Any, ...]] = []
     outbox: list[tuple[Any, ...]] = []
     analytics: list[tuple[Any, ...]] = []
@@ -331,7 +357,7 @@ async def _insert_finished(
             status = CaptureStatus.COMPLETED
             product_id, product_public_id, product_name = catalog[o.gtin]
         # Built field by field: dataclasses.replace costs more than the insert's own SQL.
-        capture = Capture(
+        capture = build_capture(
             id=capture_id,
             public_id=c.public_id,
             session_public_id=c.session_public_id,
@@ -354,6 +380,11 @@ async def _insert_finished(
             checks=dict(o.checks or {}),
             revision=c.revision,
         )
+        # Each column's JSON is made once: for the row, and again in the event's text.
+        gs1_text = _dumps(capture.gs1_dl_data)
+        qr_text = json.dumps(o.qr_analysis) if o.qr_analysis is not None else None
+        metadata_text = _dumps(c.metadata)
+        checks_text = _dumps(capture.checks)
         inserts.append(
             (
                 capture_id,
@@ -370,16 +401,15 @@ async def _insert_finished(
                 c.created,
                 now,
                 now,
-                _dumps(capture.gs1_dl_data),
+                gs1_text,
                 product_id,
                 c.uploaded_image_key,
-                json.dumps(o.qr_analysis) if o.qr_analysis is not None else None,
-                _dumps(c.metadata),
-                _dumps(capture.checks),
+                qr_text,
+                metadata_text,
+                checks_text,
             )
         )
-        first = len(outbox)
-        _terminal_rows(
+        written = _terminal_rows(
             capture,
             o,
             seq,
@@ -389,20 +419,15 @@ async def _insert_finished(
             now,
             outbox,
             analytics,
+            (gs1_text, qr_text, metadata_text, checks_text),
         )
         seq += 1
-        results.append((capture, {row[0] for row in outbox[first:]}))
+        results.append((capture, written))
     if inserts:
-        await db.executemany(
-            "INSERT INTO captures (id, session_id, public_id, status, capture_type, raw_value, "
-            "gtin, symbology, symbology_identifier, source, error_message, created, modified, "
-            "processed_at, gs1_dl_data, product_id, uploaded_image_key, qr_analysis, metadata, "
-            "checks) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            inserts,
-        )
+        await insert_rows(db, _CAPTURE_INSERT, 20, inserts)
         await _insert_outbox(db, outbox)
         if analytics:
-            await db.executemany(_SCAN_EVENT_INSERT, analytics)
+            await _insert_scan_events(db, analytics)
     return results
 
 
@@ -424,15 +449,12 @@ class Store:
         self._writer: sqlite3.Connection | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "store-writer")
         self._reader: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[tuple[_Queued, asyncio.Future[Any]]] = asyncio.Queue(
-            maxsize=8192
-        )
-        self._urgent: asyncio.Queue[tuple[_Queued, asyncio.Future[Any]]] = asyncio.Queue(
-            maxsize=8192
-        )
+        self._queue: WriteQueue[tuple[_Queued, asyncio.Future[Any]]] = WriteQueue(8192)
+        self._urgent: WriteQueue[tuple[_Queued, asyncio.Future[Any]]] = WriteQueue(8192)
         """Capture inserts: taken into each group before any other write."""
         self._wake = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop  # set by open()
         self.commits = 0
         self.writes = 0
         self.outbox_changed = asyncio.Event()
@@ -449,7 +471,7 @@ class Store:
         # The writer is a plain sqlite3 connection used only on its own thread: a group
         # commit is one hop to that thread (see _transaction), not one per statement.
         self._executor = concurrent.futures.ThreadPoolExecutor(1, "store-writer")
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         try:
             self._writer = await loop.run_in_executor(self._executor, self._open_writer)
         except BaseException:
@@ -584,36 +606,39 @@ class Store:
         """
         if self._writer_task is None:
             raise RuntimeError("the store is not open")
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        # The loop the store was opened on (asyncio.get_running_loop makes a system call
+        # on every call on Python 3.11: getpid, to notice a fork).
+        future: asyncio.Future[T] = self._loop.create_future()
         queued: WriteOp[Any] | Batchable | NotDurable = op
         if not durable:
             assert not isinstance(op, Batchable), "a Batchable is always durable"
             queued = NotDurable(op)
-        await (self._urgent if urgent else self._queue).put((queued, future))
+        queue = self._urgent if urgent else self._queue
+        if len(queue.items) < queue.maxsize:  # put_nowait, inline: the hot path
+            queue.items.append((queued, future))
+            queue._unfinished += 1
+        else:
+            await queue.put((queued, future))
         self._wake.set()
         return await future
 
     async def _write_loop(self) -> None:
         queue, urgent = self._queue, self._urgent
         while True:
-            if queue.empty() and urgent.empty():
+            if not queue.items and not urgent.items:
                 self._wake.clear()
                 await self._wake.wait()
                 if self.commit_interval:
                     await asyncio.sleep(self.commit_interval)
-            batch: list[tuple[_Queued, asyncio.Future[Any]]] = []
-            while len(batch) < self.max_batch and not urgent.empty():
-                batch.append(urgent.get_nowait())
+            batch = urgent.take(self.max_batch)
             from_urgent = len(batch)
-            while len(batch) < self.max_batch and not queue.empty():
-                batch.append(queue.get_nowait())
+            if from_urgent < self.max_batch and queue.items:
+                batch += queue.take(self.max_batch - from_urgent)
             try:
                 await self._commit_batch(batch)
             finally:
-                for _ in range(from_urgent):
-                    urgent.task_done()
-                for _ in range(len(batch) - from_urgent):
-                    queue.task_done()
+                urgent.done(from_urgent)
+                queue.done(len(batch) - from_urgent)
 
     async def _commit_batch(self, batch: list[tuple[_Queued, asyncio.Future[Any]]]) -> None:
         ops = [op for op, _ in batch]
@@ -798,7 +823,7 @@ class Store:
         """The capture ``new`` becomes once stored, before it is: PENDING, its public id and
         time given, its row id 0 (the insert assigns it)."""
         now = time.time()
-        return Capture(
+        return build_capture(
             id=0,
             # Time-ordered: the unique index on captures.public_id grows at its end instead
             # of taking a random page per capture (a page per commit, and per checkpoint).
@@ -886,13 +911,16 @@ class Store:
         item = _FinishedInsert(
             pending, outcome, idle_timeout, make_event, scan_event_defaults, destinations
         )
-        result: tuple[Capture, set[str]] | str = await self.write(
+        result: tuple[Capture, frozenset[str]] | str = await self.write(
             Batchable(_insert_finished, item), urgent=True
         )
         if isinstance(result, str):
             raise self._refused(pending.session_public_id, result)
         capture, written = result
-        self._signal_outbox(written)
+        if written is _MQTT_ONLY:
+            self.outbox_changed.set()
+        else:
+            self._signal_outbox(written)
         return capture
 
     @staticmethod
@@ -1030,9 +1058,10 @@ class Store:
         in_memory = before is not None and all(o.capture_id in held for o in outcomes)
         ids = [o.capture_id for o in outcomes]
         marks = ",".join("?" * len(ids))
+        written: frozenset[str] = frozenset()
 
         async def op(db: aiosqlite.Connection) -> list[Capture]:
-            nonlocal outcomes, ids, marks
+            nonlocal outcomes, ids, marks, written
             # A capture reaches its terminal status once: one walked twice (created while
             # the start-up resume read it as unfinished) gets no second event and no second
             # seq — consumers count on one gap-free seq per capture.
@@ -1087,7 +1116,7 @@ class Store:
             analytics: list[tuple[Any, ...]] = []
             by_id = {o.capture_id: o for o in outcomes}
             for offset, capture in enumerate(captures):
-                _terminal_rows(
+                written |= _terminal_rows(
                     capture,
                     by_id[capture.id],
                     seq + offset,
@@ -1099,12 +1128,10 @@ class Store:
                     analytics,
                 )
             await _insert_outbox(db, outbox)
-            written.update(row[0] for row in outbox)
             if analytics:
-                await db.executemany(_SCAN_EVENT_INSERT, analytics)
+                await _insert_scan_events(db, analytics)
             return captures
 
-        written: set[str] = set()
         captures = await self.write(op)
         self._signal_outbox(written)
         return captures

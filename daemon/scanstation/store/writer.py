@@ -3,14 +3,17 @@ and how the writer thread runs them (SyncConnection, run_now)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import aiosqlite
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 
 
 WriteOp = Callable[[aiosqlite.Connection], Awaitable[T]]
@@ -76,3 +79,80 @@ def run_now(awaitable: Awaitable[T]) -> T:
         return done.value  # type: ignore[no-any-return]
     steps.close()
     raise RuntimeError("a write op may await only its database connection")
+
+
+class WriteQueue(Generic[Item]):
+    """A bounded FIFO of writes waiting for the writer task: appended without a coroutine
+    while there is room, taken a group at a time.
+
+    What ``asyncio.Queue`` does for the writer (bounded, ``join``), at a fraction of its
+    cost per write: a capture's insert passes through it on the hot path.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.items: deque[Item] = deque()
+        self._space: deque[asyncio.Future[None]] = deque()
+        self._unfinished = 0
+        self._finished: asyncio.Event | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def full(self) -> bool:
+        return len(self.items) >= self.maxsize
+
+    def put_nowait(self, item: Item) -> None:
+        """Append ``item``; asyncio.QueueFull when ``maxsize`` items wait already."""
+        if len(self.items) >= self.maxsize:
+            raise asyncio.QueueFull
+        self.items.append(item)
+        self._unfinished += 1
+
+    async def put(self, item: Item) -> None:
+        """Append ``item`` once there is room."""
+        while len(self.items) >= self.maxsize:
+            waiter = asyncio.get_running_loop().create_future()
+            self._space.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                waiter.cancel()
+                if len(self.items) < self.maxsize:
+                    self._wake_putters(1)  # the room it was woken for goes to the next
+                raise
+        self.items.append(item)
+        self._unfinished += 1
+
+    def take(self, limit: int) -> list[Item]:
+        """Up to ``limit`` items from the front; their room goes to waiting putters."""
+        items = self.items
+        if len(items) <= limit:
+            taken = list(items)
+            items.clear()
+        else:
+            taken = [items.popleft() for _ in range(limit)]
+        if self._space:
+            self._wake_putters(len(taken))
+        return taken
+
+    def _wake_putters(self, count: int) -> None:
+        space = self._space
+        while count > 0 and space:
+            waiter = space.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
+
+    def done(self, count: int) -> None:
+        """``count`` taken items are written (or failed): ``join`` returns once all are."""
+        self._unfinished -= count
+        if self._unfinished <= 0 and self._finished is not None:
+            self._finished.set()
+
+    async def join(self) -> None:
+        """Return once every item put so far has been taken and marked done."""
+        while self._unfinished > 0:
+            if self._finished is None or self._finished.is_set():
+                self._finished = asyncio.Event()
+            await self._finished.wait()
