@@ -200,16 +200,54 @@ READ_CHUNK = 65536
 """Bytes taken from the socket per read: every PUBACK a readable event brings, at once."""
 
 
-class _Client(paho.Client):
-    """paho's client reading its socket in chunks.
+WRITE_CHUNK = 65536
+"""Queued packets are joined into one buffer (one send) up to this many bytes."""
 
-    paho reads each packet with a recv() per header byte and one for the rest: three system
-    calls per PUBACK. Here one recv takes what the socket holds and paho's reads are served
-    from it; ``buffered`` says what is left, since the loop's reader is not woken for it.
+
+_PUBLISH = int(paho.PUBLISH)
+_PUBACK = int(paho.PUBACK)
+_DISCONNECT = int(paho.DISCONNECT)
+
+
+def _puback_reasons() -> frozenset[int]:
+    codes = set()
+    for code in range(256):
+        with contextlib.suppress(Exception):
+            ReasonCode(PacketTypes.PUBACK, identifier=code)
+            codes.add(code)
+    return frozenset(codes)
+
+
+PUBACK_REASONS = _puback_reasons()
+"""The PUBACK reason codes paho decodes; it takes any other for a malformed packet (and
+drops the connection): such a PUBACK is left to paho, so it goes the same way."""
+
+
+def _joinable(command: int, qos: int) -> bool:
+    """Packets paho's write does nothing with once sent (not QoS 0 PUBLISH, not DISCONNECT)."""
+    kind = command & 0xF0
+    return kind != _DISCONNECT and not (kind == _PUBLISH and qos == 0)
+
+
+class _Client(paho.Client):
+    """paho's client with cheaper reads and writes for the outbox's stream of QoS 1 messages.
+
+    Reads: paho reads each packet with a recv() per header byte and one for the rest: three
+    system calls per PUBACK. Here one recv takes what the socket holds and paho's reads are
+    served from it; ``buffered`` says what is left, since the loop's reader is not woken for
+    it. A plain PUBACK (no properties) found in that buffer is settled here (``on_puback``:
+    packet id and reason code as ints), without paho's per-packet ReasonCode and Properties
+    objects; any other packet goes through paho.
+
+    Writes: paho sends each queued packet with a send() of its own; here packets queued back
+    to back are joined into one buffer, so a burst of PUBLISH packets is one send (one trip
+    through the kernel's loopback or TCP stack instead of one per message).
     """
 
     _chunk = b""
     _pos = 0
+    on_puback: Callable[[int, int], None] | None = None
+    """Called with (packet id, reason code) for a PUBACK of a message paho has in flight."""
 
     def _sock_recv(self, bufsize: int) -> bytes:
         if self._pos >= len(self._chunk):
@@ -223,6 +261,91 @@ class _Client(paho.Client):
 
     def buffered(self) -> int:
         return len(self._chunk) - self._pos
+
+    def _packet_read(self) -> MQTTErrorCode:
+        if self.on_puback is None or self._in_packet["command"] != 0:
+            return super()._packet_read()
+        if self._pos >= len(self._chunk):
+            try:
+                data = paho.Client._sock_recv(self, READ_CHUNK)
+            except BlockingIOError:
+                return MQTTErrorCode.MQTT_ERR_AGAIN
+            except OSError as err:
+                self._easy_log(paho.MQTT_LOG_ERR, "failed to receive on socket: %s", err)
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            if not data:
+                return MQTTErrorCode.MQTT_ERR_CONN_LOST
+            self._chunk, self._pos = data, 0
+        if self._pubacks() == 0:
+            return super()._packet_read()  # another packet, or a PUBACK not whole yet
+        return MQTTErrorCode.MQTT_ERR_SUCCESS
+
+    def _pubacks(self) -> int:
+        """Settle the plain PUBACKs at the head of the buffer; how many."""
+        chunk, pos, end = self._chunk, self._pos, len(self._chunk)
+        v5 = self._protocol == paho.MQTTv5
+        on_puback = self.on_puback
+        assert on_puback is not None
+        out = self._out_messages
+        settled = 0
+        while pos + 4 <= end and chunk[pos] == _PUBACK:
+            length = chunk[pos + 1]
+            if pos + 2 + length > end:
+                break  # not whole yet: paho reads the rest
+            if length == 2:
+                reason = 0
+            elif v5 and length == 3:
+                reason = chunk[pos + 4]
+            elif v5 and length == 4 and chunk[pos + 5] == 0:
+                reason = chunk[pos + 4]  # an empty property list
+            else:
+                break  # properties, a longer length or a malformed packet: paho decides
+            if reason not in PUBACK_REASONS:
+                break
+            mid = (chunk[pos + 2] << 8) | chunk[pos + 3]
+            pos += 2 + length
+            self._pos = pos
+            settled += 1
+            with self._out_message_mutex:
+                message = out.pop(mid, None)
+            if message is None:
+                continue  # paho ignores a PUBACK for no message of its own
+            on_puback(mid, reason)
+            message.info._set_as_published()
+            if message.qos > 0:
+                self._inflight_messages -= 1
+                if self._max_inflight_messages > 0:
+                    rc = self._update_inflight()
+                    if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        return settled
+        if settled:
+            with self._msgtime_mutex:
+                self._last_bytes_received = paho.time_func()
+        return settled
+
+    def _packet_queue(
+        self,
+        command: int,
+        packet: bytes | bytearray,
+        mid: int,
+        qos: int,
+        info: paho.MQTTMessageInfo | None = None,
+    ) -> MQTTErrorCode:
+        out = self._out_packet
+        if out and _joinable(command, qos):
+            tail = out[-1]
+            if (
+                _joinable(tail["command"], tail["qos"])
+                and tail["to_process"] + len(packet) <= WRITE_CHUNK
+            ):
+                buffer = tail["packet"]
+                if not isinstance(buffer, bytearray):
+                    buffer = tail["packet"] = bytearray(buffer)
+                buffer += packet
+                tail["to_process"] += len(packet)
+                self._call_socket_register_write()
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
+        return super()._packet_queue(command, packet, mid, qos, info)
 
 
 class Connection:
@@ -250,8 +373,10 @@ class Connection:
             reconnect_on_failure=False,
         )
         self.client.connect_timeout = 5.0
-        # The outbox window bounds what we send; paho must not queue on top of it.
-        self.client.max_inflight_messages_set(1000)
+        # The outbox window bounds what we send; paho must not queue on top of it (0: no
+        # limit of its own, and no walk over its messages on each PUBACK to find queued ones).
+        self.client.max_inflight_messages_set(0)
+        self.client.on_puback = self._on_puback
         if options.username:
             self.client.username_pw_set(options.username, options.password)
         self.client.will_set(options.will_topic, options.will_payload, qos=1, retain=True)
@@ -265,6 +390,10 @@ class Connection:
         self._subacks: dict[int, asyncio.Future[list[int]]] = {}
         self._misc: asyncio.Task[None] | None = None
         self._sock: Any = None
+        self._flush_soon = False
+        """A write of paho's queued packets is scheduled (call_soon) on the loop."""
+        self._writer_fd = -1
+        """The socket watched for writability (a send that would block), -1 when not."""
         c = self.client
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -338,6 +467,7 @@ class Connection:
             with contextlib.suppress(Exception):
                 self.loop.remove_reader(sock.fileno())
                 self.loop.remove_writer(sock.fileno())
+        self._writer_fd = -1
         with contextlib.suppress(Exception):
             self.client._sock_close()  # paho has no public "close now"
         self._closed(reason)
@@ -444,13 +574,16 @@ class Connection:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        self._on_puback(mid, reason_code.value)
+
+    def _on_puback(self, mid: int, reason: int) -> None:
         waiter = self._acks.pop(mid, None)
         if waiter is None:
-            self._early_acks[mid] = reason_code.value
+            self._early_acks[mid] = reason
         elif not isinstance(waiter, asyncio.Future):
-            waiter(reason_code.value)
+            waiter(reason)
         elif not waiter.done():
-            waiter.set_result(reason_code.value)
+            waiter.set_result(reason)
 
     def _on_subscribe(
         self,
@@ -540,6 +673,18 @@ class Connection:
         except Exception as exc:
             self.abort(f"write failed: {exc}")
 
+    def _flush(self) -> None:
+        """Send what paho queued since the last write: one send for a burst of publishes.
+        Only a send that would block waits for the socket to be writable."""
+        self._flush_soon = False
+        if self.closed.done() or self._writer_fd >= 0:
+            return  # closed, or the writer callback is already armed and will send it
+        self._writable()
+        sock = self._sock
+        if self.client.want_write() and sock is not None and not self.closed.done():
+            self._writer_fd = sock.fileno()
+            self.loop.add_writer(self._writer_fd, self._writable)
+
     def _on_socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
         fileno = sock.fileno()
 
@@ -547,18 +692,24 @@ class Connection:
             if fileno > -1:
                 self.loop.remove_reader(fileno)
                 self.loop.remove_writer(fileno)
+            self._writer_fd = -1
 
         self._call_on_loop(stop)
 
     def _on_socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        fileno = sock.fileno()
-        self._call_on_loop(lambda: self.loop.add_writer(fileno, self._writable))
+        # Packets were queued: write them once the current callback is done (a burst of
+        # publishes then goes out in one send), not on the next poll for writability.
+        if threading.get_ident() != self._loop_thread:
+            self._call_on_loop(lambda: self._on_socket_register_write(client, userdata, sock))
+        elif not self._flush_soon:
+            self._flush_soon = True
+            self.loop.call_soon(self._flush)
 
     def _on_socket_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        fileno = sock.fileno()
-
         def stop() -> None:
-            self.loop.remove_writer(fileno)
+            if self._writer_fd >= 0:
+                self.loop.remove_writer(self._writer_fd)
+                self._writer_fd = -1
 
         self._call_on_loop(stop)
 
