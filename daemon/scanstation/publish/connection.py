@@ -287,6 +287,23 @@ class _Client(paho.Client):
         on_puback = self.on_puback
         assert on_puback is not None
         out = self._out_messages
+        with self._out_message_mutex:  # as paho holds it around its on_publish
+            settled = self._settle(chunk, pos, end, v5, on_puback, out)
+        if settled:
+            with self._msgtime_mutex:
+                self._last_bytes_received = paho.time_func()
+        return settled
+
+    def _settle(
+        self,
+        chunk: bytes,
+        pos: int,
+        end: int,
+        v5: bool,
+        on_puback: Callable[[int, int], None],
+        out: dict[int, paho.MQTTMessage],
+    ) -> int:
+        """The loop of ``_pubacks``: one PUBACK after the other from ``pos``."""
         settled = 0
         while pos + 4 <= end and chunk[pos] == _PUBACK:
             length = chunk[pos + 1]
@@ -306,21 +323,19 @@ class _Client(paho.Client):
             pos += 2 + length
             self._pos = pos
             settled += 1
-            with self._out_message_mutex:
-                message = out.pop(mid, None)
+            message = out.pop(mid, None)
             if message is None:
                 continue  # paho ignores a PUBACK for no message of its own
             on_puback(mid, reason)
-            message.info._set_as_published()
+            # paho's _set_as_published, without taking and notifying the info's Condition:
+            # no thread waits on these (Connection hands out packet ids, never the infos).
+            message.info._published = True
             if message.qos > 0:
                 self._inflight_messages -= 1
                 if self._max_inflight_messages > 0:
                     rc = self._update_inflight()
                     if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                         return settled
-        if settled:
-            with self._msgtime_mutex:
-                self._last_bytes_received = paho.time_func()
         return settled
 
     def _packet_queue(

@@ -242,6 +242,8 @@ class MqttLink:
         """Row id → times the connection died with that event alone in flight."""
         self._tasks: set[asyncio.Future[None]] = set()
         """Strong references to background writes (refusals, dead letters)."""
+        self._topics: dict[str, tuple[str, int]] = {}
+        """Outbox topic suffix → (full topic, its length in bytes)."""
 
     # -- state --
 
@@ -546,9 +548,9 @@ class MqttLink:
         self, conn: Connection, drain: _Drain, event: OutboxEvent, permits: int
     ) -> None:
         payload = event.payload.encode()
-        topic = self.topics.event(event.topic)
+        topic, topic_bytes = self._topic(event.topic)
         # Fixed header (≤ 5) + topic + packet id + properties: 64 bytes covers it.
-        size = len(payload) + len(topic.encode()) + 64
+        size = len(payload) + topic_bytes + 64
         if size > drain.max_bytes:
             _release(drain.window, permits)
             self._bury(
@@ -569,24 +571,39 @@ class MqttLink:
         for hook in self.on_sent:
             hook(event)
 
+    def _topic(self, suffix: str) -> tuple[str, int]:
+        """The full topic of an outbox topic suffix and its length in bytes (kept per suffix)."""
+        known = self._topics.get(suffix)
+        if known is None:
+            topic = self.topics.event(suffix)
+            known = self._topics[suffix] = (topic, len(topic.encode()))
+        return known
+
     def _on_ack(self, drain: _Drain, event: OutboxEvent, permits: int, reason: int) -> None:
         """The broker answered ``event`` (called from the connection's read, on the loop)."""
-        _release(drain.window, permits)
-        self._c.in_flight = max(self._c.in_flight - 1, 0)
-        self._in_flight.pop(event.id, None)
-        self._suspects.pop(event.id, None)
-        kind = refusal_kind(reason)
-        if kind == "ok":
-            self._c.published += 1
-            self._acked.append(event.id)
-            self._acked_ids.add(event.id)
+        if permits == 1:
+            drain.window.release()
+        else:
+            _release(drain.window, permits)
+        c = self._c
+        c.in_flight = max(c.in_flight - 1, 0)
+        row = event.id
+        self._in_flight.pop(row, None)
+        if self._suspects:
+            self._suspects.pop(row, None)
+        if reason < 0x80:  # refusal_kind(reason) == "ok", the common case first
+            c.published += 1
+            acked = self._acked
+            acked.append(row)
+            self._acked_ids.add(row)
             self._flush_wanted.set()
-            if len(self._acked) >= ACK_BATCH:
+            if len(acked) >= ACK_BATCH:
                 self._ack_batch_full.set()
             for hook in self.on_delivered:
                 hook(event)
             return
-        self._c.refused += 1
+        kind = refusal_kind(reason)
+        c.refused += 1
         error = reason_text(reason)
         attempts = event.attempts + 1
         if kind == "dead" or (kind == "retry" and attempts >= self.mqtt.dead_letter_after):
