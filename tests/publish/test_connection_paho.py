@@ -304,3 +304,53 @@ async def test_a_burst_of_sends_is_one_write_and_every_puback_comes_back(
         assert await asyncio.wait_for(conn.publish("burst/one", b"1", qos=1), 5) in (0, 0x10)
     finally:
         await conn.close()
+
+
+async def test_a_send_that_would_block_waits_for_the_socket(broker: Broker) -> None:
+    options = ConnectOptions(
+        host="127.0.0.1",
+        port=broker.port,
+        client_id="blocked",
+        protocol="5",
+        keepalive=30,
+        username="",
+        password=None,
+        will_topic="blocked/status",
+        will_payload=b"offline",
+        tls=None,
+    )
+    conn = Connection(options)
+    await conn.open()
+    real_add_writer = conn.loop.add_writer
+    try:
+        sock = conn.client.socket()
+        assert sock is not None
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # fills at once
+        armed: list[int] = []
+
+        def add_writer(fd: Any, callback: Any, *args: Any) -> None:
+            armed.append(fd)
+            real_add_writer(fd, callback, *args)
+
+        conn.loop.add_writer = add_writer  # type: ignore[method-assign]
+        count = 120
+        acked: list[int] = []
+        done = asyncio.Event()
+
+        def on_ack(reason: int) -> None:
+            acked.append(reason)
+            if len(acked) == count:
+                done.set()
+
+        payload = bytes(range(256)) * 40  # 10 KiB
+        for _ in range(count):
+            conn.send("blocked/events", payload, on_ack)
+        async with asyncio.timeout(20):
+            await done.wait()
+        assert armed  # the write waited for writability at least once
+        assert conn._writer_fd == -1  # and stopped waiting once all was sent
+        assert not conn.client.want_write()
+        assert set(acked) <= {0, 0x10}
+    finally:
+        conn.loop.add_writer = real_add_writer  # type: ignore[method-assign]
+        await conn.close()
