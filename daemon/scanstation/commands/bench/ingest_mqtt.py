@@ -31,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from scanstation.bus import EventBus
 from scanstation.commands.bench import VALUES, free_port
 from scanstation.config import Config, parse_config
+from scanstation.heap import settled
 from scanstation.model import CaptureType
 from scanstation.pipeline import Pipeline
 from scanstation.publish.mqtt import MqttLink
@@ -288,26 +289,27 @@ class _Station:
                         self.acked[capture.public_id] = time.perf_counter()
                         self.started[capture.public_id] = t0
 
-                started = time.perf_counter()
-                cpu = time.process_time()
-                if rate is None:
+                with settled():  # as the daemon runs once it is ready (scanstation.heap)
+                    started = time.perf_counter()
+                    cpu = time.process_time()
+                    if rate is None:
 
-                    async def produce(offset: int) -> None:
-                        for i in range(per_producer):
-                            await create(VALUES[(offset + i) % len(VALUES)])
+                        async def produce(offset: int) -> None:
+                            for i in range(per_producer):
+                                await create(VALUES[(offset + i) % len(VALUES)])
 
-                    await asyncio.gather(*(produce(p) for p in range(producers)))
-                else:
-                    pending = set()
-                    for i in range(count):
-                        await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
-                        task = asyncio.create_task(create(VALUES[i % len(VALUES)]))
-                        pending.add(task)
-                        task.add_done_callback(pending.discard)
-                async with asyncio.timeout(120):
-                    await self.all_delivered.wait()
-                self.rate = count / (time.perf_counter() - started)
-                self.cpu_us_per_capture = 1e6 * (time.process_time() - cpu) / count
+                        await asyncio.gather(*(produce(p) for p in range(producers)))
+                    else:
+                        pending = set()
+                        for i in range(count):
+                            await asyncio.sleep(max(0.0, started + i / rate - time.perf_counter()))
+                            task = asyncio.create_task(create(VALUES[i % len(VALUES)]))
+                            pending.add(task)
+                            task.add_done_callback(pending.discard)
+                    async with asyncio.timeout(120):
+                        await self.all_delivered.wait()
+                    self.rate = count / (time.perf_counter() - started)
+                    self.cpu_us_per_capture = 1e6 * (time.process_time() - cpu) / count
                 if self.trace:
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(5):
