@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,7 @@ import cv2
 import numpy as np
 
 from scanstation.barcode.decode import DecodedCode, DecodeOptions, Frame, decode_frame, to_gray
+from scanstation.barcode.quality import Quality
 from scanstation.barcode.quality import measure as measure_quality
 from scanstation.config import CameraSourceConfig
 from scanstation.model import CaptureType, Emit, Scan
@@ -124,6 +125,11 @@ class Read:
     """Distinct codes the window read: the read-rate statistics wait for all of them."""
     frame: CameraFrame | None = field(default=None, compare=False, repr=False)
     """The frame it was read in (its quality indicators are measured on it)."""
+    measured: bool = field(default=False, compare=False, repr=False)
+    """True when `quality` was already measured (by the decoder thread, right after the
+    decode); otherwise the emitter measures it."""
+    quality: Quality | None = field(default=None, compare=False, repr=False)
+    """The read's quality indicators when `measured` (None: the outline was unusable)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +171,17 @@ class Presence:
         self.window_s = window_s
         self._last_seen: dict[tuple[str, str], float] = {}
         self._last_report_at = -math.inf
+
+    def would_report(self, t: float, key: tuple[str, str]) -> bool:
+        """Whether `key` seen at `t` would be reported, as the state stands: a hint that
+        reads only, so a decoder thread may ask it while the event loop observes (frames
+        still in flight ahead of this one are not counted yet)."""
+        seen = self._last_seen.get(key)
+        return (
+            seen is None
+            or t - seen >= self.window_s
+            or (self._last_report_at > seen and t - seen >= min(MIN_ABSENCE_S, self.window_s))
+        )
 
     def observe(self, t: float, keys: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         """The keys among `keys` (seen at time `t`) that should be reported now."""
@@ -223,6 +240,16 @@ class ReaderLogic:
             return True
         w = self.window
         return w is not None and w.opened_at <= t < w.closes_at
+
+    def may_report(self, t: float, code: DecodedCode) -> bool:
+        """Whether `code`, read in a frame grabbed at `t`, is likely to be reported: a hint
+        for a decoder thread (reads only; `observe` decides)."""
+        if not code.text:
+            return False
+        if self.continuous:
+            return self.presence.would_report(t, code.key)
+        w = self.window
+        return w is not None and w.opened_at <= t
 
     def observe(self, frame: CameraFrame, codes: Sequence[DecodedCode]) -> list[Read | NoRead]:
         """What to report for `codes`, read in `frame` (frames arrive in grab order)."""
@@ -361,10 +388,21 @@ def _scene_changed(a: Frame, b: Frame) -> bool:
     return int(np.count_nonzero(diff > CHANGE_LEVEL)) >= max(2, int(a.size * CHANGE_FRACTION))
 
 
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """What a decoder thread hands back for one frame."""
+
+    codes: list[DecodedCode]
+    quality: dict[tuple[str, str], Quality | None]
+    """The quality indicators of the codes the reader is likely to report, measured in the
+    decoder thread on the frame they were read in (by key; a code missing here is measured
+    by the emitter if it is reported after all)."""
+
+
 @dataclass
 class _Pending:
     frame: CameraFrame
-    codes: asyncio.Future[list[DecodedCode]] | None
+    codes: asyncio.Future[_Decoded] | None
     """None: the frame is not decoded (no trigger window open)."""
 
 
@@ -431,7 +469,7 @@ class CameraSource:
         self._jpeg_cache: tuple[int, bytes] | None = None
         self._encoding = False
         self._next_index = 0
-        self._last_counted: asyncio.Future[list[DecodedCode]] | None = None
+        self._last_counted: asyncio.Future[_Decoded] | None = None
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -634,7 +672,7 @@ class CameraSource:
         grabber.start()
         loop = asyncio.get_running_loop()
         pending: deque[_Pending] = deque()
-        reference: tuple[Frame, asyncio.Future[list[DecodedCode]]] | None = None
+        reference: tuple[Frame, asyncio.Future[_Decoded]] | None = None
         stall_after = max(5.0, 20.0 / self.config.fps)
         last_frame_at = time.monotonic()
         try:
@@ -661,7 +699,7 @@ class CameraSource:
                         self._counters.skipped_frames += 1
                         pending.append(_Pending(frame, reference[1]))
                         continue
-                    future = loop.run_in_executor(executor, self._decode, frame)
+                    future = loop.run_in_executor(executor, self._work, frame)
                     self._counters.decoded_frames += 1
                     reference = (frame.thumb, future)
                     pending.append(_Pending(frame, future))
@@ -669,8 +707,11 @@ class CameraSource:
                 if pending and (pending[0].codes is None or pending[0].codes.done()):
                     while pending and (pending[0].codes is None or pending[0].codes.done()):
                         item = pending.popleft()
-                        codes = await self._codes_of(item)
-                        for event in self.reader.observe(item.frame, codes):
+                        decoded = await self._codes_of(item)
+                        for event in self.reader.observe(item.frame, decoded.codes):
+                            if isinstance(event, Read) and event.code.key in decoded.quality:
+                                quality = decoded.quality[event.code.key]
+                                event = replace(event, measured=True, quality=quality)
                             await outbox.put(event)
                     continue
                 if pending:
@@ -711,22 +752,22 @@ class CameraSource:
             if grabber.is_alive():
                 await asyncio.to_thread(grabber.join, 1.0)
 
-    async def _codes_of(self, item: _Pending) -> list[DecodedCode]:
+    async def _codes_of(self, item: _Pending) -> _Decoded:
         """The codes of a pending frame, in frame order; a failed decode counts as none."""
         if item.codes is None:
             self._shown = (item.frame, [])  # not decoded (outside a read window): no boxes
-            return []
+            return _NOTHING
         try:
-            codes = await item.codes
+            decoded = await item.codes
         except Exception as exc:
             self.health.errors += 1
             log.warning("camera %s: decoding frame %d failed: %s", self.name, item.frame.index, exc)
-            return []
+            return _NOTHING
         if item.codes is not self._last_counted:
             self._last_counted = item.codes
-            self._counters.decodes += len(codes)
-        self._shown = (item.frame, codes)
-        return codes
+            self._counters.decodes += len(decoded.codes)
+        self._shown = (item.frame, decoded.codes)
+        return decoded
 
     def _take_triggers(self) -> None:
         with self._trigger_lock:
@@ -736,6 +777,18 @@ class CameraSource:
                 self.reader.trigger(t)
             else:
                 self.reader.release(t)
+
+    def _work(self, frame: CameraFrame) -> _Decoded:
+        """Decoder thread: the frame's codes, then the quality indicators of those the
+        reader is likely to report, on the same thread (no hand-over between the decode and
+        the measure; a code already in view is not measured again)."""
+        codes = self._decode(frame)
+        quality: dict[tuple[str, str], Quality | None] = {}
+        if self.config.quality:
+            for code in codes:
+                if code.key not in quality and self.reader.may_report(frame.t, code):
+                    quality[code.key] = measure_quality(frame.gray, code)
+        return _Decoded(codes, quality)
 
     def _decode(self, frame: CameraFrame) -> list[DecodedCode]:
         """Decoder thread: one frame through zxing-cpp (the GIL is released while it works)."""
@@ -791,10 +844,11 @@ class CameraSource:
                 metadata["trigger"] = event.trigger
                 metadata["window"] = str(event.window)
                 metadata["window_codes"] = str(event.window_codes)
-            if self.config.quality and event.frame is not None:
+            quality = event.quality
+            if self.config.quality and not event.measured and event.frame is not None:
                 quality = await asyncio.to_thread(measure_quality, event.frame.gray, code)
-                if quality is not None:
-                    metadata.update(quality.as_metadata())
+            if self.config.quality and quality is not None:
+                metadata.update(quality.as_metadata())
             return Scan(
                 source=self.name,
                 raw_value=code.text,
@@ -818,6 +872,9 @@ class CameraSource:
                 "window_ms": str(round((event.closed_at - event.opened_at) * 1000)),
             },
         )
+
+
+_NOTHING = _Decoded([], {})
 
 
 async def _wait_for(
