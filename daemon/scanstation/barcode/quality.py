@@ -241,55 +241,54 @@ def _scan_lines(
     count, width = profiles.shape
     threshold = (high + low) / 2
     hysteresis = 0.1 * contrast
-    dark_below = (threshold - hysteresis).astype(np.float32)[:, None]
-    light_above = (threshold + hysteresis).astype(np.float32)[:, None]
-    # 1 dark, 0 light, -1 in the hysteresis band (keeps the previous state).
-    state = np.where(profiles < dark_below, 1, np.where(profiles > light_above, 0, -1)).ravel()
-    known = np.flatnonzero(state >= 0)
+    dark = profiles < (threshold - hysteresis).astype(np.float32)[:, None]
+    # Pixels in the hysteresis band are neither dark nor light: they keep the state before.
+    known = np.flatnonzero(dark | (profiles > (threshold + hysteresis).astype(np.float32)[:, None]))
     if known.size == 0:
         return _NONE
-    known_state = state[known]
+    known_dark = dark.ravel()[known]
     known_row = known // width
-    # An element starts where the state (in-band pixels keep the one before) changes within
-    # a row; every row's first element starts at its first pixel.
-    change_at = np.flatnonzero(
-        (known_state[1:] != known_state[:-1]) & (known_row[1:] == known_row[:-1])
+    # An edge is where the state changes within a row (sorted: row by row, left to right).
+    change_at = (
+        np.flatnonzero((known_dark[1:] != known_dark[:-1]) & (known_row[1:] == known_row[:-1])) + 1
     )
-    changes = known[change_at + 1]
-    change_row = known_row[change_at + 1]
-    edges_per_row = np.bincount(change_row, minlength=count)
+    edges = known[change_at]
+    edge_row = known_row[change_at]
+    edges_per_row = np.bincount(edge_row, minlength=count)
+    # Elements, in order: each row's first one starts at its first pixel (its state that of
+    # the row's first known pixel), the others at the row's edges.
     row_start = np.arange(count) * width
-    first_state = known_state[np.searchsorted(known, row_start)]
-    starts = np.concatenate((row_start, changes))
-    states = np.concatenate((first_state, known_state[change_at + 1]))
-    order = np.argsort(starts, kind="stable")
-    starts, states = starts[order], states[order]
+    row_slot = np.arange(count) + (np.cumsum(edges_per_row) - edges_per_row)
+    edge_slot = np.arange(edges.size) + edge_row + 1
+    starts = np.empty(count + edges.size, dtype=np.intp)
+    starts[row_slot], starts[edge_slot] = row_start, edges
+    is_dark = np.empty(count + edges.size, dtype=bool)
+    is_dark[row_slot] = known_dark[np.searchsorted(known, row_start)]
+    is_dark[edge_slot] = known_dark[change_at]
     flat = profiles.ravel()
     # Each element's extreme: its darkest pixel if it is a bar, its lightest if a space.
     extremes = np.where(
-        states == 1, np.minimum.reduceat(flat, starts), np.maximum.reduceat(flat, starts)
+        is_dark, np.minimum.reduceat(flat, starts), np.maximum.reduceat(flat, starts)
     )
-    # Element i + 1 starting at an edge (not at a row's start): the edge between i and i + 1.
-    at_edge = (starts[1:] % width) != 0
-    pair_contrast = np.abs(np.diff(extremes))[at_edge]
-    edge_pos = starts[1:][at_edge]
-    edge_row = edge_pos // width
+    pair_contrast = np.abs(extremes[edge_slot] - extremes[edge_slot - 1])
     usable_row = edges_per_row >= 2
-    # The steepest slope next to each edge: slope between pixels x - 3 … x + 1 of its row.
-    slope = np.abs(np.diff(profiles, axis=1))
-    x = edge_pos % width
-    window = np.clip(x[:, None] + np.arange(-3, 2), 0, width - 2)
-    steepest = slope[edge_row[:, None], window].max(axis=1)
+    # The steepest slope next to each edge: between pixels x - 3 … x + 2 of its row.
+    x = edges - edge_row * width
+    left = edge_row[:, None] * width + np.clip(x[:, None] + np.arange(-3, 2), 0, width - 2)
+    steepest = np.abs(flat[left + 1] - flat[left]).max(axis=1)
     on_usable = usable_row[edge_row]
     usable = on_usable & (steepest > 0)
     edge_widths = pair_contrast[usable] / steepest[usable]
     # Modulation: a line's smallest edge contrast over its contrast.
+    has_edges = edges_per_row > 0
+    first_edge = (np.cumsum(edges_per_row) - edges_per_row)[has_edges]
     smallest = np.full(count, np.inf, dtype=np.float32)
-    np.minimum.at(smallest, edge_row, pair_contrast)
+    if first_edge.size:
+        smallest[has_edges] = np.minimum.reduceat(pair_contrast, first_edge)
     mods = smallest[usable_row].astype(np.float64) / contrast[usable_row]
     # Element widths: between consecutive edges of the same row.
     same_row = edge_row[1:] == edge_row[:-1]
-    interior = np.diff(edge_pos)[same_row & on_usable[1:]]
+    interior = np.diff(edges)[same_row & on_usable[1:]]
     return mods, edge_widths, interior
 
 
