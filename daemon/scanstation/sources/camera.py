@@ -33,11 +33,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -402,8 +401,9 @@ class _Decoded:
 @dataclass
 class _Pending:
     frame: CameraFrame
-    codes: asyncio.Future[_Decoded] | None
-    """None: the frame is not decoded (no trigger window open)."""
+    codes: Future[_Decoded] | None
+    """None: the frame is not decoded (no trigger window open). A decoder thread's own
+    future: it wakes the event loop itself when done (one hop, no asyncio future chained)."""
 
 
 @dataclass
@@ -460,7 +460,10 @@ class CameraSource:
         self._pending_triggers: list[tuple[bool, float]] = []
         """(opens, time): triggers (True) and releases (False), in the order they came."""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
+        self._kicked = False
+        """Set on the event loop by a wake-up (new frame, trigger, decode done), cleared by the
+        stream before it looks at what is there."""
+        self._waiter: asyncio.Future[None] | None = None
         self._latest: CameraFrame | None = None
         self._shown: tuple[CameraFrame, list[DecodedCode]] | None = None
         """The newest frame through the reader and the codes found in it: the preview draws
@@ -469,7 +472,7 @@ class CameraSource:
         self._jpeg_cache: tuple[int, bytes] | None = None
         self._encoding = False
         self._next_index = 0
-        self._last_counted: asyncio.Future[_Decoded] | None = None
+        self._last_counted: Future[_Decoded] | None = None
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -586,7 +589,7 @@ class CameraSource:
     async def run(self, emit: Emit) -> None:
         """Read until cancelled (or until a replay ends), reopening a lost camera with backoff."""
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
+        self._kicked = False
         outbox: asyncio.Queue[Read | NoRead] = asyncio.Queue(maxsize=64)
         executor = ThreadPoolExecutor(
             max_workers=self.threads, thread_name_prefix=f"decode-{self.name}"
@@ -631,14 +634,40 @@ class CameraSource:
                 await asyncio.sleep(delay)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
-    def _notify(self) -> None:
-        loop, wake = self._loop, self._wake
-        # Reading is_set() from another thread is a benign race (at worst one extra wake-up);
+    def _notify(self, _done: object = None) -> None:
+        """Wake the stream (any thread): a frame came, a trigger, or a decode finished."""
+        loop = self._loop
+        # Reading the flag from another thread is a benign race (at worst one extra wake-up);
         # it keeps a camera that delivers faster than the loop turns from flooding the loop.
-        if loop is None or wake is None or wake.is_set() or loop.is_closed():
+        if loop is None or self._kicked or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # the loop closed under us at shutdown
-            loop.call_soon_threadsafe(wake.set)
+            loop.call_soon_threadsafe(self._kick)
+
+    def _kick(self) -> None:
+        self._kicked = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _until_kicked(self, within: float | None) -> None:
+        """Until a wake-up since the stream last looked, or `within` seconds (None: no limit).
+
+        A plain future resolved by the wake-up itself: no task per wait, and not
+        ``asyncio.wait_for`` (before Python 3.12 it can swallow a cancellation that arrives
+        as the wait ends, which a camera delivering frames fast makes likely, gh-86296).
+        """
+        if self._kicked:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if within is None else loop.call_later(within, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     def _on_drop(self, count: int) -> None:
         self._counters.dropped_frames += count  # grabber thread, the only writer
@@ -654,8 +683,6 @@ class CameraSource:
         self, executor: ThreadPoolExecutor, outbox: asyncio.Queue[Read | NoRead]
     ) -> None:
         """Frames in, reads out, until a replay ends; raises CameraError when the camera is lost."""
-        assert self._wake is not None
-        wake = self._wake
         live = self.backend.live
         # A replay keeps a few frames ready and a few more decoding than there are threads,
         # which hides the hand-over latency between threads; a live camera keeps neither,
@@ -670,15 +697,14 @@ class CameraSource:
             daemon=True,
         )
         grabber.start()
-        loop = asyncio.get_running_loop()
         pending: deque[_Pending] = deque()
-        reference: tuple[Frame, asyncio.Future[_Decoded]] | None = None
+        reference: tuple[Frame, Future[_Decoded]] | None = None
         stall_after = max(5.0, 20.0 / self.config.fps)
         last_frame_at = time.monotonic()
         try:
             while True:
                 # Cleared before looking, so a frame posted meanwhile still wakes the wait below.
-                wake.clear()
+                self._kicked = False
                 # Fill the decoder pool with the newest frames.
                 while len(pending) < in_flight:
                     frame = mailbox.take()
@@ -699,7 +725,8 @@ class CameraSource:
                         self._counters.skipped_frames += 1
                         pending.append(_Pending(frame, reference[1]))
                         continue
-                    future = loop.run_in_executor(executor, self._work, frame)
+                    future = executor.submit(self._work, frame)
+                    future.add_done_callback(self._notify)
                     self._counters.decoded_frames += 1
                     reference = (frame.thumb, future)
                     pending.append(_Pending(frame, future))
@@ -707,7 +734,7 @@ class CameraSource:
                 if pending and (pending[0].codes is None or pending[0].codes.done()):
                     while pending and (pending[0].codes is None or pending[0].codes.done()):
                         item = pending.popleft()
-                        decoded = await self._codes_of(item)
+                        decoded = self._codes_of(item)
                         for event in self.reader.observe(item.frame, decoded.codes):
                             if isinstance(event, Read) and event.code.key in decoded.quality:
                                 quality = decoded.quality[event.code.key]
@@ -715,15 +742,10 @@ class CameraSource:
                             await outbox.put(event)
                     continue
                 if pending:
-                    oldest = pending[0].codes
-                    assert oldest is not None
-                    if len(pending) >= in_flight:
-                        # Every decoder is busy: the next thing to do is take a result.
-                        await asyncio.wait({oldest})
-                    else:
-                        # A decoder is free: take a result or a new frame, whichever comes
-                        # first (awaiting only the result would decode one frame at a time).
-                        await _wait_for(wake, 1.0, oldest)
+                    # A result or a new frame, whichever comes first (awaiting only the
+                    # result would decode one frame at a time); every decode in flight
+                    # wakes the stream when it is done.
+                    await self._until_kicked(None if len(pending) >= in_flight else 1.0)
                     continue
                 self._take_triggers()
                 for event in self.reader.expire(self.clock(), self._latest):
@@ -742,7 +764,7 @@ class CameraSource:
                 if mailbox.holds_frame:
                     continue
                 # Short while a window is open, so that it closes on time.
-                await _wait_for(wake, 0.02 if self.reader.window else 0.5)
+                await self._until_kicked(0.02 if self.reader.window else 0.5)
         finally:
             stop.set()
             mailbox.clear()  # unblock a replay grabber waiting for room
@@ -752,13 +774,13 @@ class CameraSource:
             if grabber.is_alive():
                 await asyncio.to_thread(grabber.join, 1.0)
 
-    async def _codes_of(self, item: _Pending) -> _Decoded:
+    def _codes_of(self, item: _Pending) -> _Decoded:
         """The codes of a pending frame, in frame order; a failed decode counts as none."""
         if item.codes is None:
             self._shown = (item.frame, [])  # not decoded (outside a read window): no boxes
             return _NOTHING
         try:
-            decoded = await item.codes
+            decoded = item.codes.result()  # done: the stream only takes finished frames
         except Exception as exc:
             self.health.errors += 1
             log.warning("camera %s: decoding frame %d failed: %s", self.name, item.frame.index, exc)
@@ -877,20 +899,9 @@ class CameraSource:
 _NOTHING = _Decoded([], {})
 
 
-async def _wait_for(
-    wake: asyncio.Event, within: float, result: asyncio.Future[Any] | None = None
-) -> None:
-    """Until `wake` is set, `result` is done, or `within` seconds pass.
-
-    Not ``asyncio.wait_for``: before Python 3.12 it can swallow a cancellation that arrives
-    as the event is set, which a camera delivering frames fast makes likely (gh-86296).
-    """
-    woken: asyncio.Future[Any] = asyncio.ensure_future(wake.wait())
-    waiting: set[asyncio.Future[Any]] = {woken} if result is None else {woken, result}
-    try:
-        await asyncio.wait(waiting, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        woken.cancel()
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _as_camera_error(error: BaseException) -> CameraError:
