@@ -7,7 +7,8 @@ Threads and tasks, and who calls what:
   taken, so no frame is skipped); it wakes the event loop with ``call_soon_threadsafe``;
 - the event loop hands frames to a pool of decoder threads (zxing-cpp releases the GIL, so
   every core decodes) and takes the results back in frame order, so presence tracking sees
-  time run forwards;
+  time run forwards; a decoder thread measures the quality indicators of the codes likely to
+  be reported right after its decode, and wakes the loop itself when it is done;
 - a frame whose scene did not change since the last decoded one is not decoded again (its
   codes are the same): an idle lane costs almost nothing;
 - `ReaderLogic` (pure, clock passed in) turns per-frame codes into reads: presence-based
