@@ -179,6 +179,53 @@ def test_reader_window_ends_on_the_first_good_read() -> None:
 # ---- the source with a fake camera -----------------------------------------------------------
 
 
+@pytest.mark.parametrize("window_s", [0.0, 2.0])
+def test_presence_hint_agrees_with_what_observe_reports(window_s: float) -> None:
+    # The decoder threads ask `would_report` (reads only) to measure a read's quality
+    # before the event loop decides; asked in frame order it says exactly what observe does.
+    frames = [(0.0, [A]), (0.1, [A]), (0.4, [B]), (0.8, [A]), (0.9, [A, B]), (3.5, [A])]
+    presence = Presence(window_s=window_s)
+    for t, keys in frames:
+        hinted = [key for key in keys if presence.would_report(t, key)]
+        assert presence.observe(t, keys) == hinted
+
+
+async def test_camera_measures_quality_once_per_read_whichever_thread_does_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    measured: list[str] = []
+    measure = camera_module.measure_quality
+
+    def counting(gray: np.ndarray, code: DecodedCode) -> object:
+        measured.append(threading.current_thread().name)
+        return measure(gray, code)
+
+    monkeypatch.setattr(camera_module, "measure_quality", counting)
+    expected = measure(WITH_EAN, camera_module.decode_frame(WITH_EAN)[0])
+    assert expected is not None
+    scans: list[Scan] = []
+    for hint in (True, False):
+        measured.clear()
+        clock = FakeClock()
+        cam = FakeCamera(on_frame=clock.set)
+        for i, image in enumerate([WITH_EAN, WITH_EAN, WITH_EAN, EMPTY]):
+            cam.push(image, at=i * 0.1)
+        cam.end()
+        emit = Recorder()
+        source = CameraSource(config(decode_threads=1), backend=cam, clock=clock)
+        if not hint:  # the hint said "not reported": the emitter measures it after all
+            monkeypatch.setattr(source.reader, "may_report", lambda t, code: False)
+        await replay(source, emit)
+        assert emit.values == [EAN]
+        # In the decoder thread right after the decode when the hint says the code will be
+        # reported (once: the code still in view is not measured again), else by the emitter.
+        assert len(measured) == 1
+        assert measured[0].startswith("decode-cam0") == hint
+        scans += emit.scans
+    for scan in scans:
+        assert {k: scan.metadata[k] for k in expected.as_metadata()} == expected.as_metadata()
+
+
 async def test_camera_continuous_reports_each_item_once_while_in_view() -> None:
     clock = FakeClock()
     cam = FakeCamera(on_frame=clock.set)

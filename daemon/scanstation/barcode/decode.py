@@ -128,9 +128,16 @@ class DecodeOptions:
     """Images up to this size get the contrast and upscale retries over the whole image."""
     zxing_formats: tuple[zxingcpp.BarcodeFormat, ...] = field(default=(), repr=False, compare=False)
     """The parsed `formats` (filled in by `__post_init__`)."""
+    linear_formats: tuple[zxingcpp.BarcodeFormat, ...] = field(
+        default=(), repr=False, compare=False
+    )
+    """The 1-D formats among them (every 1-D format when `formats` is empty): what a deskewed
+    1-D candidate region is read for (filled in by `__post_init__`)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "zxing_formats", tuple(parse_formats(self.formats)))
+        linear = [f for f in self.zxing_formats or _LINEAR if f in _LINEAR]
+        object.__setattr__(self, "linear_formats", tuple(linear))
         if self.roi is not None:
             check_roi(self.roi)
 
@@ -215,12 +222,18 @@ def roi_view(gray: Frame, roi: tuple[float, float, float, float] | None) -> tupl
 
 
 def _zxing_read(
-    image: Frame, options: DecodeOptions, *, try_rotate: bool, try_invert: bool
+    image: Frame,
+    options: DecodeOptions,
+    *,
+    try_rotate: bool,
+    try_invert: bool,
+    linear_only: bool = False,
 ) -> list[zxingcpp.Barcode]:
+    formats = options.linear_formats if linear_only else options.zxing_formats
     return list(
         zxingcpp.read_barcodes(
             image,
-            formats=zxingcpp.BarcodeFormats(list(options.zxing_formats)),
+            formats=zxingcpp.BarcodeFormats(list(formats)),
             try_rotate=try_rotate,
             try_downscale=options.try_downscale,
             try_invert=try_invert,
@@ -480,13 +493,22 @@ def decode_frame(
         # Only frames where the first pass read nothing: there the retries pay for themselves
         # (the codes zxing-cpp misses in camera frames are mostly tilted 1-D ones); a frame
         # that already gave a code does not pay 4-10 ms more to look for a second one.
+        # A candidate is a 1-D symbol's region (gradients one way, bars crossed): its crops
+        # are read for the 1-D formats only, at half the cost of every format (the 2-D
+        # detectors, rotation-invariant, already looked at the whole frame).
         for candidate in find_linear_candidates(view, options.max_candidates):
             crop, back = deskew(view, candidate)
             # The crop is small: the inverted pass is cheap here, unlike over the whole frame.
-            if add(_zxing_read(crop, options, try_rotate=False, try_invert=True), "deskew", back):
+            if add(
+                _zxing_read(crop, options, try_rotate=False, try_invert=True, linear_only=True),
+                "deskew",
+                back,
+            ):
                 continue
             if add(
-                _zxing_read(_clahe(crop), options, try_rotate=False, try_invert=False),
+                _zxing_read(
+                    _clahe(crop), options, try_rotate=False, try_invert=False, linear_only=True
+                ),
                 "contrast",
                 back,
             ):
@@ -499,7 +521,11 @@ def decode_frame(
                     candidate.center, candidate.size, candidate.angle - residual, candidate.strength
                 )
                 crop, back = deskew(view, refined)
-                add(_zxing_read(crop, options, try_rotate=False, try_invert=True), "deskew", back)
+                add(
+                    _zxing_read(crop, options, try_rotate=False, try_invert=True, linear_only=True),
+                    "deskew",
+                    back,
+                )
     small = view.shape[0] * view.shape[1] <= options.small_image_pixels
     # A small image with nothing read: local contrast (inverted codes are looked for here,
     # where it is cheap), then more pixels per module.

@@ -7,7 +7,8 @@ Threads and tasks, and who calls what:
   taken, so no frame is skipped); it wakes the event loop with ``call_soon_threadsafe``;
 - the event loop hands frames to a pool of decoder threads (zxing-cpp releases the GIL, so
   every core decodes) and takes the results back in frame order, so presence tracking sees
-  time run forwards;
+  time run forwards; a decoder thread measures the quality indicators of the codes likely to
+  be reported right after its decode, and wakes the loop itself when it is done;
 - a frame whose scene did not change since the last decoded one is not decoded again (its
   codes are the same): an idle lane costs almost nothing;
 - `ReaderLogic` (pure, clock passed in) turns per-frame codes into reads: presence-based
@@ -33,16 +34,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 
 from scanstation.barcode.decode import DecodedCode, DecodeOptions, Frame, decode_frame, to_gray
+from scanstation.barcode.quality import Quality
 from scanstation.barcode.quality import measure as measure_quality
 from scanstation.config import CameraSourceConfig
 from scanstation.model import CaptureType, Emit, Scan
@@ -124,6 +125,11 @@ class Read:
     """Distinct codes the window read: the read-rate statistics wait for all of them."""
     frame: CameraFrame | None = field(default=None, compare=False, repr=False)
     """The frame it was read in (its quality indicators are measured on it)."""
+    measured: bool = field(default=False, compare=False, repr=False)
+    """True when `quality` was already measured (by the decoder thread, right after the
+    decode); otherwise the emitter measures it."""
+    quality: Quality | None = field(default=None, compare=False, repr=False)
+    """The read's quality indicators when `measured` (None: the outline was unusable)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +171,17 @@ class Presence:
         self.window_s = window_s
         self._last_seen: dict[tuple[str, str], float] = {}
         self._last_report_at = -math.inf
+
+    def would_report(self, t: float, key: tuple[str, str]) -> bool:
+        """Whether `key` seen at `t` would be reported, as the state stands: a hint that
+        reads only, so a decoder thread may ask it while the event loop observes (frames
+        still in flight ahead of this one are not counted yet)."""
+        seen = self._last_seen.get(key)
+        return (
+            seen is None
+            or t - seen >= self.window_s
+            or (self._last_report_at > seen and t - seen >= min(MIN_ABSENCE_S, self.window_s))
+        )
 
     def observe(self, t: float, keys: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
         """The keys among `keys` (seen at time `t`) that should be reported now."""
@@ -223,6 +240,16 @@ class ReaderLogic:
             return True
         w = self.window
         return w is not None and w.opened_at <= t < w.closes_at
+
+    def may_report(self, t: float, code: DecodedCode) -> bool:
+        """Whether `code`, read in a frame grabbed at `t`, is likely to be reported: a hint
+        for a decoder thread (reads only; `observe` decides)."""
+        if not code.text:
+            return False
+        if self.continuous:
+            return self.presence.would_report(t, code.key)
+        w = self.window
+        return w is not None and w.opened_at <= t
 
     def observe(self, frame: CameraFrame, codes: Sequence[DecodedCode]) -> list[Read | NoRead]:
         """What to report for `codes`, read in `frame` (frames arrive in grab order)."""
@@ -361,11 +388,23 @@ def _scene_changed(a: Frame, b: Frame) -> bool:
     return int(np.count_nonzero(diff > CHANGE_LEVEL)) >= max(2, int(a.size * CHANGE_FRACTION))
 
 
+@dataclass(frozen=True, slots=True)
+class _Decoded:
+    """What a decoder thread hands back for one frame."""
+
+    codes: list[DecodedCode]
+    quality: dict[tuple[str, str], Quality | None]
+    """The quality indicators of the codes the reader is likely to report, measured in the
+    decoder thread on the frame they were read in (by key; a code missing here is measured
+    by the emitter if it is reported after all)."""
+
+
 @dataclass
 class _Pending:
     frame: CameraFrame
-    codes: asyncio.Future[list[DecodedCode]] | None
-    """None: the frame is not decoded (no trigger window open)."""
+    codes: Future[_Decoded] | None
+    """None: the frame is not decoded (no trigger window open). A decoder thread's own
+    future: it wakes the event loop itself when done (one hop, no asyncio future chained)."""
 
 
 @dataclass
@@ -422,7 +461,10 @@ class CameraSource:
         self._pending_triggers: list[tuple[bool, float]] = []
         """(opens, time): triggers (True) and releases (False), in the order they came."""
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wake: asyncio.Event | None = None
+        self._kicked = False
+        """Set on the event loop by a wake-up (new frame, trigger, decode done), cleared by the
+        stream before it looks at what is there."""
+        self._waiter: asyncio.Future[None] | None = None
         self._latest: CameraFrame | None = None
         self._shown: tuple[CameraFrame, list[DecodedCode]] | None = None
         """The newest frame through the reader and the codes found in it: the preview draws
@@ -431,7 +473,7 @@ class CameraSource:
         self._jpeg_cache: tuple[int, bytes] | None = None
         self._encoding = False
         self._next_index = 0
-        self._last_counted: asyncio.Future[list[DecodedCode]] | None = None
+        self._last_counted: Future[_Decoded] | None = None
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -548,7 +590,7 @@ class CameraSource:
     async def run(self, emit: Emit) -> None:
         """Read until cancelled (or until a replay ends), reopening a lost camera with backoff."""
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
+        self._kicked = False
         outbox: asyncio.Queue[Read | NoRead] = asyncio.Queue(maxsize=64)
         executor = ThreadPoolExecutor(
             max_workers=self.threads, thread_name_prefix=f"decode-{self.name}"
@@ -593,14 +635,40 @@ class CameraSource:
                 await asyncio.sleep(delay)
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
-    def _notify(self) -> None:
-        loop, wake = self._loop, self._wake
-        # Reading is_set() from another thread is a benign race (at worst one extra wake-up);
+    def _notify(self, _done: object = None) -> None:
+        """Wake the stream (any thread): a frame came, a trigger, or a decode finished."""
+        loop = self._loop
+        # Reading the flag from another thread is a benign race (at worst one extra wake-up);
         # it keeps a camera that delivers faster than the loop turns from flooding the loop.
-        if loop is None or wake is None or wake.is_set() or loop.is_closed():
+        if loop is None or self._kicked or loop.is_closed():
             return
         with contextlib.suppress(RuntimeError):  # the loop closed under us at shutdown
-            loop.call_soon_threadsafe(wake.set)
+            loop.call_soon_threadsafe(self._kick)
+
+    def _kick(self) -> None:
+        self._kicked = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _until_kicked(self, within: float | None) -> None:
+        """Until a wake-up since the stream last looked, or `within` seconds (None: no limit).
+
+        A plain future resolved by the wake-up itself: no task per wait, and not
+        ``asyncio.wait_for`` (before Python 3.12 it can swallow a cancellation that arrives
+        as the wait ends, which a camera delivering frames fast makes likely, gh-86296).
+        """
+        if self._kicked:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = None if within is None else loop.call_later(within, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     def _on_drop(self, count: int) -> None:
         self._counters.dropped_frames += count  # grabber thread, the only writer
@@ -616,8 +684,6 @@ class CameraSource:
         self, executor: ThreadPoolExecutor, outbox: asyncio.Queue[Read | NoRead]
     ) -> None:
         """Frames in, reads out, until a replay ends; raises CameraError when the camera is lost."""
-        assert self._wake is not None
-        wake = self._wake
         live = self.backend.live
         # A replay keeps a few frames ready and a few more decoding than there are threads,
         # which hides the hand-over latency between threads; a live camera keeps neither,
@@ -632,15 +698,14 @@ class CameraSource:
             daemon=True,
         )
         grabber.start()
-        loop = asyncio.get_running_loop()
         pending: deque[_Pending] = deque()
-        reference: tuple[Frame, asyncio.Future[list[DecodedCode]]] | None = None
+        reference: tuple[Frame, Future[_Decoded]] | None = None
         stall_after = max(5.0, 20.0 / self.config.fps)
         last_frame_at = time.monotonic()
         try:
             while True:
                 # Cleared before looking, so a frame posted meanwhile still wakes the wait below.
-                wake.clear()
+                self._kicked = False
                 # Fill the decoder pool with the newest frames.
                 while len(pending) < in_flight:
                     frame = mailbox.take()
@@ -661,7 +726,8 @@ class CameraSource:
                         self._counters.skipped_frames += 1
                         pending.append(_Pending(frame, reference[1]))
                         continue
-                    future = loop.run_in_executor(executor, self._decode, frame)
+                    future = executor.submit(self._work, frame)
+                    future.add_done_callback(self._notify)
                     self._counters.decoded_frames += 1
                     reference = (frame.thumb, future)
                     pending.append(_Pending(frame, future))
@@ -669,20 +735,18 @@ class CameraSource:
                 if pending and (pending[0].codes is None or pending[0].codes.done()):
                     while pending and (pending[0].codes is None or pending[0].codes.done()):
                         item = pending.popleft()
-                        codes = await self._codes_of(item)
-                        for event in self.reader.observe(item.frame, codes):
+                        decoded = self._codes_of(item)
+                        for event in self.reader.observe(item.frame, decoded.codes):
+                            if isinstance(event, Read) and event.code.key in decoded.quality:
+                                quality = decoded.quality[event.code.key]
+                                event = replace(event, measured=True, quality=quality)
                             await outbox.put(event)
                     continue
                 if pending:
-                    oldest = pending[0].codes
-                    assert oldest is not None
-                    if len(pending) >= in_flight:
-                        # Every decoder is busy: the next thing to do is take a result.
-                        await asyncio.wait({oldest})
-                    else:
-                        # A decoder is free: take a result or a new frame, whichever comes
-                        # first (awaiting only the result would decode one frame at a time).
-                        await _wait_for(wake, 1.0, oldest)
+                    # A result or a new frame, whichever comes first (awaiting only the
+                    # result would decode one frame at a time); every decode in flight
+                    # wakes the stream when it is done.
+                    await self._until_kicked(None if len(pending) >= in_flight else 1.0)
                     continue
                 self._take_triggers()
                 for event in self.reader.expire(self.clock(), self._latest):
@@ -701,7 +765,7 @@ class CameraSource:
                 if mailbox.holds_frame:
                     continue
                 # Short while a window is open, so that it closes on time.
-                await _wait_for(wake, 0.02 if self.reader.window else 0.5)
+                await self._until_kicked(0.02 if self.reader.window else 0.5)
         finally:
             stop.set()
             mailbox.clear()  # unblock a replay grabber waiting for room
@@ -711,22 +775,22 @@ class CameraSource:
             if grabber.is_alive():
                 await asyncio.to_thread(grabber.join, 1.0)
 
-    async def _codes_of(self, item: _Pending) -> list[DecodedCode]:
+    def _codes_of(self, item: _Pending) -> _Decoded:
         """The codes of a pending frame, in frame order; a failed decode counts as none."""
         if item.codes is None:
             self._shown = (item.frame, [])  # not decoded (outside a read window): no boxes
-            return []
+            return _NOTHING
         try:
-            codes = await item.codes
+            decoded = item.codes.result()  # done: the stream only takes finished frames
         except Exception as exc:
             self.health.errors += 1
             log.warning("camera %s: decoding frame %d failed: %s", self.name, item.frame.index, exc)
-            return []
+            return _NOTHING
         if item.codes is not self._last_counted:
             self._last_counted = item.codes
-            self._counters.decodes += len(codes)
-        self._shown = (item.frame, codes)
-        return codes
+            self._counters.decodes += len(decoded.codes)
+        self._shown = (item.frame, decoded.codes)
+        return decoded
 
     def _take_triggers(self) -> None:
         with self._trigger_lock:
@@ -736,6 +800,18 @@ class CameraSource:
                 self.reader.trigger(t)
             else:
                 self.reader.release(t)
+
+    def _work(self, frame: CameraFrame) -> _Decoded:
+        """Decoder thread: the frame's codes, then the quality indicators of those the
+        reader is likely to report, on the same thread (no hand-over between the decode and
+        the measure; a code already in view is not measured again)."""
+        codes = self._decode(frame)
+        quality: dict[tuple[str, str], Quality | None] = {}
+        if self.config.quality:
+            for code in codes:
+                if code.key not in quality and self.reader.may_report(frame.t, code):
+                    quality[code.key] = measure_quality(frame.gray, code)
+        return _Decoded(codes, quality)
 
     def _decode(self, frame: CameraFrame) -> list[DecodedCode]:
         """Decoder thread: one frame through zxing-cpp (the GIL is released while it works)."""
@@ -791,10 +867,11 @@ class CameraSource:
                 metadata["trigger"] = event.trigger
                 metadata["window"] = str(event.window)
                 metadata["window_codes"] = str(event.window_codes)
-            if self.config.quality and event.frame is not None:
+            quality = event.quality
+            if self.config.quality and not event.measured and event.frame is not None:
                 quality = await asyncio.to_thread(measure_quality, event.frame.gray, code)
-                if quality is not None:
-                    metadata.update(quality.as_metadata())
+            if self.config.quality and quality is not None:
+                metadata.update(quality.as_metadata())
             return Scan(
                 source=self.name,
                 raw_value=code.text,
@@ -820,20 +897,12 @@ class CameraSource:
         )
 
 
-async def _wait_for(
-    wake: asyncio.Event, within: float, result: asyncio.Future[Any] | None = None
-) -> None:
-    """Until `wake` is set, `result` is done, or `within` seconds pass.
+_NOTHING = _Decoded([], {})
 
-    Not ``asyncio.wait_for``: before Python 3.12 it can swallow a cancellation that arrives
-    as the event is set, which a camera delivering frames fast makes likely (gh-86296).
-    """
-    woken: asyncio.Future[Any] = asyncio.ensure_future(wake.wait())
-    waiting: set[asyncio.Future[Any]] = {woken} if result is None else {woken, result}
-    try:
-        await asyncio.wait(waiting, timeout=within, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        woken.cancel()
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 def _as_camera_error(error: BaseException) -> CameraError:
