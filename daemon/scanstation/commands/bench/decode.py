@@ -38,6 +38,7 @@ from scanstation.barcode.decode import (
 )
 from scanstation.commands.bench.scenes import RETAIL_FORMATS, Label, render_scene, retail_frames
 from scanstation.config import CameraSourceConfig, parse_config
+from scanstation.heap import settled
 from scanstation.model import Emit, Scan
 from scanstation.pipeline import Pipeline
 from scanstation.sources.camera import CameraFrame, CameraSource
@@ -374,7 +375,8 @@ def live_latency(
                 pipeline = Pipeline(store, settings)
                 walker = asyncio.create_task(pipeline.run())
                 try:
-                    await feed(pipeline.ingest)
+                    with settled():  # as the daemon runs once it is ready (scanstation.heap)
+                        await feed(pipeline.ingest)
                 finally:
                     walker.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
