@@ -1,9 +1,11 @@
 """Storage: SQLite through aiosqlite. All SQL of the station lives in this package.
 
 Owns the schema and its migrations (schema.py), the one group-committing writer and the
-readers (database.py: ``Store``), row converters (rows.py), and the query modules for the
-review API and dashboard (review.py). May import: model, payloads, bus. Nothing above it
-(services, publish, web, sources) is imported here.
+readers (core.py), ``Store`` (database.py), joined from one module per table group
+(sessions.py, captures.py, finished.py: the finished-capture write, outbox.py, catalog.py),
+row converters (rows.py), and the query modules for the review API and dashboard
+(review.py). May import: model, payloads, bus. Nothing above it (services, publish, web,
+sources) is imported here.
 """
 
 from scanstation.store.database import Store
