@@ -259,12 +259,15 @@ def _to_code(
     offset: Point,
 ) -> DecodedCode:
     """Wrap a zxing-cpp result, mapping its corners back to frame coordinates."""
-    corners = np.array(_corners(barcode), dtype=np.float64)
-    if transform is not None:
+    ox, oy = offset
+    if transform is None:  # the common case, in plain floats (the same sums as numpy's)
+        p = [(round(float(x) + ox), round(float(y) + oy)) for x, y in _corners(barcode)]
+    else:
         # `transform` maps retry-image pixels back to ROI pixels (2×3 affine).
+        corners = np.array(_corners(barcode), dtype=np.float64)
         corners = corners @ transform[:, :2].T + transform[:, 2]
-    corners += np.array(offset, dtype=np.float64)
-    p = [(round(float(x)), round(float(y))) for x, y in corners]
+        corners += np.array(offset, dtype=np.float64)
+        p = [(round(float(x)), round(float(y))) for x, y in corners]
     return DecodedCode(
         format=barcode.format.name,
         text=barcode.text,
