@@ -71,7 +71,7 @@ class CameraSourceConfig(_SourceBase):
     quality: bool = Field(
         True,
         description="Measure each read's quality indicators (contrast, modulation, edge width, "
-        "quiet zone, module size, decode margin, 0-100 score; about 0.5 ms per read); "
+        "quiet zone, module size, decode margin, 0-100 score; about 0.4–1 ms per read); "
         "indicative, not an ISO/IEC 15416/15415 grade",
     )
 
