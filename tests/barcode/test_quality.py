@@ -89,3 +89,42 @@ def test_quality_of_a_symbol_partly_off_the_frame_is_not_measured() -> None:
     code = decode_frame(frame)[0]
     cut = frame[:, : code.position[1][0] - 20]
     assert measure(cut, code) is None
+
+
+def test_percentiles_and_medians_are_numpys_to_the_last_bit() -> None:
+    """The indicators' statistics are taken without numpy's per-call set-up: the values a
+    station reports must stay what np.percentile / np.median give (linear interpolation)."""
+    from scanstation.barcode.quality import _median_sorted, _percentile, _percentiles
+
+    rng = np.random.default_rng(7)
+    for size in (1, 2, 3, 4, 9, 10, 57):
+        values = rng.uniform(0, 1, size)
+        for q in (0, 25, 50, 75, 90, 100):
+            assert _percentile(values.tolist(), q) == float(np.percentile(values, q))
+        ints = np.sort(rng.integers(1, 40, size))
+        assert _median_sorted(ints) == float(np.median(ints.astype(np.float64)))
+        floats = np.sort(values.astype(np.float32))
+        assert _median_sorted(floats) == float(np.median(floats.astype(np.float64)))
+    patch = rng.integers(0, 256, (37, 91), dtype=np.uint8)
+    assert _percentiles(patch, 5, 50, 95) == [float(v) for v in np.percentile(patch, [5, 50, 95])]
+
+
+def test_edge_width_reads_the_steepest_slope_from_3_pairs_before_to_1_after_the_edge() -> None:
+    """Edge width is the edge's contrast over its steepest slope nearby: the slopes of the
+    pixel pairs from 3 before the edge's first pixel to 1 after it, clamped to the line. Each
+    edge here has its steepest slope in that window at one of its ends and a steeper one just
+    outside it, so a window one pair too narrow or too wide reads another width."""
+    from scanstation.barcode.quality import _scan_lines
+
+    row = np.full(40, 200, np.float32)  # light 200, dark 40: each edge's contrast is 160
+    row[0] = 40  # a bar on the first pixel: a step of 160 between pixels 0 and 1
+    # Down into the bar at pixel 14 (the first dark one): slopes 63 (pair 10, outside),
+    # 7, 20, 10, 5 and 40 (pair 15, the window's last): 160 / 40 = 4 px.
+    row[10:18] = [200, 137, 130, 110, 100, 95, 55, 40]
+    row[18:30] = 40
+    # Up out of it at pixel 33 (the first light one): slopes 40 (pair 30, the window's
+    # first), 22, 37, 1, 1 and 58 (pair 35, outside): 4 px.
+    row[30:36] = [41, 81, 103, 140, 141, 142]
+    row[39] = 40  # a bar on the last pixel: a step of 160 between pixels 38 and 39
+    _, edge_widths, _ = _scan_lines(np.stack([row, row]))
+    assert sorted(edge_widths.tolist()) == [1.0, 1.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0]
